@@ -1,0 +1,36 @@
+# dmf2mel: `make book`, `make test`, `make lab` on a fresh Linux machine with Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test book lab bench data clean
+
+install: $(STAMP)
+
+# torch is installed first and alone: its pinned CPU build lies on disk, other versions pull CUDA builds.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$$(grep -E '^torch==' requirements.txt)"
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+data: $(STAMP)
+	$(PY) -m dmf2mel simulate --preset teaching --seed 0 --out data/teaching
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build -W -n --keep-going .
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --allow-root notebooks
+
+bench: $(STAMP)
+	$(PY) benchmarks/scan.py
+
+clean:
+	rm -rf _build .pytest_cache
