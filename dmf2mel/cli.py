@@ -1,0 +1,110 @@
+"""The command line: ``python -m dmf2mel {simulate,inspect,train,evaluate,predict} ...``.
+
+User errors (:class:`dmf2mel.errors.UserError`: a bad argument, a missing or malformed file) are
+printed as one paragraph without a traceback and exit with status 2. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dmf2mel.errors import UserError
+
+
+def _add_simulate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="write the built-in simulated corpus in the SparrKULee split_data layout",
+        description="Simulate speech-like stimuli and 64-channel EEG of several subjects listening to them, "
+        "and write them in the SparrKULee split_data layout (same seed, same bytes).",
+    )
+    parser.add_argument("--preset", choices=("teaching", "sparrkulee"), default="teaching")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--subjects", type=int, dest="n_subjects", help="number of subjects (incl. held out)")
+    parser.add_argument("--held-out", type=int, dest="n_held_out", help="subjects held out entirely")
+    parser.add_argument("--stories", type=int, dest="n_stories", help="number of stimuli")
+    parser.add_argument("--minutes", type=float, help="length of each stimulus in minutes")
+    parser.add_argument("--stimuli", dest="stimuli_dir", help="a folder of audio files to use as stimuli")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_simulate)
+
+
+def _run_simulate(args) -> int:
+    from dmf2mel.data.simulate import simulate_corpus
+
+    out = simulate_corpus(
+        args.out,
+        preset=args.preset,
+        seed=args.seed,
+        n_subjects=args.n_subjects,
+        n_held_out=args.n_held_out,
+        n_stories=args.n_stories,
+        minutes=args.minutes,
+        stimuli_dir=args.stimuli_dir,
+        progress=not args.quiet,
+    )
+    print(f"wrote the {args.preset} corpus (seed {args.seed}) to {out}")
+    return 0
+
+
+def _add_inspect(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "inspect",
+        help="summarise a split_data folder (subjects, stimuli, recordings, samples)",
+        description="Validate and summarise a folder in the SparrKULee split_data layout.",
+    )
+    parser.add_argument("folder")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    parser.set_defaults(func=_run_inspect)
+
+
+def _run_inspect(args) -> int:
+    from dmf2mel.data.sparrkulee import SplitData
+
+    data = SplitData(args.folder)
+    summary = data.summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    hours = {split: n / 64 / 3600 for split, n in summary["samples"].items()}
+    print(f"{data.folder}")
+    print(f"  subjects   {len(summary['subjects'])}: {', '.join(summary['subjects'])}")
+    print(f"  stimuli    {len(summary['stimuli'])}: {', '.join(summary['stimuli'])}")
+    for split in summary["recordings"]:
+        print(
+            f"  {split:<5}      {summary['recordings'][split]} recordings, "
+            f"{summary['samples'][split]} samples ({hours[split]:.2f} h at 64 Hz)"
+        )
+    print(f"  EEG channels {summary['eeg_channels']}, mel bands {summary['mel_bands']}")
+    if data.held_out_subjects:
+        print(f"  held out   {', '.join(data.held_out_subjects)}")
+    if data.metadata:
+        print(f"  corpus     preset {data.metadata.get('preset')}, seed {data.metadata.get('seed')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dmf2mel",
+        description="DMF2Mel: reconstruct the mel spectrogram of heard speech from EEG.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate(subparsers)
+    _add_inspect(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
