@@ -1,0 +1,317 @@
+"""Kolmogorov–Arnold layers: KANLinear and the adaptive gated AGKANLinear of SplineMap attention.
+
+Implements the projections of DMF2Mel's SplineMap attention (ARCHITECTURE.md, "SplineMap attention and AGKAN").
+
+A KAN layer (efficient-KAN formulation) maps ``x (..., in)`` to
+
+    y_o = sum_i SiLU(x_i) * W_base[o, i]  +  sum_i sum_k c[o, i, k] * s[o, i] * B_k(x_i)
+
+where ``B_k`` are the ``grid_size + spline_order`` B-spline bases of order ``spline_order`` on a uniform grid over
+``grid_range`` with ``grid_size`` intervals, extended by ``spline_order`` knots on each side.
+
+Memory. The model holds 28 such layers over batch x time tokens. The textbook Cox–de Boor recursion keeps several
+``(tokens, in, grid_size + 3)`` intermediates per layer alive for the backward pass, which at batch 16 x 640 runs to
+gigabytes. On a uniform grid only four cubic bases are non-zero at any ``x``, with closed-form polynomial weights of
+the fractional position (:func:`uniform_cubic_bases`). :class:`KANLinear` evaluates those four and keeps only its
+input for the backward pass; the dense basis matrix exists only transiently, inside one forward or backward call.
+:func:`b_spline_bases_reference` is the full recursion, kept as the oracle for the tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CUBIC_ORDER = 3
+ACTIVE_CUBIC_BASES = CUBIC_ORDER + 1  # a cubic B-spline basis spans four knot intervals
+
+
+def uniform_knots(grid_size: int, spline_order: int = CUBIC_ORDER, grid_range=(-1.0, 1.0), **tensor_kwargs):
+    """Knots of a uniform grid over ``grid_range``, extended by ``spline_order`` knots on each side.
+
+    Returns
+    -------
+    knots : (grid_size + 2 * spline_order + 1,)
+    """
+    low, high = grid_range
+    step = (high - low) / grid_size
+    positions = torch.arange(-spline_order, grid_size + spline_order + 1, **tensor_kwargs)
+    return low + step * positions
+
+
+def b_spline_bases_reference(x: torch.Tensor, grid: torch.Tensor, spline_order: int = CUBIC_ORDER) -> torch.Tensor:
+    """All B-spline bases by the full Cox–de Boor recursion (slow and memory-hungry: the oracle for tests).
+
+    Parameters
+    ----------
+    x : (..., in)
+    grid : (n_knots,) or (in, n_knots)
+        Knots, ascending. Order-0 bases use half-open intervals ``[t_j, t_{j+1})``, so an ``x`` outside
+        ``[t_0, t_last)`` gets all-zero bases.
+    spline_order : int
+
+    Returns
+    -------
+    bases : (..., in, n_knots - 1 - spline_order)
+    """
+    x = x.unsqueeze(-1)
+    bases = ((x >= grid[..., :-1]) & (x < grid[..., 1:])).to(x.dtype)
+    for order in range(1, spline_order + 1):
+        left = (x - grid[..., : -(order + 1)]) / (grid[..., order:-1] - grid[..., : -(order + 1)])
+        right = (grid[..., order + 1 :] - x) / (grid[..., order + 1 :] - grid[..., 1:-order])
+        bases = left * bases[..., :-1] + right * bases[..., 1:]
+    return bases
+
+
+def _cubic_weights(fraction: torch.Tensor) -> torch.Tensor:
+    """Values of the four uniform cubic B-spline pieces at ``fraction`` in [0, 1): (...,) -> (..., 4)."""
+    f2 = fraction * fraction
+    f3 = f2 * fraction
+    return torch.stack(
+        [
+            (1 - fraction) ** 3 / 6,
+            (3 * f3 - 6 * f2 + 4) / 6,
+            (-3 * f3 + 3 * f2 + 3 * fraction + 1) / 6,
+            f3 / 6,
+        ],
+        dim=-1,
+    )
+
+
+def _cubic_weight_slopes(fraction: torch.Tensor) -> torch.Tensor:
+    """Derivatives of :func:`_cubic_weights` with respect to ``fraction``: (...,) -> (..., 4)."""
+    f2 = fraction * fraction
+    return torch.stack(
+        [
+            -((1 - fraction) ** 2) / 2,
+            1.5 * f2 - 2 * fraction,
+            -1.5 * f2 + fraction + 0.5,
+            f2 / 2,
+        ],
+        dim=-1,
+    )
+
+
+def _locate(x: torch.Tensor, grid_size: int, grid_range) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Knot interval of each ``x`` on the extended uniform grid.
+
+    Returns the interval index ``j`` (the ``x`` lies in ``[t_j, t_{j+1})``), the fractional position in it, a mask of
+    the ``x`` inside the extended grid, and the knot spacing.
+    """
+    low, high = grid_range
+    step = (high - low) / grid_size
+    n_intervals = grid_size + 2 * CUBIC_ORDER
+    position = (x - low) / step + CUBIC_ORDER  # in units of knot spacing, counted from the first knot t_0
+    interval = torch.floor(position)
+    inside = (interval >= 0) & (interval < n_intervals)
+    fraction = position - interval
+    return interval.long(), fraction, inside, step
+
+
+def uniform_cubic_bases(x: torch.Tensor, grid_size: int, grid_range=(-1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four non-zero cubic B-spline bases at each ``x`` on a uniform grid, in closed form (exact).
+
+    Basis ``k`` (``0 <= k < grid_size + 3``) is the one :func:`b_spline_bases_reference` returns at index ``k`` for
+    :func:`uniform_knots`. At ``x`` only bases ``first, ..., first + 3`` can be non-zero, with the returned weights.
+    Indices outside ``[0, grid_size + 3)`` name bases that do not exist; their weights must be ignored (this happens
+    within three knots of the grid's ends). An ``x`` outside the extended grid gets all-zero weights, as in the
+    recursion.
+
+    Differentiable with respect to ``x`` through the weights.
+
+    Parameters
+    ----------
+    x : (..., in)
+    grid_size : int
+        Number of intervals over ``grid_range``.
+    grid_range : (float, float)
+
+    Returns
+    -------
+    weights : (..., in, 4)
+    first : (..., in), int64, in ``[-3, grid_size + 2]``
+    """
+    interval, fraction, inside, _ = _locate(x, grid_size, grid_range)
+    weights = _cubic_weights(fraction) * inside.unsqueeze(-1).to(x.dtype)
+    first = torch.where(inside, interval - CUBIC_ORDER, torch.zeros_like(interval))
+    return weights, first
+
+
+def local_to_dense(weights: torch.Tensor, first: torch.Tensor, n_bases: int) -> torch.Tensor:
+    """Scatter the four local bases of :func:`uniform_cubic_bases` into the full basis vector.
+
+    Parameters
+    ----------
+    weights : (..., in, 4)
+    first : (..., in)
+    n_bases : int
+        ``grid_size + 3``.
+
+    Returns
+    -------
+    bases : (..., in, n_bases)
+    """
+    padded = weights.new_zeros(*weights.shape[:-1], n_bases + 2 * CUBIC_ORDER)
+    index = (first + CUBIC_ORDER).unsqueeze(-1) + torch.arange(ACTIVE_CUBIC_BASES, device=first.device)
+    padded = padded.scatter(-1, index, weights)
+    return padded[..., CUBIC_ORDER : CUBIC_ORDER + n_bases]
+
+
+class _LocalSplineContraction(torch.autograd.Function):
+    """``y[t, o] = sum_i sum_k coeff[o, i, k] * B_k(x[t, i])`` keeping only ``x`` and ``coeff`` for backward.
+
+    ``coeff`` is padded with ``CUBIC_ORDER`` zero slots on each side of the basis axis, so the four active slots
+    ``first + 3 .. first + 6`` are always valid indices. The dense ``(tokens, in * (n_bases + 6))`` basis matrix is
+    built transiently in forward and rebuilt in backward (recomputation instead of storage).
+    """
+
+    @staticmethod
+    def forward(ctx, x, coeff_padded, grid_size, grid_range):
+        ctx.save_for_backward(x, coeff_padded)
+        ctx.grid_size, ctx.grid_range = grid_size, grid_range
+        basis_matrix = _padded_basis_matrix(x, grid_size, grid_range, coeff_padded.shape[-1])
+        return basis_matrix @ coeff_padded.reshape(coeff_padded.shape[0], -1).t()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, coeff_padded = ctx.saved_tensors
+        n_out, n_in, n_slots = coeff_padded.shape
+        grad_x = grad_coeff = None
+        if ctx.needs_input_grad[1]:
+            basis_matrix = _padded_basis_matrix(x, ctx.grid_size, ctx.grid_range, n_slots)
+            grad_coeff = (grad_out.t() @ basis_matrix).view(n_out, n_in, n_slots)
+            del basis_matrix
+        if ctx.needs_input_grad[0]:
+            interval, fraction, inside, step = _locate(x, ctx.grid_size, ctx.grid_range)
+            slopes = _cubic_weight_slopes(fraction) * (inside.to(x.dtype) / step).unsqueeze(-1)
+            # d y / d basis for every slot, then pick the four active slots of each input
+            grad_bases = (grad_out @ coeff_padded.reshape(n_out, -1)).view(-1, n_in, n_slots)
+            index = torch.where(inside, interval, torch.zeros_like(interval)).unsqueeze(-1)
+            index = index + torch.arange(ACTIVE_CUBIC_BASES, device=x.device)
+            grad_x = (grad_bases.gather(-1, index) * slopes).sum(-1)
+        return grad_x, grad_coeff, None, None
+
+
+def _padded_basis_matrix(x: torch.Tensor, grid_size: int, grid_range, n_slots: int) -> torch.Tensor:
+    """(tokens, in) -> (tokens, in * n_slots): the bases, with ``CUBIC_ORDER`` zero slots on either side."""
+    weights, first = uniform_cubic_bases(x, grid_size, grid_range)
+    index = (first + CUBIC_ORDER).unsqueeze(-1) + torch.arange(ACTIVE_CUBIC_BASES, device=x.device)
+    dense = x.new_zeros(*x.shape, n_slots).scatter_(-1, index, weights)
+    return dense.view(x.shape[0], -1)
+
+
+class KANLinear(nn.Module):
+    """Kolmogorov–Arnold layer with cubic B-spline edges (efficient-KAN formulation, memory-light).
+
+    ``y = SiLU(x) @ W_base.T + sum_{i,k} c[o, i, k] * s[o, i] * B_k(x_i)``, see the module docstring.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    grid_size : int, default 5
+        Intervals of the uniform grid over ``grid_range``; there are ``grid_size + 3`` bases per input.
+    spline_order : int, default 3
+        Only cubic splines (3) have the fast closed-form path.
+    grid_range : (float, float), default (-1, 1)
+        Inputs beyond the grid extended by three knots each side get no spline contribution (only the SiLU path).
+
+    Shapes
+    ------
+    ``(..., in_features) -> (..., out_features)``, any leading shape.
+
+    Parameter names follow efficient-KAN (``base_weight``, ``spline_weight``, ``spline_scaler``).
+    """
+
+    # efficient-KAN's defaults: spline coefficients start as small random curves
+    SPLINE_NOISE = 0.1
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        grid_size: int = 5,
+        spline_order: int = CUBIC_ORDER,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+    ):
+        super().__init__()
+        if spline_order != CUBIC_ORDER:
+            raise ValueError(f"KANLinear: spline_order must be {CUBIC_ORDER} (cubic), got {spline_order}")
+        if grid_size < 1:
+            raise ValueError(f"KANLinear: grid_size must be >= 1, got {grid_size}")
+        self.in_features, self.out_features = in_features, out_features
+        self.grid_size, self.spline_order = grid_size, spline_order
+        self.grid_range = (float(grid_range[0]), float(grid_range[1]))
+        self.n_bases = grid_size + spline_order
+        self.base_weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.spline_weight = nn.Parameter(torch.empty(out_features, in_features, self.n_bases))
+        self.spline_scaler = nn.Parameter(torch.empty(out_features, in_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.spline_scaler, a=math.sqrt(5))
+        bound = self.SPLINE_NOISE / self.grid_size
+        nn.init.uniform_(self.spline_weight, -bound, bound)
+
+    def knots(self) -> torch.Tensor:
+        """The extended uniform grid, ``(grid_size + 7,)``."""
+        return uniform_knots(
+            self.grid_size, self.spline_order, self.grid_range, dtype=self.base_weight.dtype, device=self.base_weight.device
+        )
+
+    def scaled_spline_weight(self) -> torch.Tensor:
+        """``c[o, i, k] * s[o, i]``: (out_features, in_features, grid_size + 3)."""
+        return self.spline_weight * self.spline_scaler.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> (..., out_features)."""
+        leading = x.shape[:-1]
+        tokens = x.reshape(-1, self.in_features)
+        base = F.linear(F.silu(tokens), self.base_weight)
+        coeff_padded = F.pad(self.scaled_spline_weight(), (CUBIC_ORDER, CUBIC_ORDER))
+        spline = _LocalSplineContraction.apply(tokens, coeff_padded, self.grid_size, self.grid_range)
+        return (base + spline).reshape(*leading, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, grid_size={self.grid_size}"
+
+
+class AGKANLinear(nn.Module):
+    """Adaptive gated KAN layer: a per-token gate between a KAN and a prototype (soft codebook) path.
+
+    ``y = LayerNorm( g * KAN(x) + (1 - g) * W_r softmax_S(W_c x) )``, ``g = sigmoid(w_g . x + b_g)`` one scalar per
+    token (ARCHITECTURE.md, "SplineMap attention and AGKAN").
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    grid_size : int
+        Grid intervals of the KAN path (8 for Q and V, 6 for K and the output projection of SplineMap attention).
+    n_prototypes : int
+        ``S``, the size of the soft codebook (64 Q/V, 32 K, 128 output).
+    gate_bias : float
+        Initial ``b_g``; positive values lean towards the KAN path at initialisation (sigmoid(1) = 0.73).
+
+    Shapes
+    ------
+    ``(..., in_features) -> (..., out_features)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float):
+        super().__init__()
+        self.kan = KANLinear(in_features, out_features, grid_size=grid_size)
+        self.gate = nn.Linear(in_features, 1)
+        nn.init.constant_(self.gate.bias, gate_bias)
+        self.to_prototypes = nn.Linear(in_features, n_prototypes, bias=False)  # W_c
+        self.from_prototypes = nn.Linear(n_prototypes, out_features, bias=False)  # W_r
+        self.norm = nn.LayerNorm(out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> (..., out_features)."""
+        gate = torch.sigmoid(self.gate(x))
+        prototypes = self.from_prototypes(torch.softmax(self.to_prototypes(x), dim=-1))
+        return self.norm(gate * self.kan(x) + (1 - gate) * prototypes)

@@ -1,0 +1,97 @@
+"""SplineMap attention: weights, self/cross attention on any length, the AGKAN switch, determinism, gradients."""
+
+import pytest
+import torch
+
+from dmf2mel.models.attention import SplineMapAttention
+from dmf2mel.models.kan import AGKANLinear
+
+D_MODEL = 16
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("time", [1, 7, 33])
+def test_self_attention_weights_sum_to_one_and_match_fused_path(time):
+    torch.manual_seed(0)
+    attention = SplineMapAttention(D_MODEL, n_heads=2).eval()
+    x = torch.randn(3, time, D_MODEL)
+    out, weights = attention(x, return_weights=True)
+    assert out.shape == (3, time, D_MODEL)
+    assert weights.shape == (3, 2, time, time)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, time))
+    torch.testing.assert_close(attention(x), out, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("time, source_time", [(5, 12), (12, 5), (1, 9)])
+def test_cross_attention_with_different_lengths(time, source_time):
+    torch.manual_seed(1)
+    attention = SplineMapAttention(D_MODEL, n_heads=4).eval()
+    query, source = torch.randn(2, time, D_MODEL), torch.randn(2, source_time, D_MODEL)
+    out, weights = attention(query, source, return_weights=True)
+    assert out.shape == (2, time, D_MODEL)
+    assert weights.shape == (2, 4, time, source_time)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, time))
+    # the key/value input matters, and self-attention is cross-attention of the query with itself
+    assert not torch.allclose(out, attention(query, torch.randn(2, source_time, D_MODEL)))
+    torch.testing.assert_close(attention(query), attention(query, query))
+
+
+def test_attention_equals_explicit_formula():
+    torch.manual_seed(2)
+    attention = SplineMapAttention(D_MODEL, n_heads=2).eval()
+    query, source = torch.randn(2, 6, D_MODEL), torch.randn(2, 4, D_MODEL)
+    nq, ns = attention.norm(query), attention.norm(source)
+    q, k, v = attention.query_proj(nq), attention.key_proj(ns), attention.value_proj(ns)
+    heads = []
+    for h in range(2):
+        cols = slice(8 * h, 8 * (h + 1))
+        weights = torch.softmax(q[..., cols] @ k[..., cols].transpose(1, 2) / 8**0.5, dim=-1)
+        heads.append(weights @ v[..., cols])
+    expected = query + attention.out_proj(torch.cat(heads, dim=-1))
+    torch.testing.assert_close(attention(query, source), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_use_splinemap_switches_projection_type_and_parameter_count():
+    with_kan = SplineMapAttention(64, 2)
+    plain = SplineMapAttention(64, 2, use_splinemap=False)
+    assert all(isinstance(m, AGKANLinear) for m in (with_kan.query_proj, with_kan.key_proj, with_kan.value_proj, with_kan.out_proj))
+    assert isinstance(plain.query_proj, torch.nn.Linear)
+    assert n_params(plain) == 2 * 64 + 4 * (64 * 64 + 64)
+    assert n_params(with_kan) > 5 * n_params(plain)
+    x = torch.randn(2, 5, 64)
+    assert plain(x).shape == x.shape
+
+
+def test_projection_sizes_follow_the_paper():
+    attention = SplineMapAttention(64, 2)
+    sizes = [(p.kan.grid_size, p.to_prototypes.out_features, p.gate.bias.item()) for p in
+             (attention.query_proj, attention.key_proj, attention.value_proj, attention.out_proj)]
+    assert sizes == [(8, 64, 1.0), (6, 32, 0.5), (8, 64, 2.0), (6, 128, 1.0)]
+
+
+def test_eval_is_deterministic_and_train_uses_dropout():
+    torch.manual_seed(3)
+    attention = SplineMapAttention(D_MODEL, 2)
+    x = torch.randn(2, 9, D_MODEL)
+    attention.eval()
+    torch.testing.assert_close(attention(x), attention(x), atol=0, rtol=0)
+    attention.train()
+    assert not torch.allclose(attention(x), attention(x))
+
+
+@pytest.mark.parametrize("use_splinemap", [True, False])
+def test_gradient_reaches_every_parameter(use_splinemap):
+    torch.manual_seed(4)
+    attention = SplineMapAttention(D_MODEL, 2, use_splinemap=use_splinemap)
+    query, source = torch.randn(2, 7, D_MODEL), torch.randn(2, 5, D_MODEL)
+    (attention(query, source) * torch.randn(2, 7, D_MODEL)).sum().backward()
+    for name, p in attention.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_rejects_heads_that_do_not_divide_d_model():
+    with pytest.raises(ValueError, match="n_heads"):
+        SplineMapAttention(10, 3)

@@ -1,0 +1,143 @@
+"""KANLinear and AGKANLinear: the closed-form cubic bases against the full Cox–de Boor recursion."""
+
+import math
+
+import pytest
+import torch
+
+from dmf2mel.models.kan import (
+    AGKANLinear,
+    KANLinear,
+    b_spline_bases_reference,
+    local_to_dense,
+    uniform_cubic_bases,
+    uniform_knots,
+)
+
+
+def dense_kan_forward(layer: KANLinear, x: torch.Tensor) -> torch.Tensor:
+    """The textbook KAN layer: all bases by the recursion, then a dense contraction."""
+    bases = b_spline_bases_reference(x, layer.knots())
+    spline = torch.einsum("...ik,oik->...o", bases, layer.scaled_spline_weight())
+    return torch.nn.functional.silu(x) @ layer.base_weight.t() + spline
+
+
+@pytest.mark.parametrize("grid_size", [3, 6, 8])
+def test_reference_bases_sum_to_one_inside_the_grid(grid_size):
+    x = torch.linspace(-1, 1, 201, dtype=torch.float64)[:-1].unsqueeze(-1)
+    bases = b_spline_bases_reference(x, uniform_knots(grid_size, dtype=torch.float64))
+    assert bases.shape == (200, 1, grid_size + 3)
+    torch.testing.assert_close(bases.sum(-1), torch.ones(200, 1, dtype=torch.float64))
+    assert (bases >= 0).all()
+
+
+@pytest.mark.parametrize("grid_size", [3, 6, 8])
+def test_fast_bases_equal_the_recursion_everywhere(grid_size):
+    # covers inside the grid, the three extension knots on each side, and beyond (all-zero)
+    x = torch.linspace(-3, 3, 1201, dtype=torch.float64).reshape(-1, 1)
+    reference = b_spline_bases_reference(x, uniform_knots(grid_size, dtype=torch.float64))
+    weights, first = uniform_cubic_bases(x, grid_size)
+    fast = local_to_dense(weights, first, grid_size + 3)
+    torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0)
+    inside = x.abs().squeeze(-1) < 0.999
+    torch.testing.assert_close(weights.sum(-1)[inside], torch.ones_like(weights.sum(-1)[inside]))
+    far = x.abs().squeeze(-1) > 1 + 3 * 2 / grid_size + 1e-9
+    assert (weights[far] == 0).all()
+
+
+def test_fast_bases_on_another_range():
+    x = torch.linspace(-5, 5, 301, dtype=torch.float64).reshape(-1, 1)
+    reference = b_spline_bases_reference(x, uniform_knots(4, grid_range=(-2.0, 3.0), dtype=torch.float64))
+    fast = local_to_dense(*uniform_cubic_bases(x, 4, grid_range=(-2.0, 3.0)), 7)
+    torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("leading", [(7,), (2, 5), (2, 3, 1)])
+def test_kan_layer_matches_dense_implementation_any_leading_shape(leading):
+    torch.manual_seed(0)
+    layer = KANLinear(6, 5, grid_size=4).double()
+    torch.nn.init.normal_(layer.spline_weight)  # make the spline path as large as the base path
+    x = 1.5 * torch.randn(*leading, 6, dtype=torch.float64)
+    out = layer(x)
+    assert out.shape == (*leading, 5)
+    torch.testing.assert_close(out, dense_kan_forward(layer, x))
+
+
+def test_kan_layer_gradients_match_dense_implementation():
+    torch.manual_seed(1)
+    layer = KANLinear(5, 4, grid_size=6).double()
+    torch.nn.init.normal_(layer.spline_weight)
+    x = 1.3 * torch.randn(3, 11, 5, dtype=torch.float64)
+    upstream = torch.randn(3, 11, 4, dtype=torch.float64)
+
+    grads = {}
+    for name, forward in (("fast", layer), ("dense", lambda t: dense_kan_forward(layer, t))):
+        layer.zero_grad()
+        xi = x.clone().requires_grad_()
+        (forward(xi) * upstream).sum().backward()
+        grads[name] = [xi.grad] + [p.grad.clone() for p in layer.parameters()]
+    for fast, dense in zip(grads["fast"], grads["dense"]):
+        torch.testing.assert_close(fast, dense)
+
+
+def test_kan_layer_gradcheck():
+    torch.manual_seed(2)
+    layer = KANLinear(3, 2, grid_size=5).double()
+    # keep inputs away from knots, where the third derivative jumps, so finite differences are clean
+    x = torch.tensor([[-0.93, 0.31, 1.47], [0.05, -1.55, 0.77]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, w, s: _with_params(layer, t, w, s), (x, layer.spline_weight, layer.spline_scaler))
+
+
+def _with_params(layer, x, spline_weight, spline_scaler):
+    return torch.func.functional_call(layer, {"spline_weight": spline_weight, "spline_scaler": spline_scaler}, (x,))
+
+
+def test_kan_gradient_reaches_every_parameter():
+    layer = KANLinear(4, 3, grid_size=8)
+    layer(torch.randn(2, 9, 4)).pow(2).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_kan_inputs_far_outside_the_grid_use_only_the_base_path():
+    layer = KANLinear(2, 3, grid_size=5)
+    x = torch.tensor([[10.0, -10.0]])
+    torch.testing.assert_close(layer(x), torch.nn.functional.silu(x) @ layer.base_weight.t())
+
+
+def test_kan_rejects_non_cubic_order():
+    with pytest.raises(ValueError, match="spline_order"):
+        KANLinear(2, 2, spline_order=2)
+
+
+@pytest.mark.parametrize("gate_bias", [1.0, 0.5, 2.0])
+def test_agkan_gate_starts_at_its_bias(gate_bias):
+    layer = AGKANLinear(8, 6, grid_size=8, n_prototypes=16, gate_bias=gate_bias)
+    assert torch.all(layer.gate.bias == gate_bias)
+    # with the gate's weights zeroed, every token's gate is sigmoid(bias)
+    torch.nn.init.zeros_(layer.gate.weight)
+    x = torch.randn(4, 8)
+    gate = torch.sigmoid(layer.gate(x))
+    torch.testing.assert_close(gate, torch.full((4, 1), 1 / (1 + math.exp(-gate_bias))))
+
+
+def test_agkan_equals_its_formula():
+    torch.manual_seed(3)
+    layer = AGKANLinear(8, 6, grid_size=6, n_prototypes=32, gate_bias=0.5).double()
+    x = torch.randn(2, 7, 8, dtype=torch.float64)
+    gate = torch.sigmoid(x @ layer.gate.weight.t() + layer.gate.bias)
+    prototypes = torch.softmax(x @ layer.to_prototypes.weight.t(), -1) @ layer.from_prototypes.weight.t()
+    mixed = gate * dense_kan_forward(layer.kan, x) + (1 - gate) * prototypes
+    expected = torch.nn.functional.layer_norm(mixed, (6,), layer.norm.weight, layer.norm.bias)
+    torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("leading", [(1,), (3, 1), (2, 7, 4)])
+def test_agkan_shapes_and_gradients(leading):
+    layer = AGKANLinear(8, 5, grid_size=8, n_prototypes=16, gate_bias=1.0)
+    x = torch.randn(*leading, 8)
+    out = layer(x)
+    assert out.shape == (*leading, 5)
+    (out * torch.randn_like(out)).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
