@@ -1,0 +1,275 @@
+"""Mamba (v1), its bidirectional wrapper and DMF2Mel's convMamba block.
+
+:class:`Mamba` follows Gu & Dao (2023), "Mamba: Linear-Time Sequence Modeling with Selective State
+Spaces", and uses the parameter names and shapes of ``mamba_ssm.modules.mamba_simple.Mamba``, so a
+state dict loads in either direction (see ``tests/models/test_mamba_ssm_compat.py``). The selective
+scan itself lives in :mod:`dmf2mel.models.scan` (a reference loop, a fused CPU kernel, mamba_ssm's
+CUDA kernel), chosen by ``scan_backend``.
+
+:class:`BiMamba` runs one Mamba forwards and one over the time-reversed sequence, as DMF2Mel's
+convMamba does. :class:`ConvMamba` is the last stage of DMF2Mel (ARCHITECTURE.md, "convMamba").
+
+All modules take and return time-major tensors ``(batch, time, d_model)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmf2mel.models.scan import BACKENDS, selective_scan
+
+#: dt_rank="auto" gives ceil(d_model / DT_RANK_DIVISOR), as mamba_ssm does.
+DT_RANK_DIVISOR = 16
+#: Lower clamp of the initial step sizes dt (mamba_ssm's ``dt_init_floor``).
+DT_INIT_FLOOR = 1e-4
+
+
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """The SSM parameters stay in float32 under half precision (as in mamba_ssm), float64 in float64."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+class Mamba(nn.Module):
+    """Mamba v1 block (selective state-space model), ``mamba_ssm``-compatible parameters.
+
+    Parameters
+    ----------
+    d_model : int
+        Feature size of input and output.
+    d_state : int, default 128
+        State size N per inner channel (DMF2Mel uses 128; mamba_ssm's default is 16).
+    d_conv : int, default 4
+        Kernel size of the causal depthwise convolution.
+    expand : int, default 2
+        Inner width E: the scan runs over ``E * d_model`` channels.
+    dt_rank : int or "auto", default "auto"
+        Rank of the step-size projection; "auto" is ``ceil(d_model / 16)``.
+    dt_min, dt_max : float, default 1e-3, 1e-1
+        Initial step sizes are log-uniform in [dt_min, dt_max].
+    scan_backend : str, default "auto"
+        Backend of :func:`dmf2mel.models.scan.selective_scan`.
+
+    Notes
+    -----
+    Parameters (E·d = ``d_inner``, R = ``dt_rank``, N = ``d_state``), as in mamba_ssm:
+    ``in_proj.weight`` (2·E·d, d), ``conv1d.weight`` (E·d, 1, d_conv), ``conv1d.bias`` (E·d),
+    ``x_proj.weight`` (R + 2N, E·d), ``dt_proj.weight`` (E·d, R), ``dt_proj.bias`` (E·d),
+    ``A_log`` (E·d, N), ``D`` (E·d), ``out_proj.weight`` (d, E·d).
+
+    Shapes: ``(batch, time, d_model) -> (batch, time, d_model)``. Causal: output at t depends on
+    inputs up to t only.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 128,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        scan_backend: str = "auto",
+    ):
+        super().__init__()
+        if scan_backend not in BACKENDS:
+            raise ValueError(f"Mamba: scan_backend must be one of {BACKENDS}, got {scan_backend!r}")
+        if dt_rank != "auto" and not (isinstance(dt_rank, int) and dt_rank > 0):
+            raise ValueError(f"Mamba: dt_rank must be 'auto' or a positive int, got {dt_rank!r}")
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / DT_RANK_DIVISOR) if dt_rank == "auto" else dt_rank
+        self.scan_backend = scan_backend
+
+        # x (the scanned signal) and z (the gate) in one projection.
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        # Padding d_conv - 1 on both sides, then keeping the first T outputs, makes it causal.
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner, padding=d_conv - 1
+        )
+        # Input-dependent step size (low rank), B and C: what makes the scan "selective".
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        self._init_ssm(dt_min, dt_max)
+
+    @torch.no_grad()
+    def _init_ssm(self, dt_min: float, dt_max: float) -> None:
+        """mamba_ssm's initialisation of the step sizes, A and D."""
+        # Keeps the variance of dt_proj's output independent of dt_rank.
+        dt_init_std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        # Initial step sizes log-uniform in [dt_min, dt_max]; the bias is their inverse softplus,
+        # because the scan applies softplus(dt + bias).
+        log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        dt = torch.exp(log_dt).clamp(min=DT_INIT_FLOOR)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        # S4D-real: A = -(1, 2, ..., N) for every channel, stored as log so that A stays negative.
+        state_index = torch.arange(1, self.d_state + 1, dtype=torch.float32)
+        self.A_log.copy_(torch.log(state_index).expand(self.d_inner, -1))
+        self.D.fill_(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the block.
+
+        Parameters
+        ----------
+        x : (batch, time, d_model)
+
+        Returns
+        -------
+        (batch, time, d_model)
+        """
+        length = x.shape[1]
+        xz = self.in_proj(x).transpose(1, 2)  # (batch, 2 * d_inner, time)
+        u, z = xz.chunk(2, dim=1)
+        u = F.silu(self.conv1d(u)[..., :length])
+        x_dbl = self.x_proj(u.transpose(1, 2))  # (batch, time, dt_rank + 2 * d_state)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        # The bias is added inside the scan (delta_bias), as mamba_ssm does.
+        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (batch, d_inner, time)
+        A = -torch.exp(_at_least_float32(self.A_log))
+        y = selective_scan(
+            u,
+            delta,
+            A,
+            B.transpose(1, 2).contiguous(),
+            C.transpose(1, 2).contiguous(),
+            D=_at_least_float32(self.D),
+            z=z,
+            delta_bias=_at_least_float32(self.dt_proj.bias),
+            delta_softplus=True,
+            backend=self.scan_backend,
+        )
+        return self.out_proj(y.transpose(1, 2))
+
+
+class BiMamba(nn.Module):
+    """Bidirectional Mamba: a forward and a time-reversed Mamba with separate weights.
+
+    Both outputs are concatenated (2 · d_model features) and projected back to d_model, so every
+    output step sees the whole sequence.
+
+    Parameters
+    ----------
+    d_model : int
+        Feature size of input and output.
+    **mamba_kwargs
+        Passed to both :class:`Mamba` blocks (d_state, d_conv, expand, dt_rank, dt_min, dt_max,
+        scan_backend).
+
+    Shapes: ``(batch, time, d_model) -> (batch, time, d_model)``.
+    """
+
+    def __init__(self, d_model: int, **mamba_kwargs):
+        super().__init__()
+        self.forward_mamba = Mamba(d_model, **mamba_kwargs)
+        self.backward_mamba = Mamba(d_model, **mamba_kwargs)
+        self.proj = nn.Linear(2 * d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, d_model) -> (batch, time, d_model)."""
+        forwards = self.forward_mamba(x)
+        backwards = self.backward_mamba(x.flip(1)).flip(1)
+        return self.proj(torch.cat([forwards, backwards], dim=-1))
+
+
+class ConvBNReLU(nn.Module):
+    """Conv1d over time ('same' length) + BatchNorm + ReLU, on time-major tensors.
+
+    Shapes: ``(batch, time, d_model) -> (batch, time, d_model)``.
+    """
+
+    def __init__(self, d_model: int, kernel_size: int):
+        super().__init__()
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size, padding="same")
+        self.norm = nn.BatchNorm1d(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, d_model) -> (batch, time, d_model)."""
+        return F.relu(self.norm(self.conv(x.transpose(1, 2)))).transpose(1, 2)
+
+
+class FeedForward(nn.Module):
+    """Pre-LayerNorm feed-forward: LN, d_model → d_ff, SiLU, dropout, d_ff → d_model.
+
+    Shapes: ``(batch, time, d_model) -> (batch, time, d_model)`` (no residual; the caller adds it).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.expand = nn.Linear(d_model, d_ff)
+        self.dropout = nn.Dropout(dropout)
+        self.contract = nn.Linear(d_ff, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, d_model) -> (batch, time, d_model)."""
+        return self.contract(self.dropout(F.silu(self.expand(self.norm(x)))))
+
+
+class ConvMamba(nn.Module):
+    """DMF2Mel's convMamba block: local convolution, bidirectional Mamba, half-step feed-forwards.
+
+    ``x = ConvBNReLU(x); x = BiMamba(x); x = x + ½·FFN(x); x = x + ConvBNReLU(x); x = x + ½·FFN(x)``
+
+    As in the official code the second convolution and feed-forward are the *same* modules as the
+    first (shared weights); the caller (DMF2Mel) wraps the whole block in a residual.
+
+    Parameters
+    ----------
+    d_model : int
+        Feature size of input and output.
+    d_ff : int, default 2048
+        Hidden size of the feed-forward.
+    dropout : float, default 0.1
+        Dropout inside the feed-forward.
+    kernel_size : int, default 7
+        Kernel of the time convolution.
+    use_mamba : bool, default True
+        False drops the BiMamba (the ablation "without Mamba"); the rest is unchanged.
+    **mamba_kwargs
+        Passed to :class:`BiMamba` (d_state, d_conv, expand, dt_rank, scan_backend, ...).
+
+    Shapes: ``(batch, time, d_model) -> (batch, time, d_model)``.
+    """
+
+    #: Weight of each feed-forward residual (Macaron-style half steps, as in Conformer).
+    FFN_RESIDUAL_WEIGHT = 0.5
+
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int = 2048,
+        dropout: float = 0.1,
+        kernel_size: int = 7,
+        use_mamba: bool = True,
+        **mamba_kwargs,
+    ):
+        super().__init__()
+        self.conv = ConvBNReLU(d_model, kernel_size)
+        self.bimamba = BiMamba(d_model, **mamba_kwargs) if use_mamba else None
+        self.ffn = FeedForward(d_model, d_ff, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, d_model) -> (batch, time, d_model)."""
+        x = self.conv(x)
+        if self.bimamba is not None:
+            x = self.bimamba(x)
+        x = x + self.FFN_RESIDUAL_WEIGHT * self.ffn(x)
+        x = x + self.conv(x)
+        return x + self.FFN_RESIDUAL_WEIGHT * self.ffn(x)
+
+
+__all__ = ["BiMamba", "ConvBNReLU", "ConvMamba", "FeedForward", "Mamba"]

@@ -1,0 +1,160 @@
+"""Mamba, BiMamba and convMamba: shapes, a from-scratch reference, initialisation, causality."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dmf2mel.models.mamba import BiMamba, ConvMamba, Mamba
+
+D_MODEL = 8
+D_STATE = 4
+LENGTHS = [1, 3, 7, 64, 65]
+
+
+def small_mamba(**kwargs):
+    return Mamba(D_MODEL, d_state=D_STATE, scan_backend="reference", **kwargs)
+
+
+def mamba_from_scratch(block: Mamba, x: torch.Tensor) -> torch.Tensor:
+    """The Mamba equations written out step by step from the parameters, independent of the scan."""
+    batch, length, _ = x.shape
+    inner, n_state, rank = block.d_inner, block.d_state, block.dt_rank
+    xz = x @ block.in_proj.weight.T
+    u, z = xz[..., :inner], xz[..., inner:]
+    # causal depthwise convolution: out_t = bias + sum_k w[k] * u[t - (K-1) + k]
+    kernel = block.conv1d.weight[:, 0, :]  # (inner, K)
+    padded = F.pad(u, (0, 0, kernel.shape[1] - 1, 0))
+    conv = torch.stack(
+        [(padded[:, t : t + kernel.shape[1], :] * kernel.T).sum(1) for t in range(length)], dim=1
+    )
+    u = F.silu(conv + block.conv1d.bias)
+    A = -torch.exp(block.A_log)
+    state = x.new_zeros(batch, inner, n_state)
+    ys = []
+    for t in range(length):
+        proj = u[:, t] @ block.x_proj.weight.T
+        dt_raw, b, c = proj[:, :rank], proj[:, rank : rank + n_state], proj[:, rank + n_state :]
+        delta = F.softplus(dt_raw @ block.dt_proj.weight.T + block.dt_proj.bias)  # (batch, inner)
+        state = torch.exp(delta[..., None] * A) * state + (delta * u[:, t])[..., None] * b[:, None, :]
+        y = (state * c[:, None, :]).sum(-1) + block.D * u[:, t]
+        ys.append(y * F.silu(z[:, t]))
+    return torch.stack(ys, dim=1) @ block.out_proj.weight.T
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+def test_shapes_any_length(length):
+    torch.manual_seed(0)
+    x = torch.randn(2, length, D_MODEL)
+    assert small_mamba()(x).shape == x.shape
+    assert BiMamba(D_MODEL, d_state=D_STATE, scan_backend="reference")(x).shape == x.shape
+    conv_mamba = ConvMamba(D_MODEL, d_ff=16, dropout=0.0, d_state=D_STATE, scan_backend="reference")
+    assert conv_mamba(x).shape == x.shape
+
+
+@pytest.mark.parametrize("length", [1, 5, 23])
+def test_matches_from_scratch_reference(length):
+    torch.manual_seed(1)
+    block = small_mamba().double()
+    # move every parameter away from its initial value so that each one matters
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(3, length, D_MODEL, dtype=torch.float64)
+    torch.testing.assert_close(block(x), mamba_from_scratch(block, x), rtol=1e-10, atol=1e-10)
+
+
+def test_matches_mambapy():
+    """An outside implementation with the same parameter names gives the same output."""
+    mambapy = pytest.importorskip("mambapy.mamba", reason="mambapy (benchmark reference) not installed")
+    torch.manual_seed(2)
+    ours = Mamba(16, d_state=8, expand=2, scan_backend="reference")
+    config = mambapy.MambaConfig(d_model=16, n_layers=1, d_state=8, expand_factor=2, pscan=False)
+    theirs = mambapy.MambaBlock(config)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 33, 16)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_initialisation():
+    torch.manual_seed(3)
+    dt_min, dt_max = 2e-3, 5e-2
+    block = Mamba(32, d_state=6, dt_min=dt_min, dt_max=dt_max, scan_backend="reference")
+    assert block.dt_rank == math.ceil(32 / 16)
+    expected_a = torch.log(torch.arange(1, 7, dtype=torch.float32)).expand(64, -1)
+    torch.testing.assert_close(block.A_log.detach(), expected_a)
+    torch.testing.assert_close(block.D.detach(), torch.ones(64))
+    dt = F.softplus(block.dt_proj.bias.detach())
+    assert dt.min() >= dt_min * (1 - 1e-5) and dt.max() <= dt_max * (1 + 1e-5)
+    assert block.dt_proj.weight.abs().max() <= block.dt_rank**-0.5
+    assert block.in_proj.bias is None and block.out_proj.bias is None and block.x_proj.bias is None
+
+
+def test_mamba_is_causal():
+    torch.manual_seed(4)
+    block = small_mamba()
+    x = torch.randn(1, 20, D_MODEL)
+    changed = x.clone()
+    changed[:, 12] += 1.0
+    before, after = block(x), block(changed)
+    torch.testing.assert_close(before[:, :12], after[:, :12])
+    assert not torch.allclose(before[:, 12:], after[:, 12:])
+
+
+def test_bimamba_sees_both_directions():
+    torch.manual_seed(5)
+    block = BiMamba(D_MODEL, d_state=D_STATE, scan_backend="reference")
+    assert block.forward_mamba is not block.backward_mamba
+    x = torch.randn(1, 20, D_MODEL)
+    changed = x.clone()
+    changed[:, 12] += 1.0
+    before, after = block(x), block(changed)
+    assert not torch.allclose(before[:, :12], after[:, :12])  # the reversed Mamba carries the future
+    # the backward half is exactly the time-reversed Mamba
+    with torch.no_grad():
+        block.proj.weight[:, :D_MODEL] = 0.0
+        block.proj.bias.zero_()
+    expected = block.backward_mamba(x.flip(1)).flip(1) @ block.proj.weight[:, D_MODEL:].T
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_convmamba_equations_and_sharing():
+    torch.manual_seed(6)
+    block = ConvMamba(D_MODEL, d_ff=16, dropout=0.0, d_state=D_STATE, scan_backend="reference").eval()
+    x = torch.randn(2, 30, D_MODEL)
+    h = block.bimamba(block.conv(x))
+    h = h + 0.5 * block.ffn(h)
+    h = h + block.conv(h)
+    h = h + 0.5 * block.ffn(h)
+    torch.testing.assert_close(block(x), h)
+    # the conv and the feed-forward are used twice but exist once
+    counted = sum(p.numel() for m in (block.conv, block.ffn, block.bimamba) for p in m.parameters())
+    assert sum(p.numel() for p in block.parameters()) == counted
+
+
+def test_convmamba_without_mamba():
+    with_mamba = ConvMamba(D_MODEL, d_ff=16, d_state=D_STATE, scan_backend="reference")
+    without = ConvMamba(D_MODEL, d_ff=16, d_state=D_STATE, use_mamba=False)
+    assert without.bimamba is None
+    n_with = sum(p.numel() for p in with_mamba.parameters())
+    n_without = sum(p.numel() for p in without.parameters())
+    assert n_with - n_without == sum(p.numel() for p in with_mamba.bimamba.parameters())
+    assert without(torch.randn(2, 9, D_MODEL)).shape == (2, 9, D_MODEL)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(7)
+    block = ConvMamba(D_MODEL, d_ff=16, dropout=0.1, d_state=D_STATE, scan_backend="reference")
+    block(torch.randn(2, 17, D_MODEL)).square().mean().backward()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="scan_backend"):
+        Mamba(D_MODEL, scan_backend="gpu-please")
+    with pytest.raises(ValueError, match="dt_rank"):
+        Mamba(D_MODEL, dt_rank=0)
+    with pytest.raises(ValueError, match="dt_min"):
+        Mamba(D_MODEL, dt_min=0.1, dt_max=0.01)
