@@ -1,0 +1,132 @@
+"""Metrics against loops over scipy.stats.pearsonr; the null distribution and its chance level."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from dmf2mel.metrics import (
+    RecordingPrediction,
+    _circular_xcorr,
+    challenge_metric,
+    paper_metric,
+    pearsonr_time,
+)
+
+SFREQ = 64
+N_MELS = 10
+
+
+def _corpus(signal=0.0, seed=0, lengths=((4000, 2500), (3000,), (5000, 2100))):
+    """Recordings of 3 subjects; pred = signal * true + noise."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for s, subject_lengths in enumerate(lengths):
+        for k, n in enumerate(subject_lengths):
+            true = rng.standard_normal((n, N_MELS)).cumsum(axis=0) * 0.1 + rng.standard_normal((n, N_MELS))
+            pred = signal * true + rng.standard_normal((n, N_MELS))
+            recs.append(RecordingPrediction(f"sub-{s:03d}", f"story_{k}", pred, true))
+    return recs
+
+
+def _scipy_window_r(pred, true, window):
+    """(n_windows, n_mels) r of full windows by scipy."""
+    out = []
+    for start in range(0, len(pred) - window + 1, window):
+        out.append(
+            [scipy.stats.pearsonr(pred[start : start + window, m], true[start : start + window, m])[0] for m in range(N_MELS)]
+        )
+    return np.array(out)
+
+
+def test_pearsonr_time_matches_scipy_and_gives_nan_for_constant():
+    rng = np.random.default_rng(0)
+    pred, true = rng.standard_normal((2, 100, N_MELS))
+    pred[:, 3] = 1.5
+    r = pearsonr_time(pred, true)
+    for m in range(N_MELS):
+        if m == 3:
+            assert np.isnan(r[m])
+        else:
+            assert r[m] == pytest.approx(scipy.stats.pearsonr(pred[:, m], true[:, m])[0], abs=1e-12)
+
+
+def test_circular_xcorr_equals_pearsonr_of_rolled_targets():
+    rng = np.random.default_rng(1)
+    pred, true = rng.standard_normal((2, 3, 40, 4))
+    xcorr, valid = _circular_xcorr(pred, true)
+    assert valid.all()
+    for lag in (0, 1, 17, 39):
+        for i in range(3):
+            for m in range(4):
+                expected = scipy.stats.pearsonr(pred[i, :, m], np.roll(true[i, :, m], -lag))[0]
+                assert xcorr[i, lag, m] == pytest.approx(expected, abs=1e-12)
+
+
+def test_challenge_metric_matches_scipy_loop():
+    recs = _corpus(signal=0.2, lengths=((4000, 1000), (3000,), (5000, 2100)))
+    window = int(30 * SFREQ)
+    got = challenge_metric(recs, n_null=50)
+    by_subject = {}
+    for rec in recs:
+        r = _scipy_window_r(rec.pred, rec.true, window)
+        if len(r) == 0:  # shorter than one segment: scored as one window of its own length
+            r = np.array([[scipy.stats.pearsonr(rec.pred[:, m], rec.true[:, m])[0] for m in range(N_MELS)]])
+        by_subject.setdefault(rec.subject, []).append(r)
+    per_subject = {s: np.concatenate(v).mean(axis=1).mean() for s, v in by_subject.items()}
+    assert got["r"] == pytest.approx(np.mean(list(per_subject.values())), abs=1e-10)
+    for s, value in per_subject.items():
+        assert got["per_subject"][s] == pytest.approx(value, abs=1e-10)
+    all_r = {s: np.concatenate(v) for s, v in by_subject.items()}
+    per_band = np.mean([all_r[s].mean(axis=0) for s in all_r], axis=0)
+    np.testing.assert_allclose(got["per_band"], per_band, atol=1e-10)
+
+
+def test_paper_metric_matches_scipy_loop():
+    recs = _corpus(signal=0.2, seed=2)
+    window = int(10 * SFREQ)
+    got = paper_metric(recs, n_null=50)
+    per_rec = [_scipy_window_r(rec.pred, rec.true, window).mean() for rec in recs]
+    assert got["r"] == pytest.approx(np.mean(per_rec), abs=1e-10)
+    assert got["n_windows"] == sum(len(rec.pred) // window for rec in recs)
+    # per subject: mean over that subject's recordings
+    assert got["per_subject"]["sub-000"] == pytest.approx(np.mean(per_rec[:2]), abs=1e-10)
+    assert len(got["per_band"]) == N_MELS
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+def test_constant_windows_are_left_out_like_scipy_nan():
+    recs = _corpus(signal=0.3, seed=3, lengths=((1280,),))
+    pred = recs[0].pred.copy()
+    pred[:640, 0] = 0.0  # band 0 of the first window is constant
+    rec = recs[0]._replace(pred=pred)
+    got = paper_metric([rec], n_null=20)
+    r = _scipy_window_r(rec.pred, rec.true, 640)
+    assert np.isnan(r[0, 0])
+    assert got["r"] == pytest.approx(np.mean([np.nanmean(r[0]), np.nanmean(r[1])]), abs=1e-10)
+    assert got["per_band"][0] == pytest.approx(r[1, 0], abs=1e-10)
+
+
+def test_null_is_centred_near_zero_and_random_predictions_are_not_significant():
+    got = paper_metric(_corpus(signal=0.0, seed=4), n_null=400, seed=1)
+    assert abs(got["null_mean"]) < 0.01
+    assert got["null_std"] < 0.05
+    assert 0 < got["chance_r"] < 0.1
+    assert got["p_value"] > 0.01
+    assert abs(got["r"]) < got["chance_r"] + 3 * got["null_std"]
+
+
+def test_a_real_signal_is_far_above_chance_with_the_smallest_p():
+    n_null = 200
+    got = challenge_metric(_corpus(signal=0.3, seed=5), n_null=n_null)
+    assert got["r"] > 0.15 > got["chance_r"]
+    assert got["p_value"] == pytest.approx(1 / (n_null + 1))
+    assert all(p == pytest.approx(1 / (n_null + 1)) for p in got["per_band_p_value"])
+    assert all(p == pytest.approx(1 / (n_null + 1)) for p in got["per_subject_p_value"].values())
+
+
+def test_null_is_deterministic_for_a_seed_and_validates_shapes():
+    recs = _corpus(signal=0.1, seed=6)
+    assert paper_metric(recs, n_null=30, seed=3) == paper_metric(recs, n_null=30, seed=3)
+    bad = [recs[0]._replace(pred=recs[0].pred[:-1])]
+    with pytest.raises(ValueError, match="sub-000"):
+        paper_metric(bad)
