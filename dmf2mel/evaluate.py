@@ -1,0 +1,313 @@
+"""Evaluation protocols (known and unknown subjects) and challenge predictions.
+
+* **known subjects** (the paper's setting): the *test* part of every training subject's
+  recordings, with the model given each subject's id.
+* **unknown subjects**: subjects held out of training entirely (the corpus metadata's
+  ``held_out_subjects``, ``--held-out``, or for the real SparrKULee data without metadata the 2023
+  challenge's sub-072 .. sub-085), with the model's "unknown subject" conditioning (id -1). Only
+  their *test* parts are scored, so the stimulus time covered was never trained on either.
+
+Each protocol reports the paper metric and the challenge metric (:mod:`dmf2mel.metrics`) with
+their chance levels and p-values, per band and per subject. Predictions are made window by window
+(the training window length) and stitched back into whole recordings before scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, load_model
+from dmf2mel.data.datasets import SubjectIndex, sequential_spans
+from dmf2mel.data.sparrkulee import Recording, SplitData, read_challenge_subject, write_predictions
+from dmf2mel.errors import DataError, UserError
+from dmf2mel.io import save_json
+from dmf2mel.metrics import N_NULL, RecordingPrediction, challenge_metric, paper_metric
+
+#: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
+SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
+#: Windows per forward pass when predicting a long recording.
+PREDICT_BATCH = 16
+
+
+def default_held_out(data: SplitData) -> list[str]:
+    """The held-out subjects of a corpus: its metadata's, else sub-072..sub-085 where present."""
+    if data.metadata is not None and "held_out_subjects" in data.metadata:
+        return data.held_out_subjects
+    return [s for s in SPARRKULEE_HELD_OUT if s in data.subjects]
+
+
+def parse_subjects(text: str | None) -> list[str] | None:
+    """``"sub-072,sub-073"`` -> ``["sub-072", "sub-073"]`` (None stays None)."""
+    if text is None:
+        return None
+    return sorted({s.strip() for s in text.split(",") if s.strip()})
+
+
+@torch.no_grad()
+def predict_recording(
+    model: nn.Module,
+    eeg: np.ndarray,
+    subject: int,
+    window: int,
+    device: str | torch.device = "cpu",
+    batch_size: int = PREDICT_BATCH,
+) -> np.ndarray:
+    """Predict the mel of a whole recording window by window.
+
+    Parameters
+    ----------
+    model : nn.Module
+        ``forward(eeg (batch, time, n_chans), subject (batch,)) -> (batch, time, n_mels)``, in eval mode.
+    eeg : np.ndarray, shape (time, n_chans)
+        Normalised EEG.
+    subject : int
+        Subject id (-1: unknown subject).
+    window : int
+        Samples per forward pass: consecutive windows, the last one ending at the last sample
+        (:func:`~dmf2mel.data.datasets.sequential_spans`); a shorter recording is one pass.
+
+    Returns
+    -------
+    np.ndarray, shape (time, n_mels), float32
+    """
+    spans = sequential_spans(len(eeg), window)
+    eeg_t = torch.as_tensor(np.ascontiguousarray(eeg), dtype=torch.float32)
+    pieces = []
+    for first in range(0, len(spans), batch_size):
+        chunk = spans[first : first + batch_size]  # all spans have the same length
+        batch = torch.stack([eeg_t[start : start + length] for start, length in chunk]).to(device)
+        ids = torch.full((len(chunk),), subject, dtype=torch.int64, device=device)
+        pieces.extend(zip(chunk, model(batch, ids).float().cpu().numpy()))
+    n_mels = pieces[0][1].shape[-1]
+    out = np.zeros((len(eeg), n_mels), dtype=np.float32)
+    covered = 0
+    for (start, length), pred in pieces:
+        # the last window overlaps the previous one: keep the earlier prediction, add the tail
+        out[covered : start + length] = pred[covered - start :]
+        covered = start + length
+    return out
+
+
+def predict_recordings(
+    model: nn.Module,
+    data: SplitData,
+    split: str,
+    recordings: Sequence[Recording],
+    subject_index: SubjectIndex,
+    window: int,
+    device: str | torch.device = "cpu",
+) -> list[RecordingPrediction]:
+    """Predictions and targets of ``split`` of each recording (subjects not in the index get -1)."""
+    out = []
+    for rec in recordings:
+        eeg, mel = data.pair(split, rec.subject, rec.stimulus)
+        pred = predict_recording(model, eeg, subject_index[rec.subject], window, device)
+        out.append(RecordingPrediction(rec.subject, rec.stimulus, pred, mel))
+    return out
+
+
+def score_predictions(predictions: Sequence[RecordingPrediction], n_null: int = N_NULL, seed: int = 0) -> dict:
+    """Both metrics of a protocol, in the layout ``evaluate --json`` prints.
+
+    Returns
+    -------
+    dict
+        ``paper_r``, ``challenge_r``, ``chance_r`` and ``p_value`` (of the paper metric),
+        ``challenge_chance_r``, ``challenge_p_value``, ``per_band`` (10 paper-metric values),
+        ``per_subject`` (paper metric), ``subjects``, ``n_recordings``, and the full results of
+        both metrics under ``paper`` and ``challenge``.
+    """
+    paper = paper_metric(predictions, n_null=n_null, seed=seed)
+    challenge = challenge_metric(predictions, n_null=n_null, seed=seed)
+    return {
+        "paper_r": paper["r"],
+        "challenge_r": challenge["r"],
+        "chance_r": paper["chance_r"],
+        "p_value": paper["p_value"],
+        "challenge_chance_r": challenge["chance_r"],
+        "challenge_p_value": challenge["p_value"],
+        "per_band": paper["per_band"],
+        "per_subject": paper["per_subject"],
+        "subjects": sorted({p.subject for p in predictions}),
+        "n_recordings": len(predictions),
+        "paper": paper,
+        "challenge": challenge,
+    }
+
+
+def open_data_for(config: dict, folder: str | Path) -> SplitData:
+    """The split_data folder, checked against the channel and band counts the model was trained on."""
+    n_chans, n_mels = config["data"]["n_chans"], config["data"]["n_mels"]
+    data = SplitData(folder, n_chans=n_chans, n_mels=n_mels)
+    rec = data.recordings[0]
+    for feature in ("eeg", "mel"):
+        split = next((s for s in ("test", "val", "train") if data.has(s, rec.subject, rec.stimulus, feature)), None)
+        if split is None:
+            continue
+        try:
+            data.raw(split, rec.subject, rec.stimulus, feature)
+        except DataError as err:
+            raise DataError(f"{err} (this run's model takes {n_chans}-channel EEG and {n_mels} mel bands)") from None
+    return data
+
+
+def evaluate_run(
+    run: str | Path,
+    data_folder: str | Path | None = None,
+    held_out: Sequence[str] | None = None,
+    device: str = "cpu",
+    n_null: int = N_NULL,
+    seed: int = 0,
+    write: bool = True,
+) -> dict:
+    """Evaluate a run's best checkpoint on both protocols; write ``RUN/metrics.json``.
+
+    Parameters
+    ----------
+    run : path
+        The run folder.
+    data_folder : path, optional
+        The split_data folder (default: the one the run was trained on).
+    held_out : sequence of str, optional
+        Subjects for the unknown-subject protocol (default: those held out of training). They must
+        not be training subjects.
+    n_null, seed : int
+        Null draws and seed of the chance levels.
+
+    Returns
+    -------
+    dict
+        ``{"known": {...}, "unknown": {...} or None}`` (see :func:`score_predictions`).
+    """
+    run = Path(run)
+    config, model = load_model(run, BEST_CHECKPOINT, device)
+    data = open_data_for(config, data_folder or config["data"]["folder"])
+    index = SubjectIndex(config["data"]["subjects"])
+    window = config["data"]["window"]
+    held = list(config["data"]["held_out"]) if held_out is None else list(held_out)
+    trained_on = sorted(set(held) & set(index.subjects))
+    if trained_on:
+        raise UserError(f"--held-out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw")
+
+    results: dict = {}
+    known = data.recordings_in("test", subjects=index.subjects)
+    if not known:
+        raise DataError(f"{data.folder}: no test recordings of the run's training subjects ({', '.join(index.subjects)})")
+    results["known"] = score_predictions(predict_recordings(model, data, "test", known, index, window, device), n_null, seed)
+    unknown = data.recordings_in("test", subjects=held)
+    if unknown:
+        # An empty index gives every subject id -1: the unknown-subject conditioning.
+        preds = predict_recordings(model, data, "test", unknown, SubjectIndex([]), window, device)
+        results["unknown"] = score_predictions(preds, n_null, seed)
+    else:
+        results["unknown"] = None
+    results["checkpoint"] = str(run / BEST_CHECKPOINT)
+    results["data"] = str(data.folder)
+    if write:
+        save_json(run / METRICS_FILE, results)
+    return results
+
+
+def predict_challenge(
+    run: str | Path,
+    eeg_npz: str | Path,
+    mapping_json: str | Path,
+    out_dir: str | Path,
+    device: str = "cpu",
+) -> Path:
+    """Write the challenge submission of one subject: ``OUT/sub-XXX.json`` ``{segment_id: mel}``.
+
+    Each EEG segment is z-scored per channel over its own samples (a test segment has no train
+    part to take statistics from) and predicted with the subject's id if the run was trained on
+    that subject (named by the ``.npz`` file), else with the unknown-subject conditioning.
+    """
+    config, model = load_model(run, BEST_CHECKPOINT, device)
+    segments = read_challenge_subject(eeg_npz, mapping_json, n_chans=config["data"]["n_chans"])
+    subject = Path(eeg_npz).stem
+    subject_id = SubjectIndex(config["data"]["subjects"])[subject]
+    predictions = {}
+    for segment_id, eeg in segments.items():
+        std = eeg.std(axis=0)
+        eeg = (eeg - eeg.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        predictions[segment_id] = predict_recording(model, eeg, subject_id, config["data"]["window"], device)
+    return write_predictions(Path(out_dir) / f"{subject}.json", predictions, n_mels=config["data"]["n_mels"])
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _summary_line(name: str, result: dict | None) -> str:
+    if result is None:
+        return f"{name:>8}: no held-out subjects with test data"
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
+    return (
+        f"{name:>8}: paper r {fmt(result['paper_r'])} (chance {fmt(result['chance_r'])}, p {fmt(result['p_value'])}), "
+        f"challenge r {fmt(result['challenge_r'])} (chance {fmt(result['challenge_chance_r'])}), "
+        f"{len(result['subjects'])} subjects"
+    )
+
+
+def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``evaluate``: score a run on the known- and unknown-subject protocols."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a trained run on known and unknown subjects (paper and challenge metrics, chance levels)",
+        description="Evaluate RUN/best.pt on the test parts of the training subjects (known) and of the held-out "
+        "subjects (unknown, with the unknown-subject conditioning); write RUN/metrics.json.",
+    )
+    parser.add_argument("--data", help="split_data folder (default: the one the run was trained on)")
+    parser.add_argument("--run", required=True, help="the run folder")
+    parser.add_argument("--held-out", help="comma-separated subjects for the unknown protocol (default: the run's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--n-null", type=int, default=N_NULL, help="null draws for the chance levels")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the null distribution")
+    parser.add_argument("--json", action="store_true", help='print one JSON object {"known": ..., "unknown": ...}')
+    parser.set_defaults(func=run_evaluate)
+    return parser
+
+
+def run_evaluate(args) -> int:
+    """``python -m dmf2mel evaluate``."""
+    results = evaluate_run(
+        args.run, args.data, parse_subjects(args.held_out), device=args.device, n_null=args.n_null, seed=args.seed
+    )
+    if args.json:
+        print(json.dumps({"known": results["known"], "unknown": results["unknown"]}))
+    else:
+        print(_summary_line("known", results["known"]))
+        print(_summary_line("unknown", results["unknown"]))
+        print(f"wrote {Path(args.run) / METRICS_FILE}")
+    return 0
+
+
+def add_predict_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``predict``: the challenge submission JSON of one subject."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict the mel of challenge test segments (sub-XXX.npz + sub-XXX_mapping.json)",
+        description="Write OUT/sub-XXX.json = {segment_id: mel (time x 10)} with RUN/best.pt.",
+    )
+    parser.add_argument("--run", required=True, help="the run folder")
+    parser.add_argument("--eeg", required=True, help="sub-XXX.npz of EEG segments")
+    parser.add_argument("--mapping", required=True, help="sub-XXX_mapping.json")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.set_defaults(func=run_predict)
+    return parser
+
+
+def run_predict(args) -> int:
+    """``python -m dmf2mel predict``."""
+    path = predict_challenge(args.run, args.eeg, args.mapping, args.out, device=args.device)
+    print(f"wrote {path}")
+    return 0
