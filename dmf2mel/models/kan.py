@@ -66,33 +66,33 @@ def b_spline_bases_reference(x: torch.Tensor, grid: torch.Tensor, spline_order: 
     return bases
 
 
-def _cubic_weights(fraction: torch.Tensor) -> torch.Tensor:
-    """Values of the four uniform cubic B-spline pieces at ``fraction`` in [0, 1): (...,) -> (..., 4)."""
-    f2 = fraction * fraction
-    f3 = f2 * fraction
-    return torch.stack(
-        [
-            (1 - fraction) ** 3 / 6,
-            (3 * f3 - 6 * f2 + 4) / 6,
-            (-3 * f3 + 3 * f2 + 3 * fraction + 1) / 6,
-            f3 / 6,
-        ],
-        dim=-1,
-    )
+def _cubic_pieces(fraction: torch.Tensor) -> torch.Tensor:
+    """The four uniform cubic B-spline pieces at ``fraction`` in [0, 1): (...,) -> (..., 4).
+
+    ``[(1-f)^3, 3f^3 - 6f^2 + 4, -3f^3 + 3f^2 + 3f + 1, f^3] / 6``; the third is computed as one minus the others
+    (the pieces are a partition of unity), which saves passes over the (tokens, in) tensors.
+    """
+    pieces = fraction.new_empty(*fraction.shape, ACTIVE_CUBIC_BASES)
+    rest = 1 - fraction
+    squared = fraction * fraction
+    cubed = squared * fraction
+    pieces[..., 0] = rest * rest * rest / 6
+    pieces[..., 1] = cubed / 2 - squared + 2 / 3
+    pieces[..., 3] = cubed / 6
+    pieces[..., 2] = 1 - pieces[..., 0] - pieces[..., 1] - pieces[..., 3]
+    return pieces
 
 
-def _cubic_weight_slopes(fraction: torch.Tensor) -> torch.Tensor:
-    """Derivatives of :func:`_cubic_weights` with respect to ``fraction``: (...,) -> (..., 4)."""
-    f2 = fraction * fraction
-    return torch.stack(
-        [
-            -((1 - fraction) ** 2) / 2,
-            1.5 * f2 - 2 * fraction,
-            -1.5 * f2 + fraction + 0.5,
-            f2 / 2,
-        ],
-        dim=-1,
-    )
+def _cubic_piece_slopes(fraction: torch.Tensor) -> torch.Tensor:
+    """Derivatives of :func:`_cubic_pieces` with respect to ``fraction``: (...,) -> (..., 4). They sum to zero."""
+    slopes = fraction.new_empty(*fraction.shape, ACTIVE_CUBIC_BASES)
+    rest = 1 - fraction
+    squared = fraction * fraction
+    slopes[..., 0] = rest * rest / -2
+    slopes[..., 1] = 1.5 * squared - 2 * fraction
+    slopes[..., 3] = squared / 2
+    slopes[..., 2] = -(slopes[..., 0] + slopes[..., 1] + slopes[..., 3])
+    return slopes
 
 
 def _locate(x: torch.Tensor, grid_size: int, grid_range) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
@@ -104,7 +104,8 @@ def _locate(x: torch.Tensor, grid_size: int, grid_range) -> tuple[torch.Tensor, 
     low, high = grid_range
     step = (high - low) / grid_size
     n_intervals = grid_size + 2 * CUBIC_ORDER
-    position = (x - low) / step + CUBIC_ORDER  # in units of knot spacing, counted from the first knot t_0
+    # in units of knot spacing, counted from the first knot t_0 = low - 3 * step
+    position = x * (1 / step) + (CUBIC_ORDER - low / step)
     interval = torch.floor(position)
     inside = (interval >= 0) & (interval < n_intervals)
     fraction = position - interval
@@ -135,7 +136,7 @@ def uniform_cubic_bases(x: torch.Tensor, grid_size: int, grid_range=(-1.0, 1.0))
     first : (..., in), int64, in ``[-3, grid_size + 2]``
     """
     interval, fraction, inside, _ = _locate(x, grid_size, grid_range)
-    weights = _cubic_weights(fraction) * inside.unsqueeze(-1).to(x.dtype)
+    weights = _cubic_pieces(fraction) * inside.unsqueeze(-1)
     first = torch.where(inside, interval - CUBIC_ORDER, torch.zeros_like(interval))
     return weights, first
 
@@ -172,7 +173,8 @@ class _LocalSplineContraction(torch.autograd.Function):
     def forward(ctx, x, coeff_padded, grid_size, grid_range):
         ctx.save_for_backward(x, coeff_padded)
         ctx.grid_size, ctx.grid_range = grid_size, grid_range
-        basis_matrix = _padded_basis_matrix(x, grid_size, grid_range, coeff_padded.shape[-1])
+        weights, slots, _, _, _ = _active_slots(x, grid_size, grid_range)
+        basis_matrix = _scatter_bases(weights, slots, coeff_padded.shape[-1])
         return basis_matrix @ coeff_padded.reshape(coeff_padded.shape[0], -1).t()
 
     @staticmethod
@@ -180,28 +182,37 @@ class _LocalSplineContraction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, coeff_padded = ctx.saved_tensors
         n_out, n_in, n_slots = coeff_padded.shape
+        weights, slots, fraction, inside, step = _active_slots(x, ctx.grid_size, ctx.grid_range)
         grad_x = grad_coeff = None
         if ctx.needs_input_grad[1]:
-            basis_matrix = _padded_basis_matrix(x, ctx.grid_size, ctx.grid_range, n_slots)
+            basis_matrix = _scatter_bases(weights, slots, n_slots)
             grad_coeff = (grad_out.t() @ basis_matrix).view(n_out, n_in, n_slots)
             del basis_matrix
         if ctx.needs_input_grad[0]:
-            interval, fraction, inside, step = _locate(x, ctx.grid_size, ctx.grid_range)
-            slopes = _cubic_weight_slopes(fraction) * (inside.to(x.dtype) / step).unsqueeze(-1)
+            slopes = _cubic_piece_slopes(fraction) * (inside.unsqueeze(-1) / step)
             # d y / d basis for every slot, then pick the four active slots of each input
             grad_bases = (grad_out @ coeff_padded.reshape(n_out, -1)).view(-1, n_in, n_slots)
-            index = torch.where(inside, interval, torch.zeros_like(interval)).unsqueeze(-1)
-            index = index + torch.arange(ACTIVE_CUBIC_BASES, device=x.device)
-            grad_x = (grad_bases.gather(-1, index) * slopes).sum(-1)
+            grad_x = (grad_bases.gather(-1, slots) * slopes).sum(-1)
         return grad_x, grad_coeff, None, None
 
 
-def _padded_basis_matrix(x: torch.Tensor, grid_size: int, grid_range, n_slots: int) -> torch.Tensor:
-    """(tokens, in) -> (tokens, in * n_slots): the bases, with ``CUBIC_ORDER`` zero slots on either side."""
-    weights, first = uniform_cubic_bases(x, grid_size, grid_range)
-    index = (first + CUBIC_ORDER).unsqueeze(-1) + torch.arange(ACTIVE_CUBIC_BASES, device=x.device)
-    dense = x.new_zeros(*x.shape, n_slots).scatter_(-1, index, weights)
-    return dense.view(x.shape[0], -1)
+def _active_slots(x: torch.Tensor, grid_size: int, grid_range):
+    """Weights ``(tokens, in, 4)`` of the active bases and their slots ``(tokens, in, 4)`` in the padded basis axis.
+
+    Also returns the fractional positions, the inside-the-grid mask and the knot spacing for the backward pass.
+    Slot ``s`` holds basis ``s - CUBIC_ORDER``; outside the grid the weights are zero and the slots 0..3.
+    """
+    interval, fraction, inside, step = _locate(x, grid_size, grid_range)
+    weights = _cubic_pieces(fraction) * inside.unsqueeze(-1)
+    first_slot = torch.where(inside, interval, torch.zeros_like(interval))
+    slots = first_slot.unsqueeze(-1) + torch.arange(ACTIVE_CUBIC_BASES, device=x.device)
+    return weights, slots, fraction, inside, step
+
+
+def _scatter_bases(weights: torch.Tensor, slots: torch.Tensor, n_slots: int) -> torch.Tensor:
+    """(tokens, in, 4) weights at their slots -> the dense padded basis matrix (tokens, in * n_slots)."""
+    dense = weights.new_zeros(*weights.shape[:-1], n_slots).scatter_(-1, slots, weights)
+    return dense.view(weights.shape[0], -1)
 
 
 class KANLinear(nn.Module):

@@ -45,6 +45,19 @@ def test_fast_bases_equal_the_recursion_everywhere(grid_size):
     assert (weights[far] == 0).all()
 
 
+def test_fast_bases_are_differentiable_like_the_recursion():
+    x = torch.tensor([[-1.63, -0.41, 0.07, 0.88, 1.52]], dtype=torch.float64)
+    grid = uniform_knots(4, dtype=torch.float64)
+    upstream = torch.randn(1, 5, 7, dtype=torch.float64)
+    grads = []
+    for bases in (lambda t: local_to_dense(*uniform_cubic_bases(t, 4), 7), lambda t: b_spline_bases_reference(t, grid)):
+        xi = x.clone().requires_grad_()
+        (bases(xi) * upstream).sum().backward()
+        grads.append(xi.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert torch.autograd.gradcheck(lambda t: uniform_cubic_bases(t, 4)[0], (x.clone().requires_grad_(),))
+
+
 def test_fast_bases_on_another_range():
     x = torch.linspace(-5, 5, 301, dtype=torch.float64).reshape(-1, 1)
     reference = b_spline_bases_reference(x, uniform_knots(4, grid_range=(-2.0, 3.0), dtype=torch.float64))
