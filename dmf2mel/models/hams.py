@@ -129,7 +129,9 @@ class HAMSNet(nn.Module):
     Top-down pass: ``t = d0 + up(d1 + up(d2))``, a 1x1 output convolution, and the *internal* residual
     ``out = x + conv(t)``. (The assembly's repeat loop adds its own outer residual to the branch input on top.)
 
-    The input is zero-padded on the right to a multiple of 8 and the output cropped back to the input length.
+    The input is zero-padded on the right to a multiple of 8 and the output cropped back to the input length: the
+    result is exactly that of the zero-padded input, cropped (the padded steps take part in the convolutions and the
+    attention like any other step).
 
     Parameters
     ----------
