@@ -19,6 +19,7 @@ from torch import nn
 
 # The dynamic feature adjustment starts by damping its branch to a tenth, so both branches begin as small corrections.
 ADJUSTMENT_SCALE_INIT = 0.1
+QKV_DEPTHWISE_TAPS = 3  # as Restormer: each of q, k, v sees one step either side before the branches
 
 
 class DynamicFeatureAdjustment(nn.Module):
@@ -128,7 +129,9 @@ class DCFAM(nn.Module):
         self.d_model, self.n_heads, self.head_size = d_model, n_heads, d_model // n_heads
         self.kernel_size, self.normalise_weights = kernel_size, normalise_weights
         self.to_qkv = nn.Conv1d(d_model, 3 * d_model, kernel_size=1, bias=False)
-        self.qkv_depthwise = nn.Conv1d(3 * d_model, 3 * d_model, kernel_size=3, padding=1, groups=3 * d_model, bias=False)
+        self.qkv_depthwise = nn.Conv1d(
+            3 * d_model, 3 * d_model, QKV_DEPTHWISE_TAPS, padding=QKV_DEPTHWISE_TAPS // 2, groups=3 * d_model, bias=False
+        )
         self.local_mixer = LocalMixer(d_model, n_heads, kernel_size)
         self.foreground_adjust = DynamicFeatureAdjustment(d_model)
         self.channel_attention = ChannelAttention(d_model, n_heads)

@@ -163,6 +163,7 @@ class HAMSNet(nn.Module):
         def adaf(scale: int) -> ADAF:
             return ADAF(d_model, reduction, math.ceil(self.position_window / scale))
 
+        # the first stage sees one step either side (kernel 3, padding 1); the next two merge adjacent pairs
         self.encoder = nn.ModuleList(
             [
                 nn.Conv1d(d_model, d_model, kernel_size=3, stride=2, padding=1),
