@@ -1,0 +1,36 @@
+"""Figures and widgets of the book: plotly figure builders and the JupyterLab explorer.
+
+Every builder takes plain numpy arrays and returns a plotly figure; the notebook decides to show it.
+Chapters call :func:`setup_notebook` first so that figures render in JupyterLab and in the offline
+HTML book alike.
+
+- :mod:`dmf2mel.viz.style` — colours (true vs. predicted), template, renderer
+- :mod:`dmf2mel.viz.mel` — mel heatmaps, the true-vs-predicted comparison with a dropdown, per-band traces
+- :mod:`dmf2mel.viz.audio` — the noise vocoder for listening to mel spectrograms
+- :mod:`dmf2mel.viz.eeg` — scalp maps and spectra
+- :mod:`dmf2mel.viz.explorer` — the ipywidgets comparison explorer (JupyterLab)
+"""
+
+from dmf2mel.viz.audio import vocode
+from dmf2mel.viz.eeg import scalp_positions, spectra, topomap
+from dmf2mel.viz.explorer import ComparisonExplorer
+from dmf2mel.viz.mel import band_correlations, band_labels, band_traces, mel_comparison, mel_filters, mel_heatmap, zscore_bands
+from dmf2mel.viz.style import PREDICTED_COLOR, TRUE_COLOR, setup_notebook
+
+__all__ = [
+    "PREDICTED_COLOR",
+    "TRUE_COLOR",
+    "ComparisonExplorer",
+    "band_correlations",
+    "band_labels",
+    "band_traces",
+    "mel_comparison",
+    "mel_filters",
+    "mel_heatmap",
+    "scalp_positions",
+    "setup_notebook",
+    "spectra",
+    "topomap",
+    "vocode",
+    "zscore_bands",
+]

@@ -1,0 +1,72 @@
+"""One look for every figure of the book: colours, the plotly template and the notebook renderer.
+
+True (measured) signals are always drawn in :data:`TRUE_COLOR`, model predictions in
+:data:`PREDICTED_COLOR` (Okabe–Ito blue and vermillion, distinguishable with colour-vision deficiencies).
+"""
+
+from __future__ import annotations
+
+import re
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io.base_renderers import NotebookRenderer
+
+TRUE_COLOR = "#0072B2"
+PREDICTED_COLOR = "#D55E00"
+CHANCE_COLOR = "#7F7F7F"
+# Further series (e.g. several models), in a fixed order, after the two above.
+SERIES_COLORS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+# Mel spectrograms share one sequential scale so that true and predicted read alike.
+MEL_COLORSCALE = "Viridis"
+# Scalp maps are signed (µV, weights): a diverging scale centred on zero.
+TOPOMAP_COLORSCALE = "RdBu_r"
+
+TEMPLATE_NAME = "dmf2mel"
+OFFLINE_RENDERER = "dmf2mel_notebook"
+# Renders as plotly's own MIME bundle in JupyterLab and as HTML with plotly.js embedded once per page in the
+# built book; the plain default under nbclient emits only the MIME bundle, which the book drops, and
+# "notebook_connected" loads plotly.js from a CDN. The HTML part comes from OfflineNotebookRenderer, which is
+# plotly's "notebook" renderer without its CDN MathJax.
+NOTEBOOK_RENDERER = f"plotly_mimetype+{OFFLINE_RENDERER}"
+# plotly's "notebook" renderer adds MathJax from a CDN to every figure, whether it uses LaTeX or not.
+_CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*"></script>', re.IGNORECASE)
+
+
+class OfflineNotebookRenderer(NotebookRenderer):
+    """plotly's ``notebook`` renderer (plotly.js embedded once per page) that loads nothing from a CDN.
+
+    The book's own MathJax is served locally; figure text should not rely on LaTeX.
+    """
+
+    def to_mimebundle(self, fig_dict):
+        bundle = super().to_mimebundle(fig_dict)
+        bundle["text/html"] = _CDN_MATHJAX.sub("", bundle["text/html"])
+        return bundle
+
+
+def _template() -> go.layout.Template:
+    template = go.layout.Template(pio.templates["plotly_white"])
+    template.layout.font = dict(family="Helvetica, Arial, sans-serif", size=13)
+    template.layout.colorway = [TRUE_COLOR, PREDICTED_COLOR, *SERIES_COLORS]
+    template.layout.margin = dict(l=70, r=30, t=70, b=55)
+    return template
+
+
+def setup_notebook(renderer: str = NOTEBOOK_RENDERER) -> None:
+    """Make plotly figures display in both JupyterLab and the built (offline) book.
+
+    Call once at the top of every chapter. Registers the ``dmf2mel`` template as the default and
+    selects the renderer: plotly's MIME bundle for JupyterLab plus HTML for the book, where this
+    cell's output carries plotly.js, so the page needs nothing from a CDN.
+
+    Parameters
+    ----------
+    renderer : str
+        A plotly renderer name (see ``plotly.io.renderers``); the default is
+        ``"plotly_mimetype+dmf2mel_notebook"``, i.e. ``"plotly_mimetype+notebook"`` without CDN MathJax.
+    """
+    pio.templates[TEMPLATE_NAME] = _template()
+    pio.templates.default = TEMPLATE_NAME
+    pio.renderers[OFFLINE_RENDERER] = OfflineNotebookRenderer(config=pio.renderers["notebook"].config)
+    pio.renderers.default = renderer

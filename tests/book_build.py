@@ -1,0 +1,79 @@
+"""Build the book once for the tests that need it (test_book.py, test_browser.py), or reuse a fresh build.
+
+A build is reused when it succeeded (the stamp file exists) and no input changed since: the
+configuration, the table of contents, the pages, the notebooks, the package, the vendored scripts.
+Concurrent test processes (pytest-xdist) wait for one another through a file lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "_build"
+HTML = BUILD / "html"
+STAMP = BUILD / ".book-build-ok"  # written only after a build that exited 0
+LOG = BUILD / "book-build.log"
+INPUT_GLOBS = ("_config.yml", "_toc.yml", "book/*.md", "book/*.bib", "notebooks/*.ipynb", "dmf2mel/**/*.py",
+               "book/_vendor/VERSIONS", "scripts/vendor_js.py")
+BUILD_TIMEOUT_S = 1800
+
+
+def toc_files() -> list[str]:
+    """Every document in ``_toc.yml`` (the root first), as paths without suffix, e.g. ``notebooks/01_...``."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return [str(Path(f).with_suffix("")) for f in files]
+
+
+def newest_input() -> float:
+    return max(path.stat().st_mtime for pattern in INPUT_GLOBS for path in ROOT.glob(pattern))
+
+
+def is_fresh() -> bool:
+    return STAMP.is_file() and STAMP.stat().st_mtime > newest_input()
+
+
+def jupyter_book() -> str:
+    candidate = Path(sys.executable).parent / "jupyter-book"
+    return str(candidate) if candidate.exists() else "jupyter-book"
+
+
+def ensure_built() -> Path:
+    """Build the book unless a fresh successful build exists; return ``_build/html``.
+
+    Raises AssertionError with the build log's tail when vendoring or the build fails.
+    """
+    BUILD.mkdir(exist_ok=True)
+    with open(BUILD / ".book-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_fresh():
+            return HTML
+        STAMP.unlink(missing_ok=True)
+        vendor = subprocess.run([sys.executable, str(ROOT / "scripts" / "vendor_js.py")], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert vendor.returncode == 0, f"vendoring the book's JavaScript failed:\n{vendor.stderr[-3000:]}"
+        with open(LOG, "w") as log:
+            # --all: a change in the package alone must re-execute the chapters too.
+            build = subprocess.run([jupyter_book(), "build", "--all", "-W", "-n", "--keep-going", "."], cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+        if build.returncode != 0:
+            tail = LOG.read_text()[-5000:]
+            raise AssertionError(f"jupyter-book build failed (exit {build.returncode}); log {LOG}:\n{tail}")
+        STAMP.touch()
+        return HTML

@@ -1,0 +1,111 @@
+"""The book builds with warnings and cell errors fatal, has every page of its table of contents, and loads
+nothing from a CDN."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from book_build import ROOT, ensure_built, toc_files
+
+pytestmark = pytest.mark.slow
+
+# Hosts that serve scripts to web pages; nothing in the book may load from them (or from any other host).
+CDN_HINTS = ("cdn.", "jsdelivr", "unpkg", "cdnjs", "cloudflare", "googleapis", "plot.ly", "mathjax.org")
+
+
+class ResourceCollector(HTMLParser):
+    """Collects the URLs a page loads by itself: script src, stylesheet / preload href, img src."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "iframe", "audio", "source") and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        if tag == "link" and attrs.get("href") and attrs.get("rel") in ("stylesheet", "preload", "modulepreload"):
+            self.urls.append(attrs["href"])
+
+
+def loaded_urls(html: str) -> list[str]:
+    parser = ResourceCollector()
+    parser.feed(html)
+    return parser.urls
+
+
+@pytest.fixture(scope="module")
+def html_dir():
+    return ensure_built()
+
+
+def pages(html_dir):
+    """The book's pages (not the theme's template fragments under _static/)."""
+    return [page for page in html_dir.rglob("*.html") if page.relative_to(html_dir).parts[0] not in ("_static", "_sources")]
+
+
+def test_every_toc_page_is_built(html_dir):
+    missing = [f for f in toc_files() if not (html_dir / f"{f}.html").is_file()]
+    assert not missing, f"toc pages without HTML: {missing}"
+    assert (html_dir / "index.html").is_file()
+
+
+def test_every_chapter_is_a_notebook_importing_dmf2mel_with_outputs_stripped():
+    import nbformat
+
+    chapters = [f for f in toc_files() if f.startswith("notebooks/")]
+    assert chapters, "the toc lists no chapter notebook"
+    for chapter in chapters:
+        notebook = nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert any("dmf2mel" in cell.source for cell in code), f"{chapter} does not import dmf2mel"
+        assert any("setup_notebook()" in cell.source for cell in code), f"{chapter} does not call viz.setup_notebook()"
+        dirty = [i for i, cell in enumerate(code) if cell.outputs or cell.execution_count is not None]
+        assert not dirty, f"{chapter}: code cells {dirty} have outputs or execution counts (strip them before committing)"
+
+
+def test_no_page_loads_anything_from_the_network(html_dir):
+    offenders = {}
+    for page in pages(html_dir):
+        remote = [url for url in loaded_urls(page.read_text(errors="replace")) if re.match(r"^(https?:)?//", url)]
+        if remote:
+            offenders[str(page.relative_to(html_dir))] = remote
+    assert not offenders, f"pages load remote resources: {offenders}"
+
+
+def test_no_script_src_points_at_a_cdn(html_dir):
+    # A narrower, explicit form of the test above, as the design states it.
+    pattern = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
+    for page in pages(html_dir):
+        for src in pattern.findall(page.read_text(errors="replace")):
+            assert not any(hint in src.lower() for hint in CDN_HINTS), f"{page.name} loads {src}"
+
+
+def test_local_scripts_exist(html_dir):
+    # Every local script a page names must have been copied into the build (vendored MathJax, require.js, ...).
+    for page in pages(html_dir):
+        for url in loaded_urls(page.read_text(errors="replace")):
+            if re.match(r"^(https?:|data:|//)", url):
+                continue
+            target = (page.parent / url.split("?")[0].split("#")[0]).resolve()
+            assert target.is_file(), f"{page.relative_to(html_dir)} loads {url}, which is not in the build"
+
+
+def test_chapters_show_executed_plotly_figures(html_dir):
+    for chapter in (f for f in toc_files() if f.startswith("notebooks/")):
+        html = (html_dir / f"{chapter}.html").read_text(errors="replace")
+        # plotly.js is embedded once per page (by viz.setup_notebook) and figures were rendered.
+        assert "plotly.js v" in html, f"{chapter}: plotly.js is not embedded"
+        assert html.count('class="plotly-graph-div"') >= 1, f"{chapter}: no plotly figure in the page"
+        assert "Traceback" not in html, f"{chapter}: a cell printed a traceback"
+
+
+def test_references_page_lists_the_cited_works(html_dir):
+    html = (html_dir / "book" / "references.html").read_text()
+    assert "DMF2Mel" in html and "SparrKULee" in html
+    # Citations in the intro link to the bibliography.
+    intro = (html_dir / "book" / "intro.html").read_text()
+    assert "references.html#id" in intro or 'href="references.html' in intro
