@@ -132,3 +132,25 @@ def test_book_math_renders_with_the_vendored_mathjax(offline_page):
     # MathJax 3 replaces each formula by an <mjx-container>; that needs its vendored components and fonts.
     page.locator("mjx-container").first.wait_for(state="attached", timeout=TIMEOUT_MS)
     assert not page.blocked, f"the page tried to reach the network: {page.blocked}"
+
+
+def widget_pages() -> list[str]:
+    """Toc pages that embed saved ipywidgets state (e.g. training progress bars)."""
+    html = ensure_built()
+    marker = "application/vnd.jupyter.widget-state+json"
+    return [name for name in toc_files() if marker in (html / f"{name}.html").read_text(errors="replace")]
+
+
+def test_saved_widgets_render_offline(offline_page):
+    pages = widget_pages()
+    if not pages:
+        pytest.skip("no page of the book embeds ipywidgets state yet")
+    html = ensure_built()
+    page = offline_page
+    for name in pages:
+        page.goto((html / f"{name}.html").as_uri(), wait_until="load", timeout=TIMEOUT_MS)
+        # The vendored embed manager replaces each saved widget view by its rendered DOM.
+        page.locator(".jupyter-widgets").first.wait_for(state="attached", timeout=TIMEOUT_MS)
+        assert not page.blocked, f"{name} tried to reach the network: {page.blocked}"
+        unexpected = [e for e in page.errors if not any(known in e for known in KNOWN_PAGE_ERRORS)]
+        assert not unexpected, f"JavaScript errors on {name}: {unexpected}"
