@@ -1,0 +1,182 @@
+"""The built-in corpus: layout and metadata, determinism, the clean response, caching, and that the
+EEG really carries the stimulus (a lagged ridge decoder beats chance, less so on the hard preset)."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from dmf2mel.data import simulate
+from dmf2mel.data.features import mel_spectrogram
+from dmf2mel.data.sparrkulee import METADATA_FILE, SPLITS, SplitData, format_filename
+from dmf2mel.errors import DataError, UserError
+from dmf2mel.models.linear import LinearDecoder
+
+# One recording (sub-001 hears audiobook_1): the same story length as the session's tiny corpus, so
+# its bytes must equal that corpus's sub-001/audiobook_1 files (seeds are keyed per subject and story).
+ONE = dict(n_subjects=1, n_held_out=0, n_stories=1, minutes=1.0, progress=False)
+
+
+def corpus_files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def one_recording(tmp_path_factory):
+    return simulate.simulate_corpus(tmp_path_factory.mktemp("one") / "corpus", seed=0, **ONE)
+
+
+def test_layout_and_metadata(tiny_corpus):
+    data = SplitData(tiny_corpus)
+    meta = data.metadata
+    assert meta["preset"] == "teaching" and meta["seed"] == 0
+    assert meta["version"] == simulate.simulation_version()
+    assert data.subjects == meta["subjects"] == [f"sub-{i:03d}" for i in range(1, len(data.subjects) + 1)]
+    assert data.held_out_subjects == meta["held_out_subjects"] == data.subjects[-1:]  # written like the rest
+    assert data.stimuli == sorted(meta["stimuli"]) == ["audiobook_1", "podcast_1"]
+    # Everyone heard audiobook_1; the files on disk are exactly the recordings the metadata lists.
+    assert all("audiobook_1" in stories for stories in meta["recordings"].values())
+    assert sorted(data.recordings) == sorted((s, st) for s, stories in meta["recordings"].items() for st in stories)
+    assert set(meta["files"]) | {METADATA_FILE} == set(corpus_files(tiny_corpus))
+    for subject, stimulus in data.recordings:
+        eeg, mel = data.pair("train", subject, stimulus)
+        assert eeg.shape[1] == 64 and mel.shape[1] == 10 and len(eeg) == len(mel)
+        assert data.raw("train", subject, stimulus, "eeg").dtype == np.float32
+        assert data.has("test", subject, stimulus, "envelope")
+    n_total = sum(len(data.raw(split, "sub-001", "audiobook_1", "eeg")) for split in SPLITS)
+    assert n_total == pytest.approx(meta["parameters"]["minutes"] * 60 * 64, abs=2)
+
+
+def test_clean_response_kept(tiny_corpus):
+    meta = SplitData(tiny_corpus).metadata
+    for split in SPLITS:
+        name = format_filename(split, "sub-002", "audiobook_1", "eeg")
+        clean = np.load(tiny_corpus / meta["clean_folder"] / name)
+        eeg = np.load(tiny_corpus / name)
+        assert clean.shape == eeg.shape and clean.dtype == np.float32
+    # The noise-free response is part of the EEG, smaller than it, and common-average referenced too.
+    assert 0.02 < clean.std() / eeg.std() < 0.8
+    assert np.corrcoef(clean.ravel(), eeg.ravel())[0, 1] > 0.05
+    np.testing.assert_allclose(clean.mean(axis=1), 0.0, atol=1e-3 * clean.std())
+
+
+def test_same_seed_same_bytes(tmp_path, one_recording, tiny_corpus):
+    simulate.synthetic_stimulus.cache_clear()  # regenerate everything, the stimuli included
+    again = simulate.simulate_corpus(tmp_path / "again", seed=0, **ONE)
+    assert corpus_files(again) == corpus_files(one_recording)
+    for name in corpus_files(one_recording):
+        assert (again / name).read_bytes() == (one_recording / name).read_bytes(), name
+    # More subjects and stories leave an existing recording unchanged.
+    for name in corpus_files(one_recording):
+        if name != METADATA_FILE:
+            assert (tiny_corpus / name).read_bytes() == (one_recording / name).read_bytes(), name
+
+
+def test_other_seed_other_bytes(tmp_path, one_recording):
+    other = simulate.simulate_corpus(tmp_path / "other", seed=1, **ONE)
+    for feature in ("eeg", "mel"):
+        name = format_filename("train", "sub-001", "audiobook_1", feature)
+        assert not np.array_equal(np.load(other / name), np.load(one_recording / name))
+
+
+def test_stimulus_mel_follows_the_feature_recipe():
+    from dmf2mel.data.speech import synthesize_speech
+
+    audio = synthesize_speech(np.random.default_rng(3), 15.0)
+    stimulus = simulate.make_stimulus("x", audio)
+    np.testing.assert_allclose(stimulus.mel, mel_spectrogram(audio, 16000), rtol=1e-5, atol=1e-6 * stimulus.mel.max())
+    # The neural drive is nonlinear: compressed bands and rectified onsets.
+    assert stimulus.sustained.shape[1] == 10 and (stimulus.onsets >= 0).all()
+    assert len(stimulus.sustained) == round(15.0 * simulate.SIM_SFREQ)
+
+
+def within_subject_r(folder, subjects=None):
+    """Mean over subjects of the test r of a lagged ridge decoder fitted on that subject's train parts."""
+    data = SplitData(folder)
+    scores = []
+    for subject in subjects or data.subjects:
+        stimuli = [st for s, st in data.recordings if s == subject]
+        decoder = LinearDecoder().fit(
+            [data.pair("train", subject, st) for st in stimuli], [data.pair("val", subject, st) for st in stimuli]
+        )
+        scores.append(decoder.score([data.pair("test", subject, st) for st in stimuli]))
+    return float(np.mean(scores))
+
+
+def test_eeg_carries_the_stimulus_and_presets_differ(tmp_path, tiny_corpus):
+    """Teaching: clearly above chance (|r| of a mismatched pair is ~0.02 here). SparrKULee (same seed,
+    so the same noise): far weaker."""
+    subjects = ["sub-001", "sub-002"]
+    teaching = within_subject_r(tiny_corpus, subjects)
+    hard = simulate.simulate_corpus(
+        tmp_path / "hard", preset="sparrkulee", seed=0, n_subjects=2, n_held_out=0, n_stories=2, minutes=1.0,
+        progress=False,
+    )
+    sparrkulee = within_subject_r(hard, subjects)
+    assert teaching > 0.12
+    assert sparrkulee < 0.5 * teaching
+
+
+def test_user_stimuli(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("Chapter 1.wav", "chapter 2.wav"):
+        soundfile.write(tmp_path / name, 0.1 * rng.standard_normal(22050 * 12).astype(np.float32), 22050)
+    out = simulate.simulate_corpus(
+        tmp_path / "corpus", seed=0, n_subjects=1, n_held_out=0, stimuli_dir=tmp_path, progress=False
+    )
+    meta = SplitData(out).metadata
+    assert meta["stimuli"] == ["chapter_1", "chapter_2"] and meta["parameters"]["n_stories"] == 2
+    assert meta["recordings"] == {"sub-001": ["chapter_1", "chapter_2"]}
+
+
+def test_refuses_to_overwrite_foreign_folders(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(UserError, match="new or empty folder"):
+        simulate.simulate_corpus(tmp_path, seed=0, **ONE)
+    assert corpus_files(tmp_path) == ["mine.txt"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(preset="nope"), "unknown preset"),
+        (dict(n_subjects=2, n_held_out=2), "held-out"),
+        (dict(n_stories=0), "stories"),
+        (dict(minutes=0.1), "minutes"),
+        (dict(seed=-1), "seed"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        simulate.simulate_corpus(tmp_path / "x", progress=False, **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_default_corpus_is_cached_verified_and_repaired(tmp_path, monkeypatch):
+    monkeypatch.setenv(simulate.CACHE_ENV, str(tmp_path))
+    tiny = simulate.SimulationParams(n_subjects=1, n_held_out=0, n_stories=1, minutes=0.2)
+    monkeypatch.setitem(simulate.PRESETS, "teaching", tiny)
+    calls = []
+    original = simulate.simulate_corpus
+    monkeypatch.setattr(simulate, "simulate_corpus", lambda *a, **k: calls.append(1) or original(*a, **k))
+
+    folder = simulate.default_corpus("teaching", progress=False)
+    assert folder.parent == tmp_path and folder.name.startswith("teaching-") and len(calls) == 1
+    assert simulate.verify_corpus(folder)["parameters"]["minutes"] == 0.2
+    assert simulate.default_corpus("teaching", progress=False) == folder and len(calls) == 1  # cached
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary folders left
+
+    eeg = folder / format_filename("test", "sub-001", "audiobook_1", "eeg")
+    np.save(eeg, np.zeros((3, 64), dtype=np.float32))  # a damaged file is found and the corpus rebuilt
+    with pytest.raises(DataError, match="expected shape"):
+        simulate.verify_corpus(folder)
+    assert simulate.default_corpus("teaching", progress=False) == folder and len(calls) == 2
+    simulate.verify_corpus(folder)
+
+    os.remove(eeg)
+    with pytest.raises(DataError, match="unreadable"):
+        simulate.verify_corpus(folder)
+    # Other parameters give another cache folder.
+    monkeypatch.setitem(simulate.PRESETS, "teaching", simulate.SimulationParams(n_subjects=1, n_held_out=0, n_stories=1, minutes=0.25))
+    assert simulate.corpus_key("teaching") != folder.name
