@@ -82,6 +82,12 @@ def _baseline_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) ->
     return {"n_chans": n_chans, "n_mels": n_mels}
 
 
+def _linear_build(config: dict) -> nn.Module:
+    from dmf2mel.models.linear import LinearDecoder
+
+    return LinearDecoder(**config)
+
+
 def _builder(name: str) -> Callable[[dict], nn.Module]:
     def build(config: dict) -> nn.Module:
         from dmf2mel.models import build_model
@@ -96,7 +102,7 @@ MODELS: dict[str, ModelSpec] = {
     "dmf2mel": ModelSpec(_dmf2mel_config, _dmf2mel_build),
     "cnn": ModelSpec(_baseline_config, _builder("cnn")),
     "vlaai": ModelSpec(_baseline_config, _builder("vlaai")),
-    "linear": ModelSpec(_baseline_config, _builder("linear"), closed_form=True),
+    "linear": ModelSpec(_baseline_config, _linear_build, closed_form=True),
 }
 
 
@@ -107,9 +113,14 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_model(config: dict) -> nn.Module:
+def build_model(config: dict, device: str | torch.device = "cpu") -> nn.Module:
     """The (untrained) model a run config describes: ``config["model"]`` built from ``config["model_config"]``."""
-    return model_spec(config["model"]).build(dict(config["model_config"]))
+    model = model_spec(config["model"]).build(dict(config["model_config"]))
+    # Modules are built on the CPU; moving only when needed also spares models that override
+    # nn.Module._apply (LinearDecoder does), which breaks Module.to.
+    if torch.device(device).type != "cpu":
+        model = model.to(device)
+    return model
 
 
 # --- RNG states as weights-only values ----------------------------------------------------------
@@ -203,12 +214,12 @@ def load_model(run: str | Path, which: str = BEST_CHECKPOINT, device: str | torc
     """The run's config and its model with the weights of ``which`` (``best.pt``), in eval mode."""
     config = read_config(run)
     state = load_checkpoint(Path(run) / which, map_location=device)
-    model = build_model(config)
+    model = build_model(config, device)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise UserError(f"{Path(run) / which}: does not match the model in {CONFIG_FILE}: {err}") from None
-    return config, model.to(device).eval()
+    return config, model.eval()
 
 
 def write_history(run: str | Path, history: list[dict]) -> Path:

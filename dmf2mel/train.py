@@ -133,7 +133,7 @@ PROFILES: dict[str, TrainProfile] = {
         gamma=0.9,
         val_every=1,
         patience=6,
-        unknown_fraction=0.1,
+        unknown_fraction=0.0,  # DMF2Mel hides subjects itself (config.subject_dropout)
     ),
     "paper": TrainProfile(
         name="paper",
@@ -149,7 +149,7 @@ PROFILES: dict[str, TrainProfile] = {
         gamma=0.9,
         val_every=1,
         patience=200,
-        unknown_fraction=0.1,
+        unknown_fraction=0.0,  # DMF2Mel hides subjects itself (config.subject_dropout)
     ),
 }
 
@@ -339,7 +339,7 @@ class _Trainer:
         if not self.train_recs or not self.val_recs:
             raise UserError(f"{data.folder}: the training subjects need both train and val parts")
         _seed(self.seed)
-        self.model = build_model(config).to(proc.device)
+        self.model = build_model(config, proc.device)
         self.history: list[dict] = []
         self.epoch = 0
         self.best_val_r = -math.inf

@@ -1,0 +1,133 @@
+"""Evaluation protocols, window-by-window prediction, the evaluate/predict commands and their refusals."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import train_fixtures as tf
+from dmf2mel.data import sparrkulee as sk
+from dmf2mel.data.datasets import SubjectIndex
+from dmf2mel.errors import DataError, UserError
+from dmf2mel.evaluate import (
+    add_evaluate_parser,
+    add_predict_parser,
+    default_held_out,
+    evaluate_run,
+    predict_recording,
+    predict_recordings,
+)
+from dmf2mel.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tf.register()
+    root = tmp_path_factory.mktemp("evaluate")
+    corpus = tf.make_corpus(root / "split_data")
+    run = root / "run"
+    train(corpus, run, model="tiny", profile="tiny", epochs=2, quiet=True, test=False)
+    return corpus, run
+
+
+class Pointwise(nn.Module):
+    """A per-time-step linear map plus the subject id as an offset: windowing cannot change it."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+        self.seen = []
+
+    def forward(self, eeg, subject):
+        self.seen.extend(subject.tolist())
+        return self.linear(eeg) + subject[:, None, None].float()
+
+
+@pytest.mark.parametrize("n_samples", [25, 40, 7])
+def test_predict_recording_stitches_windows_exactly(n_samples):
+    model = Pointwise().eval()
+    eeg = np.random.default_rng(0).standard_normal((n_samples, 64)).astype(np.float32)
+    got = predict_recording(model, eeg, subject=3, window=10, batch_size=2)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(eeg)[None], torch.tensor([3]))[0].numpy()
+    assert got.shape == (n_samples, 10)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_subjects_outside_the_index_are_predicted_as_unknown(trained):
+    corpus, _ = trained
+    data = sk.SplitData(corpus)
+    model = Pointwise().eval()
+    preds = predict_recordings(model, data, "test", data.recordings, SubjectIndex(["sub-002"]), window=64)
+    assert set(model.seen) == {0, -1}
+    for p in preds:
+        eeg, mel = data.pair("test", p.subject, p.stimulus)
+        np.testing.assert_array_equal(p.true, mel)
+        assert p.pred.shape == mel.shape
+
+
+def test_default_held_out_comes_from_metadata_else_the_2023_challenge_subjects(tmp_path):
+    rng = np.random.default_rng(0)
+    for subject in ("sub-001", "sub-072", "sub-085"):
+        sk.write_recording(tmp_path, subject, "story", rng.standard_normal((100, 64)), rng.standard_normal((100, 10)))
+    assert default_held_out(sk.SplitData(tmp_path)) == ["sub-072", "sub-085"]
+    sk.write_metadata(tmp_path, {"held_out_subjects": ["sub-001"]})
+    assert default_held_out(sk.SplitData(tmp_path)) == ["sub-001"]
+
+
+def _parse(*argv):
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    add_evaluate_parser(subparsers)
+    add_predict_parser(subparsers)
+    return parser.parse_args(argv)
+
+
+def test_evaluate_json_prints_one_object_with_both_protocols(trained, capsys):
+    corpus, run = trained
+    args = _parse("evaluate", "--data", str(corpus), "--run", str(run), "--json", "--n-null", "100")
+    assert args.func(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"known", "unknown"}
+    for name in ("known", "unknown"):
+        result = printed[name]
+        for key in ("paper_r", "challenge_r", "per_band", "per_subject", "chance_r", "p_value"):
+            assert key in result
+        assert len(result["per_band"]) == 10
+    assert set(printed["known"]["per_subject"]) == {"sub-001", "sub-002", "sub-003"}
+    assert set(printed["unknown"]["per_subject"]) == {"sub-004"}
+    assert printed["known"]["paper_r"] > printed["known"]["chance_r"]
+    assert json.loads((run / "metrics.json").read_text())["known"] == printed["known"]
+
+
+def test_evaluate_refusals(trained, tmp_path):
+    corpus, run = trained
+    with pytest.raises(UserError, match="run folder not found"):
+        evaluate_run(tmp_path / "no_run", corpus)
+    assert not (tmp_path / "no_run").exists()
+    with pytest.raises(UserError, match="sub-001 were training subjects"):
+        evaluate_run(run, corpus, held_out=["sub-001"], write=False)
+    other = tf.make_corpus(tmp_path / "eeg32", n_chans=32)
+    with pytest.raises(DataError, match=r"takes 64-channel EEG"):
+        evaluate_run(run, other, write=False)
+
+
+def test_predict_writes_a_challenge_submission(trained, tmp_path):
+    corpus, run = trained
+    rng = np.random.default_rng(1)
+    segments = {f"seg_{k}": rng.standard_normal((1920, 64)).astype(np.float32) for k in range(3)}
+    npz, mapping = sk.write_challenge_subject(tmp_path, "sub-002", segments)
+    args = _parse("predict", "--run", str(run), "--eeg", str(npz), "--mapping", str(mapping), "--out", str(tmp_path / "out"))
+    assert args.func(args) == 0
+    predictions = sk.read_predictions(tmp_path / "out" / "sub-002.json")
+    assert sorted(predictions) == sorted(segments)
+    assert all(p.shape == (1920, 10) and np.isfinite(p).all() for p in predictions.values())
+
+
+def test_predict_refuses_a_missing_run(tmp_path):
+    args = _parse("predict", "--run", str(tmp_path / "none"), "--eeg", "x.npz", "--mapping", "x.json", "--out", str(tmp_path))
+    with pytest.raises(UserError, match="run folder not found"):
+        args.func(args)
