@@ -220,12 +220,43 @@ def test_topomap_interpolates_through_the_electrodes():
         viz.topomap(values[:10])
 
 
-def test_spectra_log_axis_and_shape_check():
-    freqs = np.linspace(0, 32, 33)
-    figure = viz.spectra(freqs, {"a": np.ones(33), "b": np.full(33, 2.0)})
-    assert figure.layout.yaxis.type == "log" and [t.name for t in figure.data] == ["a", "b"]
-    with pytest.raises(UserError, match="shape"):
-        viz.spectra(freqs, {"a": np.ones(10)})
+def test_spectra_log_axis_series_with_their_own_frequencies_and_shape_check():
+    figure = viz.spectra({"raw": (np.linspace(0, 64, 65), np.ones(65)), "preprocessed": (np.linspace(0, 32, 33), np.full(33, 2.0))},
+                         fmax=40)
+    assert figure.layout.yaxis.type == "log" and [t.name for t in figure.data] == ["raw", "preprocessed"]
+    assert len(figure.data[0].x) == 65 and len(figure.data[1].x) == 33
+    assert tuple(figure.layout.xaxis.range) == (0, 40)
+    with pytest.raises(UserError, match="one length"):
+        viz.spectra({"a": (np.linspace(0, 32, 33), np.ones(10))})
+
+
+def test_electrode_map_labels_every_electrode_and_highlights_some():
+    figure = viz.electrode_map(highlight=["Cz", "T7"])
+    plain, marked = figure.data
+    assert len(plain.text) == 62 and sorted(marked.text) == ["Cz", "T7"]
+    with pytest.raises(UserError, match="not in the montage"):
+        viz.electrode_map(highlight=["XYZ"])
+
+
+def test_eeg_traces_stack_the_picked_channels_in_order():
+    names, _ = viz.scalp_positions()
+    data = np.random.default_rng(0).standard_normal((128, 64))
+    figure = viz.eeg_traces(data, 64, names, picks=["Oz", "Fp1"], spacing=10.0, start=1.0)
+    assert [trace.name for trace in figure.data] == ["Oz", "Fp1"]
+    column = names.index("Fp1")
+    np.testing.assert_allclose(figure.data[1].y, data[:, column] - np.median(data[:, column]) - 10.0)
+    assert figure.data[0].x[0] == pytest.approx(1.0)
+    with pytest.raises(UserError, match="not in ch_names"):
+        viz.eeg_traces(data, 64, names, picks=["nope"])
+
+
+def test_line_figure_colours_and_validation():
+    figure = viz.line_figure({"true": ([0, 1], [1, 2]), "model": ([0, 1], [2, 3])}, "t", "x", "y",
+                             colors={"true": viz.TRUE_COLOR}, log_y=True)
+    assert figure.data[0].line.color == viz.TRUE_COLOR and figure.data[1].line.color not in (viz.TRUE_COLOR, None)
+    assert figure.layout.yaxis.type == "log"
+    with pytest.raises(UserError, match="one length"):
+        viz.line_figure({"a": ([0, 1, 2], [1, 2])}, "t", "x", "y")
 
 
 # -- the explorer ----------------------------------------------------------------------------------------

@@ -7,13 +7,15 @@ HTML book alike.
 - :mod:`dmf2mel.viz.style` — colours (true vs. predicted), template, renderer
 - :mod:`dmf2mel.viz.mel` — mel heatmaps, the true-vs-predicted comparison with a dropdown, per-band traces
 - :mod:`dmf2mel.viz.audio` — the noise vocoder for listening to mel spectrograms
-- :mod:`dmf2mel.viz.eeg` — scalp maps and spectra
+- :mod:`dmf2mel.viz.eeg` — electrode layout, scalp maps, stacked traces and spectra
+- :mod:`dmf2mel.viz.lines` — line plots (response functions, curves against lag or epoch)
 - :mod:`dmf2mel.viz.explorer` — the ipywidgets comparison explorer (JupyterLab)
 """
 
 from dmf2mel.viz.audio import vocode
-from dmf2mel.viz.eeg import scalp_positions, spectra, topomap
+from dmf2mel.viz.eeg import eeg_traces, electrode_map, scalp_positions, spectra, topomap
 from dmf2mel.viz.explorer import ComparisonExplorer
+from dmf2mel.viz.lines import line_figure
 from dmf2mel.viz.mel import band_correlations, band_labels, band_traces, mel_comparison, mel_filters, mel_heatmap, zscore_bands
 from dmf2mel.viz.style import PREDICTED_COLOR, TRUE_COLOR, setup_notebook
 
@@ -24,6 +26,9 @@ __all__ = [
     "band_correlations",
     "band_labels",
     "band_traces",
+    "eeg_traces",
+    "electrode_map",
+    "line_figure",
     "mel_comparison",
     "mel_filters",
     "mel_heatmap",

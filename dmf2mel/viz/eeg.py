@@ -8,10 +8,13 @@ interpolated with a thin-plate spline.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import mne
 import numpy as np
 import plotly.graph_objects as go
 from scipy.interpolate import RBFInterpolator
+from scipy.spatial import Delaunay
 
 from dmf2mel.errors import UserError
 from dmf2mel.viz.style import SERIES_COLORS, TOPOMAP_COLORSCALE
@@ -22,6 +25,7 @@ NOSE_HALF_WIDTH = 0.18  # radians either side of the midline
 NOSE_LENGTH = 0.1  # fraction of the head radius
 EAR_HEIGHT = 0.25  # fraction of the head radius
 EAR_WIDTH = 0.08
+MAD_TO_SD = 1.4826  # median absolute deviation of a Gaussian times this is its standard deviation
 
 
 def scalp_positions(montage: str | mne.channels.DigMontage | mne.Info = "biosemi64") -> tuple[list[str], np.ndarray]:
@@ -110,14 +114,16 @@ def topomap(
         raise UserError(f"values must have shape ({len(names)},) for this montage, got {values.shape}")
     if not np.all(np.isfinite(values)):
         raise UserError("values contain NaN or infinite values")
-    # Like MNE, electrodes below the equator (Iz, P9, P10) lie outside the head circle; interpolate out to them.
+    # Like MNE, electrodes below the equator (Iz, P9, P10) lie outside the head circle; the grid reaches them.
     reach = max(1.0, float(np.max(np.linalg.norm(positions, axis=1))))
     axis = np.linspace(-reach, reach, GRID_POINTS)
     grid_x, grid_y = np.meshgrid(axis, axis)
     interpolated = RBFInterpolator(positions, values, kernel="thin_plate_spline")(
         np.column_stack([grid_x.ravel(), grid_y.ravel()])
     ).reshape(grid_x.shape)
-    interpolated[grid_x**2 + grid_y**2 > reach**2] = np.nan
+    # Draw only where there are electrodes around: beyond their convex hull the spline extrapolates freely.
+    outside = Delaunay(positions).find_simplex(np.column_stack([grid_x.ravel(), grid_y.ravel()])) < 0
+    interpolated[outside.reshape(grid_x.shape)] = np.nan
     limit = float(np.max(np.abs(values))) or 1.0
     limits = dict(zmin=-limit, zmax=limit) if symmetric else {}
     figure = go.Figure(
@@ -146,8 +152,8 @@ def topomap(
     figure.update_layout(
         title=title,
         shapes=_head_outline(),
-        width=460,
-        height=440,
+        width=560,
+        height=480,
         xaxis=dict(visible=False, range=[-extent, extent], scaleanchor="y", constrain="domain"),
         yaxis=dict(visible=False, range=[-extent, extent]),
         plot_bgcolor="white",
@@ -156,29 +162,142 @@ def topomap(
 
 
 def spectra(
-    freqs: np.ndarray,
-    power: dict[str, np.ndarray],
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     title: str = "Power spectral density",
     unit: str = "µV²/Hz",
+    fmax: float | None = None,
 ) -> go.Figure:
     """Power spectra on a logarithmic power axis, one line per labelled series.
 
     Parameters
     ----------
-    freqs : (n_freqs,) array
-        Frequencies in Hz.
-    power : mapping label -> (n_freqs,) array
-        E.g. ``{"raw": ..., "preprocessed": ...}`` averaged over channels. Drawn in the book's series
-        colours, in the given order.
+    series : mapping label -> (freqs (n_freqs,), power (n_freqs,))
+        E.g. ``{"raw": (f_raw, p_raw), "preprocessed": (f_pre, p_pre)}``, each averaged over channels;
+        the series may have different frequency axes (different sampling rates). Drawn in the book's
+        series colours, in the given order.
     title, unit : str
         The figure's title and the power axis unit.
+    fmax : float, optional
+        Upper end of the frequency axis in Hz (default: the highest frequency given).
     """
-    freqs = np.asarray(freqs, dtype=np.float64)
     figure = go.Figure()
-    for (label, series), colour in zip(power.items(), SERIES_COLORS * (1 + len(power) // len(SERIES_COLORS))):
-        series = np.asarray(series, dtype=np.float64)
-        if series.shape != freqs.shape:
-            raise UserError(f"power[{label!r}] must have shape {freqs.shape} like freqs, got {series.shape}")
-        figure.add_trace(go.Scatter(x=freqs, y=series, mode="lines", name=label, line=dict(color=colour)))
+    colours = SERIES_COLORS * (1 + len(series) // len(SERIES_COLORS))
+    for (label, (freqs, power)), colour in zip(series.items(), colours):
+        freqs, power = np.asarray(freqs, dtype=np.float64), np.asarray(power, dtype=np.float64)
+        if freqs.ndim != 1 or power.shape != freqs.shape:
+            raise UserError(f"series {label!r}: freqs and power must be 1-D of one length, got {freqs.shape} and {power.shape}")
+        figure.add_trace(go.Scatter(x=freqs, y=power, mode="lines", name=label, line=dict(color=colour)))
     figure.update_layout(title=title, xaxis_title="frequency (Hz)", yaxis_title=f"power ({unit})", yaxis_type="log")
+    if fmax is not None:
+        figure.update_xaxes(range=[0, fmax])
+    return figure
+
+
+def electrode_map(montage: str | mne.channels.DigMontage | mne.Info = "biosemi64",
+                  highlight: Sequence[str] = (), title: str | None = None) -> go.Figure:
+    """The electrode layout seen from above (nose up), every electrode labelled.
+
+    Parameters
+    ----------
+    montage : str | DigMontage | Info
+        See :func:`scalp_positions`.
+    highlight : sequence of str
+        Electrodes drawn larger and in the book's first series colour (e.g. the ones a chapter uses).
+    title : str, optional
+        Defaults to the montage's size.
+    """
+    names, positions = scalp_positions(montage)
+    unknown = sorted(set(highlight) - set(names))
+    if unknown:
+        raise UserError(f"highlight names electrodes not in the montage: {unknown}")
+    marked = np.array([name in highlight for name in names])
+    figure = go.Figure()
+    for selected, colour, size in ((False, "#444444", 7), (True, SERIES_COLORS[0], 12)):
+        keep = marked == selected
+        if not keep.any():
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=positions[keep, 0],
+                y=positions[keep, 1],
+                mode="markers+text",
+                text=[name for name, k in zip(names, keep) if k],
+                textposition="top center",
+                textfont=dict(size=9),
+                marker=dict(color=colour, size=size),
+                hoverinfo="text",
+                showlegend=False,
+            )
+        )
+    reach = max(1.0, float(np.max(np.linalg.norm(positions, axis=1))))
+    extent = max(reach, 1.0 + max(NOSE_LENGTH, EAR_WIDTH)) + 0.1
+    figure.update_layout(
+        title=title or f"{len(names)} electrodes, seen from above (nose up)",
+        shapes=_head_outline(),
+        width=560,
+        height=560,
+        xaxis=dict(visible=False, range=[-extent, extent], scaleanchor="y", constrain="domain"),
+        yaxis=dict(visible=False, range=[-extent, extent]),
+        plot_bgcolor="white",
+    )
+    return figure
+
+
+def eeg_traces(
+    data: np.ndarray,
+    sfreq: float,
+    ch_names: Sequence[str],
+    picks: Sequence[str] | None = None,
+    start: float = 0.0,
+    spacing: float | None = None,
+    title: str = "EEG",
+    unit: str = "µV",
+) -> go.Figure:
+    """Stacked time courses of some channels, one above the other.
+
+    Parameters
+    ----------
+    data : (time, n_channels) array
+        Time-major, like the ``*_-_eeg.npy`` files.
+    sfreq : float
+        Sampling rate in Hz.
+    ch_names : sequence of str
+        Names of the columns of ``data``.
+    picks : sequence of str, optional
+        Channels to draw, top to bottom (default: all).
+    start : float
+        Time of the first sample in s.
+    spacing : float, optional
+        Vertical distance between traces in ``unit`` (default: 6 robust standard deviations of the
+        drawn data, so that traces rarely overlap).
+    title, unit : str
+        The figure's title and the data unit.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2 or data.shape[1] != len(ch_names):
+        raise UserError(f"data must have shape (time, {len(ch_names)}) to match ch_names, got {data.shape}")
+    picks = list(picks) if picks is not None else list(ch_names)
+    unknown = [name for name in picks if name not in ch_names]
+    if unknown:
+        raise UserError(f"picks name channels not in ch_names: {unknown}")
+    columns = data[:, [list(ch_names).index(name) for name in picks]]
+    columns = columns - np.median(columns, axis=0)
+    if spacing is None:
+        spacing = 6 * float(np.median(np.median(np.abs(columns), axis=0))) * MAD_TO_SD or 1.0
+    times = start + np.arange(len(data)) / sfreq
+    figure = go.Figure()
+    for row, name in enumerate(picks):
+        offset = -row * spacing
+        figure.add_trace(
+            go.Scatter(x=times, y=columns[:, row] + offset, mode="lines", name=name,
+                       line=dict(color="#333333", width=1), showlegend=False,
+                       hovertemplate=f"{name}<br>%{{x:.3f}} s<extra></extra>")
+        )
+    figure.update_layout(
+        title=title,
+        xaxis_title="time (s)",
+        yaxis=dict(tickvals=[-row * spacing for row in range(len(picks))], ticktext=picks, zeroline=False,
+                   title=f"channel (spacing {spacing:.3g} {unit})"),
+        height=max(300, 28 * len(picks) + 150),
+    )
     return figure

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from dmf2mel.data.features import FMAX, FMIN, N_MELS, TARGET_SFREQ, mel_band_edges
@@ -99,7 +100,7 @@ def _heatmap(mel: np.ndarray, sfreq: float, start: float, name: str, zscore: boo
 
 
 HEATMAP_SCALES = ("power", "db", "zscore")
-DB_FLOOR = 1e-10  # relative to the maximum: keeps silence at a finite level (-100 dB)
+DB_FLOOR = 1e-6  # relative to the maximum: silence shows at -60 dB, enough range for speech
 
 
 def _scaled(mel: np.ndarray, scale: str) -> np.ndarray:
@@ -152,11 +153,14 @@ def mel_filters(n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX, ti
     with area normalisation its peak is ``2 / (edges[i + 2] - edges[i])``, so wide bands are low.
     """
     edges = mel_band_edges(n_mels, fmin, fmax)
+    # Bands are coloured along the mel colour scale, low to high; true/predicted colours stay reserved.
+    colours = sample_colorscale(MEL_COLORSCALE, np.linspace(0.0, 0.9, n_mels))
     figure = go.Figure()
-    for band, label in enumerate(band_labels(n_mels, fmin, fmax)):
+    for band, (label, colour) in enumerate(zip(band_labels(n_mels, fmin, fmax), colours)):
         low, centre, high = edges[band : band + 3]
         figure.add_trace(
-            go.Scatter(x=[low, centre, high], y=[0.0, 2.0 / (high - low), 0.0], mode="lines", fill="tozeroy", name=label)
+            go.Scatter(x=[low, centre, high], y=[0.0, 2.0 / (high - low), 0.0], mode="lines", fill="tozeroy",
+                       name=label, line=dict(color=colour))
         )
     figure.update_layout(
         title=title or f"{n_mels} mel bands from {fmin:g} to {fmax:g} Hz: narrow and tall below 1 kHz, wide above",
