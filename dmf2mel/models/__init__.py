@@ -6,6 +6,7 @@
 """
 
 from dmf2mel.models.attention import SplineMapAttention
+from dmf2mel.models.baselines import VLAAI, CNNBaseline, LinearDecoder, build_model
 from dmf2mel.models.dcfam import DCFAM
 from dmf2mel.models.dmf2mel import DMF2Mel, DMF2MelConfig
 from dmf2mel.models.hams import HAMSNet
@@ -16,15 +17,19 @@ from dmf2mel.models.summary import SummaryRow, format_summary, summary
 __all__ = [
     "AGKANLinear",
     "BiMamba",
+    "CNNBaseline",
     "ConvMamba",
     "DCFAM",
     "DMF2Mel",
     "DMF2MelConfig",
     "HAMSNet",
     "KANLinear",
+    "LinearDecoder",
     "Mamba",
     "SplineMapAttention",
     "SummaryRow",
+    "VLAAI",
+    "build_model",
     "format_summary",
     "summary",
 ]

@@ -224,6 +224,19 @@ def test_config_round_trip_and_errors():
         config.d_model = 8  # frozen
 
 
+def test_checkpoint_round_trip_with_shared_blocks(tmp_path):
+    torch.manual_seed(8)
+    config = tiny(n_hams_repeats=3, n_convmamba_repeats=2)
+    model = DMF2Mel(config).eval()
+    torch.save({"config": config.to_dict(), "state": model.state_dict()}, tmp_path / "model.pt")
+    saved = torch.load(tmp_path / "model.pt")
+    restored = DMF2Mel(DMF2MelConfig.from_dict(saved["config"])).eval()
+    restored.load_state_dict(saved["state"], strict=True)
+    assert restored.hams[0] is restored.hams[2]  # sharing survives loading
+    eeg, subject = torch.randn(2, 30, 64), torch.tensor([1, -1])
+    torch.testing.assert_close(restored(eeg, subject), model(eeg, subject), rtol=0, atol=0)
+
+
 def test_paper_preset_has_the_official_sizes():
     paper = DMF2MelConfig.paper()
     assert paper == DMF2MelConfig()
