@@ -12,6 +12,8 @@ import json
 import sys
 
 from dmf2mel.errors import UserError
+from dmf2mel.evaluate import add_evaluate_parser, add_predict_parser
+from dmf2mel.train import add_train_parser
 
 
 def _add_simulate(subparsers) -> None:
@@ -95,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(subparsers)
     _add_inspect(subparsers)
+    add_train_parser(subparsers)
+    add_evaluate_parser(subparsers)
+    add_predict_parser(subparsers)
     return parser
 
 

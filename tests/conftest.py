@@ -1,0 +1,18 @@
+"""Shared fixtures: one tiny simulated corpus per test session (the real SparrKULee layout)."""
+
+import os
+
+import pytest
+
+# Keep torch and numba to the machine's cores and the test output quiet.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+TINY = dict(n_subjects=4, n_held_out=1, n_stories=2, minutes=1.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A small ``teaching`` corpus: 3 known subjects + 1 held out, 2 stories of 1 minute."""
+    from dmf2mel.data.simulate import simulate_corpus
+
+    return simulate_corpus(tmp_path_factory.mktemp("corpus") / "teaching", preset="teaching", seed=0, progress=False, **TINY)
