@@ -306,3 +306,30 @@ def test_explorer_rejects_predictions_without_targets():
         viz.ComparisonExplorer({("s", "r"): np.ones((100, 10))}, {"m": {("s", "x"): np.ones((100, 10))}})
     with pytest.raises(UserError, match="empty"):
         viz.ComparisonExplorer({("s", "r"): np.ones((100, 10))}, {})
+
+
+# -- scores with chance ----------------------------------------------------------------------------------
+
+def test_score_bars_draw_scores_and_chance_ticks_in_order():
+    figure = viz.score_bars({"sub-002": 0.2, "sub-001": None}, {"sub-001": 0.03, "sub-002": 0.02})
+    bars, ticks = figure.data
+    assert list(bars.x) == ["sub-002", "sub-001"]
+    assert bars.y[0] == pytest.approx(0.2) and np.isnan(bars.y[1])  # None (NaN in JSON) is a gap
+    np.testing.assert_allclose(ticks.y, [0.02, 0.03])
+    with pytest.raises(UserError, match="no value"):
+        viz.score_bars({"a": 0.1}, {"b": 0.0})
+
+
+def test_band_scores_group_series_per_band_with_their_chance():
+    per_band = {"known": list(np.linspace(0.3, 0.1, 10)), "unknown": [0.05] * 10}
+    chance = {"known": [0.01] * 10, "unknown": [0.02] * 10}
+    figure = viz.band_scores(per_band, chance, colors={"known": viz.TRUE_COLOR})
+    bars = [trace for trace in figure.data if trace.type == "bar"]
+    ticks = [trace for trace in figure.data if trace.type == "scatter"]
+    assert [bar.name for bar in bars] == ["known", "unknown"] and len(ticks) == 2
+    assert list(bars[0].x) == viz.band_labels(10) and bars[0].marker.color == viz.TRUE_COLOR
+    np.testing.assert_allclose(ticks[1].y, 0.02)
+    with pytest.raises(UserError, match="one score per band"):
+        viz.band_scores({"a": [0.1] * 10, "b": [0.1] * 9})
+    with pytest.raises(UserError, match="10 values"):
+        viz.band_scores(per_band, {"known": [0.0] * 10})

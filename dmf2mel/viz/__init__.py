@@ -8,6 +8,7 @@ HTML book alike.
 - :mod:`dmf2mel.viz.mel` — mel heatmaps, the true-vs-predicted comparison with a dropdown, per-band traces
 - :mod:`dmf2mel.viz.audio` — the noise vocoder for listening to mel spectrograms
 - :mod:`dmf2mel.viz.eeg` — electrode layout, scalp maps, stacked traces and spectra
+- :mod:`dmf2mel.viz.scores` — scores per band / subject / model next to their chance levels
 - :mod:`dmf2mel.viz.lines` — line plots (response functions, curves against lag or epoch)
 - :mod:`dmf2mel.viz.explorer` — the ipywidgets comparison explorer (JupyterLab)
 """
@@ -17,6 +18,7 @@ from dmf2mel.viz.eeg import eeg_traces, electrode_map, scalp_positions, spectra,
 from dmf2mel.viz.explorer import ComparisonExplorer
 from dmf2mel.viz.lines import line_figure
 from dmf2mel.viz.mel import band_correlations, band_labels, band_traces, mel_comparison, mel_filters, mel_heatmap, zscore_bands
+from dmf2mel.viz.scores import band_scores, score_bars
 from dmf2mel.viz.style import PREDICTED_COLOR, TRUE_COLOR, setup_notebook
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "ComparisonExplorer",
     "band_correlations",
     "band_labels",
+    "band_scores",
     "band_traces",
     "eeg_traces",
     "electrode_map",
@@ -33,6 +36,7 @@ __all__ = [
     "mel_filters",
     "mel_heatmap",
     "scalp_positions",
+    "score_bars",
     "setup_notebook",
     "spectra",
     "topomap",

@@ -240,11 +240,14 @@ def mel_comparison(
                 args=[{"z": z, "x": x}, {"title.text": _pair_title(label, true, predicted)}, [0, 1]],
             )
         )
+    # The menu sits just above the top heatmap, left of its centred row title, below the figure title.
     figure.update_layout(
         updatemenus=[
-            dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left", y=1.16, yanchor="top")
+            dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left", y=1.03, yanchor="bottom")
         ],
-        margin=dict(t=110),
+        title=dict(y=0.98, yanchor="top"),
+        margin=dict(t=120),
+        height=560,
     )
     return figure
 
