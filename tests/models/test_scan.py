@@ -81,8 +81,9 @@ def test_cpu_gradcheck_float64(use_D, use_z, use_bias, softplus):
     assert torch.autograd.gradcheck(scan, [inputs[name].requires_grad_() for name in names])
 
 
+@pytest.mark.slow  # the reference loop's forward+backward: ~1 s on an idle 2-core machine, far more when busy
 def test_cpu_matches_reference_float32_at_paper_shape():
-    """(batch 2, dim 128, length 640, d_state 128): the shapes of one DMF2Mel Mamba layer."""
+    """(batch 2, dim 128, length 640, d_state 128): the shapes of one DMF2Mel Mamba layer, 20 segments."""
     inputs = with_grad(make_inputs(batch=2, dim=128, length=640, d_state=128, dtype=torch.float32))
     out_ref, grads_ref = scan_and_grads(inputs, "reference")
     out_cpu, grads_cpu = scan_and_grads(inputs, "cpu")

@@ -1,9 +1,9 @@
 """The ``"cpu"`` backend: the numba kernels of :mod:`dmf2mel.models.scan.cpu_kernels` as an autograd function.
 
-Memory: the forward pass saves only its inputs; the backward pass recomputes the states, one (batch, channel)
-pair at a time, so the extra memory is O(batch·dim·length + threads·batch·d_state·length), never
-O(batch·dim·d_state·length) as a loop over time under autograd (which keeps every state) or a materialising
-parallel scan.
+Memory: the forward pass saves only its inputs; the backward pass recomputes the states, so the extra memory
+is O(batch·dim·length + threads·batch·d_state·length + dim·d_state·length / SEGMENT) (SEGMENT = 32: state
+checkpoints, shared by the batch items), never O(batch·dim·d_state·length) as a loop over time under autograd
+(which keeps every state) or a materialising parallel scan.
 
 Precision: float64 inputs are computed in float64, everything else (float32, float16, bfloat16) in float32, as
 ``mamba_ssm``'s CUDA kernel does; outputs and gradients come back in the inputs' dtypes.

@@ -6,23 +6,29 @@ The recurrence (see :mod:`dmf2mel.models.scan.reference`), for one batch item b 
     h_t  = a_t * h_{t-1} + dt_t u_t B_t                          (N,)
     y_t  = C_t . h_t + D u_t,     out_t = y_t * silu(z_t)
 
-Each (b, d) pair is independent, so both kernels run in parallel over them and keep only the running state
-``h`` (N,) per pair: no (batch, dim, N, length) tensor is ever formed. The backward kernel first recomputes
-one pair's states h_1..h_L and decays a_1..a_L into two (L, N) scratch buffers per thread, then runs the
-adjoint recurrence backwards in time,
+Each (b, d) pair is independent, so both kernels run in parallel over channels and keep only the running
+state ``h`` (N,) per pair: no (batch, dim, N, length) tensor is ever formed. The backward kernel
+
+1. runs the forward recurrence once more, saving the state at the start of every SEGMENT-step segment;
+2. for each segment from the last to the first, recomputes that segment's states and decays a_t into two
+   (SEGMENT + 1, N) buffers that stay in the L1 cache, and runs the adjoint recurrence back through it,
 
     g_t = a_{t+1} * g_{t+1} + gy_t C_t                  (gy_t = dL/dy_t, g_t = dL/dh_t)
     dL/dB_t += g_t dt_t u_t        dL/dC_t += gy_t h_t          dL/dA += g_t * a_t * h_{t-1} * dt_t
     dL/ddt_t = sum_n g_t * a_t * h_{t-1} * A + u_t sum_n g_t B_t
     dL/du_t  = gy_t D + dt_t sum_n g_t B_t
 
+so exp(dt A) is evaluated once per element in the forward pass and twice in the backward pass. Within a
+segment all channels of a chunk are processed before moving on, so the segment's rows of B, C, dB and dC are
+reused from cache. (Keeping all L states of a channel instead, (L, N) buffers, was 2.2x slower: memory-bound.)
+
 B and C (and their gradients) are shared by all channels, so the backward kernel splits the channels into
 chunks, one per thread, each summing its dB and dC into its own (batch, L, N) partial buffer; the caller adds
-the partials. Extra memory: two (L, N) buffers per thread and ``n_chunks`` (batch, L, N) partials.
+the partials. Extra memory of the backward pass: per chunk, (channels in chunk, L / SEGMENT, N) checkpoints and
+three (channels in chunk, L) float64 arrays; ``n_chunks`` (batch, L, N) partials of dB and of dC.
 
 The inner loops run over the state dimension N, contiguous in memory (B and C are passed time-major,
-(batch, L, N)), with :func:`fast_exp` so that LLVM vectorises them; exp(dt A) is evaluated once per element
-per pass. ``reassoc`` lets LLVM vectorise the sums over N (float32 sums of N terms in a different order:
+(batch, L, N)), with :func:`fast_exp` so that LLVM vectorises them. ``reassoc`` lets LLVM vectorise the sums over N (float32 sums of N terms in a different order:
 rounding-level differences); ``contract`` allows fused multiply-adds.
 """
 
@@ -38,6 +44,9 @@ from dmf2mel.models.scan.fast_exp import fast_exp
 # torch.nn.functional.softplus's default: above it, softplus(x) == x to working precision.
 SOFTPLUS_THRESHOLD = 20.0
 _FASTMATH = {"reassoc", "contract"}
+# Time steps the backward pass recomputes at once: a (SEGMENT + 1, d_state) buffer of states and one of decays
+# stay in the L1 cache (2 x 33 x 128 x 4 bytes in float32 at N = 128).
+SEGMENT = 32
 
 
 @njit(cache=True)
@@ -122,6 +131,7 @@ def scan_backward(grad_out, u, delta, A, B_t, C_t, D, z, delta_bias, softplus, h
     batch, dim, length = u.shape
     d_state = A.shape[1]
     dtype = u.dtype
+    n_segments = (length + SEGMENT - 1) // SEGMENT
     du = np.empty_like(u)
     ddelta = np.empty_like(u)
     dz = np.zeros_like(u)
@@ -132,66 +142,91 @@ def scan_backward(grad_out, u, delta, A, B_t, C_t, D, z, delta_bias, softplus, h
     dC_partial = np.zeros((n_chunks, batch, length, d_state), dtype=dtype)
     for chunk in prange(n_chunks):
         d_start = chunk * dim // n_chunks
-        d_stop = (chunk + 1) * dim // n_chunks
-        # Row t + 1 holds h_t and a_t; row 0 holds h_0 = 0, and decays row length + 1 is a_{L+1} = 0
-        # (nothing flows back from beyond the end).
-        states = np.zeros((length + 1, d_state), dtype=dtype)
-        decays = np.zeros((length + 2, d_state), dtype=dtype)
-        step = np.empty(length)
-        step_grad = np.empty(length)
-        y_pre_gate = np.empty(length)
-        adjoint = np.empty(d_state, dtype=dtype)
-        dA_row = np.empty(d_state, dtype=dtype)
-        for d in range(d_start, d_stop):
-            bias = np.float64(delta_bias[d]) if has_bias else 0.0
-            skip = np.float64(D[d]) if has_D else 0.0
-            dA_row[:] = 0.0
-            for b in range(batch):
-                # Recompute the forward pass of (b, d), keeping every state and decay.
+        n_local = (chunk + 1) * dim // n_chunks - d_start
+        checkpoints = np.empty((n_local, n_segments, d_state), dtype=dtype)  # the state before each segment
+        step = np.empty((n_local, length))
+        step_grad = np.empty((n_local, length))
+        y_pre_gate = np.empty((n_local, length))
+        running = np.empty(d_state, dtype=dtype)
+        adjoint = np.empty((n_local, d_state), dtype=dtype)
+        # The decay at the first step of the segment after the current one (0 after the end).
+        decay_after = np.empty((n_local, d_state), dtype=dtype)
+        dA_local = np.zeros((n_local, d_state), dtype=dtype)
+        # One segment's states (row k + 1 = after step k, row 0 = the checkpoint) and decays (row k = step k,
+        # row seg_len = decay_after): small enough to stay in the L1 cache.
+        states = np.empty((SEGMENT + 1, d_state), dtype=dtype)
+        decays = np.empty((SEGMENT + 1, d_state), dtype=dtype)
+        for b in range(batch):
+            # Pass 1, forward in time: step sizes, outputs before the gate, one state per segment.
+            for i in range(n_local):
+                d = d_start + i
+                bias = np.float64(delta_bias[d]) if has_bias else 0.0
+                skip = np.float64(D[d]) if has_D else 0.0
+                running[:] = 0.0
                 for t in range(length):
+                    if t % SEGMENT == 0:
+                        checkpoints[i, t // SEGMENT] = running
                     dt, dt_grad = _step_size(np.float64(delta[b, d, t]) + bias, softplus)
-                    step[t] = dt
-                    step_grad[t] = dt_grad
+                    step[i, t] = dt
+                    step_grad[i, t] = dt_grad
                     dt_c = dtype.type(dt)
                     drive = dtype.type(dt * u[b, d, t])
-                    for n in range(d_state):
-                        decays[t + 1, n] = fast_exp(dt_c * A[d, n])
                     acc = dtype.type(0.0)
                     for n in range(d_state):
-                        h = decays[t + 1, n] * states[t, n] + drive * B_t[b, t, n]
-                        states[t + 1, n] = h
+                        h = fast_exp(dt_c * A[d, n]) * running[n] + drive * B_t[b, t, n]
+                        running[n] = h
                         acc += h * C_t[b, t, n]
-                    y_pre_gate[t] = acc + skip * u[b, d, t]
-                # The adjoint recurrence, backwards in time.
-                adjoint[:] = 0.0
-                for t in range(length - 1, -1, -1):
-                    grad_y = grad_out[b, d, t]
-                    if has_z:
-                        silu, silu_grad = _gate(np.float64(z[b, d, t]))
-                        dz[b, d, t] = grad_y * y_pre_gate[t] * silu_grad
-                        grad_y = grad_y * silu
-                    dt = step[t]
-                    u_t = u[b, d, t]
-                    gy = dtype.type(grad_y)
-                    dt_c = dtype.type(dt)
-                    drive = dtype.type(dt * u_t)
-                    for n in range(d_state):
-                        adjoint[n] = adjoint[n] * decays[t + 2, n] + gy * C_t[b, t, n]
-                    for n in range(d_state):
-                        dB_partial[chunk, b, t, n] += adjoint[n] * drive
-                    for n in range(d_state):
-                        dC_partial[chunk, b, t, n] += gy * states[t + 1, n]
-                    sum_decay = dtype.type(0.0)
-                    sum_input = dtype.type(0.0)
-                    for n in range(d_state):
-                        carried = adjoint[n] * decays[t + 1, n] * states[t, n]
-                        dA_row[n] += carried * dt_c
-                        sum_decay += carried * A[d, n]
-                        sum_input += adjoint[n] * B_t[b, t, n]
-                    grad_dt = sum_decay + u_t * sum_input
-                    ddelta[b, d, t] = grad_dt * step_grad[t]
-                    du[b, d, t] = grad_y * skip + dt * sum_input
-                    dD[d] += grad_y * u_t
-                    dbias[d] += grad_dt * step_grad[t]
-            dA[d] = dA_row
+                    y_pre_gate[i, t] = acc + skip * u[b, d, t]
+            adjoint[:, :] = 0.0
+            decay_after[:, :] = 0.0
+            # Pass 2, segments from last to first: recompute the segment's states, then run the adjoint back.
+            for segment in range(n_segments - 1, -1, -1):
+                t0 = segment * SEGMENT
+                seg_len = min(SEGMENT, length - t0)
+                for i in range(n_local):
+                    d = d_start + i
+                    skip = np.float64(D[d]) if has_D else 0.0
+                    states[0] = checkpoints[i, segment]
+                    for k in range(seg_len):
+                        t = t0 + k
+                        dt_c = dtype.type(step[i, t])
+                        drive = dtype.type(step[i, t] * u[b, d, t])
+                        for n in range(d_state):
+                            decays[k, n] = fast_exp(dt_c * A[d, n])
+                        for n in range(d_state):
+                            states[k + 1, n] = decays[k, n] * states[k, n] + drive * B_t[b, t, n]
+                    decays[seg_len] = decay_after[i]
+                    for k in range(seg_len - 1, -1, -1):
+                        t = t0 + k
+                        grad_y = grad_out[b, d, t]
+                        if has_z:
+                            silu, silu_grad = _gate(np.float64(z[b, d, t]))
+                            dz[b, d, t] = grad_y * y_pre_gate[i, t] * silu_grad
+                            grad_y = grad_y * silu
+                        dt = step[i, t]
+                        u_t = u[b, d, t]
+                        gy = dtype.type(grad_y)
+                        dt_c = dtype.type(dt)
+                        drive = dtype.type(dt * u_t)
+                        for n in range(d_state):
+                            adjoint[i, n] = adjoint[i, n] * decays[k + 1, n] + gy * C_t[b, t, n]
+                        for n in range(d_state):
+                            dB_partial[chunk, b, t, n] += adjoint[i, n] * drive
+                        for n in range(d_state):
+                            dC_partial[chunk, b, t, n] += gy * states[k + 1, n]
+                        sum_decay = dtype.type(0.0)
+                        sum_input = dtype.type(0.0)
+                        for n in range(d_state):
+                            carried = adjoint[i, n] * decays[k, n] * states[k, n]
+                            dA_local[i, n] += carried * dt_c
+                            sum_decay += carried * A[d, n]
+                            sum_input += adjoint[i, n] * B_t[b, t, n]
+                        grad_dt = sum_decay + u_t * sum_input
+                        ddelta[b, d, t] = grad_dt * step_grad[i, t]
+                        du[b, d, t] = grad_y * skip + dt * sum_input
+                        dD[d] += grad_y * u_t
+                        dbias[d] += grad_dt * step_grad[i, t]
+                    decay_after[i] = decays[0]
+        for i in range(n_local):
+            dA[d_start + i] = dA_local[i]
     return du, ddelta, dz, dA, dB_partial, dC_partial, dD, dbias
