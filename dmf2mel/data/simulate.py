@@ -43,6 +43,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +61,7 @@ from dmf2mel.io import save_npy
 SIMULATION_VERSION = "1"
 CLEAN_FOLDER = "clean"
 CACHE_ENV = "DMF2MEL_CACHE"
+STALE_TEMP_S = 3600.0  # a temporary corpus folder this old belongs to a killed run
 SIM_SFREQ = float(features.MEL_FRAME_RATE)  # 128 Hz: the mel frame rate; above the 50 Hz line and muscles
 NAM = 1e-9  # one nanoampere-metre in A*m (dipole moments)
 UV = 1e-6  # one microvolt in V
@@ -106,11 +108,13 @@ class SimulationParams:
         ``n_subjects`` (incl. ``n_held_out`` subjects held out entirely), ``n_stories`` stories of
         ``minutes`` minutes; each subject hears ``stories_per_subject`` of them, always the first.
     Signal
-        ``source_nam``: RMS moment of each auditory dipole (nA*m).
-    Noise (RMS at the scalp in microvolts, or per minute for events)
-        ``background_nam`` per background dipole, ``n_background_sources``; ``alpha_nam``;
-        ``blinks_per_minute`` and ``blink_uv`` (peak at Fp1/Fp2); ``muscle_per_minute`` and
-        ``muscle_uv``; ``line_uv``; ``drift_uv``; ``sensor_uv`` (amplifier noise).
+        ``source_nam``: RMS moment of each auditory dipole (nA*m, before the subject's gain).
+    Noise
+        ``n_background_sources`` dipoles with 1/f time courses of RMS ``background_nam`` (nA*m);
+        two alpha dipoles with bursts of RMS up to ``alpha_nam``; ``blinks_per_minute`` blinks of
+        peak ``blink_uv`` (microvolts at the frontopolar electrodes); ``muscle_per_minute`` bursts
+        of RMS ``muscle_uv`` at the nearest temporal electrode; a 50 Hz line of amplitude about
+        ``line_uv``; drifts of RMS ``drift_uv``; white amplifier noise of RMS ``sensor_uv``.
     """
 
     n_subjects: int = 8
@@ -118,7 +122,7 @@ class SimulationParams:
     n_stories: int = 4
     minutes: float = 2.5
     stories_per_subject: int = 3
-    source_nam: float = 16.0
+    source_nam: float = 10.0
     background_nam: float = 12.0
     n_background_sources: int = 60
     alpha_nam: float = 60.0
@@ -133,7 +137,7 @@ class SimulationParams:
 
 PRESETS = {
     "teaching": SimulationParams(),
-    "sparrkulee": SimulationParams(source_nam=4.5),
+    "sparrkulee": SimulationParams(source_nam=2.5),
 }
 
 
@@ -661,6 +665,19 @@ def corpus_key(preset: str, seed: int = 0) -> str:
     return f"{preset}-{digest}"
 
 
+def _remove_stale(folder: Path) -> None:
+    """Delete cached corpora of the same preset from older code or parameters (each is ~100 MB), and
+    temporary folders that killed runs left behind more than an hour ago."""
+    preset = folder.name.rsplit("-", 1)[0]
+    if not folder.parent.is_dir():
+        return
+    for path in folder.parent.iterdir():
+        stale_corpus = path.name.startswith(f"{preset}-") and path != folder and _is_corpus(path)
+        abandoned = path.name.startswith(f".{preset}-") and time.time() - path.stat().st_mtime > STALE_TEMP_S
+        if path.is_dir() and (stale_corpus or abandoned):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def default_corpus(preset: str = "teaching", progress: bool = True) -> Path:
     """The built-in corpus of ``preset`` (seed 0), generated on first use and cached.
 
@@ -681,6 +698,7 @@ def default_corpus(preset: str = "teaching", progress: bool = True) -> Path:
         return folder
     except DataError:
         pass
+    _remove_stale(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
