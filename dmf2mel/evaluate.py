@@ -243,7 +243,8 @@ def predict_challenge(
 # --- command line -------------------------------------------------------------------------------
 
 
-def _summary_line(name: str, result: dict | None) -> str:
+def summary_line(name: str, result: dict | None) -> str:
+    """One line per protocol: paper r with chance and p, challenge r with chance, subjects."""
     if result is None:
         return f"{name:>8}: no held-out subjects with test data"
 
@@ -284,8 +285,8 @@ def run_evaluate(args) -> int:
     if args.json:
         print(json.dumps({"known": results["known"], "unknown": results["unknown"]}))
     else:
-        print(_summary_line("known", results["known"]))
-        print(_summary_line("unknown", results["unknown"]))
+        print(summary_line("known", results["known"]))
+        print(summary_line("unknown", results["unknown"]))
         print(f"wrote {Path(args.run) / METRICS_FILE}")
     return 0
 

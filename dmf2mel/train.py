@@ -62,7 +62,14 @@ from dmf2mel.checkpoint import (
 from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
 from dmf2mel.errors import UserError
-from dmf2mel.evaluate import default_held_out, evaluate_run, open_data_for, parse_subjects, predict_recordings
+from dmf2mel.evaluate import (
+    default_held_out,
+    evaluate_run,
+    open_data_for,
+    parse_subjects,
+    predict_recordings,
+    summary_line,
+)
 from dmf2mel.losses import PaperLoss
 from dmf2mel.metrics import N_NULL, paper_metric
 
@@ -593,10 +600,6 @@ def train(
         metrics = None
         if test and proc.main:
             metrics = evaluate_run(run, data.folder, device=str(proc.device), n_null=n_null, seed=seed)
-            for name in ("known", "unknown"):
-                if metrics[name] is not None:
-                    trainer._log(f"test ({name} subjects): paper r {metrics[name]['paper_r']:.4f}, "
-                                 f"chance {metrics[name]['chance_r']:.4f}, p {metrics[name]['p_value']:.4f}")
         if proc.world > 1:
             dist.barrier()
         return {
@@ -668,4 +671,8 @@ def run_train(args) -> int:
             f"{summary['run']}: {summary['epochs']} epochs, best val r {summary['best_val_r']:.4f} "
             f"at epoch {summary['best_epoch']} ({summary['seconds']:.0f} s)"
         )
+        if summary["metrics"] is not None:
+            print("test, best.pt:")
+            for name in ("known", "unknown"):
+                print(summary_line(name, summary["metrics"][name]))
     return 0
