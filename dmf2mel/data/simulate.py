@@ -245,8 +245,7 @@ class Subject:
     ``kernels`` (2, kernel_samples): P1-N1-P2 response per hemisphere at 128 Hz.
     ``sustained_weights``, ``onset_weights`` (2, n_mels): band weights of the drive per hemisphere.
     ``auditory_pattern`` (64, 2) in V per A*m; ``background_pattern`` (64, n_background);
-    ``alpha_pattern`` (64, 2); ``gain``: overall response strength; ``alpha_hz``;
-    ``stories``: indices of the stories this subject heard.
+    ``alpha_pattern`` (64, 2); ``gain``: overall response strength; ``alpha_hz``.
     """
 
     kernels: np.ndarray
@@ -257,7 +256,6 @@ class Subject:
     alpha_pattern: np.ndarray
     gain: float
     alpha_hz: float
-    stories: tuple[int, ...]
 
 
 def response_kernel(latency_scale: float, amplitudes: np.ndarray, sfreq: float = SIM_SFREQ) -> np.ndarray:
@@ -301,7 +299,6 @@ def make_subject(rng: np.random.Generator, params: SimulationParams, n_mels: int
         (head.noise_rr[:, 1] < ALPHA_REGION["y_max"]) & (head.noise_rr[:, 2] > ALPHA_REGION["z_min"])
     )
     alpha = _random_dipoles(rng, head.noise_gain, posterior, 2)
-    others = rng.permutation(np.arange(1, params.n_stories))[: params.stories_per_subject - 1]
     return Subject(
         kernels=np.array(kernels),
         sustained_weights=walks[0],
@@ -311,8 +308,15 @@ def make_subject(rng: np.random.Generator, params: SimulationParams, n_mels: int
         alpha_pattern=alpha,
         gain=float(np.exp(rng.normal(0.0, AMPLITUDE_SD))),
         alpha_hz=float(rng.uniform(*ALPHA_HZ)),
-        stories=tuple(sorted([0, *others.tolist()])),
     )
+
+
+def stories_heard(subject_index: int, n_stories: int, stories_per_subject: int) -> list[int]:
+    """Indices of the stories subject ``subject_index`` (0-based) heard: the first story (everyone heard
+    ``audiobook_1`` in SparrKULee) and the next ones in turn, so every story gets a fair share of listeners."""
+    n_others = n_stories - 1
+    others = {1 + (subject_index + k) % n_others for k in range(stories_per_subject - 1)} if n_others else set()
+    return [0, *sorted(others)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,7 +436,9 @@ def make_stimulus(name: str, audio: np.ndarray, sfreq: float = speech.SPEECH_SFR
     # center=False loses the last frames: pad with the final value so the drive covers the recording.
     mel_sim = np.pad(mel_frames, ((0, max(n_sim - len(mel_frames), 0)), (0, 0)), mode="edge")[:n_sim]
     sustained, onsets = auditory_drive(mel_sim)
-    arrays = dict(mel=mel.astype(np.float32), envelope=features.envelope(audio, sfreq), sustained=sustained, onsets=onsets)
+    arrays = dict(
+        mel=mel.astype(np.float32), envelope=features.envelope(audio, sfreq), sustained=sustained, onsets=onsets
+    )
     for array in arrays.values():
         array.setflags(write=False)  # shared between corpora through the cache below
     return Stimulus(name=name, **arrays)
@@ -488,16 +494,17 @@ def _write_corpus(folder: Path, preset: str, seed: int, params: SimulationParams
                   stories: list[tuple[str, Callable[[], Stimulus]]], stimuli_dir, progress: bool) -> None:
     subjects = subject_names(params.n_subjects)
     listeners = [make_subject(_rng(seed, STREAM_SUBJECT, index), params) for index in range(params.n_subjects)]
-    heard = {name: [stories[i][0] for i in listener.stories] for name, listener in zip(subjects, listeners)}
+    heard_index = [stories_heard(i, len(stories), params.stories_per_subject) for i in range(len(subjects))]
+    heard = {subject: [stories[i][0] for i in indices] for subject, indices in zip(subjects, heard_index)}
     files: dict[str, list[int]] = {}
-    n_steps = len(stories) + sum(len(listener.stories) for listener in listeners)
+    n_steps = len(stories) + sum(map(len, heard_index))
     with tqdm(total=n_steps, desc="simulating corpus", unit="step", disable=not progress) as bar:
         for story_index, (story_name, compute_stimulus) in enumerate(stories):
             bar.set_postfix_str(f"stimulus {story_name}")
             stimulus = compute_stimulus()
             bar.update()
             for subject_index, (subject, listener) in enumerate(zip(subjects, listeners)):
-                if story_index not in listener.stories:
+                if story_index not in heard_index[subject_index]:
                     continue
                 bar.set_postfix_str(f"{subject} {story_name}")
                 rng = _rng(seed, STREAM_RECORDING, subject_index, story_index)
@@ -660,7 +667,9 @@ def cache_dir() -> Path:
 def corpus_key(preset: str, seed: int = 0) -> str:
     """The cache folder name of a default corpus: preset plus a hash of parameters, seed, code and libraries."""
     params = preset_params(preset)
-    identity = dict(params=dataclasses.asdict(params), seed=seed, version=simulation_version(), libraries=_library_versions())
+    identity = dict(
+        params=dataclasses.asdict(params), seed=seed, version=simulation_version(), libraries=_library_versions()
+    )
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     return f"{preset}-{digest}"
 

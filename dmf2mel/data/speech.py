@@ -143,7 +143,8 @@ def _phrase(n_syllables: int, sfreq: float, f0_base: float, formant_scale: float
             audio[stop - coda : stop] += _consonant(coda, sfreq, rng, plosive=False)
         nucleus = slice(start + onset, stop - coda)
         vowel = source[nucleus]
-        for freq, bandwidth in zip(VOWEL_FORMANTS[rng.integers(len(VOWEL_FORMANTS))] * formant_scale, FORMANT_BANDWIDTHS_HZ):
+        formants = VOWEL_FORMANTS[rng.integers(len(VOWEL_FORMANTS))] * formant_scale
+        for freq, bandwidth in zip(formants, FORMANT_BANDWIDTHS_HZ):
             vowel = scipy.signal.lfilter(*_resonator(freq, bandwidth, sfreq), vowel)
         audio[nucleus] += vowel * _smooth_window(vowel.size, rng)
     return audio

@@ -1,6 +1,7 @@
 """The built-in corpus: layout and metadata, determinism, the clean response, caching, and that the
 EEG really carries the stimulus (a lagged ridge decoder beats chance, less so on the hard preset)."""
 
+import dataclasses
 import os
 import shutil
 
@@ -186,5 +187,12 @@ def test_default_corpus_is_cached_verified_and_repaired(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="unreadable"):
         simulate.verify_corpus(folder)
     # Other parameters give another cache folder.
-    monkeypatch.setitem(simulate.PRESETS, "teaching", simulate.SimulationParams(n_subjects=1, n_held_out=0, n_stories=1, minutes=0.25))
+    monkeypatch.setitem(simulate.PRESETS, "teaching", dataclasses.replace(tiny, minutes=0.25))
     assert simulate.corpus_key("teaching") != folder.name
+
+
+def test_everyone_hears_the_first_story_and_the_others_are_shared_fairly():
+    heard = [simulate.stories_heard(i, n_stories=4, stories_per_subject=3) for i in range(6)]
+    assert all(len(h) == 3 and h[0] == 0 and len(set(h)) == 3 for h in heard)
+    counts = np.bincount(np.concatenate(heard), minlength=4)
+    assert counts[0] == 6 and set(counts[1:]) == {4}
