@@ -74,6 +74,10 @@ STREAM_STIMULUS, STREAM_SUBJECT, STREAM_RECORDING = 0, 1, 2
 AUDITORY_CORTEX_M = np.array([[-0.05, -0.015, 0.03], [0.05, -0.015, 0.03]])
 AUDITORY_ORIENTATION = np.array([[0.3, 0.2, 1.0], [-0.3, 0.2, 1.0]])  # roughly up, tilted medially
 LOCATION_JITTER_M = 0.008
+# Candidate dipole locations per hemisphere: the centre and one step along +-x, +-y, +-z; a subject's
+# dipole mixes their lead fields, mostly the centre's.
+LOCATION_OFFSETS = np.vstack([np.zeros(3), np.eye(3), -np.eye(3)])
+CENTRE_WEIGHT = 4.0  # Dirichlet concentration of the centre (the others have 1)
 ORIENTATION_JITTER = 0.3
 NOISE_GRID_MM = 20.0  # spacing of the candidate background-noise dipoles
 ALPHA_REGION = dict(y_max=-0.03, z_min=0.04)  # parieto-occipital dipoles only
@@ -86,6 +90,7 @@ MUSCLE_SPREAD_M = 0.035
 RESPONSE_PEAKS = ((0.05, 0.012, 0.5), (0.10, 0.02, -1.0), (0.18, 0.03, 0.6))
 KERNEL_SECONDS = 0.4
 COMPRESSION = 0.3  # power-law compression of the mel bands before they drive the cortex
+BAND_WEIGHT_STEP = 0.4  # log-weights of neighbouring mel bands differ by about this much
 LATENCY_SD = 0.1  # log-normal spread of the subject's latency scale
 AMPLITUDE_SD = 0.25  # log-normal spread of peak amplitudes and subject gain
 HEMISPHERE_LAG_S = 0.01  # the right cortex lags or leads by up to this much
@@ -98,6 +103,7 @@ MUSCLE_BURST_S = (0.3, 1.5)
 MUSCLE_BAND_HZ = (20.0, 60.0)
 DRIFT_MAX_HZ = 0.3
 LINE_FREQ = 50.0
+EVENT_AMPLITUDE_RANGE = (0.7, 1.3)  # each blink, and each electrode's line pickup, scales by this much
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +232,7 @@ def head_model() -> HeadModel:
     """The cached :class:`HeadModel` (MNE three-shell sphere fitted to the BioSemi-64 montage)."""
     info = preprocess.biosemi_info(SIM_SFREQ)
     sphere = mne.make_sphere_model("auto", "auto", info, verbose=False)
-    offsets = np.vstack([np.zeros(3), np.eye(3), -np.eye(3)]) * LOCATION_JITTER_M  # (7, 3)
+    offsets = LOCATION_OFFSETS * LOCATION_JITTER_M  # (7, 3)
     rr = (AUDITORY_CORTEX_M[:, None, :] + offsets[None]).reshape(-1, 3)
     auditory, _ = _forward(info, sphere, rr)
     noise, noise_rr = _forward(info, sphere, None, NOISE_GRID_MM)
@@ -285,10 +291,10 @@ def make_subject(rng: np.random.Generator, params: SimulationParams, n_mels: int
         amplitudes = np.exp(rng.normal(0.0, AMPLITUDE_SD, len(RESPONSE_PEAKS)))
         kernels.append(response_kernel(latency + lag / RESPONSE_PEAKS[1][0], amplitudes))
     # Smooth band weightings: a random walk over bands, positive, normalised.
-    walks = np.exp(np.cumsum(rng.normal(0.0, 0.4, (2, 2, n_mels)), axis=-1))
+    walks = np.exp(np.cumsum(rng.normal(0.0, BAND_WEIGHT_STEP, (2, 2, n_mels)), axis=-1))
     walks /= walks.sum(axis=-1, keepdims=True)
     # Location: weights over the 7 candidate lead fields (mostly the centre); orientation jittered.
-    location = rng.dirichlet(np.r_[4.0, np.ones(6)], size=2)  # (2, 7)
+    location = rng.dirichlet(np.r_[CENTRE_WEIGHT, np.ones(len(LOCATION_OFFSETS) - 1)], size=2)  # (2, 7)
     orientation = AUDITORY_ORIENTATION / np.linalg.norm(AUDITORY_ORIENTATION, axis=1, keepdims=True)
     orientation = orientation + ORIENTATION_JITTER * rng.standard_normal((2, 3))
     orientation /= np.linalg.norm(orientation, axis=1, keepdims=True)
@@ -395,7 +401,7 @@ def noise_and_artifacts(rng: np.random.Generator, subject: Subject, params: Simu
     blink_trace = np.zeros(n_times)
     for onset in _event_times(rng, params.blinks_per_minute, n_times, sfreq):
         width = rng.uniform(*BLINK_WIDTH_S)
-        blink_trace += rng.uniform(0.7, 1.3) * np.exp(-0.5 * ((t - onset / sfreq) / width) ** 2)
+        blink_trace += rng.uniform(*EVENT_AMPLITUDE_RANGE) * np.exp(-0.5 * ((t - onset / sfreq) / width) ** 2)
     blink_pattern = _distance_pattern(head.ch_pos, BLINK_ORIGIN_M, BLINK_SPREAD_M)
     eeg += params.blink_uv * UV * np.outer(blink_trace, blink_pattern / blink_pattern.max())
     # Muscle: 20-60 Hz bursts over one temporal muscle.
@@ -408,7 +414,7 @@ def noise_and_artifacts(rng: np.random.Generator, subject: Subject, params: Simu
         eeg[onset : onset + length] += params.muscle_uv * UV * np.outer(burst, pattern / pattern.max())
     # Power line: a common 50 Hz sinusoid with channel-specific amplitude (electrode impedances differ).
     line = np.sin(2 * np.pi * LINE_FREQ * t + rng.uniform(0, 2 * np.pi))
-    eeg += params.line_uv * UV * np.outer(line, rng.uniform(0.5, 1.5, eeg.shape[1]))
+    eeg += params.line_uv * UV * np.outer(line, rng.uniform(*EVENT_AMPLITUDE_RANGE, eeg.shape[1]))
     eeg += params.drift_uv * UV * colored_noise(rng, eeg.shape, sfreq, 2.0, 0.0, DRIFT_MAX_HZ)
     eeg += params.sensor_uv * UV * rng.standard_normal(eeg.shape)
     return eeg
