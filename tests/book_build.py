@@ -19,7 +19,7 @@ BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 STAMP = BUILD / ".book-build-ok"  # written only after a build that exited 0
 LOG = BUILD / "book-build.log"
-INPUT_GLOBS = ("_config.yml", "_toc.yml", "book/*.md", "book/*.bib", "book/static/*", "notebooks/*.ipynb", "dmf2mel/**/*.py",
+INPUT_GLOBS = ("_config.yml", "_toc.yml", "book/*.md", "book/*.bib", "book/static/*", "book/_ext/*.py", "notebooks/*.ipynb", "dmf2mel/**/*.py",
                "book/_vendor/VERSIONS", "scripts/vendor_js.py")
 BUILD_TIMEOUT_S = 1800
 

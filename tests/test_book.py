@@ -109,3 +109,42 @@ def test_references_page_lists_the_cited_works(html_dir):
     # Citations in the intro link to the bibliography.
     intro = (html_dir / "book" / "intro.html").read_text()
     assert "references.html#id" in intro or 'href="references.html' in intro
+
+
+WIDGET_STATE = re.compile(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', re.S)
+MAX_PAGE_MB = 15  # plotly.js alone is ~5 MB per page; figures and saved widgets add the rest
+
+
+def test_saved_widget_state_carries_no_widget_javascript(html_dir):
+    import json
+
+    for page in pages(html_dir):
+        match = WIDGET_STATE.search(page.read_text(errors="replace"))
+        if match is None:
+            continue
+        state = json.loads(match.group(1).replace("<\\/script>", "</script>"))
+        heavy = [model_id for model_id, model in state["state"].items() if model.get("state", {}).get("_esm")]
+        assert not heavy, f"{page.name}: saved widgets still carry their JavaScript source: {heavy}"
+
+
+def test_pages_stay_small_enough_to_open(html_dir):
+    for page in pages(html_dir):
+        size_mb = page.stat().st_size / 1e6
+        assert size_mb < MAX_PAGE_MB, f"{page.relative_to(html_dir)} is {size_mb:.1f} MB"
+
+
+def test_strip_anywidget_sources_empties_only_the_source_traits():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        from widget_state import strip_anywidget_sources
+    finally:
+        sys.path.pop(0)
+    state = {"state": {
+        "a": {"model_name": "AnyModel", "state": {"_esm": "plotly.js ...", "_css": "x", "_data": [1]}},
+        "b": {"model_name": "IntSliderModel", "state": {"value": 3}},
+    }}
+    assert strip_anywidget_sources(state) == 1
+    assert state["state"]["a"]["state"] == {"_esm": "", "_css": "", "_data": [1]}
+    assert state["state"]["b"]["state"] == {"value": 3}
