@@ -143,7 +143,7 @@ class SimulationParams:
 
 PRESETS = {
     "teaching": SimulationParams(),
-    "sparrkulee": SimulationParams(source_nam=2.5),
+    "sparrkulee": SimulationParams(source_nam=2.0),
 }
 
 
