@@ -1,0 +1,328 @@
+"""Cached training runs: each chapter that needs a trained model asks for it here, and it is trained once.
+
+Chapters 9 (training), 10 (evaluation) and 11 (ablations) of the book all need the same trained
+models. :func:`cached_run` trains a model with :func:`dmf2mel.train.train` the first time it is
+asked for, evaluates it (``metrics.json``) and keeps the run folder in the same cache as the
+built-in corpus (:func:`dmf2mel.data.simulate.cache_dir`, under ``runs/``); every later call with
+the same arguments returns that folder at once. So one book build trains each model once per
+machine, not once per chapter.
+
+A cached run is identified by everything that decides its result: the corpus (whose folder name
+already hashes the simulation code, its parameters and the numerical libraries), the model, the
+training profile and its number of epochs, the seed, the package version, the torch version and a
+hash of the package source that training and evaluation run (every module but the figures and the
+command line). Change any of them and the run is trained again; older runs of the same corpus,
+model, profile, epochs and seed are then deleted.
+
+Reliability: a run is trained in a temporary folder and renamed into place only when it is
+complete, so a killed build never leaves half a run behind; a cached run is verified before it is
+reused (its identity, ``config.json``, ``history.csv``, ``metrics.json`` and a ``best.pt`` that
+loads); concurrent processes asking for the same run wait for one another (a file lock) instead
+of training it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+import dmf2mel
+from dmf2mel.checkpoint import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    load_checkpoint,
+    load_model,
+    read_config,
+    read_history,
+)
+from dmf2mel.data.datasets import SubjectIndex
+from dmf2mel.data.simulate import cache_dir, default_corpus
+from dmf2mel.data.sparrkulee import SplitData
+from dmf2mel.errors import DataError, UserError
+from dmf2mel.evaluate import open_data_for, predict_recordings
+from dmf2mel.io import save_json
+from dmf2mel.metrics import N_NULL, RecordingPrediction
+from dmf2mel.train import PROFILES, train
+
+#: Sub-folder of the cache that holds the runs.
+RUNS_FOLDER = "runs"
+#: Written into a run folder last, before it is renamed into place: what the run is.
+IDENTITY_FILE = "cached_run.json"
+#: A temporary run folder this old belongs to a killed build.
+STALE_TEMP_S = 6 * 3600.0
+#: Parts of the package that cannot change a trained run (figures, command line, this module).
+_NOT_IN_RUNS = ("viz", "cli.py", "__main__.py", "runs.py")
+_PACKAGE_ROOT = Path(dmf2mel.__file__).parent
+
+
+def source_digest() -> str:
+    """A hash of the package source that training and evaluation run (changes whenever that code does)."""
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE_ROOT.rglob("*.py")):
+        relative = path.relative_to(_PACKAGE_ROOT)
+        if relative.parts[0] in _NOT_IN_RUNS:
+            continue
+        digest.update(str(relative).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def run_identity(data: str | Path, model: str, profile: str, epochs: int | None, seed: int) -> dict:
+    """Everything that decides a cached run's result, as plain JSON values.
+
+    Parameters
+    ----------
+    data : path
+        The ``split_data`` folder (its name and, for a simulated corpus, its metadata version).
+    model, profile : str
+        As for :func:`dmf2mel.train.train`.
+    epochs : int or None
+        None: the profile's number of epochs.
+    seed : int
+    """
+    if profile not in PROFILES:
+        raise UserError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    data = Path(data).resolve()
+    metadata_file = data / "dmf2mel_corpus.json"
+    corpus_version = None
+    if metadata_file.is_file():
+        corpus_version = json.loads(metadata_file.read_text(encoding="utf-8")).get("version")
+    return {
+        "data": str(data),
+        "corpus_version": corpus_version,
+        "model": model,
+        "profile": profile,
+        "epochs": int(PROFILES[profile].epochs if epochs is None else epochs),
+        "seed": int(seed),
+        "package_version": dmf2mel.__version__,
+        "torch_version": torch.__version__,
+        "source": source_digest(),
+    }
+
+
+def run_name(identity: dict) -> str:
+    """The cache folder name: readable stem plus a hash of the whole identity, e.g.
+    ``teaching-f000fc387196-dmf2mel-quick-e10-s0-1a2b3c4d5e6f``."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{_stem(identity)}-{digest}"
+
+
+def _stem(identity: dict) -> str:
+    corpus = Path(identity["data"]).name
+    return f"{corpus}-{identity['model']}-{identity['profile']}-e{identity['epochs']}-s{identity['seed']}"
+
+
+def verify_run(folder: str | Path, identity: dict | None = None) -> dict:
+    """Check a cached run is complete (and, with ``identity``, that it is that run); returns its metrics.
+
+    Raises
+    ------
+    DataError
+        Naming the first problem: a missing or unreadable file, another identity, a ``best.pt``
+        that does not load.
+    """
+    folder = Path(folder)
+    for name in (IDENTITY_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE, BEST_CHECKPOINT):
+        if not (folder / name).is_file():
+            raise DataError(f"{folder}: not a complete cached run (no {name})")
+    try:
+        stored = json.loads((folder / IDENTITY_FILE).read_text(encoding="utf-8"))
+        metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+        config = read_config(folder)
+    except (json.JSONDecodeError, UnicodeDecodeError, UserError) as err:
+        raise DataError(f"{folder}: unreadable run file ({err})") from None
+    if identity is not None and stored != identity:
+        raise DataError(f"{folder}: holds another run ({stored}), expected {identity}")
+    if config.get("model") != stored.get("model") or config.get("seed") != stored.get("seed"):
+        raise DataError(f"{folder}: {CONFIG_FILE} does not match {IDENTITY_FILE}")
+    if "known" not in metrics:
+        raise DataError(f"{folder}: {METRICS_FILE} has no known-subject results")
+    try:
+        load_checkpoint(folder / BEST_CHECKPOINT)
+    except UserError as err:
+        raise DataError(str(err)) from None
+    return metrics
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed): one process trains, the others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale(root: Path, keep: Path) -> None:
+    """Delete older runs of the same corpus, model, profile, epochs and seed (other code versions), and
+    temporary folders of builds killed long ago."""
+    stem = keep.name.rsplit("-", 1)[0]
+    for path in root.iterdir():
+        older_version = path.name.rsplit("-", 1)[0] == stem and path != keep and (path / IDENTITY_FILE).is_file()
+        abandoned = path.name.startswith(".") and ".tmp-" in path.name and time.time() - path.stat().st_mtime > STALE_TEMP_S
+        if path.is_dir() and (older_version or abandoned):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def cached_run(
+    model: str = "dmf2mel",
+    preset: str = "teaching",
+    profile: str = "quick",
+    epochs: int | None = None,
+    seed: int = 0,
+    data: str | Path | None = None,
+    root: str | Path | None = None,
+    progress: bool = True,
+    n_null: int = N_NULL,
+    device: str | None = None,
+    verbose: bool = True,
+) -> Path:
+    """The folder of a trained and evaluated run, trained now only if no verified copy is cached.
+
+    Parameters
+    ----------
+    model : {"dmf2mel", "linear", "cnn", "vlaai"}
+        Which model to train (:data:`dmf2mel.checkpoint.MODELS`).
+    preset : {"teaching", "sparrkulee"}
+        The built-in corpus to train on (ignored when ``data`` is given).
+    profile : {"quick", "paper"}
+        Training profile (:data:`dmf2mel.train.PROFILES`).
+    epochs : int, optional
+        Override the profile's number of epochs.
+    seed : int
+        Training seed.
+    data : path, optional
+        A ``split_data`` folder to train on instead of the built-in corpus.
+    root : path, optional
+        Where runs are kept (default: ``cache_dir() / "runs"``, i.e. ``$DMF2MEL_CACHE/runs`` or
+        ``~/.cache/dmf2mel/runs``).
+    progress : bool
+        Progress bars while training (else one log line per epoch).
+    n_null : int
+        Null draws for the chance levels of the evaluation.
+    device : str, optional
+        ``"cpu"`` or ``"cuda"`` (default: cuda when available).
+    verbose : bool
+        Print one line saying whether the run was reused or trained.
+
+    Returns
+    -------
+    Path
+        The run folder: ``config.json``, ``history.csv``, ``best.pt``, ``last.pt``,
+        ``metrics.json`` (both protocols, see :func:`dmf2mel.evaluate.evaluate_run`) and
+        ``cached_run.json`` (its identity).
+    """
+    data = Path(data) if data is not None else default_corpus(preset, progress=progress)
+    identity = run_identity(data, model, profile, epochs, seed)
+    root = Path(root) if root is not None else cache_dir() / RUNS_FOLDER
+    folder = root / run_name(identity)
+    with _locked(root / f".{folder.name}.lock"):
+        with contextlib.suppress(DataError):
+            verify_run(folder, identity)
+            if verbose:
+                print(f"using the cached {model} run {folder}")
+            return folder
+        _remove_stale(root, folder)
+        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=root))
+        try:
+            run = work / "run"
+            started = time.perf_counter()
+            train(data, run, model=model, profile=profile, epochs=identity["epochs"], seed=seed, device=device,
+                  quiet=not progress, n_null=n_null)
+            # metrics.json names the checkpoint it scored: name it where it will be, not in the temporary folder
+            metrics = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
+            metrics["checkpoint"] = str(folder / BEST_CHECKPOINT)
+            save_json(run / METRICS_FILE, metrics)
+            save_json(run / IDENTITY_FILE, identity)
+            verify_run(run, identity)
+            if folder.exists():  # an unverifiable leftover (e.g. from an older layout): replace it
+                shutil.rmtree(folder)
+            os.rename(run, folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    if verbose:
+        print(f"trained {model} ({profile} profile) in {time.perf_counter() - started:.0f} s: {folder}")
+    return folder
+
+
+def read_metrics(run: str | Path) -> dict:
+    """A run's ``metrics.json``: ``{"known": {...}, "unknown": {...} or None, ...}``."""
+    path = Path(run) / METRICS_FILE
+    if not path.is_file():
+        raise UserError(f"{run}: no {METRICS_FILE} (evaluate the run first: python -m dmf2mel evaluate --run {run})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def history_table(run: str | Path) -> dict[str, np.ndarray]:
+    """A run's ``history.csv`` as float columns (an empty cell, e.g. an epoch without validation, is NaN).
+
+    Returns
+    -------
+    dict column name -> (n_epochs,) float64 array
+        ``epoch``, ``lr``, ``loss``, ``train_r``, ``train_l1``, ``train_infonce``, ``val_r``,
+        ``best_val_r``, ``seconds``.
+    """
+    rows = read_history(run)
+    if not rows:
+        raise DataError(f"{run}: {HISTORY_FILE} has no epochs")
+
+    def number(text: str) -> float:
+        return float(text) if text not in ("", "None") else np.nan
+
+    return {column: np.array([number(row[column]) for row in rows]) for column in rows[0]}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPredictions:
+    """Test-part predictions of a run, per protocol.
+
+    Attributes
+    ----------
+    known, unknown : list of RecordingPrediction
+        Normalised (z-scored) predicted and true mel, ``(time, n_mels)`` each, of the test parts of
+        the training subjects (with their ids) and of the held-out subjects (unknown-subject
+        conditioning).
+    data : SplitData
+        The corpus (e.g. for :meth:`~dmf2mel.data.sparrkulee.SplitData.norm_stats`, to map a
+        prediction back to mel power).
+    """
+
+    known: list[RecordingPrediction]
+    unknown: list[RecordingPrediction]
+    data: SplitData
+
+    def by_recording(self) -> dict[tuple[str, str], RecordingPrediction]:
+        """Every prediction keyed by ``(subject, stimulus)``."""
+        return {(p.subject, p.stimulus): p for p in self.known + self.unknown}
+
+
+def run_predictions(run: str | Path, device: str = "cpu") -> RunPredictions:
+    """Predict the test parts of a run's known and held-out subjects with its ``best.pt``.
+
+    The same predictions :func:`dmf2mel.evaluate.evaluate_run` scores, kept for figures and listening.
+    """
+    config, model = load_model(run, BEST_CHECKPOINT, device)
+    data = open_data_for(config, config["data"]["folder"])
+    index = SubjectIndex(config["data"]["subjects"])
+    window = config["data"]["window"]
+    known = predict_recordings(model, data, "test", data.recordings_in("test", subjects=index.subjects), index, window, device)
+    held = data.recordings_in("test", subjects=config["data"]["held_out"])
+    unknown = predict_recordings(model, data, "test", held, SubjectIndex([]), window, device)
+    return RunPredictions(known, unknown, data)

@@ -1,0 +1,157 @@
+"""Cached runs: trained once, verified before reuse, replaced when broken, never left half-written."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from dmf2mel import runs
+from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE
+from dmf2mel.errors import DataError
+from dmf2mel.evaluate import score_predictions
+
+N_NULL = 20  # chance levels are not under test here; keep the evaluation fast
+REAL_SOURCE_DIGEST = runs.source_digest
+
+
+@pytest.fixture(autouse=True)
+def fixed_source(monkeypatch):
+    """The package source is held fixed: an edit elsewhere in a working tree must not rename runs mid-test."""
+    monkeypatch.setattr(runs, "source_digest", lambda: "f" * 12)
+
+
+def cached(corpus, root, **kwargs):
+    return runs.cached_run(model="linear", data=corpus, root=root, n_null=N_NULL, progress=False, verbose=False, **kwargs)
+
+
+@pytest.fixture()
+def count_training(monkeypatch):
+    """Counts calls of the trainer that cached_run makes (the real trainer still runs)."""
+    calls = []
+    real_train = runs.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(kwargs)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "train", counting_train)
+    return calls
+
+
+def test_trains_once_then_reuses_the_verified_run(tiny_corpus, tmp_path, count_training):
+    first = cached(tiny_corpus, tmp_path)
+    second = cached(tiny_corpus, tmp_path)
+    assert first == second
+    assert len(count_training) == 1
+    metrics = runs.verify_run(first, runs.run_identity(tiny_corpus, "linear", "quick", None, 0))
+    # the metrics name the checkpoint in the final folder, not in the temporary one it was trained in
+    assert metrics["checkpoint"] == str(first / BEST_CHECKPOINT)
+    assert metrics["known"]["paper_r"] > metrics["known"]["chance_r"]
+    # nothing but the run and its lock is left in the cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, f".{first.name}.lock"])
+
+
+def test_every_part_of_the_identity_names_another_run(tiny_corpus):
+    base = runs.run_identity(tiny_corpus, "linear", "quick", None, 0)
+    assert base["epochs"] == runs.PROFILES["quick"].epochs
+    variants = [
+        runs.run_identity(tiny_corpus, "cnn", "quick", None, 0),
+        runs.run_identity(tiny_corpus, "linear", "paper", None, 0),
+        runs.run_identity(tiny_corpus, "linear", "quick", 3, 0),
+        runs.run_identity(tiny_corpus, "linear", "quick", None, 1),
+        {**base, "source": "0" * 12},
+        {**base, "corpus_version": "other"},
+    ]
+    names = {runs.run_name(identity) for identity in [base, *variants]}
+    assert len(names) == 1 + len(variants)
+    assert runs.run_name(base) == runs.run_name(runs.run_identity(tiny_corpus, "linear", "quick", None, 0))
+
+
+def test_source_digest_ignores_figures_but_not_the_trainer(monkeypatch, tmp_path):
+    package = tmp_path / "pkg"
+    (package / "viz").mkdir(parents=True)
+    (package / "train.py").write_text("A = 1\n")
+    (package / "viz" / "mel.py").write_text("B = 1\n")
+    monkeypatch.setattr(runs, "_PACKAGE_ROOT", package)
+    before = REAL_SOURCE_DIGEST()
+    (package / "viz" / "mel.py").write_text("B = 2\n")
+    assert REAL_SOURCE_DIGEST() == before
+    (package / "train.py").write_text("A = 2\n")
+    assert REAL_SOURCE_DIGEST() != before
+
+
+def test_a_broken_cached_run_is_trained_again(tiny_corpus, tmp_path, count_training):
+    folder = cached(tiny_corpus, tmp_path)
+    (folder / BEST_CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="best.pt"):
+        runs.verify_run(folder)
+    again = cached(tiny_corpus, tmp_path)
+    assert again == folder and len(count_training) == 2
+    runs.verify_run(again)
+
+
+def test_a_failed_training_leaves_nothing_behind(tiny_corpus, tmp_path, monkeypatch):
+    def failing_train(data, run, **kwargs):
+        run.mkdir(parents=True)
+        (run / "config.json").write_text("{}")
+        raise KeyboardInterrupt  # as when a build is interrupted
+
+    monkeypatch.setattr(runs, "train", failing_train)
+    with pytest.raises(KeyboardInterrupt):
+        cached(tiny_corpus, tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_older_versions_of_the_same_run_are_removed(tiny_corpus, tmp_path):
+    identity = runs.run_identity(tiny_corpus, "linear", "quick", None, 0)
+    old = tmp_path / runs.run_name({**identity, "source": "0" * 12})
+    other_seed = tmp_path / runs.run_name(runs.run_identity(tiny_corpus, "linear", "quick", None, 7))
+    for folder in (old, other_seed):
+        folder.mkdir()
+        (folder / runs.IDENTITY_FILE).write_text("{}")
+    folder = cached(tiny_corpus, tmp_path)
+    assert folder.is_dir() and not old.exists()
+    assert other_seed.is_dir(), "a run with another seed is another run, not an older version"
+
+
+def test_concurrent_requests_train_once(tiny_corpus, tmp_path, count_training):
+    folders = []
+    threads = [threading.Thread(target=lambda: folders.append(cached(tiny_corpus, tmp_path))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(folders) == 2 and folders[0] == folders[1]
+    assert len(count_training) == 1
+
+
+def test_predictions_are_the_ones_the_metrics_scored(tiny_corpus, tmp_path):
+    folder = cached(tiny_corpus, tmp_path)
+    metrics = runs.read_metrics(folder)
+    predictions = runs.run_predictions(folder)
+    assert {p.subject for p in predictions.unknown} == set(predictions.data.held_out_subjects)
+    assert {p.subject for p in predictions.known}.isdisjoint(predictions.data.held_out_subjects)
+    for protocol in ("known", "unknown"):
+        rescored = score_predictions(getattr(predictions, protocol), n_null=N_NULL)
+        assert rescored["paper_r"] == pytest.approx(metrics[protocol]["paper_r"], abs=1e-6)
+        assert rescored["per_band"] == pytest.approx(metrics[protocol]["per_band"], abs=1e-6)
+    for prediction in predictions.by_recording().values():
+        assert prediction.pred.shape == prediction.true.shape and prediction.pred.shape[1] == 10
+
+
+def test_history_table_reads_missing_validations_as_nan(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss,val_r\n1,0.5,\n2,0.25,0.125\n")
+    table = runs.history_table(tmp_path)
+    np.testing.assert_array_equal(table["epoch"], [1.0, 2.0])
+    np.testing.assert_array_equal(table["loss"], [0.5, 0.25])
+    assert np.isnan(table["val_r"][0]) and table["val_r"][1] == 0.125
+
+
+def test_read_metrics_names_the_missing_file(tmp_path):
+    with pytest.raises(Exception, match=METRICS_FILE):
+        runs.read_metrics(tmp_path)
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"known": {"paper_r": 0.1}}))
+    assert runs.read_metrics(tmp_path)["known"]["paper_r"] == 0.1
