@@ -25,7 +25,7 @@ def _add_simulate(subparsers) -> None:
     )
     parser.add_argument("--preset", choices=("teaching", "sparrkulee"), default="teaching")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--out", required=True, help="output folder: new, empty, or an earlier simulated corpus (replaced whole)")
     parser.add_argument("--subjects", type=int, dest="n_subjects", help="number of subjects (incl. held out)")
     parser.add_argument("--held-out", type=int, dest="n_held_out", help="subjects held out entirely")
     parser.add_argument("--stories", type=int, dest="n_stories", help="number of stimuli")
