@@ -293,7 +293,7 @@ def _check_run_folder(run: Path, resume: bool) -> None:
 def _epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, proc: _Process) -> list[list[int]]:
     """This process's batches of item indices for ``epoch``: one shuffled order shared by all processes,
     padded to a multiple of the process count (as DistributedSampler does), then dealt out by rank."""
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
     order = torch.randperm(n_items, generator=generator).tolist()
     order += order[: (-len(order)) % proc.world]
     mine = order[proc.rank :: proc.world]
