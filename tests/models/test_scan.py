@@ -25,10 +25,13 @@ def make_inputs(batch, dim, length, d_state, dtype=torch.float64, seed=0):
         return torch.randn(*shape, generator=generator, dtype=dtype)
 
     dt = torch.exp(torch.rand(dim, generator=generator, dtype=dtype) * math.log(DT_MAX / DT_MIN) + math.log(DT_MIN))
+    # Scaled per channel so that channels differ.
+    channel_scale = 0.5 + torch.rand(dim, 1, generator=generator, dtype=dtype)
+    A = -torch.arange(1, d_state + 1, dtype=dtype).repeat(dim, 1) * channel_scale
     return {
         "u": randn(batch, dim, length),
         "delta": 0.5 * randn(batch, dim, length),
-        "A": -torch.arange(1, d_state + 1, dtype=dtype).repeat(dim, 1) * (0.5 + torch.rand(dim, 1, generator=generator, dtype=dtype)),
+        "A": A,
         "B": randn(batch, d_state, length),
         "C": randn(batch, d_state, length),
         "D": randn(dim),
