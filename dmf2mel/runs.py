@@ -234,12 +234,12 @@ def cached_run(
     root = Path(root) if root is not None else cache_dir() / RUNS_FOLDER
     folder = root / run_name(identity)
     with _locked(root / f".{folder.name}.lock"):
+        _remove_stale(root, folder)
         with contextlib.suppress(DataError):
             verify_run(folder, identity)
             if verbose:
                 print(f"using the cached {model} run {folder}")
             return folder
-        _remove_stale(root, folder)
         work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=root))
         try:
             run = work / "run"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import train_fixtures as tf
 from dmf2mel import runs
 from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE
 from dmf2mel.errors import DataError
@@ -17,6 +20,18 @@ N_NULL = 20  # chance levels are not under test here; keep the evaluation fast
 REAL_SOURCE_DIGEST = runs.source_digest
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tiny_model():
+    """A small convolutional decoder and a 3-epoch profile (train_fixtures): a run trains in about a second."""
+    tf.register()
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """Four subjects (one held out) x two stories of 3000 samples, written without simulation."""
+    return tf.make_corpus(tmp_path_factory.mktemp("corpus") / "split_data")
+
+
 @pytest.fixture(autouse=True)
 def fixed_source(monkeypatch):
     """The package source is held fixed: an edit elsewhere in a working tree must not rename runs mid-test."""
@@ -24,7 +39,8 @@ def fixed_source(monkeypatch):
 
 
 def cached(corpus, root, **kwargs):
-    return runs.cached_run(model="linear", data=corpus, root=root, n_null=N_NULL, progress=False, verbose=False, **kwargs)
+    kwargs = {"model": "tiny", "profile": "tiny", **kwargs}
+    return runs.cached_run(data=corpus, root=root, n_null=N_NULL, progress=False, verbose=False, **kwargs)
 
 
 @pytest.fixture()
@@ -41,33 +57,44 @@ def count_training(monkeypatch):
     return calls
 
 
-def test_trains_once_then_reuses_the_verified_run(tiny_corpus, tmp_path, count_training):
-    first = cached(tiny_corpus, tmp_path)
-    second = cached(tiny_corpus, tmp_path)
-    assert first == second
-    assert len(count_training) == 1
-    metrics = runs.verify_run(first, runs.run_identity(tiny_corpus, "linear", "quick", None, 0))
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    """One cached run, trained once for the tests that only read it or copy it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs, "source_digest", lambda: "f" * 12)
+        return cached(tiny_corpus, tmp_path_factory.mktemp("runs"))
+
+
+def copy_run(trained, root):
+    """``trained`` copied into the cache ``root``, under its own name."""
+    return Path(shutil.copytree(trained, root / trained.name))
+
+
+def test_trains_once_then_reuses_the_verified_run(tiny_corpus, trained, count_training):
+    assert cached(tiny_corpus, trained.parent) == trained
+    assert count_training == [], "a verified cached run must not be trained again"
+    metrics = runs.verify_run(trained, runs.run_identity(tiny_corpus, "tiny", "tiny", None, 0))
     # the metrics name the checkpoint in the final folder, not in the temporary one it was trained in
-    assert metrics["checkpoint"] == str(first / BEST_CHECKPOINT)
+    assert metrics["checkpoint"] == str(trained / BEST_CHECKPOINT)
     assert metrics["known"]["paper_r"] > metrics["known"]["chance_r"]
     # nothing but the run and its lock is left in the cache
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, f".{first.name}.lock"])
+    assert sorted(p.name for p in trained.parent.iterdir()) == sorted([trained.name, f".{trained.name}.lock"])
 
 
 def test_every_part_of_the_identity_names_another_run(tiny_corpus):
-    base = runs.run_identity(tiny_corpus, "linear", "quick", None, 0)
-    assert base["epochs"] == runs.PROFILES["quick"].epochs
+    base = runs.run_identity(tiny_corpus, "tiny", "tiny", None, 0)
+    assert base["epochs"] == runs.PROFILES["tiny"].epochs
     variants = [
-        runs.run_identity(tiny_corpus, "cnn", "quick", None, 0),
-        runs.run_identity(tiny_corpus, "linear", "paper", None, 0),
-        runs.run_identity(tiny_corpus, "linear", "quick", 3, 0),
-        runs.run_identity(tiny_corpus, "linear", "quick", None, 1),
+        runs.run_identity(tiny_corpus, "linear", "tiny", None, 0),
+        runs.run_identity(tiny_corpus, "tiny", "quick", None, 0),
+        runs.run_identity(tiny_corpus, "tiny", "tiny", 2, 0),
+        runs.run_identity(tiny_corpus, "tiny", "tiny", None, 1),
         {**base, "source": "0" * 12},
         {**base, "corpus_version": "other"},
     ]
     names = {runs.run_name(identity) for identity in [base, *variants]}
     assert len(names) == 1 + len(variants)
-    assert runs.run_name(base) == runs.run_name(runs.run_identity(tiny_corpus, "linear", "quick", None, 0))
+    assert runs.run_name(base) == runs.run_name(runs.run_identity(tiny_corpus, "tiny", "tiny", None, 0))
 
 
 def test_source_digest_ignores_figures_but_not_the_trainer(monkeypatch, tmp_path):
@@ -83,13 +110,13 @@ def test_source_digest_ignores_figures_but_not_the_trainer(monkeypatch, tmp_path
     assert REAL_SOURCE_DIGEST() != before
 
 
-def test_a_broken_cached_run_is_trained_again(tiny_corpus, tmp_path, count_training):
-    folder = cached(tiny_corpus, tmp_path)
+def test_a_broken_cached_run_is_trained_again(tiny_corpus, trained, tmp_path, count_training):
+    folder = copy_run(trained, tmp_path)
     (folder / BEST_CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="best.pt"):
         runs.verify_run(folder)
     again = cached(tiny_corpus, tmp_path)
-    assert again == folder and len(count_training) == 2
+    assert again == folder and len(count_training) == 1
     runs.verify_run(again)
 
 
@@ -105,15 +132,16 @@ def test_a_failed_training_leaves_nothing_behind(tiny_corpus, tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
-def test_older_versions_of_the_same_run_are_removed(tiny_corpus, tmp_path):
-    identity = runs.run_identity(tiny_corpus, "linear", "quick", None, 0)
+def test_older_versions_of_the_same_run_are_removed(tiny_corpus, trained, tmp_path, count_training):
+    copy_run(trained, tmp_path)
+    identity = runs.run_identity(tiny_corpus, "tiny", "tiny", None, 0)
     old = tmp_path / runs.run_name({**identity, "source": "0" * 12})
-    other_seed = tmp_path / runs.run_name(runs.run_identity(tiny_corpus, "linear", "quick", None, 7))
+    other_seed = tmp_path / runs.run_name(runs.run_identity(tiny_corpus, "tiny", "tiny", None, 7))
     for folder in (old, other_seed):
         folder.mkdir()
         (folder / runs.IDENTITY_FILE).write_text("{}")
     folder = cached(tiny_corpus, tmp_path)
-    assert folder.is_dir() and not old.exists()
+    assert folder.is_dir() and not old.exists() and count_training == []
     assert other_seed.is_dir(), "a run with another seed is another run, not an older version"
 
 
@@ -128,8 +156,8 @@ def test_concurrent_requests_train_once(tiny_corpus, tmp_path, count_training):
     assert len(count_training) == 1
 
 
-def test_predictions_are_the_ones_the_metrics_scored(tiny_corpus, tmp_path):
-    folder = cached(tiny_corpus, tmp_path)
+def test_predictions_are_the_ones_the_metrics_scored(trained):
+    folder = trained
     metrics = runs.read_metrics(folder)
     predictions = runs.run_predictions(folder)
     assert {p.subject for p in predictions.unknown} == set(predictions.data.held_out_subjects)
