@@ -132,3 +132,15 @@ def test_module_shapes_records_every_call_in_order():
     assert not shared._forward_hooks  # hooks removed
     with pytest.raises(UserError, match="no submodule"):
         model_viz.module_shapes(model, torch.zeros(5, 3), names=["missing"])
+
+
+def test_module_outputs_keeps_each_call():
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    x = torch.randn(3, 2)
+    outputs = model_viz.module_outputs(model, x, names=["0", "1"])
+    assert len(outputs["0"]) == 2 and len(outputs["1"]) == 1
+    torch.testing.assert_close(outputs["0"][1], model(x))
+    assert not shared._forward_hooks
+    with pytest.raises(UserError, match="no submodule"):
+        model_viz.module_outputs(model, x, names=["9"])

@@ -3,7 +3,8 @@
 Builders take plain arrays (or a benchmark report) and return a plotly figure; the notebook decides to show it.
 Heatmap menus switch entries with plotly's own dropdown, so they work in the static HTML book.
 
-The measurement helpers (:func:`saved_tensor_bytes`, :func:`best_time`, :func:`module_shapes`) exist so that the
+The measurement helpers (:func:`saved_tensor_bytes`, :func:`best_time`, :func:`module_shapes`,
+:func:`module_outputs`) exist so that the
 chapters can show live numbers in one line each; they measure, they do not change the models.
 """
 
@@ -457,6 +458,37 @@ def module_shapes(model: nn.Module, *inputs, names: Sequence[str] | None = None)
     return rows
 
 
+def module_outputs(model: nn.Module, *inputs, names: Sequence[str]) -> dict[str, list[torch.Tensor]]:
+    """Run ``model(*inputs)`` without gradients and keep the outputs of the named submodules, one per call.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    *inputs
+        Passed to ``model``.
+    names : sequence of str
+        Submodule names as in ``model.named_modules()``.
+
+    Returns
+    -------
+    dict name -> list of output tensors, in call order.
+    """
+    modules = dict(model.named_modules())
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise UserError(f"module_outputs: no submodule named {unknown}")
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    handles = [modules[name].register_forward_hook(lambda module, args, output, name=name: outputs[name].append(output))
+               for name in names]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
 __all__ = [
     "bar_figure",
     "best_time",
@@ -465,6 +497,7 @@ __all__ = [
     "heatmap_menu",
     "heatmap_panels",
     "markdown_table",
+    "module_outputs",
     "module_shapes",
     "saved_tensor_bytes",
     "scale_traces",
