@@ -1,0 +1,318 @@
+"""Figures, tables and computed sentences of the results chapters (training, evaluation, ablations).
+
+Scores in these chapters come from files the package writes (a run's ``metrics.json``, the quality
+benchmark's ``quality_<preset>.json``), and every sentence that states a number or a comparison is
+computed from them here, so the prose can never disagree with the figures.
+
+A *protocol result* is the dict :func:`dmf2mel.evaluate.score_predictions` returns (or a row of the
+quality benchmark): ``paper_r``, ``chance_r``, ``p_value``, ``challenge_r``, ``challenge_chance_r``,
+``per_band``, ... ; None stands for a protocol that was not evaluated (no held-out subjects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dmf2mel.data.features import TARGET_SFREQ
+from dmf2mel.errors import UserError
+from dmf2mel.viz.mel import ZSCORE_RANGE, _heatmap, band_correlations, check_pair, zscore_bands
+from dmf2mel.viz.scores import CHANCE_MARKER, _as_floats
+from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, SERIES_COLORS, TRUE_COLOR
+
+PROTOCOLS = ("known", "unknown")
+#: Heatmap values sent to the page are rounded to this many decimals (z-scores: 0.01 is far below what a colour shows).
+Z_DECIMALS = 2
+#: The window slider moves in steps of this many seconds.
+WINDOW_STEP_SECONDS = 2.5
+#: A p-value below this is called significant in computed sentences.
+ALPHA = 0.05
+
+
+# --- scores -------------------------------------------------------------------------------------
+
+
+def grouped_scores(
+    scores: Mapping[str, Mapping[str, float | None]],
+    chance: Mapping[str, Mapping[str, float | None]] | None = None,
+    title: str = "Pearson r",
+    x_title: str = "",
+    y_title: str = "Pearson r",
+    colors: Mapping[str, str] | None = None,
+) -> go.Figure:
+    """Grouped bars: one group per label (model), one bar per series (protocol), each with its chance tick.
+
+    Parameters
+    ----------
+    scores : mapping series -> mapping label -> r
+        E.g. ``{"known subjects": {"linear": 0.2, "dmf2mel": 0.25}, "unknown subjects": {...}}``;
+        labels are drawn in the order of the first series, None as a gap.
+    chance : mapping series -> mapping label -> r, optional
+        The chance level (95th percentile of the null) of each score.
+    title, x_title, y_title : str
+        Title (state the finding) and axis titles.
+    colors : mapping series -> colour, optional
+        Defaults to the book's series colours in order.
+    """
+    if not scores:
+        raise UserError("scores is empty: give at least one series -> {label: r}")
+    labels = list(next(iter(scores.values())))
+    colors = dict(colors or {})
+    palette = iter(SERIES_COLORS * (1 + len(scores) // len(SERIES_COLORS)))
+    figure = go.Figure()
+    for series, values in scores.items():
+        colour = colors.get(series) or next(palette)
+        y = _as_floats([values.get(label) for label in labels])
+        figure.add_trace(go.Bar(x=labels, y=y, name=series, marker_color=colour, offsetgroup=series))
+        if chance is not None:
+            if series not in chance:
+                raise UserError(f"chance has no series {series!r}")
+            ticks = _as_floats([chance[series].get(label) for label in labels])
+            figure.add_trace(go.Scatter(x=labels, y=ticks, mode="markers", marker=CHANCE_MARKER, offsetgroup=series,
+                                        name="chance (95th percentile of the null)", showlegend=series == next(iter(scores))))
+    figure.update_layout(title=title, barmode="group", scattermode="group", xaxis_title=x_title, yaxis_title=y_title,
+                         legend=dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom"))
+    return figure
+
+
+def protocol_scores(
+    results: Mapping[str, Mapping[str, dict | None]],
+    metric: str = "paper",
+    title: str = "Pearson r per model",
+) -> go.Figure:
+    """:func:`grouped_scores` of models on both protocols, from their protocol results.
+
+    Parameters
+    ----------
+    results : mapping model -> {"known": result or None, "unknown": result or None}
+    metric : {"paper", "challenge"}
+        Which score (and which chance level) to draw.
+    title : str
+    """
+    score_key, chance_key = _metric_keys(metric)
+    scores, chance = {}, {}
+    for protocol in PROTOCOLS:
+        series = f"{protocol} subjects"
+        scores[series] = {model: (by_protocol.get(protocol) or {}).get(score_key) for model, by_protocol in results.items()}
+        chance[series] = {model: (by_protocol.get(protocol) or {}).get(chance_key) for model, by_protocol in results.items()}
+    return grouped_scores(scores, chance, title=title, x_title="model", y_title=f"Pearson r ({metric} metric)")
+
+
+def _metric_keys(metric: str) -> tuple[str, str]:
+    if metric not in ("paper", "challenge"):
+        raise UserError(f"metric must be 'paper' or 'challenge', got {metric!r}")
+    return (f"{metric}_r", "chance_r" if metric == "paper" else "challenge_chance_r")
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def scores_table(results: Mapping[str, Mapping[str, dict | None]]) -> str:
+    """A markdown table: one row per model and protocol with both metrics, their chance levels and p-values.
+
+    Parameters
+    ----------
+    results : mapping model -> {"known": result or None, "unknown": result or None}
+    """
+    lines = [
+        "| model | subjects | paper r | chance | p | challenge r | chance |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, by_protocol in results.items():
+        for protocol in PROTOCOLS:
+            result = by_protocol.get(protocol)
+            if result is None:
+                lines.append(f"| {model} | {protocol} | – | – | – | – | – |")
+                continue
+            lines.append(
+                f"| {model} | {protocol} | {_fmt(result.get('paper_r'))} | {_fmt(result.get('chance_r'))} | "
+                f"{_fmt(result.get('p_value'))} | {_fmt(result.get('challenge_r'))} | "
+                f"{_fmt(result.get('challenge_chance_r'))} |"
+            )
+    return "\n".join(lines)
+
+
+# --- computed sentences -------------------------------------------------------------------------
+
+
+def significance(result: dict | None) -> str:
+    """E.g. ``"r = 0.213, above its chance level of 0.041 (p = 0.001)"`` for one protocol result."""
+    if result is None or result.get("paper_r") is None:
+        return "not evaluated"
+    r, chance, p = result["paper_r"], result.get("chance_r"), result.get("p_value")
+    if chance is None or p is None:
+        return f"r = {r:.3f}"
+    where = "above" if r > chance else "not above"
+    return f"r = {r:.3f}, {where} its chance level of {chance:.3f} (p = {p:.3f})"
+
+
+def comparison_sentences(
+    results: Mapping[str, Mapping[str, dict | None]],
+    reference: str,
+    protocol: str,
+    names: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Sentences comparing every model with ``reference`` on one protocol (paper metric), best first.
+
+    Each sentence gives the model's r, chance level and p-value and says plainly whether it beats
+    the reference. Models not evaluated on the protocol are left out.
+
+    Parameters
+    ----------
+    results : mapping model -> {"known": result or None, "unknown": result or None}
+    reference : str
+        The model the others are compared with (e.g. ``"dmf2mel"``).
+    protocol : {"known", "unknown"}
+    names : mapping model -> display name, optional
+    """
+    if protocol not in PROTOCOLS:
+        raise UserError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if reference not in results:
+        raise UserError(f"reference {reference!r} is not among the models {list(results)}")
+    names = dict(names or {})
+
+    def name(model: str) -> str:
+        return names.get(model, model)
+
+    ref = results[reference].get(protocol)
+    if ref is None or ref.get("paper_r") is None:
+        return [f"{name(reference)} was not evaluated on {protocol} subjects."]
+    sentences = [f"On {protocol} subjects {name(reference)} reaches {significance(ref)}."]
+    others = [(m, r[protocol]) for m, r in results.items() if m != reference and (r.get(protocol) or {}).get("paper_r") is not None]
+    for model, result in sorted(others, key=lambda item: -item[1]["paper_r"]):
+        difference = result["paper_r"] - ref["paper_r"]
+        verdict = (f"**{name(model)} beats {name(reference)}** by {difference:.3f}" if difference > 0
+                   else f"{name(model)} stays {-difference:.3f} below {name(reference)}")
+        sentences.append(f"{verdict}: {significance(result)}.")
+    return sentences
+
+
+def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
+    """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
+
+    Parameters
+    ----------
+    history : mapping column -> (n_epochs,) array
+        :func:`dmf2mel.runs.history_table` of the run.
+    """
+    val_r = np.asarray(history["val_r"], dtype=np.float64)
+    if not np.any(np.isfinite(val_r)):
+        return "No validation gave a finite r."
+    best = int(np.nanargmax(val_r))
+    epochs = np.asarray(history["epoch"])
+    last = int(epochs[-1])
+    after = last - int(epochs[best])
+    tail = (f"the {after} epochs after it did not improve on it" if after
+            else "the last epoch was the best, so more epochs would probably still help")
+    return f"Validation r peaked at {val_r[best]:.3f} in epoch {int(epochs[best])} of {last}; {tail}."
+
+
+# --- the static comparison explorer -------------------------------------------------------------
+
+
+def _z(mel: np.ndarray) -> np.ndarray:
+    # rounded: every button carries its arrays into the page, and two decimals of a z-score are plenty
+    return np.round(zscore_bands(mel).T, Z_DECIMALS)
+
+
+def comparison_explorer_figure(
+    targets: Mapping[str, np.ndarray],
+    predictions: Mapping[str, Mapping[str, np.ndarray]],
+    sfreq: float = TARGET_SFREQ,
+    window_seconds: float = 10.0,
+) -> go.Figure:
+    """True vs. predicted mel with plotly's own controls: recording and model menus and a window slider.
+
+    Works in the static HTML book with no kernel. The three controls compose: the recording menu
+    swaps the data of every trace (the true heatmap and one predicted heatmap per model), the
+    model menu shows one model's heatmap, the slider moves the 10 s view window along the recording.
+    The title names the recording and each model's mean over bands of the per-band Pearson r over
+    the whole recording.
+
+    Parameters
+    ----------
+    targets : mapping recording label -> (time, n_mels) array
+        The true mel of each recording (labels e.g. ``"sub-001 · audiobook_1 (known)"``).
+    predictions : mapping model -> mapping recording label -> (time, n_mels) array
+        Every model must predict every recording (same shapes as the targets).
+    sfreq : float
+        Frame rate in Hz.
+    window_seconds : float
+        Width of the view window in s.
+
+    Returns
+    -------
+    plotly Figure: traces ``[true, predicted by model 1, ..., predicted by model M]``;
+    ``updatemenus[0]`` the recordings (method ``update``), ``updatemenus[1]`` the models;
+    ``sliders[0]`` the window start.
+    """
+    if not targets or not predictions:
+        raise UserError("targets and predictions must each hold at least one entry")
+    models = list(predictions)
+    labels = list(targets)
+    for model, by_label in predictions.items():
+        missing = [label for label in labels if label not in by_label]
+        if missing:
+            raise UserError(f"model {model!r} has no prediction for {missing}")
+    pairs = {(model, label): check_pair(targets[label], predictions[model][label], label=f"{model}, {label}")
+             for model in models for label in labels}
+
+    def recording_title(label: str) -> str:
+        scores = " · ".join(f"{model} {np.nanmean(band_correlations(*pairs[model, label])):.3f}" for model in models)
+        return f"{label}: mean r over bands, {scores}"
+
+    first = labels[0]
+    n_first = targets[first].shape[0]
+    times = np.arange(n_first) / sfreq
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                           subplot_titles=("true mel", f"predicted by {models[0]}"))
+    true_trace = _heatmap(targets[first], sfreq, 0.0, "true", True, coloraxis="coloraxis")
+    true_trace.z = _z(targets[first])
+    figure.add_trace(true_trace, row=1, col=1)
+    for index, model in enumerate(models):
+        trace = _heatmap(predictions[model][first], sfreq, 0.0, model, True, coloraxis="coloraxis", visible=index == 0)
+        trace.z = _z(predictions[model][first])
+        figure.add_trace(trace, row=2, col=1)
+    for row, colour in ((1, TRUE_COLOR), (2, PREDICTED_COLOR)):
+        figure.update_yaxes(title_text="mel band", row=row, col=1)
+        figure.layout.annotations[row - 1].font = dict(color=colour, size=14)
+    figure.update_xaxes(title_text="time (s)", row=2, col=1)
+
+    traces = list(range(1 + len(models)))
+    recording_buttons = [
+        dict(label=label, method="update",
+             args=[{"z": [_z(targets[label])] + [_z(predictions[m][label]) for m in models],
+                    "x": [np.arange(targets[label].shape[0]) / sfreq] * len(traces)},
+                   {"title.text": recording_title(label)}, traces])
+        for label in labels
+    ]
+    model_buttons = [
+        dict(label=model, method="update",
+             args=[{"visible": [True] + [m == model for m in models]}, {"annotations[1].text": f"predicted by {model}"}, traces])
+        for model in models
+    ]
+    longest = max(mel.shape[0] for mel in targets.values()) / sfreq
+    starts = np.arange(0.0, max(longest - window_seconds, 0.0) + 1e-9, WINDOW_STEP_SECONDS)
+    slider_steps = [
+        dict(label=f"{start:g}", method="relayout",
+             args=[{"xaxis.range": [start, start + window_seconds], "xaxis2.range": [start, start + window_seconds]}])
+        for start in starts
+    ]
+    view = [0.0, min(window_seconds, times[-1])]
+    figure.update_xaxes(range=view)
+    menu_style = dict(direction="down", showactive=True, yanchor="bottom", y=1.06)
+    figure.update_layout(
+        coloraxis=dict(colorscale=MEL_COLORSCALE, colorbar=dict(title="z"), cmin=-ZSCORE_RANGE, cmax=ZSCORE_RANGE),
+        title=dict(text=recording_title(first), y=0.98, yanchor="top"),
+        updatemenus=[dict(buttons=recording_buttons, x=0.0, xanchor="left", **menu_style),
+                     dict(buttons=model_buttons, x=1.0, xanchor="right", **menu_style)],
+        sliders=[dict(steps=slider_steps, active=0, pad=dict(t=50), currentvalue=dict(prefix="window starts at (s): "),
+                      len=1.0, x=0.0)],
+        margin=dict(t=130, b=40),
+        height=640,
+    )
+    return figure

@@ -1,0 +1,108 @@
+"""dmf2mel.viz.results: score figures, tables and computed sentences; the static comparison explorer."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.io as pio
+import pytest
+
+from dmf2mel.errors import UserError
+from dmf2mel.viz import results as vr
+
+
+def result(r, chance=0.05, p=0.01, challenge=None):
+    return {"paper_r": r, "chance_r": chance, "p_value": p, "challenge_r": challenge if challenge is not None else r / 2,
+            "challenge_chance_r": chance / 2}
+
+
+RESULTS = {
+    "dmf2mel": {"known": result(0.20), "unknown": result(0.10)},
+    "linear": {"known": result(0.25), "unknown": result(0.04, p=0.3)},
+    "cnn": {"known": result(0.15), "unknown": None},
+}
+
+
+def test_protocol_scores_draw_each_model_with_its_chance_level():
+    figure = vr.protocol_scores(RESULTS, metric="challenge")
+    bars = [trace for trace in figure.data if trace.type == "bar"]
+    ticks = [trace for trace in figure.data if trace.type == "scatter"]
+    assert [bar.name for bar in bars] == ["known subjects", "unknown subjects"]
+    assert list(bars[0].x) == ["dmf2mel", "linear", "cnn"]
+    np.testing.assert_allclose(bars[0].y, [0.10, 0.125, 0.075])
+    assert np.isnan(bars[1].y[2]), "a protocol that was not evaluated is a gap"
+    np.testing.assert_allclose(ticks[0].y, [0.025] * 3)
+    with pytest.raises(UserError, match="metric"):
+        vr.protocol_scores(RESULTS, metric="other")
+
+
+def test_grouped_scores_refuses_chance_without_the_series():
+    with pytest.raises(UserError, match="series"):
+        vr.grouped_scores({"a": {"x": 0.1}}, chance={"b": {"x": 0.0}})
+
+
+def test_scores_table_has_one_row_per_model_and_protocol():
+    lines = vr.scores_table(RESULTS).splitlines()
+    assert len(lines) == 2 + 2 * len(RESULTS)
+    assert lines[2].startswith("| dmf2mel | known | 0.200 | 0.050 | 0.010 | 0.100 |")
+    assert lines[-1] == "| cnn | unknown | – | – | – | – | – |"
+
+
+def test_comparison_sentences_say_plainly_when_a_model_beats_the_reference():
+    known = vr.comparison_sentences(RESULTS, "dmf2mel", "known", names={"dmf2mel": "DMF2Mel"})
+    assert known[0] == "On known subjects DMF2Mel reaches r = 0.200, above its chance level of 0.050 (p = 0.010)."
+    assert known[1].startswith("**linear beats DMF2Mel** by 0.050")
+    assert known[2].startswith("cnn stays 0.050 below DMF2Mel")
+    unknown = vr.comparison_sentences(RESULTS, "dmf2mel", "unknown")
+    assert len(unknown) == 2, "cnn was not evaluated on unknown subjects"
+    assert "not above its chance level of 0.050 (p = 0.300)" in unknown[1]
+    with pytest.raises(UserError, match="reference"):
+        vr.comparison_sentences(RESULTS, "vlaai", "known")
+
+
+def test_best_epoch_sentence_reads_the_validation_curve():
+    history = {"epoch": np.arange(1, 6), "val_r": np.array([np.nan, 0.1, 0.3, 0.2, 0.25])}
+    assert vr.best_epoch_sentence(history) == (
+        "Validation r peaked at 0.300 in epoch 3 of 5; the 2 epochs after it did not improve on it.")
+    history["val_r"][-1] = 0.4
+    assert "the last epoch was the best" in vr.best_epoch_sentence(history)
+
+
+def make_entries(n_frames=(200, 260), models=("m1", "m2")):
+    rng = np.random.default_rng(0)
+    targets = {f"rec{i}": rng.random((n, 10)) + 0.1 for i, n in enumerate(n_frames)}
+    predictions = {model: {label: mel + k * rng.standard_normal(mel.shape) for label, mel in targets.items()}
+                   for k, model in enumerate(models, start=1)}
+    return targets, predictions
+
+
+def test_comparison_explorer_menus_swap_data_models_and_window():
+    targets, predictions = make_entries()
+    figure = vr.comparison_explorer_figure(targets, predictions, sfreq=64, window_seconds=1.0)
+    assert [trace.visible for trace in figure.data] == [None, True, False]
+    recordings, models = figure.layout.updatemenus
+    # the second recording's button carries its own true and predicted data, for every trace
+    restyle, relayout, traces = recordings.buttons[1].args
+    assert list(traces) == [0, 1, 2]
+    np.testing.assert_allclose(restyle["z"][0], np.round(vr.zscore_bands(targets["rec1"]).T, vr.Z_DECIMALS))
+    np.testing.assert_allclose(restyle["z"][2], np.round(vr.zscore_bands(predictions["m2"]["rec1"]).T, vr.Z_DECIMALS))
+    assert len(restyle["x"][0]) == 260
+    r1 = np.nanmean(vr.band_correlations(targets["rec1"], predictions["m1"]["rec1"]))
+    assert relayout["title.text"].startswith(f"rec1: mean r over bands, m1 {r1:.3f} · m2 ")
+    # the model menu only switches visibility, so it composes with the recording menu
+    assert list(models.buttons[1].args[0]["visible"]) == [True, False, True]
+    assert models.buttons[1].args[1] == {"annotations[1].text": "predicted by m2"}
+    # window starts every 2.5 s ... here the longest recording is 260 / 64 s = 4.06 s, window 1 s: 0, 2.5
+    steps = figure.layout.sliders[0].steps
+    assert [step.args[0]["xaxis2.range"] for step in steps] == [[0.0, 1.0], [2.5, 3.5]]
+    pio.to_json(figure)  # serialisable as the page embeds it
+
+
+def test_comparison_explorer_refuses_missing_or_mismatched_predictions():
+    targets, predictions = make_entries()
+    del predictions["m2"]["rec1"]
+    with pytest.raises(UserError, match="m2"):
+        vr.comparison_explorer_figure(targets, predictions)
+    targets, predictions = make_entries()
+    predictions["m1"]["rec0"] = predictions["m1"]["rec0"][:-1]
+    with pytest.raises(UserError, match="shape"):
+        vr.comparison_explorer_figure(targets, predictions)
