@@ -81,7 +81,9 @@ class ComparisonExplorer:
         self.summary = widgets.HTML()
         true, predicted = self._first_window()
         self.heatmaps = go.FigureWidget(mel_comparison({"window": (true, predicted)}, sfreq=self.sfreq))
-        self.heatmaps.layout.updatemenus = ()  # the widgets choose the window here
+        # The widgets choose the window here: no plotly menu, and no room kept for one.
+        self.heatmaps.layout.updatemenus = ()
+        self.heatmaps.layout.margin.t = 70
         self.traces = go.FigureWidget(band_traces(true, predicted, sfreq=self.sfreq))
         self.widget = widgets.VBox(
             [
