@@ -312,6 +312,25 @@ class RunPredictions:
         """Every prediction keyed by ``(subject, stimulus)``."""
         return {(p.subject, p.stimulus): p for p in self.known + self.unknown}
 
+    def mel_power(self, subject: str, stimulus: str, which: str = "pred") -> np.ndarray:
+        """The predicted (or, with ``which="true"``, the true) mel of a test part as band power, for listening.
+
+        Predictions live on the z-scored scale the model was trained on; the recording's own train-part
+        mean and standard deviation map them back to power (negative values clipped to zero).
+
+        Returns
+        -------
+        (time, n_mels) float64 array
+        """
+        if which not in ("pred", "true"):
+            raise UserError(f"which must be 'pred' or 'true', got {which!r}")
+        recordings = self.by_recording()
+        if (subject, stimulus) not in recordings:
+            raise UserError(f"no test prediction for {subject} / {stimulus}; available: {sorted(recordings)}")
+        mean, std = self.data.norm_stats(subject, stimulus, "mel")
+        z = getattr(recordings[subject, stimulus], which).astype(np.float64)
+        return np.clip(z * std + mean, 0.0, None)
+
 
 def run_predictions(run: str | Path, device: str = "cpu") -> RunPredictions:
     """Predict the test parts of a run's known and held-out subjects with its ``best.pt``.

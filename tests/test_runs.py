@@ -13,7 +13,7 @@ import pytest
 import train_fixtures as tf
 from dmf2mel import runs
 from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE
-from dmf2mel.errors import DataError
+from dmf2mel.errors import DataError, UserError
 from dmf2mel.evaluate import score_predictions
 
 N_NULL = 20  # chance levels are not under test here; keep the evaluation fast
@@ -168,6 +168,17 @@ def test_predictions_are_the_ones_the_metrics_scored(trained):
         assert rescored["per_band"] == pytest.approx(metrics[protocol]["per_band"], abs=1e-6)
     for prediction in predictions.by_recording().values():
         assert prediction.pred.shape == prediction.true.shape and prediction.pred.shape[1] == 10
+
+
+def test_mel_power_maps_the_true_mel_back_to_the_stored_one(trained):
+    predictions = runs.run_predictions(trained)
+    subject, stimulus = predictions.known[0].subject, predictions.known[0].stimulus
+    power = predictions.mel_power(subject, stimulus, which="true")
+    stored = np.asarray(predictions.data.raw("test", subject, stimulus, "mel"))[: len(power)]
+    np.testing.assert_allclose(power, np.clip(stored, 0, None), rtol=1e-4, atol=1e-5 * np.abs(stored).max())
+    assert predictions.mel_power(subject, stimulus).min() >= 0.0
+    with pytest.raises(UserError, match="no test prediction"):
+        predictions.mel_power("sub-999", stimulus)
 
 
 def test_history_table_reads_missing_validations_as_nan(tmp_path):
