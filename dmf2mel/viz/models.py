@@ -289,6 +289,7 @@ def bar_figure(
     log_y: bool = False,
     text_format: str = ".3g",
     reference: tuple[str, float] | None = None,
+    color: str = SERIES_COLORS[0],
 ) -> go.Figure:
     """One labelled bar per entry, its value written on it, optionally a horizontal reference line.
 
@@ -301,12 +302,14 @@ def bar_figure(
         Format spec of the value labels.
     reference : (label, value), optional
         E.g. ``("official model", 5.88e6)``, drawn as a dashed line.
+    color : str
+        Bar colour.
     """
     if not values:
         raise UserError("values is empty")
     labels = list(values)
     numbers = np.array([float(v) for v in values.values()])
-    figure = go.Figure(go.Bar(x=labels, y=numbers, marker_color=_palette(len(labels)),
+    figure = go.Figure(go.Bar(x=labels, y=numbers, marker_color=color,
                               text=[format(v, text_format) for v in numbers], textposition="outside"))
     if reference is not None:
         figure.add_hline(y=reference[1], line=dict(color=CHANCE_COLOR, dash="dash"),
