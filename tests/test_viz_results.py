@@ -106,3 +106,18 @@ def test_comparison_explorer_refuses_missing_or_mismatched_predictions():
     predictions["m1"]["rec0"] = predictions["m1"]["rec0"][:-1]
     with pytest.raises(UserError, match="shape"):
         vr.comparison_explorer_figure(targets, predictions)
+
+
+def test_models_above_lists_every_model_that_beats_the_reference_best_first():
+    assert vr.models_above(RESULTS, "dmf2mel", "known") == ["linear"]
+    assert vr.models_above(RESULTS, "cnn", "known") == ["linear", "dmf2mel"]
+    assert vr.models_above(RESULTS, "cnn", "unknown") == [], "cnn has no unknown-subject result to compare with"
+
+
+def test_quality_budget_sentence_reads_the_report():
+    report = {"preset": "teaching", "date": "2026-11-25T16:50:00+00:00",
+              "budget": {"profile": "quick", "epochs": 3, "seeds": [0], "n_null": 1000},
+              "corpus": {"subjects": [f"sub-00{i}" for i in range(1, 9)], "held_out": ["sub-007", "sub-008"]}}
+    assert vr.quality_budget_sentence(report) == (
+        "`teaching` corpus (6 training subjects, 2 held out); profile `quick`, 3 epochs per gradient-trained model "
+        "(early stopping off, best validation epoch kept), seed 0; chance levels from 1000 null draws; run on 2026-11-25.")

@@ -191,6 +191,27 @@ def comparison_sentences(
     return sentences
 
 
+def models_above(results: Mapping[str, Mapping[str, dict | None]], reference: str, protocol: str) -> list[str]:
+    """The models whose paper r on ``protocol`` is above ``reference``'s, best first."""
+    ref = (results[reference].get(protocol) or {}).get("paper_r")
+    if ref is None:
+        return []
+    scored = {model: (by_protocol.get(protocol) or {}).get("paper_r") for model, by_protocol in results.items()}
+    above = [model for model, r in scored.items() if model != reference and r is not None and r > ref]
+    return sorted(above, key=lambda model: -scored[model])
+
+
+def quality_budget_sentence(report: dict) -> str:
+    """What a quality benchmark report (``benchmarks/results/quality_<preset>.json``) trained, and how long."""
+    budget, corpus = report["budget"], report["corpus"]
+    n_train = len(corpus["subjects"]) - len(corpus["held_out"])
+    seeds = ", ".join(map(str, budget["seeds"]))
+    return (f"`{report['preset']}` corpus ({n_train} training subjects, {len(corpus['held_out'])} held out); profile "
+            f"`{budget['profile']}`, {budget['epochs']} epochs per gradient-trained model (early stopping off, best "
+            f"validation epoch kept), seed{'s' if len(budget['seeds']) > 1 else ''} {seeds}; chance levels from "
+            f"{budget['n_null']} null draws; run on {report['date'][:10]}.")
+
+
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
 
