@@ -1,0 +1,452 @@
+"""Quality benchmark: DMF2Mel, its ablations and the baselines on the built-in corpora, known and unknown subjects.
+
+Run ``python benchmarks/quality.py`` (``make bench-quality``); for each preset it writes
+``benchmarks/results/quality_<preset>.json`` and a markdown table beside it. Never part of the tests.
+
+Every model is trained and scored by the package itself - :func:`dmf2mel.train.train` (the ``quick`` profile:
+``DMF2MelConfig.small()``, batches of 8 windows of 5 s, Adam, validation every epoch, best-on-val checkpoint) and
+:func:`dmf2mel.evaluate.evaluate_run` (test parts only, once; paper and challenge metrics with a circular-shift
+null giving ``chance_r`` and ``p_value``) - under one fixed budget stated in the output: the same number of
+epochs for every gradient-trained model (early stopping off, the best val epoch kept) and the same seeds; the
+lagged ridge decoder (``linear``) is fitted in closed form.
+
+Models: ``linear``, ``cnn``, ``vlaai``, ``dmf2mel`` and the ablations of DMF2Mel, each one switch of
+:class:`~dmf2mel.models.DMF2MelConfig`:
+
+=========================  ==================================================================================
+``dmf2mel-no-dcfam``       ``use_dcfam=False``: the DC-FAM branch is the identity
+``dmf2mel-no-hams``        ``use_hams=False``: the HAMS-Net branch is the identity
+``dmf2mel-no-splinemap``   ``use_splinemap=False``: linear projections instead of AGKAN in every attention
+``dmf2mel-no-mamba``       ``use_mamba=False``: convMamba without its BiMamba
+``dmf2mel-single-head``    ``head="single"``: the official one-channel output, broadcast to the 10 bands as the
+                           official code compares it (the package's losses expect 10 bands; see
+                           :class:`SingleHeadBroadcast`)
+=========================  ==================================================================================
+
+They are registered in :data:`dmf2mel.checkpoint.MODELS` (the trainer's documented extension point) for the
+duration of this process, so the trainer, the checkpoints and the evaluation treat them like any other model.
+
+Several seeds: every model is trained once per seed; a row reports the mean over seeds (and the standard
+deviation), the mean chance level, the largest p-value over seeds, and every seed's numbers under ``per_seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for machine_info
+
+from train_speed import machine_info, set_threads  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PRESETS = ("teaching", "sparrkulee")
+BASELINES = ("linear", "cnn", "vlaai")
+#: Ablations: model name -> the DMF2MelConfig fields that differ from the full model.
+ABLATIONS = {
+    "dmf2mel-no-dcfam": {"use_dcfam": False},
+    "dmf2mel-no-hams": {"use_hams": False},
+    "dmf2mel-no-splinemap": {"use_splinemap": False},
+    "dmf2mel-no-mamba": {"use_mamba": False},
+    "dmf2mel-single-head": {"head": "single"},
+}
+MODELS = (*BASELINES, "dmf2mel", *ABLATIONS)
+#: The trainer's profile every model trains with.
+PROFILE = "quick"
+#: Epochs per gradient-trained model (chosen so both presets run in about 40 minutes on two busy CPU cores).
+DEFAULT_EPOCHS = 6
+#: Validate (and keep the best checkpoint) every this many epochs.
+DEFAULT_VAL_EVERY = 2
+DEFAULT_SEEDS = (0,)
+#: torch threads: one, because the machine is shared (see train_speed.set_threads).
+DEFAULT_THREADS = 1
+#: Score fields averaged over seeds.
+SCORES = ("paper_r", "challenge_r", "chance_r", "challenge_chance_r")
+#: p-values: the largest over seeds is reported.
+P_VALUES = ("p_value", "challenge_p_value")
+
+
+# --- the ablation models ------------------------------------------------------------------------
+
+
+def _single_head_class():
+    from dmf2mel.models import DMF2Mel
+
+    class SingleHeadBroadcast(DMF2Mel):
+        """DMF2Mel with the official one-channel head, its output repeated over the mel bands.
+
+        ``(batch, time, n_chans) -> (batch, time, n_mels)``: every band gets the same predicted envelope, which
+        is how the official code scores its single channel against 10 bands. Same parameters as
+        ``DMF2Mel(config)`` with ``config.head == "single"``.
+        """
+
+        def forward(self, eeg, subject=None):
+            return super().forward(eeg, subject).expand(-1, -1, self.config.n_mels)
+
+    return SingleHeadBroadcast
+
+
+def ablation_spec(overrides: dict):
+    """A :class:`dmf2mel.checkpoint.ModelSpec`: DMF2Mel's default config with ``overrides`` applied."""
+    from dmf2mel.checkpoint import MODELS as TRAINABLE
+    from dmf2mel.checkpoint import ModelSpec
+    from dmf2mel.models import DMF2MelConfig
+
+    full = TRAINABLE["dmf2mel"]
+
+    def default_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) -> dict:
+        return {**full.default_config(preset, n_subjects, n_chans, n_mels), **overrides}
+
+    if overrides.get("head") == "single":
+        single = _single_head_class()
+
+        def build(config: dict):
+            return single(DMF2MelConfig.from_dict(config))
+
+        return ModelSpec(default_config, build)
+    return ModelSpec(default_config, full.build)
+
+
+def register_ablations() -> None:
+    """Make the ablation names trainable by :func:`dmf2mel.train.train` in this process (idempotent)."""
+    from dmf2mel.checkpoint import MODELS as TRAINABLE
+
+    for name, overrides in ABLATIONS.items():
+        TRAINABLE.setdefault(name, ablation_spec(overrides))
+
+
+# --- one model ----------------------------------------------------------------------------------
+
+
+def _mean(values: Sequence) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _std(values: Sequence) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return None
+    mean = sum(finite) / len(finite)
+    return math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+
+
+def aggregate(per_seed: list[dict | None], seeds: Sequence[int]) -> dict | None:
+    """One protocol's results over seeds: means, std of paper r, largest p-values, per band, per seed."""
+    if all(result is None for result in per_seed):
+        return None
+    results = [r for r in per_seed if r is not None]
+    out: dict = {name: _mean([r[name] for r in results]) for name in SCORES}
+    out["paper_r_std"] = _std([r["paper_r"] for r in results])
+    out.update({name: max((r[name] for r in results if r[name] is not None), default=None) for name in P_VALUES})
+    bands = [r["per_band"] for r in results]
+    out["per_band"] = [_mean([b[i] for b in bands]) for i in range(len(bands[0]))]
+    out["subjects"] = results[0]["subjects"]
+    out["n_recordings"] = results[0]["n_recordings"]
+    out["per_seed"] = [
+        {"seed": seed, **({name: r[name] for name in (*SCORES, *P_VALUES)} if r is not None else {})}
+        for seed, r in zip(seeds, per_seed)
+    ]
+    return out
+
+
+def train_and_score(model: str, data: Path, run: Path, seed: int, epochs: int, val_every: int, n_null: int) -> dict:
+    """Train ``model`` with the package's trainer and score its best checkpoint; times and metrics."""
+    from dmf2mel.checkpoint import load_model
+    from dmf2mel.evaluate import evaluate_run
+    from dmf2mel.train import train
+
+    start = time.perf_counter()
+    # patience = epochs: early stopping never fires, so every model gets the whole budget
+    summary = train(data, run, model=model, profile=PROFILE, epochs=epochs, seed=seed, device="cpu",
+                    quiet=True, patience=epochs, val_every=val_every, test=False)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics = evaluate_run(run, data, device="cpu", n_null=n_null, seed=seed, write=False)
+    _, fitted = load_model(run)
+    return {
+        "seed": seed,
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "epochs_run": summary["epochs"],
+        "best_epoch": summary["best_epoch"],
+        "best_val_r": summary["best_val_r"],
+        "params": sum(p.numel() for p in fitted.parameters()),
+        "known": metrics["known"],
+        "unknown": metrics["unknown"],
+    }
+
+
+def model_row(model: str, data: Path, runs: Path, seeds: Sequence[int], epochs: int, val_every: int,
+              n_null: int, log=print) -> dict:
+    """Train and score ``model`` once per seed; the row of the quality table."""
+    register_ablations()
+    per_seed = []
+    for seed in seeds:
+        result = train_and_score(model, data, runs / f"{model}-seed{seed}", seed, epochs, val_every, n_null)
+        per_seed.append(result)
+        unknown = result["unknown"] or {}
+        log(f"  {model:<22} seed {seed}: known r {_fmt(result['known']['paper_r'])} (chance "
+            f"{_fmt(result['known']['chance_r'])}), unknown r {_fmt(unknown.get('paper_r'))}, "
+            f"train {result['train_seconds']:.0f} s, eval {result['eval_seconds']:.0f} s")
+    return {
+        "model": model,
+        "params": per_seed[0]["params"],
+        "seeds": list(seeds),
+        "epochs": per_seed[0]["epochs_run"],
+        "best_epoch": [r["best_epoch"] for r in per_seed],
+        "best_val_r": [r["best_val_r"] for r in per_seed],
+        "train_seconds": _mean([r["train_seconds"] for r in per_seed]),
+        "eval_seconds": _mean([r["eval_seconds"] for r in per_seed]),
+        "known": aggregate([r["known"] for r in per_seed], seeds),
+        "unknown": aggregate([r["unknown"] for r in per_seed], seeds),
+    }
+
+
+# --- one preset ---------------------------------------------------------------------------------
+
+
+def budget(epochs: int, seeds: Sequence[int], n_null: int, val_every: int, threads: int | None) -> dict:
+    """The training budget every model gets, as written in the report."""
+    from dmf2mel.train import PROFILES
+
+    profile = dataclasses.asdict(
+        dataclasses.replace(PROFILES[PROFILE], epochs=epochs, patience=epochs, val_every=val_every)
+    )
+    return {
+        "profile": PROFILE,
+        "epochs": epochs,
+        "seeds": list(seeds),
+        "early_stopping": "off (patience = epochs); the best val epoch is evaluated",
+        "val_every": val_every,
+        "threads": threads,
+        "closed_form": "linear: ridge fitted once in closed form, alpha picked on val (epochs do not apply)",
+        "train": profile,
+        "model_preset": profile["model_preset"],
+        "n_null": n_null,
+    }
+
+
+def corpus_info(data: Path) -> dict:
+    """Preset, seed, version and subjects of a corpus folder (from its metadata)."""
+    from dmf2mel.data.sparrkulee import SplitData
+    from dmf2mel.evaluate import default_held_out
+
+    split = SplitData(data)
+    meta = split.metadata or {}
+    return {
+        "preset": meta.get("preset"),
+        "seed": meta.get("seed"),
+        "version": meta.get("version"),
+        "folder": str(data),
+        "subjects": split.subjects,
+        "held_out": default_held_out(split),
+        "recordings": split.summary()["recordings"],
+    }
+
+
+def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int] = DEFAULT_SEEDS,
+               epochs: int = DEFAULT_EPOCHS, data: Path | None = None, runs: Path | None = None,
+               n_null: int | None = None, out: Path | None = None, reuse: bool = False, val_every: int | None = None,
+               threads: int | None = DEFAULT_THREADS, log=print) -> dict:
+    """Train and score every model on the corpus of ``preset``; the report (written to ``out`` as it grows).
+
+    Parameters
+    ----------
+    preset : str
+        ``"teaching"`` or ``"sparrkulee"``; the corpus is ``default_corpus(preset)`` unless ``data`` is given.
+    models, seeds, epochs : the models, the seeds and the epochs of each gradient-trained model.
+    data : Path, optional
+        A split_data folder to use instead of the preset's built-in corpus.
+    runs : Path, optional
+        Where the run folders (and the private copy of the built-in corpus) go (default: a temporary
+        folder, deleted at the end).
+    n_null : int, optional
+        Null draws of the chance levels (default: the package's, :data:`dmf2mel.metrics.N_NULL`).
+    out : Path, optional
+        The JSON report (and a ``.md`` beside it), rewritten after every model.
+    reuse : bool
+        Keep the rows of models already in ``out`` when its budget and corpus match (finish a cut-short run).
+    val_every : int, optional
+        Validate every this many epochs (default :data:`DEFAULT_VAL_EVERY`, at most ``epochs``); the
+        trainer also validates after the last epoch.
+    threads : int, optional
+        torch threads (default 1; None keeps torch's default).
+    """
+    from dmf2mel.data.simulate import default_corpus
+    from dmf2mel.metrics import N_NULL
+
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    n_null = N_NULL if n_null is None else n_null
+    val_every = min(DEFAULT_VAL_EVERY if val_every is None else val_every, epochs)
+    set_threads(threads)
+    temporary = runs is None
+    runs = Path(tempfile.mkdtemp(prefix=f"quality-{preset}-")) if temporary else Path(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    source = data
+    if data is None:
+        # A private copy: default_corpus deletes cached corpora of other code versions, which another
+        # process running different code could do to ours in the middle of this benchmark.
+        source = default_corpus(preset, progress=False)
+        data = runs / f"corpus-{preset}"
+        if not data.is_dir():
+            shutil.copytree(source, data)
+    data = Path(data)
+    report = {
+        "preset": preset,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "budget": budget(epochs, seeds, n_null, val_every, threads),
+        "corpus": {**corpus_info(data), "folder": str(source)},
+        "rows": [],
+    }
+    done = {}
+    if reuse and out is not None and out.is_file():
+        old = json.loads(out.read_text(encoding="utf-8"))
+        same_budget = old.get("budget") == json.loads(json.dumps(report["budget"]))  # tuples come back as lists
+        if same_budget and old.get("corpus", {}).get("version") == report["corpus"]["version"]:
+            done = {row["model"]: row for row in old["rows"]}
+    started = time.perf_counter()
+    try:
+        for model in models:
+            if model in done:
+                log(f"  {model:<22} kept from {out}")
+                report["rows"].append(done[model])
+            else:
+                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, log))
+            report["wall_seconds"] = time.perf_counter() - started
+            if out is not None:
+                write(report, out)
+    finally:
+        if temporary:
+            shutil.rmtree(runs, ignore_errors=True)
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    report["comparisons"] = comparisons(report)
+    if out is not None:
+        write(report, out)
+    return report
+
+
+def comparisons(report: dict) -> dict:
+    """Known/unknown paper r of each model relative to DMF2Mel and to the linear decoder (ratios)."""
+    rows = {row["model"]: row for row in report["rows"]}
+
+    def r(model, protocol):
+        result = rows.get(model, {}).get(protocol)
+        return None if result is None else result["paper_r"]
+
+    out = {}
+    for protocol in ("known", "unknown"):
+        full, linear = r("dmf2mel", protocol), r("linear", protocol)
+        out[protocol] = {
+            "dmf2mel_beats_linear": None if full is None or linear is None else full > linear,
+            "beat_dmf2mel": sorted(m for m in rows if m != "dmf2mel" and full is not None
+                                   and r(m, protocol) is not None and r(m, protocol) > full),
+        }
+    return out
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(report: dict) -> str:
+    """The quality table of one preset as markdown."""
+    b, corpus, machine = report["budget"], report["corpus"], report["machine"]
+    train = b["train"]
+    lines = [
+        f"# Quality on the `{report['preset']}` corpus",
+        "",
+        f"{report['date']} · corpus `{corpus['preset']}` seed {corpus['seed']} version `{corpus['version']}` "
+        f"({len(corpus['subjects']) - len(corpus['held_out'])} training subjects, held out: {', '.join(corpus['held_out'])}) · "
+        f"{machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}.",
+        "",
+        f"Budget per model: profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), {b['epochs']} epochs of "
+        f"{train['windows_per_recording']} random {train['window_seconds']:g} s windows per training recording, "
+        f"batch {train['batch_size']}, Adam lr {train['lr']:g}; validation every {b['val_every']} epochs, early stopping off, best val epoch evaluated; "
+        f"seeds {', '.join(map(str, b['seeds']))}; {b['closed_form']}. Chance = 95th percentile of a "
+        f"circular-shift null ({b['n_null']} draws); p = permutation p-value (largest over seeds).",
+        "",
+        "| model | params | known paper r | known challenge r | known chance r | known p | unknown paper r "
+        "| unknown challenge r | unknown chance r | unknown p | train s / seed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        known, unknown = row["known"] or {}, row["unknown"] or {}
+
+        def r_cell(result):
+            text = _fmt(result.get("paper_r"))
+            std = result.get("paper_r_std")
+            return text if std is None else f"{text} ± {std:.4f}"
+
+        lines.append(
+            f"| {row['model']} | {row['params']:,d} | {r_cell(known)} | {_fmt(known.get('challenge_r'))} | "
+            f"{_fmt(known.get('chance_r'))} | {_fmt(known.get('p_value'), '.3f')} | {r_cell(unknown)} | "
+            f"{_fmt(unknown.get('challenge_r'))} | {_fmt(unknown.get('chance_r'))} | {_fmt(unknown.get('p_value'), '.3f')} | "
+            f"{_fmt(row.get('train_seconds'), '.0f')} |"
+        )
+    if "comparisons" in report:
+        for protocol, comparison in report["comparisons"].items():
+            beaten = ", ".join(comparison["beat_dmf2mel"]) or "none"
+            lines.append("")
+            lines.append(f"{protocol.capitalize()} subjects: DMF2Mel beats the linear decoder: "
+                         f"**{comparison['dmf2mel_beats_linear']}**; models above DMF2Mel: {beaten}.")
+    lines += ["", f"Wall-clock time of the whole table: {_fmt(report.get('wall_seconds'), '.0f')} s "
+              f"(load average {machine['load_average'][0]:.1f} at the start).", ""]
+    return "\n".join(lines)
+
+
+def write(report: dict, out: Path) -> None:
+    """``out`` (JSON) and the markdown table beside it, atomically."""
+    from dmf2mel.io import atomic_path, save_json
+
+    save_json(out, report)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(report), encoding="utf-8")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", nargs="+", default=list(PRESETS), choices=PRESETS)
+    parser.add_argument("--budget-epochs", type=int, default=DEFAULT_EPOCHS,
+                        help="epochs of every gradient-trained model (the quick profile's schedule otherwise)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="one run per seed and model")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder of quality_<preset>.json/.md")
+    parser.add_argument("--runs", type=Path, help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--n-null", type=int, help="null draws of the chance levels (default: the package's)")
+    parser.add_argument("--val-every", type=int, help=f"validate every N epochs (default {DEFAULT_VAL_EVERY})")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="torch threads (default 1: on a shared machine one thread is much faster)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep rows already in the output files when budget and corpus match")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    for preset in args.preset:
+        print(f"{preset}: {len(args.models)} models x seeds {args.seeds}, {args.budget_epochs} epochs", flush=True)
+        out = args.out / f"quality_{preset}.json"
+        runs = None if args.runs is None else args.runs / preset
+        report = run_preset(preset, args.models, args.seeds, args.budget_epochs, runs=runs, n_null=args.n_null,
+                            out=out, reuse=args.reuse, val_every=args.val_every, threads=args.threads,
+                            log=lambda text: print(text, flush=True))
+        print(markdown(report), flush=True)
+        print(f"wrote {out} and {out.with_suffix('.md')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Smoke tests of the benchmark scripts: their core functions on tiny inputs, and the layout of their reports.
+
+The benchmarks themselves (``benchmarks/quality.py``, ``benchmarks/train_speed.py``) take minutes to hours; here
+they run on a random two-subject corpus and on windows of a few samples, so the file takes seconds.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import quality  # noqa: E402
+import train_speed  # noqa: E402
+
+from dmf2mel.checkpoint import MODELS as TRAINABLE  # noqa: E402
+from dmf2mel.data.sparrkulee import write_metadata, write_recording  # noqa: E402
+from dmf2mel.losses import PaperLoss  # noqa: E402
+
+PROTOCOL_KEYS = {"paper_r", "challenge_r", "chance_r", "p_value"}
+ROW_KEYS = {"model", "known", "unknown", "params", "train_seconds", "seeds", "epochs"}
+SPEED_KEYS = {"params", "step_s", "windows_per_s", "peak_rss_mb", "peak_increase_mb", "rss_built_mb",
+              "step_peak_mb", "inference_s", "inference_windows_per_s"}
+
+
+@pytest.fixture(scope="module")
+def random_corpus(tmp_path_factory):
+    """Two training subjects and one held-out subject, one 40 s story each, random EEG and mel."""
+    folder = tmp_path_factory.mktemp("random_corpus")
+    rng = np.random.default_rng(0)
+    subjects = ["sub-001", "sub-002", "sub-003"]
+    n_times = 40 * 64
+    for subject in subjects:
+        mel = rng.random((n_times, 10)).astype(np.float32)
+        eeg = rng.standard_normal((n_times, 64)).astype(np.float32)
+        eeg[:, :10] += 3 * mel  # something for the decoders to find
+        write_recording(folder, subject, "audiobook_1", eeg, mel)
+    write_metadata(folder, {"preset": "random", "seed": 0, "version": "test", "held_out_subjects": ["sub-003"]})
+    return folder
+
+
+def test_ablations_switch_one_thing_each():
+    quality.register_ablations()
+    full = TRAINABLE["dmf2mel"].default_config("small", 3, 64, 10)
+    for name, overrides in quality.ABLATIONS.items():
+        config = TRAINABLE[name].default_config("small", 3, 64, 10)
+        changed = {key for key in config if config[key] != full[key]}
+        assert changed == set(overrides), name
+    assert len(TRAINABLE["dmf2mel-no-dcfam"].build(TRAINABLE["dmf2mel-no-dcfam"].default_config("small", 3, 64, 10)).dcfam) == 0
+    assert len(TRAINABLE["dmf2mel-no-hams"].build(TRAINABLE["dmf2mel-no-hams"].default_config("small", 3, 64, 10)).hams) == 0
+
+
+def test_single_head_is_broadcast_to_every_band_and_trains():
+    quality.register_ablations()
+    spec = TRAINABLE["dmf2mel-single-head"]
+    model = spec.build(spec.default_config("small", 3, 64, 10))
+    eeg = torch.randn(2, 16, 64)
+    out = model(eeg, torch.tensor([0, -1]))
+    assert out.shape == (2, 16, 10)
+    assert torch.equal(out, out[..., :1].expand_as(out))
+    loss = PaperLoss()(out, torch.randn(2, 16, 10))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.head.weight.grad is not None and model.head.weight.shape[0] == 1
+
+
+def test_aggregate_means_over_seeds_and_keeps_the_largest_p():
+    def result(r, p):
+        return {"paper_r": r, "challenge_r": r / 2, "chance_r": 0.01, "challenge_chance_r": 0.02, "p_value": p,
+                "challenge_p_value": p, "per_band": [r] * 10, "subjects": ["sub-001"], "n_recordings": 1}
+
+    out = quality.aggregate([result(0.1, 0.001), result(0.3, 0.02)], [0, 1])
+    assert out["paper_r"] == pytest.approx(0.2)
+    assert out["challenge_r"] == pytest.approx(0.1)
+    assert out["paper_r_std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert out["p_value"] == 0.02
+    assert out["per_band"] == pytest.approx([0.2] * 10)
+    assert [s["seed"] for s in out["per_seed"]] == [0, 1]
+    assert quality.aggregate([None, None], [0, 1]) is None
+
+
+def test_quality_report_layout(random_corpus, tmp_path):
+    out = tmp_path / "quality_random.json"
+    report = quality.run_preset("teaching", models=["linear", "cnn"], seeds=[0], epochs=1, data=random_corpus,
+                                runs=tmp_path / "runs", n_null=20, out=out, threads=None, log=lambda text: None)
+    written = json.loads(out.read_text())
+    assert written["rows"] == json.loads(json.dumps(report["rows"]))
+    assert [row["model"] for row in written["rows"]] == ["linear", "cnn"]
+    for row in written["rows"]:
+        assert ROW_KEYS <= set(row)
+        for protocol in ("known", "unknown"):
+            assert PROTOCOL_KEYS <= set(row[protocol])
+            assert row[protocol]["per_seed"][0]["seed"] == 0
+        assert row["params"] > 0 and row["train_seconds"] > 0
+    assert written["rows"][1]["epochs"] == 1
+    assert written["budget"]["epochs"] == 1 and written["budget"]["seeds"] == [0]
+    assert written["budget"]["train"]["patience"] == 1
+    assert written["corpus"]["held_out"] == ["sub-003"]
+    assert {"cpu", "torch", "cpu_count"} <= set(written["machine"])
+    assert set(written["comparisons"]) == {"known", "unknown"}
+    table = out.with_suffix(".md").read_text()
+    assert "| linear |" in table and "| cnn |" in table and "1 epochs" in table
+
+
+def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path):
+    out = tmp_path / "quality_random.json"
+    first = quality.run_preset("teaching", models=["linear"], seeds=[0], epochs=1, data=random_corpus,
+                               runs=tmp_path / "runs", n_null=20, out=out, threads=None, log=lambda text: None)
+    messages = []
+    again = quality.run_preset("teaching", models=["linear"], seeds=[0], epochs=1, data=random_corpus,
+                               runs=tmp_path / "runs2", n_null=20, out=out, reuse=True, threads=None,
+                               log=messages.append)
+    assert again["rows"] == json.loads(json.dumps(first["rows"]))
+    assert any("kept" in m for m in messages)
+
+
+def test_train_speed_worker_measures_a_step():
+    spec = {"preset": "small", "batch": 2, "window": 16, "backend": "reference", "repeats": 1, "attribute": True}
+    result = train_speed.worker(spec)
+    assert SPEED_KEYS <= set(result)
+    assert result["windows_per_s"] == pytest.approx(2 / result["step_s"])
+    assert result["peak_rss_mb"] >= result["rss_built_mb"] > 0
+    saved = result["saved_activations"]
+    assert saved["total_mb"] > 0
+    assert sum(item["mb"] for item in saved["by_module"]) <= saved["total_mb"] + 1e-9
+    assert any(item["module"].startswith("convmamba") for item in saved["by_module"])
+
+    row = {"preset": "paper", "batch": 16, "window": train_speed.WINDOW, "backend": "cpu", "status": "ok", **result}
+    report = {"date": "today", "machine": train_speed.machine_info(), "window": train_speed.WINDOW, "repeats": 1,
+              "method": train_speed.METHOD, "official_batch2": train_speed.OFFICIAL_BATCH2, "rows": [row]}
+    report["target"] = train_speed.target(report)
+    assert report["target"]["met"] == (result["peak_rss_mb"] / 1024 < train_speed.TARGET_PEAK_GB)
+    table = train_speed.markdown(report)
+    assert "| paper |" in table and "Saved activations" in table
+
+
+def test_train_speed_configurations_put_the_cpu_backend_first():
+    specs = train_speed.configurations(("paper", "small"), (16, 2), ("cpu", "reference"), 640, 1, True)
+    assert len(specs) == 8
+    assert [s["backend"] for s in specs[:4]] == ["cpu"] * 4
+    assert [s["attribute"] for s in specs] == [True, False, True, False] + [False] * 4
