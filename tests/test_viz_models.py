@@ -101,9 +101,14 @@ def test_scan_benchmark_groups_rows_and_skips_unmeasured_ones():
         model_viz.scan_benchmark({"results": [report["results"][2]]})
 
 
-def test_markdown_table():
-    table = model_viz.markdown_table([{"module": "a", "parameters": 1}, {"module": "b", "parameters": 2}])
-    assert table.data.splitlines() == ["| module | parameters |", "|---|---|", "| a | 1 |", "| b | 2 |"]
+def test_table_renders_html_and_markdown_with_escaping():
+    table = model_viz.table([{"module": "a", "parameters": 1}, {"module": "<b>", "parameters": (2, 3)}])
+    assert table._repr_markdown_().splitlines() == ["| module | parameters |", "|---|---|", "| a | 1 |",
+                                                    "| <b> | (2, 3) |"]
+    rendered = table._repr_html_()
+    assert rendered.count("<tr>") == 3 and "<th>parameters</th>" in rendered and "&lt;b&gt;" in rendered
+    with pytest.raises(UserError, match="empty"):
+        model_viz.table([])
 
 
 def test_saved_tensor_bytes_counts_what_backward_keeps():

@@ -3,20 +3,20 @@
 Builders take plain arrays (or a benchmark report) and return a plotly figure; the notebook decides to show it.
 Heatmap menus switch entries with plotly's own dropdown, so they work in the static HTML book.
 
-The measurement helpers (:func:`saved_tensor_bytes`, :func:`best_time`, :func:`module_shapes`,
+The measurement helpers (:func:`saved_tensor_bytes`, :func:`best_time`, :func:`module_shapes`, :func:`table`,
 :func:`module_outputs`) exist so that the
 chapters can show live numbers in one line each; they measure, they do not change the models.
 """
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from IPython.display import Markdown
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 from torch import nn
@@ -376,14 +376,34 @@ def scan_benchmark(report: Mapping) -> go.Figure:
 # -- tables and measurements ------------------------------------------------------------------------------------
 
 
-def markdown_table(rows: Sequence[Mapping[str, object]]) -> Markdown:
-    """A list of dicts (one per row, same keys) as a Markdown table, rendered in JupyterLab and in the book."""
-    if not rows:
-        raise UserError("rows is empty")
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return Markdown("\n".join(lines))
+class Table:
+    """Rows of a table that display as HTML (the book, JupyterLab) and as Markdown (plain front-ends).
+
+    Parameters
+    ----------
+    rows : sequence of mappings
+        One per row, all with the keys of the first (the columns, in order).
+    """
+
+    def __init__(self, rows: Sequence[Mapping[str, object]]):
+        if not rows:
+            raise UserError("rows is empty")
+        self.columns = list(rows[0])
+        self.rows = [[str(row.get(column, "")) for column in self.columns] for row in rows]
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(column)}</th>" for column in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in self.rows)
+        return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def _repr_markdown_(self) -> str:
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
+
+
+def table(rows: Sequence[Mapping[str, object]]) -> Table:
+    """A list of dicts (one per row, same keys) as a table that renders in JupyterLab and in the book."""
+    return Table(rows)
 
 
 def saved_tensor_bytes(fn: Callable[[], torch.Tensor]) -> int:
@@ -493,13 +513,13 @@ def module_outputs(model: nn.Module, *inputs, names: Sequence[str]) -> dict[str,
 
 
 __all__ = [
+    "Table",
     "bar_figure",
     "best_time",
     "edge_functions",
     "gate_histograms",
     "heatmap_menu",
     "heatmap_panels",
-    "markdown_table",
     "module_outputs",
     "module_shapes",
     "saved_tensor_bytes",
@@ -508,4 +528,5 @@ __all__ = [
     "scan_benchmark",
     "spline_bases",
     "stacked_bars",
+    "table",
 ]
