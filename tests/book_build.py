@@ -22,6 +22,8 @@ LOG = BUILD / "book-build.log"
 INPUT_GLOBS = ("_config.yml", "_toc.yml", "book/*.md", "book/*.bib", "book/static/*", "book/_ext/*.py", "notebooks/*.ipynb", "dmf2mel/**/*.py",
                "book/_vendor/VERSIONS", "scripts/vendor_js.py")
 BUILD_TIMEOUT_S = 1800
+# A failed build is reported once per test process and inputs; later tests fail fast with the same message.
+_failures: dict[float, str] = {}
 
 
 def toc_files() -> list[str]:
@@ -60,6 +62,9 @@ def ensure_built() -> Path:
     Raises AssertionError with the build log's tail when vendoring or the build fails.
     """
     BUILD.mkdir(exist_ok=True)
+    inputs = newest_input()
+    if inputs in _failures:
+        raise AssertionError(_failures[inputs])
     with open(BUILD / ".book-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_fresh():
@@ -74,6 +79,7 @@ def ensure_built() -> Path:
                                    stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
         if build.returncode != 0:
             tail = LOG.read_text()[-5000:]
-            raise AssertionError(f"jupyter-book build failed (exit {build.returncode}); log {LOG}:\n{tail}")
+            _failures[inputs] = f"jupyter-book build failed (exit {build.returncode}); log {LOG}:\n{tail}"
+            raise AssertionError(_failures[inputs])
         STAMP.touch()
         return HTML
