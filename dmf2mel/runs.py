@@ -58,6 +58,9 @@ from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction
 from dmf2mel.train import PROFILES, train
 
+#: Epochs of the ``quick`` profile the book's chapters train: the small DMF2Mel is still improving on
+#: validation after the profile's default, and a book epoch of the teaching corpus takes seconds.
+BOOK_EPOCHS = 30
 #: Sub-folder of the cache that holds the runs.
 RUNS_FOLDER = "runs"
 #: Written into a run folder last, before it is renamed into place: what the run is.
@@ -260,6 +263,13 @@ def cached_run(
     if verbose:
         print(f"trained {model} ({profile} profile) in {time.perf_counter() - started:.0f} s: {folder}")
     return folder
+
+
+def book_run(model: str = "dmf2mel", progress: bool = True, verbose: bool = True) -> Path:
+    """The run the book's chapters share: ``model`` on the built-in ``teaching`` corpus, ``quick`` profile,
+    :data:`BOOK_EPOCHS` epochs, seed 0 (:func:`cached_run` with those arguments)."""
+    return cached_run(model, preset="teaching", profile="quick", epochs=BOOK_EPOCHS, seed=0, progress=progress,
+                      verbose=verbose)
 
 
 def read_metrics(run: str | Path) -> dict:

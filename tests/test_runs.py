@@ -194,3 +194,13 @@ def test_read_metrics_names_the_missing_file(tmp_path):
         runs.read_metrics(tmp_path)
     (tmp_path / METRICS_FILE).write_text(json.dumps({"known": {"paper_r": 0.1}}))
     assert runs.read_metrics(tmp_path)["known"]["paper_r"] == 0.1
+
+
+def test_book_run_fixes_the_chapters_choices(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(runs, "cached_run", lambda *args, **kwargs: calls.append((args, kwargs)) or tmp_path)
+    assert runs.book_run("cnn", verbose=False) == tmp_path
+    (model,), kwargs = calls[0]
+    assert model == "cnn"
+    assert kwargs["preset"] == "teaching" and kwargs["profile"] == "quick"
+    assert kwargs["epochs"] == runs.BOOK_EPOCHS and kwargs["seed"] == 0
