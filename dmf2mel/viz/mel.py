@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from dmf2mel.data.features import FMAX, FMIN, N_MELS, TARGET_SFREQ, mel_band_edges
 from dmf2mel.errors import UserError
+from dmf2mel.metrics import pearsonr_time
 from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, TRUE_COLOR
 
 # z-scored bands are drawn on a fixed symmetric range so that colours mean the same in every panel.
@@ -66,12 +67,9 @@ def band_correlations(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     ----------
     true, predicted : (time, n_mels) arrays
     """
+    # The same function the metrics use, so a figure's r and a reported score agree by construction.
     true, predicted = check_pair(true, predicted)
-    a = true - true.mean(axis=0)
-    b = predicted - predicted.mean(axis=0)
-    denominator = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (a * b).sum(axis=0) / denominator, np.nan)
+    return pearsonr_time(predicted, true)
 
 
 def band_labels(n_mels: int, fmin: float = FMIN, fmax: float = FMAX) -> list[str]:
