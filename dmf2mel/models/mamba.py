@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from dmf2mel.models.scan import BACKENDS, selective_scan
 
@@ -239,6 +240,11 @@ class ConvMamba(nn.Module):
         Kernel of the time convolution.
     use_mamba : bool, default True
         False drops the BiMamba (the ablation "without Mamba"); the rest is unchanged.
+    checkpoint_feed_forward : bool, default False
+        Recompute each feed-forward in the backward pass instead of keeping its ``(batch, time, d_ff)``
+        activations (activation checkpointing, with the dropout masks reproduced from the saved RNG state). The
+        results and gradients are the same; at d_ff = 2048 this saves three ``(tokens, 2048)`` float tensors per
+        call for one extra pass of the two ``d_model x d_ff`` matrix products. Only while gradients are recorded.
     **mamba_kwargs
         Passed to :class:`BiMamba` (d_state, d_conv, expand, dt_rank, scan_backend, ...).
 
@@ -255,9 +261,11 @@ class ConvMamba(nn.Module):
         dropout: float = 0.1,
         kernel_size: int = 7,
         use_mamba: bool = True,
+        checkpoint_feed_forward: bool = False,
         **mamba_kwargs,
     ):
         super().__init__()
+        self.checkpoint_feed_forward = checkpoint_feed_forward
         self.conv = ConvBNReLU(d_model, kernel_size)
         self.bimamba = BiMamba(d_model, **mamba_kwargs) if use_mamba else None
         self.ffn = FeedForward(d_model, d_ff, dropout)
@@ -267,9 +275,15 @@ class ConvMamba(nn.Module):
         x = self.conv(x)
         if self.bimamba is not None:
             x = self.bimamba(x)
-        x = x + self.FFN_RESIDUAL_WEIGHT * self.ffn(x)
+        x = x + self.FFN_RESIDUAL_WEIGHT * self._feed_forward(x)
+        # (the convolution is not checkpointed: recomputing its BatchNorm would update the running statistics twice)
         x = x + self.conv(x)
-        return x + self.FFN_RESIDUAL_WEIGHT * self.ffn(x)
+        return x + self.FFN_RESIDUAL_WEIGHT * self._feed_forward(x)
+
+    def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint_feed_forward and torch.is_grad_enabled():
+            return checkpoint(self.ffn, x, use_reentrant=False)
+        return self.ffn(x)
 
 
 __all__ = ["BiMamba", "ConvBNReLU", "ConvMamba", "FeedForward", "Mamba"]

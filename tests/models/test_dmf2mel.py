@@ -300,3 +300,66 @@ def test_paper_config_forward_16x640():
     print(f"paper config forward (16, 640, 64): {time.perf_counter() - start:.1f} s")
     assert mel.shape == (16, 640, 10)
     assert torch.isfinite(mel).all()
+
+
+def _saved_bytes(run) -> int:
+    """Bytes of the distinct storages autograd saves for the backward pass while ``run()`` records the graph."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        run()
+    return sum(storages.values())
+
+
+def test_activation_checkpointing_same_outputs_and_gradients_in_training():
+    torch.manual_seed(9)
+    # dropout everywhere and unshared blocks, so that every checkpointed call draws its own random masks
+    config = tiny(dropout=0.3, attn_dropout=0.2, share_hams=False, share_fusion_self_attention=False)
+    plain = DMF2Mel(DMF2MelConfig.from_dict({**config.to_dict(), "checkpoint_activations": False})).train()
+    checkpointed = DMF2Mel(DMF2MelConfig.from_dict({**config.to_dict(), "checkpoint_activations": True})).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # open HAMS-Net's zero-initialised gates so that its attention paths carry gradient
+        for model in (plain, checkpointed):
+            for p in model.parameters():
+                if not p.any():
+                    p.fill_(0.1)
+    eeg, mel, subject = torch.randn(2, 40, 64), torch.randn(2, 40, 10), torch.tensor([1, -1])
+    results = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(10)  # same subject dropout and dropout masks; the recomputation must reproduce them
+        source = eeg.clone().requires_grad_()
+        out = model(source, subject)
+        (out - mel).square().mean().backward()
+        results.append((out, source.grad, {name: p.grad for name, p in model.named_parameters()}))
+    (out_a, grad_a, params_a), (out_b, grad_b, params_b) = results
+    assert not torch.allclose(out_a, plain.eval()(eeg, subject))  # dropout was active
+    torch.testing.assert_close(out_b, out_a, rtol=0, atol=0)
+    torch.testing.assert_close(grad_b, grad_a)
+    for name, grad in params_a.items():
+        assert grad is not None and grad.abs().sum() > 0, name
+        torch.testing.assert_close(params_b[name], grad, msg=name)
+    for name, buffer in plain.named_buffers():  # BatchNorm statistics: updated once per call in both
+        torch.testing.assert_close(dict(checkpointed.named_buffers())[name], buffer, rtol=0, atol=0, msg=name)
+
+    plain.train(), checkpointed.train()
+    saved_plain = _saved_bytes(lambda: plain(eeg, subject))
+    saved_checkpointed = _saved_bytes(lambda: checkpointed(eeg, subject))
+    assert saved_checkpointed < saved_plain / 4, (saved_checkpointed, saved_plain)
+
+
+def test_checkpoint_activations_field():
+    assert DMF2MelConfig.paper().checkpoint_activations and DMF2MelConfig.small().checkpoint_activations
+    config = DMF2MelConfig.small(checkpoint_activations=False)
+    assert DMF2MelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    # checkpoints written before the field existed load with the default
+    old = {name: value for name, value in config.to_dict().items() if name != "checkpoint_activations"}
+    assert DMF2MelConfig.from_dict(old).checkpoint_activations
+    with pytest.raises(UserError, match="checkpoint_activations must be True or False, got 'yes'"):
+        DMF2MelConfig(checkpoint_activations="yes")
+    model = DMF2Mel(tiny(checkpoint_activations=True))
+    assert all(block.checkpoint_feed_forward for block in model.convmamba)
+    assert not any(block.checkpoint_feed_forward for block in DMF2Mel(tiny(checkpoint_activations=False)).convmamba)

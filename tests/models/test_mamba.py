@@ -172,3 +172,49 @@ def test_invalid_arguments():
         Mamba(D_MODEL, dt_rank=0)
     with pytest.raises(ValueError, match="dt_min"):
         Mamba(D_MODEL, dt_min=0.1, dt_max=0.01)
+
+
+def _saved_bytes(run) -> int:
+    """Bytes of the distinct storages autograd saves for the backward pass while ``run()`` records the graph."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        run()
+    return sum(storages.values())
+
+
+def test_checkpointed_feed_forward_same_outputs_gradients_and_statistics():
+    torch.manual_seed(8)
+    plain = ConvMamba(D_MODEL, d_ff=64, dropout=0.3, d_state=D_STATE, scan_backend="reference").train()
+    checkpointed = ConvMamba(
+        D_MODEL, d_ff=64, dropout=0.3, d_state=D_STATE, scan_backend="reference", checkpoint_feed_forward=True
+    ).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 33, D_MODEL)
+    results = []
+    for block in (plain, checkpointed):
+        torch.manual_seed(9)  # same dropout masks in both runs; the recomputation must reproduce them
+        source = x.clone().requires_grad_()
+        out = block(source)
+        out.square().mean().backward()
+        results.append((out, source.grad, {name: p.grad for name, p in block.named_parameters()}))
+    (out_a, grad_a, params_a), (out_b, grad_b, params_b) = results
+    torch.testing.assert_close(out_b, out_a, rtol=0, atol=0)
+    torch.testing.assert_close(grad_b, grad_a)
+    for name in params_a:
+        torch.testing.assert_close(params_b[name], params_a[name], msg=name)
+    # the BatchNorm is not recomputed: its running statistics were updated exactly as often
+    torch.testing.assert_close(checkpointed.conv.norm.running_mean, plain.conv.norm.running_mean, rtol=0, atol=0)
+    assert checkpointed.conv.norm.num_batches_tracked == plain.conv.norm.num_batches_tracked
+    # and it does keep less: the (tokens, d_ff) activations are gone
+    hidden_bytes = 2 * 33 * 64 * 4
+    torch.manual_seed(10)
+    saved_checkpointed = _saved_bytes(lambda: checkpointed(x))
+    torch.manual_seed(10)  # (same dropout, so that the BatchNorm statistics stay equal for the check below)
+    assert saved_checkpointed + 2 * hidden_bytes < _saved_bytes(lambda: plain(x))
+    with torch.no_grad():  # nothing to checkpoint without a graph
+        torch.testing.assert_close(checkpointed.eval()(x), plain.eval()(x), rtol=0, atol=0)
