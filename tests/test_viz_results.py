@@ -87,7 +87,7 @@ def test_comparison_explorer_menus_swap_data_models_and_window():
     np.testing.assert_allclose(restyle["z"][2], np.round(vr.zscore_bands(predictions["m2"]["rec1"]).T, vr.Z_DECIMALS))
     assert len(restyle["x"][0]) == 260
     r1 = np.nanmean(vr.band_correlations(targets["rec1"], predictions["m1"]["rec1"]))
-    assert relayout["title.text"].startswith(f"rec1: mean r over bands, m1 {r1:.3f} · m2 ")
+    assert relayout["title.text"].startswith(f"rec1: mean r over bands: m1 {r1:.3f} · m2 ")
     # the model menu only switches visibility, so it composes with the recording menu
     assert list(models.buttons[1].args[0]["visible"]) == [True, False, True]
     assert models.buttons[1].args[1] == {"annotations[1].text": "predicted by m2"}

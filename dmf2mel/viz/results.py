@@ -284,7 +284,7 @@ def comparison_explorer_figure(
 
     def recording_title(label: str) -> str:
         scores = " · ".join(f"{model} {np.nanmean(band_correlations(*pairs[model, label])):.3f}" for model in models)
-        return f"{label}: mean r over bands, {scores}"
+        return f"{label}: mean r over bands: {scores}"
 
     first = labels[0]
     n_first = targets[first].shape[0]
@@ -328,7 +328,7 @@ def comparison_explorer_figure(
     menu_style = dict(direction="down", showactive=True, yanchor="bottom", y=1.06)
     figure.update_layout(
         coloraxis=dict(colorscale=MEL_COLORSCALE, colorbar=dict(title="z"), cmin=-ZSCORE_RANGE, cmax=ZSCORE_RANGE),
-        title=dict(text=recording_title(first), y=0.98, yanchor="top"),
+        title=dict(text=recording_title(first), y=0.98, yanchor="top", font=dict(size=15)),
         updatemenus=[dict(buttons=recording_buttons, x=0.0, xanchor="left", **menu_style),
                      dict(buttons=model_buttons, x=1.0, xanchor="right", **menu_style)],
         sliders=[dict(steps=slider_steps, active=0, pad=dict(t=50), currentvalue=dict(prefix="window starts at (s): "),
