@@ -47,7 +47,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for machine_info
 
-from train_speed import machine_info, set_threads  # noqa: E402
+from train_speed import code_state, machine_info, set_threads  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRESETS = ("teaching", "sparrkulee")
@@ -308,6 +308,7 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "code": code_state(),
         "budget": budget(epochs, seeds, n_null, val_every, threads),
         "corpus": {**corpus_info(data), "folder": str(source)},
         "rows": [],

@@ -63,8 +63,9 @@ TARGET_PEAK_GB = 3.0
 MB = 2**20
 #: Module attribution rows kept in the report (the largest).
 ATTRIBUTION_ROWS = 25
-#: The parent kills a worker whose RSS passes this share of the memory available at the start.
-MEMORY_GUARD_FRACTION = 0.8
+#: The parent kills a worker whose RSS passes this share of the memory available at the start (other jobs on a
+#: shared machine need the rest).
+MEMORY_GUARD_FRACTION = 0.5
 #: Seconds between the parent's RSS polls of a worker.
 POLL_S = 0.5
 #: The official code (batch 2, CPU), as reported to this project: seconds per step and peak GB.
@@ -77,7 +78,9 @@ METHOD = (
     "and the timed step(s) run: step_s is the fastest, windows/s = batch / step_s, step_peak = VmHWM during the timed "
     "steps. peak_rss = getrusage(RUSAGE_SELF).ru_maxrss (lifetime, incl. warm-up); peak_increase = peak_rss - "
     "rss_built. Inference: eval mode, no_grad, same batch. Saved-activation attribution: bytes autograd saves for "
-    "backward during one forward pass (each storage once, parameters excluded), per module. Memory is independent "
+    "backward during one forward pass (each storage once, parameters excluded), per module; a block under activation "
+    "checkpointing (DMF2MelConfig.checkpoint_activations) saves only its inputs, and what it recomputes during "
+    "backward is not in that count (it is in the step's peak). Memory is independent "
     "of the machine's load; times are not (the load average is recorded)."
 )
 
@@ -361,6 +364,22 @@ def machine_info() -> dict:
     }
 
 
+def code_state() -> dict:
+    """The commit the package was measured at, and the package files that differed from it (uncommitted edits)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*arguments):
+        completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=False)
+        return completed.stdout if completed.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--", "dmf2mel")
+    commit = git("rev-parse", "HEAD")
+    return {
+        "commit": None if commit is None else commit.strip(),
+        "modified_package_files": None if status is None else [line[3:] for line in status.splitlines()],
+    }
+
+
 def configurations(presets, batches, backends, window, repeats, attribute, threads=None) -> list[dict]:
     """Every (preset, batch, backend) to measure, cpu backend first (the default on the CPU)."""
     specs = []
@@ -409,7 +428,7 @@ def markdown(report: dict) -> str:
         "# DMF2Mel training-step benchmark",
         "",
         f"{report['date']} · {machine['cpu']} · {machine['cpu_count']} cores · {machine['mem_total_gb']} GB · "
-        f"torch {machine['torch']} ({_threads(report)} threads) · numba {machine['numba']} (follows torch) "
+        f"torch {machine['torch']} ({_threads(report)} thread(s)) · numba {machine['numba']} (follows torch) "
         f"· load average at start {machine['load_average'][0]:.1f} · "
         f"window {report['window']} samples ({report['window'] / SFREQ:g} s at {SFREQ} Hz) · float32.",
         "",
@@ -466,7 +485,7 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     attribute : bool
         Attribute saved activations per module for the largest batch with the cpu backend.
     timeout_s, max_rss_mb : float
-        A worker is killed past these (default memory guard: 80 % of the memory available at the start).
+        A worker is killed past these (default memory guard: half the memory available at the start).
     out : Path, optional
         Write the report there after every configuration (a long run killed midway keeps what it measured).
     threads : int, optional
@@ -480,6 +499,7 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "code": code_state(),
         "window": window,
         "repeats": repeats,
         "threads": threads,
@@ -533,6 +553,8 @@ def main(argv=None) -> None:
     parser.add_argument("--no-attribute", dest="attribute", action="store_false",
                         help="skip the saved-activation attribution per module")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
+    parser.add_argument("--max-rss-gb", type=float,
+                        help=f"kill a worker past this RSS (default: {MEMORY_GUARD_FRACTION:g} x the available memory)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_speed.json")
     parser.add_argument("--threads", type=int, help="torch threads per worker (default: torch's, = cores)")
     parser.add_argument("--reuse", action="store_true", help="keep the configurations already measured in --out")
@@ -541,8 +563,9 @@ def main(argv=None) -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
+    max_rss_mb = None if args.max_rss_gb is None else args.max_rss_gb * 1024
     report = run(args.presets, args.batches, args.backends, args.window, args.repeats, args.attribute, args.timeout,
-                 out=args.out, reuse=args.reuse, threads=args.threads)
+                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads)
     print(json.dumps(report["target"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
