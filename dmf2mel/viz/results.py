@@ -171,9 +171,9 @@ def comparison_sentences(
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if reference not in results:
-        raise UserError(f"reference {reference!r} is not among the models {list(results)}")
     names = dict(names or {})
+    if reference not in results:  # e.g. a benchmark report that is still being written
+        return [f"{names.get(reference, reference)} is not among these results ({', '.join(results)})."]
 
     def name(model: str) -> str:
         return names.get(model, model)
@@ -192,8 +192,8 @@ def comparison_sentences(
 
 
 def models_above(results: Mapping[str, Mapping[str, dict | None]], reference: str, protocol: str) -> list[str]:
-    """The models whose paper r on ``protocol`` is above ``reference``'s, best first."""
-    ref = (results[reference].get(protocol) or {}).get("paper_r")
+    """The models whose paper r on ``protocol`` is above ``reference``'s, best first ([] without a reference score)."""
+    ref = (results.get(reference, {}).get(protocol) or {}).get("paper_r")
     if ref is None:
         return []
     scored = {model: (by_protocol.get(protocol) or {}).get("paper_r") for model, by_protocol in results.items()}
