@@ -27,7 +27,9 @@ data: $(STAMP)
 # cell errors fail the build. The chapters generate the built-in corpus and train their runs once per machine.
 book: $(STAMP)
 	$(PY) scripts/vendor_js.py
-	$(VENV)/bin/jupyter-book build -W -n --keep-going .
+	rm -f _build/.book-build-ok
+	$(VENV)/bin/jupyter-book build --all -W -n --keep-going .
+	touch _build/.book-build-ok
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --allow-root notebooks
