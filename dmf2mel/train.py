@@ -460,6 +460,8 @@ class _Trainer:
         epochs = profile["epochs"]
         show = proc.main and not self.quiet
         bar = tqdm(total=epochs, initial=self.epoch, desc=f"train {self.config['model']}", unit="epoch", disable=not show)
+        # One batch bar reset every epoch: a new bar per epoch leaves an empty box per epoch in saved notebooks.
+        batch_bar = tqdm(total=0, leave=False, unit="batch", disable=not show)
         while self.epoch < epochs and not self.stopped_early:
             start = time.perf_counter()
             dataset.set_epoch(self.epoch)
@@ -469,7 +471,9 @@ class _Trainer:
             )
             sums = torch.zeros(5, dtype=torch.float64)  # loss, r, l1, infonce, windows
             net.train()
-            for batch in tqdm(loader, leave=False, desc=f"epoch {self.epoch + 1}", disable=not show):
+            batch_bar.reset(total=len(batches))
+            batch_bar.set_description(f"epoch {self.epoch + 1}")
+            for batch in loader:
                 eeg = batch["eeg"].to(proc.device, non_blocking=True)
                 mel = batch["mel"].to(proc.device, non_blocking=True)
                 subject = batch["subject"].to(proc.device, non_blocking=True)
@@ -481,6 +485,7 @@ class _Trainer:
                 n = len(eeg)
                 values = [loss, terms["r"], terms["l1"], terms["infonce"]]
                 sums += torch.tensor([float(v.detach()) * n for v in values] + [n], dtype=torch.float64)
+                batch_bar.update(1)
             if proc.world > 1:
                 dist.all_reduce(sums)
             lr = optimizer.param_groups[0]["lr"]
@@ -501,6 +506,7 @@ class _Trainer:
                 f"epoch {self.epoch}/{epochs}  loss {means['loss']:.4f}  train r {means['r']:.4f}  "
                 + ("" if val_r is None else f"val r {val_r:.4f}{'  (best)' if improved else ''}")
             )
+        batch_bar.close()
         bar.close()
         if self.stopped_early:
             self._log(f"stopped early after epoch {self.epoch}: no val improvement in {profile['patience']} validations")

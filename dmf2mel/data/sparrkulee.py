@@ -230,7 +230,8 @@ class SplitData:
 
     Notes
     -----
-    Arrays are memory-mapped and validated on first use; normalisation statistics are computed
+    Arrays are memory-mapped (re-opened on each use, so open files do not pile up) and validated on
+    first use; normalisation statistics are computed
     once per recording from its ``train`` part and cached.
     """
 
@@ -256,7 +257,7 @@ class SplitData:
         self.recordings = sorted({Recording(k.subject, k.stimulus) for k in self._files})
         self.subjects = sorted({r.subject for r in self.recordings})
         self.stimuli = sorted({r.stimulus for r in self.recordings})
-        self._arrays: dict[FileKey, np.ndarray] = {}
+        self._validated: set[FileKey] = set()
         self._norm: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def __repr__(self) -> str:
@@ -292,9 +293,14 @@ class SplitData:
     def raw(self, split: str, subject: str, stimulus: str, feature: str) -> np.ndarray:
         """The memory-mapped, validated array of one part: (time, columns), as stored on disk."""
         key = FileKey(split, subject, stimulus, feature)
-        if key not in self._arrays:
-            self._arrays[key] = load_array(self.path(*key), feature, self.n_chans, self.n_mels)
-        return self._arrays[key]
+        if key not in self._validated:
+            array = load_array(self.path(*key), feature, self.n_chans, self.n_mels)
+            self._validated.add(key)
+            return array
+        # Re-opened on each call rather than kept: every open memmap holds a file descriptor, and the
+        # real release has thousands of files (a common limit is 1024 open files).
+        array = np.load(self._files[key], mmap_mode="r", allow_pickle=False)
+        return array[:, None] if array.ndim == 1 else array
 
     def norm_stats(self, subject: str, stimulus: str, feature: str) -> tuple[np.ndarray, np.ndarray]:
         """Per-column (mean, std) of the *train* part of one recording's ``feature`` (or ``"eeg"``)."""

@@ -166,7 +166,7 @@ class LinearDecoder(nn.Module):
             weights = eigvec @ (projected / (eigval + alpha * scale)[:, None])
             bias = mean_y - mean_x @ weights
             if val_pairs:
-                rs = [_pearson(self._apply(eeg, weights, bias), np.asarray(mel)).mean() for eeg, mel in val_pairs]
+                rs = [_pearson(self._predict_with(eeg, weights, bias), np.asarray(mel)).mean() for eeg, mel in val_pairs]
                 score = float(np.mean(rs))
                 self.val_r_[alpha] = score
             else:
@@ -177,7 +177,7 @@ class LinearDecoder(nn.Module):
         self._set_weights(weights, bias)
         return self
 
-    def _apply(self, eeg: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    def _predict_with(self, eeg: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
         lagged = lag_matrix(self._check(eeg).astype(np.float64), self.n_lags)
         return lagged @ weights + bias
 
@@ -197,7 +197,7 @@ class LinearDecoder(nn.Module):
         """Reconstruct the mel spectrogram: (time, n_chans) -> (time, n_mels) float32."""
         weights = self.weights.reshape(self.n_lags * self.n_chans, self.n_mels)
         bias = self.conv.bias.detach().double().numpy()
-        return self._apply(eeg, weights, bias).astype(np.float32)
+        return self._predict_with(eeg, weights, bias).astype(np.float32)
 
     def score(self, pairs) -> float:
         """Mean over pairs and bands of the Pearson r between prediction and target."""

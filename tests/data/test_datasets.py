@@ -94,4 +94,6 @@ def test_sequential_spans():
 def test_windows_are_read_from_memory_maps(data):
     ds = RandomWindows(data, "train", data.recordings, WINDOW, SubjectIndex(data.subjects))
     ds[0]
-    assert all(isinstance(a, np.memmap) for a in data._arrays.values())
+    for rec in data.recordings:
+        for feature in ("eeg", "mel"):
+            assert isinstance(data.raw("train", rec.subject, rec.stimulus, feature), np.memmap)

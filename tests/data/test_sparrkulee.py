@@ -173,3 +173,15 @@ def test_write_recording_refuses_mismatched_lengths(tmp_path):
     with pytest.raises(UserError, match="mel must be"):
         sk.write_recording(tmp_path, "sub-001", "x", np.zeros((100, 64)), np.zeros((90, 10)))
     assert not any(tmp_path.iterdir())
+
+
+def test_open_files_do_not_pile_up(folder):
+    import os
+
+    data = sk.SplitData(folder)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        for rec in data.recordings:
+            for split in sk.SPLITS:
+                data.pair(split, rec.subject, rec.stimulus)
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
