@@ -113,11 +113,13 @@ class DMF2MelConfig:
         Window (samples) of HAMS-Net's time × time attention; None attends over the whole input.
     checkpoint_activations : bool, default True
         Activation checkpointing while gradients are recorded: every SplineMap attention, the stem
-        feed-forward, every HAMS-Net and DC-FAM repeat and the convMamba feed-forwards keep only
-        their inputs and are recomputed in the backward pass (dropout masks reproduced from the
-        saved RNG state), so outputs and gradients are unchanged. It trades about one extra forward
-        pass of those blocks for most of the activation memory: the training step of the paper
-        config at batch 16 x 640 would otherwise peak near 6 GB. No effect under ``torch.no_grad``.
+        feed-forward, every DC-FAM repeat and the convMamba feed-forwards keep only their inputs and
+        are recomputed in the backward pass (dropout masks reproduced from the saved RNG state), so
+        outputs and gradients are unchanged. These blocks hold most of the activation memory for a
+        small share of the compute (the training step of the paper config at batch 16 x 640 would
+        otherwise peak near 6 GB); HAMS-Net (slow to recompute, small to keep) and the BiMamba (the
+        scan kernel already keeps only its inputs) are left as they are. No effect under
+        ``torch.no_grad``.
     """
 
     n_chans: int = 64
@@ -408,7 +410,8 @@ class DMF2Mel(nn.Module):
         h = self._stem(eeg, subject)
         hams_out = h
         for block in self.hams:
-            hams_out = hams_out + self._run(block, hams_out)
+            # not checkpointed: a HAMS-Net pass costs more to recompute than its activations cost to keep
+            hams_out = hams_out + block(hams_out)
         dcfam_out = h
         for block in self.dcfam:
             dcfam_out = dcfam_out + self._run(block, dcfam_out)
