@@ -110,7 +110,9 @@ class DMF2MelConfig:
     hams_n_bottleneck_adaf : int, default 3
         ADAF blocks at the HAMS-Net bottleneck.
     hams_position_window : int or None, default None
-        Window (samples) of HAMS-Net's time × time attention; None attends over the whole input.
+        Window (samples) of HAMS-Net's time × time attention; None: HAMS-Net's default of 640-sample
+        windows (exact full attention up to 640 samples). Pass a window at least as long as the input for
+        full attention at any length.
     checkpoint_activations : bool, default True (False in :meth:`small`)
         Activation checkpointing while gradients are recorded: every SplineMap attention, the stem
         feed-forward, every DC-FAM repeat and the convMamba feed-forwards keep only their inputs and
