@@ -63,8 +63,9 @@ ABLATIONS = {
 MODELS = (*BASELINES, "dmf2mel", *ABLATIONS)
 #: The trainer's profile every model trains with.
 PROFILE = "quick"
-#: Epochs per gradient-trained model (chosen so both presets run in about 40 minutes on two busy CPU cores).
-DEFAULT_EPOCHS = 6
+#: Epochs per gradient-trained model: both presets (one process each, one thread) took about 20 minutes on the two
+#: cores with the machine partly shared; at 6 epochs DMF2Mel had barely started to learn.
+DEFAULT_EPOCHS = 20
 #: Validate (and keep the best checkpoint) every this many epochs.
 DEFAULT_VAL_EVERY = 2
 DEFAULT_SEEDS = (0,)
