@@ -124,7 +124,13 @@ class PaperLoss(nn.Module):
         self.temperature = temperature
 
     def terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The unweighted terms: ``{"r": mean Pearson r, "l1": ..., "infonce": ...}`` (scalars)."""
+        """The unweighted terms: ``{"r": mean Pearson r, "l1": ..., "infonce": ...}`` (scalars).
+
+        A single-channel prediction (DMF2Mel's ``head="single"``, the official code's head) is
+        broadcast against every band of the target, as the official loss does implicitly.
+        """
+        if pred.shape[-1] == 1 and target.shape[-1] > 1:
+            pred = pred.expand_as(target)
         return {
             "r": pearson_r(pred, target).mean(),
             "l1": l1_loss(pred, target),

@@ -78,3 +78,14 @@ def test_paper_loss_is_the_weighted_sum_and_has_gradient_on_every_band():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-9)
     loss.backward()
     assert torch.all(p.grad.abs().sum(dim=(0, 1)) > 0)
+
+
+def test_single_channel_prediction_is_broadcast_over_the_bands():
+    torch.manual_seed(0)
+    pred = torch.randn(3, 50, 1, requires_grad=True)
+    target = torch.randn(3, 50, 10)
+    loss_fn = PaperLoss()
+    loss = loss_fn(pred, target)
+    assert torch.allclose(loss, loss_fn(pred.expand(3, 50, 10), target))
+    loss.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
