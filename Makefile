@@ -36,7 +36,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/scan.py
-	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/train_speed.py --threads 1
 
 bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py
