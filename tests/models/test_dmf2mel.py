@@ -9,6 +9,7 @@ import torch
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.models import DMF2Mel, DMF2MelConfig, format_summary, summary
 from dmf2mel.models.dmf2mel import CROSS_ATTENTION_CHAIN, sinusoidal_position_encoding
+from dmf2mel.viz.models import saved_tensor_bytes
 
 N_SUBJECTS = 5
 # Small and quick: the reference scan keeps these tests independent of the numba kernel's compile time.
@@ -302,19 +303,6 @@ def test_paper_config_forward_16x640():
     assert torch.isfinite(mel).all()
 
 
-def _saved_bytes(run) -> int:
-    """Bytes of the distinct storages autograd saves for the backward pass while ``run()`` records the graph."""
-    storages = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        run()
-    return sum(storages.values())
-
-
 def test_activation_checkpointing_same_outputs_and_gradients_in_training():
     torch.manual_seed(9)
     # dropout everywhere and unshared blocks, so that every checkpointed call draws its own random masks
@@ -346,8 +334,8 @@ def test_activation_checkpointing_same_outputs_and_gradients_in_training():
         torch.testing.assert_close(dict(checkpointed.named_buffers())[name], buffer, rtol=0, atol=0, msg=name)
 
     plain.train(), checkpointed.train()
-    saved_plain = _saved_bytes(lambda: plain(eeg, subject))
-    saved_checkpointed = _saved_bytes(lambda: checkpointed(eeg, subject))
+    saved_plain = saved_tensor_bytes(lambda: plain(eeg, subject))
+    saved_checkpointed = saved_tensor_bytes(lambda: checkpointed(eeg, subject))
     assert saved_checkpointed < saved_plain / 4, (saved_checkpointed, saved_plain)
 
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dmf2mel.models.mamba import BiMamba, ConvMamba, Mamba
+from dmf2mel.viz.models import saved_tensor_bytes
 
 D_MODEL = 8
 D_STATE = 4
@@ -174,19 +175,6 @@ def test_invalid_arguments():
         Mamba(D_MODEL, dt_min=0.1, dt_max=0.01)
 
 
-def _saved_bytes(run) -> int:
-    """Bytes of the distinct storages autograd saves for the backward pass while ``run()`` records the graph."""
-    storages = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        run()
-    return sum(storages.values())
-
-
 def test_checkpointed_feed_forward_same_outputs_gradients_and_statistics():
     torch.manual_seed(8)
     plain = ConvMamba(D_MODEL, d_ff=64, dropout=0.3, d_state=D_STATE, scan_backend="reference").train()
@@ -213,8 +201,8 @@ def test_checkpointed_feed_forward_same_outputs_gradients_and_statistics():
     # and it does keep less: the (tokens, d_ff) activations are gone
     hidden_bytes = 2 * 33 * 64 * 4
     torch.manual_seed(10)
-    saved_checkpointed = _saved_bytes(lambda: checkpointed(x))
+    saved_checkpointed = saved_tensor_bytes(lambda: checkpointed(x))
     torch.manual_seed(10)  # (same dropout, so that the BatchNorm statistics stay equal for the check below)
-    assert saved_checkpointed + 2 * hidden_bytes < _saved_bytes(lambda: plain(x))
+    assert saved_checkpointed + 2 * hidden_bytes < saved_tensor_bytes(lambda: plain(x))
     with torch.no_grad():  # nothing to checkpoint without a graph
         torch.testing.assert_close(checkpointed.eval()(x), plain.eval()(x), rtol=0, atol=0)
