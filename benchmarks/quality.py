@@ -19,12 +19,11 @@ Models: ``linear``, ``cnn``, ``vlaai``, ``dmf2mel`` and the ablations of DMF2Mel
 ``dmf2mel-no-splinemap``   ``use_splinemap=False``: linear projections instead of AGKAN in every attention
 ``dmf2mel-no-mamba``       ``use_mamba=False``: convMamba without its BiMamba
 ``dmf2mel-single-head``    ``head="single"``: the official one-channel output, broadcast to the 10 bands as the
-                           official code compares it (the package's losses expect 10 bands; see
-                           :class:`SingleHeadBroadcast`)
+                           official code compares it (:class:`dmf2mel.models.SingleHeadBroadcast`)
 =========================  ==================================================================================
 
-They are registered in :data:`dmf2mel.checkpoint.MODELS` (the trainer's documented extension point) for the
-duration of this process, so the trainer, the checkpoints and the evaluation treat them like any other model.
+They are defined in :data:`dmf2mel.checkpoint.ABLATIONS` and registered in :data:`dmf2mel.checkpoint.MODELS`, so the
+trainer, the checkpoints, ``python -m dmf2mel evaluate`` and the book treat them like any other model.
 
 Several seeds: every model is trained once per seed; a row reports the mean over seeds (and the standard
 deviation), the mean chance level, the largest p-value over seeds, and every seed's numbers under ``per_seed``.
@@ -49,17 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 
 from train_speed import code_state, machine_info, set_threads  # noqa: E402
 
+from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRESETS = ("teaching", "sparrkulee")
 BASELINES = ("linear", "cnn", "vlaai")
-#: Ablations: model name -> the DMF2MelConfig fields that differ from the full model.
-ABLATIONS = {
-    "dmf2mel-no-dcfam": {"use_dcfam": False},
-    "dmf2mel-no-hams": {"use_hams": False},
-    "dmf2mel-no-splinemap": {"use_splinemap": False},
-    "dmf2mel-no-mamba": {"use_mamba": False},
-    "dmf2mel-single-head": {"head": "single"},
-}
 MODELS = (*BASELINES, "dmf2mel", *ABLATIONS)
 #: The trainer's profile every model trains with.
 PROFILE = "quick"
@@ -75,55 +68,6 @@ DEFAULT_THREADS = 1
 SCORES = ("paper_r", "challenge_r", "chance_r", "challenge_chance_r")
 #: p-values: the largest over seeds is reported.
 P_VALUES = ("p_value", "challenge_p_value")
-
-
-# --- the ablation models ------------------------------------------------------------------------
-
-
-def _single_head_class():
-    from dmf2mel.models import DMF2Mel
-
-    class SingleHeadBroadcast(DMF2Mel):
-        """DMF2Mel with the official one-channel head, its output repeated over the mel bands.
-
-        ``(batch, time, n_chans) -> (batch, time, n_mels)``: every band gets the same predicted envelope, which
-        is how the official code scores its single channel against 10 bands. Same parameters as
-        ``DMF2Mel(config)`` with ``config.head == "single"``.
-        """
-
-        def forward(self, eeg, subject=None):
-            return super().forward(eeg, subject).expand(-1, -1, self.config.n_mels)
-
-    return SingleHeadBroadcast
-
-
-def ablation_spec(overrides: dict):
-    """A :class:`dmf2mel.checkpoint.ModelSpec`: DMF2Mel's default config with ``overrides`` applied."""
-    from dmf2mel.checkpoint import MODELS as TRAINABLE
-    from dmf2mel.checkpoint import ModelSpec
-    from dmf2mel.models import DMF2MelConfig
-
-    full = TRAINABLE["dmf2mel"]
-
-    def default_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) -> dict:
-        return {**full.default_config(preset, n_subjects, n_chans, n_mels), **overrides}
-
-    if overrides.get("head") == "single":
-        single = _single_head_class()
-
-        def build(config: dict):
-            return single(DMF2MelConfig.from_dict(config))
-
-        return ModelSpec(default_config, build)
-    return ModelSpec(default_config, full.build)
-
-
-def register_ablations() -> None:
-    """Make the ablation names trainable by :func:`dmf2mel.train.train` in this process (idempotent)."""
-    from dmf2mel.checkpoint import MODELS as TRAINABLE
-
-    for name, overrides in ABLATIONS.items():
-        TRAINABLE.setdefault(name, ablation_spec(overrides))
 
 
 # --- one model ----------------------------------------------------------------------------------
@@ -191,7 +135,6 @@ def train_and_score(model: str, data: Path, run: Path, seed: int, epochs: int, v
 def model_row(model: str, data: Path, runs: Path, seeds: Sequence[int], epochs: int, val_every: int,
               n_null: int, log=print) -> dict:
     """Train and score ``model`` once per seed; the row of the quality table."""
-    register_ablations()
     per_seed = []
     for seed in seeds:
         result = train_and_score(model, data, runs / f"{model}-seed{seed}", seed, epochs, val_every, n_null)
@@ -448,6 +391,10 @@ def main(argv=None) -> None:
                             log=lambda text: print(text, flush=True))
         print(markdown(report), flush=True)
         print(f"wrote {out} and {out.with_suffix('.md')}", flush=True)
+    if args.out.resolve() == RESULTS_DIR.resolve():
+        import readme
+
+        readme.main([])
 
 
 if __name__ == "__main__":

@@ -97,12 +97,41 @@ def _builder(name: str) -> Callable[[dict], nn.Module]:
     return build
 
 
+#: The ablations of DMF2Mel (chapter 11, ``benchmarks/quality.py``): model name -> the
+#: :class:`~dmf2mel.models.DMF2MelConfig` fields that differ from the full model.
+ABLATIONS: dict[str, dict] = {
+    "dmf2mel-no-dcfam": {"use_dcfam": False},  # the DC-FAM branch is the identity
+    "dmf2mel-no-hams": {"use_hams": False},  # the HAMS-Net branch is the identity
+    "dmf2mel-no-splinemap": {"use_splinemap": False},  # linear projections instead of AGKAN in every attention
+    "dmf2mel-no-mamba": {"use_mamba": False},  # convMamba without its BiMamba
+    "dmf2mel-single-head": {"head": "single"},  # the official one-channel output, broadcast to the bands
+}
+
+
+def _ablation_spec(overrides: dict) -> ModelSpec:
+    """DMF2Mel's spec with ``overrides`` applied to its default config."""
+
+    def default_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) -> dict:
+        return {**_dmf2mel_config(preset, n_subjects, n_chans, n_mels), **overrides}
+
+    if overrides.get("head") == "single":
+
+        def build(config: dict) -> nn.Module:
+            from dmf2mel.models import DMF2MelConfig, SingleHeadBroadcast
+
+            return SingleHeadBroadcast(DMF2MelConfig.from_dict(config))
+
+        return ModelSpec(default_config, build)
+    return ModelSpec(default_config, _dmf2mel_build)
+
+
 #: Models ``train`` knows by name. Add an entry to train your own module with the same trainer.
 MODELS: dict[str, ModelSpec] = {
     "dmf2mel": ModelSpec(_dmf2mel_config, _dmf2mel_build),
     "cnn": ModelSpec(_baseline_config, _builder("cnn")),
     "vlaai": ModelSpec(_baseline_config, _builder("vlaai")),
     "linear": ModelSpec(_baseline_config, _linear_build, closed_form=True),
+    **{name: _ablation_spec(overrides) for name, overrides in ABLATIONS.items()},
 }
 
 

@@ -49,6 +49,7 @@ from dmf2mel.checkpoint import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
     LAST_CHECKPOINT,
+    MODELS,
     build_model,
     load_checkpoint,
     model_spec,
@@ -537,8 +538,10 @@ def train(
         A SparrKULee ``split_data`` folder (64-channel EEG, 10 mel bands).
     run : path
         The run folder: new or empty, or an existing run with ``resume=True``.
-    model : {"dmf2mel", "cnn", "vlaai", "linear"}, optional
-        Default: ``"dmf2mel"`` (on resume: the run's model).
+    model : str, optional
+        A name in :data:`dmf2mel.checkpoint.MODELS`: ``"dmf2mel"``, ``"cnn"``, ``"vlaai"``, ``"linear"`` or an
+        ablation such as ``"dmf2mel-no-mamba"`` (:data:`~dmf2mel.checkpoint.ABLATIONS`). Default: ``"dmf2mel"``
+        (on resume: the run's model).
     profile : {"quick", "paper"}, optional
         Default: ``"quick"`` (on resume: the run's profile).
     epochs, val_every, patience : int, optional
@@ -638,7 +641,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="split_data folder")
     parser.add_argument("--run", required=True, help="run folder (new or empty; or an existing run with --resume)")
     parser.add_argument(
-        "--model", choices=("dmf2mel", "cnn", "vlaai", "linear"), help="default: dmf2mel (on --resume: the run's)"
+        "--model", choices=tuple(MODELS), help="default: dmf2mel (on --resume: the run's)"
     )
     parser.add_argument("--profile", choices=("quick", "paper"), help="default: quick (on --resume: the run's)")
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")

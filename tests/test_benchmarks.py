@@ -16,8 +16,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import quality  # noqa: E402
+import readme  # noqa: E402
 import train_speed  # noqa: E402
 
+from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
 from dmf2mel.checkpoint import MODELS as TRAINABLE  # noqa: E402
 from dmf2mel.data.sparrkulee import write_metadata, write_recording  # noqa: E402
 from dmf2mel.losses import PaperLoss  # noqa: E402
@@ -45,9 +47,8 @@ def random_corpus(tmp_path_factory):
 
 
 def test_ablations_switch_one_thing_each():
-    quality.register_ablations()
     full = TRAINABLE["dmf2mel"].default_config("small", 3, 64, 10)
-    for name, overrides in quality.ABLATIONS.items():
+    for name, overrides in ABLATIONS.items():
         config = TRAINABLE[name].default_config("small", 3, 64, 10)
         changed = {key for key in config if config[key] != full[key]}
         assert changed == set(overrides), name
@@ -56,7 +57,6 @@ def test_ablations_switch_one_thing_each():
 
 
 def test_single_head_is_broadcast_to_every_band_and_trains():
-    quality.register_ablations()
     spec = TRAINABLE["dmf2mel-single-head"]
     model = spec.build(spec.default_config("small", 3, 64, 10))
     eeg = torch.randn(2, 16, 64)
@@ -144,3 +144,31 @@ def test_train_speed_configurations_put_the_cpu_backend_first():
     assert len(specs) == 8
     assert [s["backend"] for s in specs[:4]] == ["cpu"] * 4
     assert [s["attribute"] for s in specs] == [True, False, True, False] + [False] * 4
+
+
+def test_readme_results_block_is_rendered_from_the_committed_reports():
+    """The README's numbers come from benchmarks/results/*.json: rerun benchmarks/readme.py after a benchmark."""
+    text = readme.README.read_text(encoding="utf-8")
+    start, end = readme.current_block(text)
+    assert text[start:end] == readme.render(), "README.md results are stale: run python benchmarks/readme.py"
+
+
+def test_readme_update_rewrites_only_the_block(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    report = json.loads((readme.RESULTS_DIR / "quality_teaching.json").read_text())
+    report["rows"] = [row for row in report["rows"] if row["model"] in ("linear", "dmf2mel")]
+    report["rows"][0]["known"]["paper_r"] = 0.1234
+    (results / "quality_teaching.json").write_text(json.dumps(report))
+    page = tmp_path / "README.md"
+    page.write_text(f"# title\n\n{readme.START}\nold numbers\n{readme.END}\n\nthe rest\n")
+    assert readme.update(page, results, check=True) and "old numbers" in page.read_text()  # --check changes nothing
+    assert readme.update(page, results)
+    text = page.read_text()
+    assert text.startswith("# title\n\n") and text.endswith("\n\nthe rest\n") and "old numbers" not in text
+    assert "| `linear` | 0.123 (" in text and "| `dmf2mel` |" in text and "cnn" not in text
+    assert "teaching known" in text and "sparrkulee" not in text and "training step" not in text
+    assert not readme.update(page, results)  # idempotent
+    page.write_text("no markers here\n")
+    with pytest.raises(SystemExit, match="no results block"):
+        readme.update(page, results)

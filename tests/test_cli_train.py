@@ -45,6 +45,21 @@ def test_evaluate_json_then_predict(tiny_corpus, linear_run, tmp_path, capsys):
     assert np.asarray(predictions["segment_0"]).shape == (1920, 10)
 
 
+def test_an_ablation_trains_and_is_scored_by_name(tiny_corpus, tmp_path, capsys):
+    """Ablation names are package models: a fresh ``evaluate`` rebuilds the one-channel head from the run."""
+    run = tmp_path / "single-head"
+    argv = ["train", "--data", str(tiny_corpus), "--run", str(run), "--model", "dmf2mel-single-head",
+            "--epochs", "1", "--quiet"]
+    assert main(argv) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "dmf2mel-single-head" and config["model_config"]["head"] == "single"
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(tiny_corpus), "--run", str(run), "--json", "--n-null", "50"]) == 0
+    known = json.loads(capsys.readouterr().out)["known"]
+    # one predicted envelope broadcast to every band: the per-band scores come from the same prediction
+    assert len(known["per_band"]) == 10 and all(np.isfinite(known["per_band"]))
+
+
 def test_user_errors_exit_2_without_traceback_and_leave_the_run_alone(tiny_corpus, linear_run, tmp_path):
     before = {p.name: p.read_bytes() for p in linear_run.iterdir()}
     cases = [

@@ -8,7 +8,7 @@
 from dmf2mel.models.attention import SplineMapAttention
 from dmf2mel.models.baselines import VLAAI, CNNBaseline, LinearDecoder, build_model
 from dmf2mel.models.dcfam import DCFAM
-from dmf2mel.models.dmf2mel import DMF2Mel, DMF2MelConfig
+from dmf2mel.models.dmf2mel import DMF2Mel, DMF2MelConfig, SingleHeadBroadcast
 from dmf2mel.models.hams import HAMSNet
 from dmf2mel.models.kan import AGKANLinear, KANLinear
 from dmf2mel.models.mamba import BiMamba, ConvMamba, Mamba
@@ -26,6 +26,7 @@ __all__ = [
     "KANLinear",
     "LinearDecoder",
     "Mamba",
+    "SingleHeadBroadcast",
     "SplineMapAttention",
     "SummaryRow",
     "VLAAI",

@@ -491,3 +491,21 @@ __all__ = [
     "repeated_blocks",
     "sinusoidal_position_encoding",
 ]
+
+
+class SingleHeadBroadcast(DMF2Mel):
+    """DMF2Mel with the official one-channel head, its output repeated over the mel bands.
+
+    ``(batch, time, n_chans) -> (batch, time, n_mels)``: every band gets the same predicted envelope,
+    which is how the official code scores its single channel against 10 bands. It has the parameters
+    (and parameter names) of ``DMF2Mel(config)`` with ``config.head == "single"``; the trainer, the
+    metrics and ``predict`` see a 10-band model. This is the ``dmf2mel-single-head`` ablation.
+    """
+
+    def __init__(self, config: DMF2MelConfig) -> None:
+        if config.head != "single":
+            raise UserError(f"SingleHeadBroadcast needs DMF2MelConfig(head='single'), got head={config.head!r}")
+        super().__init__(config)
+
+    def forward(self, eeg: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(eeg, subject).expand(-1, -1, self.config.n_mels)
