@@ -62,6 +62,11 @@ SIMULATION_VERSION = "1"
 CLEAN_FOLDER = "clean"
 CACHE_ENV = "DMF2MEL_CACHE"
 STALE_TEMP_S = 3600.0  # a temporary corpus folder this old belongs to a killed run
+#: A cached corpus of other code or parameters is deleted only when no process has asked for it for this long:
+#: a run started before the code changed may still be reading it (``default_corpus`` marks each use).
+STALE_CORPUS_S = 24 * 3600.0
+#: The file whose modification time records a cached corpus's last use.
+LAST_USED_FILE = ".last_used"
 SIM_SFREQ = float(features.MEL_FRAME_RATE)  # 128 Hz: the mel frame rate; above the 50 Hz line and muscles
 NAM = 1e-9  # one nanoampere-metre in A*m (dipole moments)
 UV = 1e-6  # one microvolt in V
@@ -686,11 +691,31 @@ def _remove_stale(folder: Path) -> None:
     preset = folder.name.rsplit("-", 1)[0]
     if not folder.parent.is_dir():
         return
+    now = time.time()
     for path in folder.parent.iterdir():
-        stale_corpus = path.name.startswith(f"{preset}-") and path != folder and _is_corpus(path)
-        abandoned = path.name.startswith(f".{preset}-") and time.time() - path.stat().st_mtime > STALE_TEMP_S
+        stale_corpus = (path.name.startswith(f"{preset}-") and path != folder and _is_corpus(path)
+                        and now - _last_used(path) > STALE_CORPUS_S)
+        abandoned = path.name.startswith(f".{preset}-") and now - path.stat().st_mtime > STALE_TEMP_S
         if path.is_dir() and (stale_corpus or abandoned):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _last_used(folder: Path) -> float:
+    """When ``default_corpus`` last handed out ``folder`` (its metadata's time for older caches)."""
+    for name in (LAST_USED_FILE, sparrkulee.METADATA_FILE):
+        try:
+            return (folder / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def _mark_used(folder: Path) -> None:
+    """Record that ``folder`` is in use now (best effort: a read-only cache still works)."""
+    try:
+        (folder / LAST_USED_FILE).touch()
+    except OSError:
+        pass
 
 
 def default_corpus(preset: str = "teaching", progress: bool = True) -> Path:
@@ -710,6 +735,7 @@ def default_corpus(preset: str = "teaching", progress: bool = True) -> Path:
     folder = cache_dir() / corpus_key(preset)
     try:
         verify_corpus(folder, version)
+        _mark_used(folder)
         return folder
     except DataError:
         pass
@@ -727,4 +753,5 @@ def default_corpus(preset: str = "teaching", progress: bool = True) -> Path:
                 os.rename(fresh, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _mark_used(folder)
     return folder

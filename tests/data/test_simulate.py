@@ -4,6 +4,7 @@ EEG really carries the stimulus (a lagged ridge decoder beats chance, less so on
 import dataclasses
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -163,9 +164,14 @@ def test_default_corpus_is_cached_verified_and_repaired(tmp_path, monkeypatch):
     monkeypatch.setenv(simulate.CACHE_ENV, str(tmp_path))
     tiny = simulate.SimulationParams(n_subjects=1, n_held_out=0, n_stories=1, minutes=0.2)
     monkeypatch.setitem(simulate.PRESETS, "teaching", tiny)
-    stale = tmp_path / "teaching-000000000000"  # from older code: removed when the new one is made
-    stale.mkdir()
-    (stale / METADATA_FILE).write_text('{"generator": "dmf2mel.data.simulate", "files": {}}')
+    stale = tmp_path / "teaching-000000000000"  # from older code, unused for two days: removed
+    in_use = tmp_path / "teaching-111111111111"  # from older code, handed out an hour ago: a run may be reading it
+    for old, age in ((stale, 2 * 24 * 3600), (in_use, 3600)):
+        old.mkdir()
+        (old / METADATA_FILE).write_text('{"generator": "dmf2mel.data.simulate", "files": {}}')
+        (old / simulate.LAST_USED_FILE).touch()
+        then = time.time() - age
+        os.utime(old / simulate.LAST_USED_FILE, (then, then))
     calls = []
     original = simulate.simulate_corpus
     monkeypatch.setattr(simulate, "simulate_corpus", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -174,7 +180,8 @@ def test_default_corpus_is_cached_verified_and_repaired(tmp_path, monkeypatch):
     assert folder.parent == tmp_path and folder.name.startswith("teaching-") and len(calls) == 1
     assert simulate.verify_corpus(folder)["parameters"]["minutes"] == 0.2
     assert simulate.default_corpus("teaching", progress=False) == folder and len(calls) == 1  # cached
-    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary folders left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, in_use.name])  # no temporary folders
+    assert time.time() - (folder / simulate.LAST_USED_FILE).stat().st_mtime < 60  # each use is recorded
 
     eeg = folder / format_filename("test", "sub-001", "audiobook_1", "eeg")
     np.save(eeg, np.zeros((3, 64), dtype=np.float32))  # a damaged file is found and the corpus rebuilt
