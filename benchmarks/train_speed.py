@@ -569,6 +569,10 @@ def main(argv=None) -> None:
                  max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads)
     print(json.dumps(report["target"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    if args.out.resolve() == (RESULTS_DIR / "train_speed.json").resolve():
+        import readme
+
+        readme.main([])
 
 
 if __name__ == "__main__":

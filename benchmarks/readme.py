@@ -1,0 +1,156 @@
+"""The README's results section, rendered from the benchmark reports in ``benchmarks/results/``.
+
+``python benchmarks/readme.py`` rewrites the block between the two markers in ``README.md`` from
+``quality_teaching.json``, ``quality_sparrkulee.json`` and ``train_speed.json``; ``--check`` only says whether the
+block is up to date (exit 1 if not). ``benchmarks/quality.py`` and ``benchmarks/train_speed.py`` call it after
+writing their default reports, and a test checks that the committed README matches the committed reports, so the
+numbers in the README are never typed in by hand and never drift from the files they come from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+START = "<!-- results: written by benchmarks/readme.py from benchmarks/results/*.json - do not edit by hand -->"
+END = "<!-- /results -->"
+QUALITY_PRESETS = ("teaching", "sparrkulee")
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _r(result: dict | None) -> str:
+    if not result or result.get("paper_r") is None:
+        return "-"
+    return f"{result['paper_r']:.3f} ({result['chance_r']:.3f})"
+
+
+def _day(iso: str) -> str:
+    return iso[:10]
+
+
+def quality_section(reports: dict[str, dict]) -> list[str]:
+    """The table of paper r per model, protocol and preset, and how it was made."""
+    presets = [p for p in QUALITY_PRESETS if p in reports]
+    if not presets:
+        return []
+    models: list[str] = []
+    for preset in presets:
+        models += [row["model"] for row in reports[preset]["rows"] if row["model"] not in models]
+    header = ["model"] + [f"{preset} {protocol}" for preset in presets for protocol in ("known", "unknown")]
+    lines = [
+        "Reconstruction quality: Pearson r of the test parts (the paper's metric, mean over seeds), chance level "
+        "(95th percentile of a circular-shift null) in brackets.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    for model in models:
+        cells = [f"`{model}`"]
+        for preset in presets:
+            row = next((r for r in reports[preset]["rows"] if r["model"] == model), {})
+            cells += [_r(row.get("known")), _r(row.get("unknown"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for preset in presets:
+        report = reports[preset]
+        b, train, machine = report["budget"], report["budget"]["train"], report["machine"]
+        verdicts = "; ".join(
+            f"{protocol}: DMF2Mel {'beats' if c['dmf2mel_beats_linear'] else 'does not beat'} the linear decoder"
+            for protocol, c in report.get("comparisons", {}).items()
+            if c.get("dmf2mel_beats_linear") is not None
+        )
+        lines.append(
+            f"- `{preset}` ({_day(report['date'])}, {machine['cpu_count']}-core {machine['cpu']}, "
+            f"{b['threads']} torch thread(s)): profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), "
+            f"{b['epochs']} epochs of {train['windows_per_recording']} random {train['window_seconds']:g} s windows "
+            f"per training recording, batch {train['batch_size']}, Adam lr {train['lr']:g}, best val epoch; "
+            f"seeds {', '.join(map(str, b['seeds']))}. {verdicts}."
+        )
+    return lines
+
+
+def speed_section(report: dict) -> list[str]:
+    """One training step of the paper and small configs at batch 16 x 640 with the numba scan."""
+    rows = [r for r in report["rows"] if r.get("backend") == "cpu" and r.get("status") == "ok"]
+    if not rows:
+        return []
+    official = report.get("official_batch2", {})
+    lines = [
+        f"One training step (forward, paper loss, backward, Adam) on windows of {report['window']} samples, numba scan "
+        f"({_day(report['date'])}, {report['machine']['cpu_count']}-core {report['machine']['cpu']}, "
+        f"{report['threads']} torch thread(s), load average {report['machine']['load_average'][0]:.1f} at the start):",
+        "",
+        "| config | params | batch | step (s) | train windows/s | peak RSS (GB) | inference windows/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['preset']} | {row['params']:,d} | {row['batch']} | {row['step_s']:.2f} | "
+            f"{row['windows_per_s']:.2f} | {row['peak_rss_mb'] / 1024:.2f} | {row['inference_windows_per_s']:.2f} |"
+        )
+    if official:
+        lines += ["", f"The official code at batch 2 on this CPU: {official['step_seconds']} s per step, "
+                      f"{official['peak_gb']} GB peak; at batch 16 it runs out of memory."]
+    return lines
+
+
+def render(results_dir: Path = RESULTS_DIR) -> str:
+    """The block between the markers (markers included)."""
+    quality = {p: r for p in QUALITY_PRESETS if (r := _load(results_dir / f"quality_{p}.json")) is not None}
+    speed = _load(results_dir / "train_speed.json")
+    body = quality_section(quality)
+    if speed is not None:
+        body += ([""] if body else []) + speed_section(speed)
+    if not body:
+        body = ["(no benchmark reports yet: run `make bench` and `make bench-quality`)"]
+    return "\n".join([START, *body, END])
+
+
+def current_block(text: str) -> tuple[int, int]:
+    """Start and end offsets of the block in ``text`` (ValueError when the markers are missing)."""
+    start = text.index(START)
+    end = text.index(END, start) + len(END)
+    return start, end
+
+
+def update(readme: Path = README, results_dir: Path = RESULTS_DIR, check: bool = False) -> bool:
+    """Rewrite the block in ``readme``; True when it was (or, with ``check``, would be) changed."""
+    from dmf2mel.io import atomic_path
+
+    text = readme.read_text(encoding="utf-8")
+    try:
+        start, end = current_block(text)
+    except ValueError:
+        raise SystemExit(f"{readme}: no results block (expected a line {START!r} and a line {END!r})") from None
+    new = text[:start] + render(results_dir) + text[end:]
+    if new == text:
+        return False
+    if not check:
+        with atomic_path(readme) as tmp:
+            tmp.write_text(new, encoding="utf-8")
+            tmp.chmod(readme.stat().st_mode & 0o777)
+    return True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date; change nothing")
+    args = parser.parse_args(argv)
+    changed = update(check=args.check)
+    if args.check:
+        print("README.md results: " + ("out of date (run python benchmarks/readme.py)" if changed else "up to date"))
+        return int(changed)
+    print("README.md results: " + ("rewritten" if changed else "already up to date"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
