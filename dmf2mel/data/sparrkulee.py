@@ -440,7 +440,12 @@ def write_challenge_subject(folder: str | Path, subject: str, segments: dict[str
 
 
 def write_predictions(path: str | Path, predictions: dict[str, np.ndarray], n_mels: int = N_MELS) -> Path:
-    """Write a challenge submission: one JSON ``{segment_id: [[n_mels floats] per time step]}``, atomically."""
+    """Write a challenge submission: one JSON ``{segment_id: [[n_mels floats] per time step]}``, atomically.
+
+    Time-major, as the challenge's own sample submission script writes it (``predict_test.py`` in
+    exporl/auditory-eeg-challenge-2024-code lists ``np.squeeze(model.predict(...))`` of a Keras model whose
+    output is ``(segments, time, bands)``), although the challenge web page describes the arrays as "10 x 1920".
+    """
     out = {}
     for segment_id, mel in predictions.items():
         mel = np.asarray(mel)
