@@ -3,6 +3,7 @@ nothing from a CDN."""
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -65,6 +66,10 @@ def test_every_chapter_is_a_notebook_importing_dmf2mel_with_outputs_stripped():
         assert any("setup_notebook()" in cell.source for cell in code), f"{chapter} does not call viz.setup_notebook()"
         dirty = [i for i, cell in enumerate(code) if cell.outputs or cell.execution_count is not None]
         assert not dirty, f"{chapter}: code cells {dirty} have outputs or execution counts (strip them before committing)"
+        # nbformat 4.5 cells need unique ids (nbformat.read adds missing ones silently, so read the file itself)
+        raw = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+        ids = [cell.get("id") for cell in raw["cells"]]
+        assert None not in ids and len(set(ids)) == len(ids), f"{chapter}: cells without an id or with repeated ids"
 
 
 def test_no_page_loads_anything_from_the_network(html_dir):
