@@ -50,13 +50,27 @@ def test_scores_table_has_one_row_per_model_and_protocol():
 def test_comparison_sentences_say_plainly_when_a_model_beats_the_reference():
     known = vr.comparison_sentences(RESULTS, "dmf2mel", "known", names={"dmf2mel": "DMF2Mel"})
     assert known[0] == "On known subjects DMF2Mel reaches r = 0.200, above its chance level of 0.050 (p = 0.010)."
-    assert known[1].startswith("**linear beats DMF2Mel** by 0.050")
-    assert known[2].startswith("cnn stays 0.050 below DMF2Mel")
+    assert known[1].startswith("**Linear beats DMF2Mel** by 0.050")
+    assert known[2].startswith("Cnn stays 0.050 below DMF2Mel")
     unknown = vr.comparison_sentences(RESULTS, "dmf2mel", "unknown")
     assert len(unknown) == 2, "cnn was not evaluated on unknown subjects"
     assert "not above its chance level of 0.050 (p = 0.300)" in unknown[1]
     # a report still being written may lack the reference: say so instead of failing
     assert vr.comparison_sentences(RESULTS, "vlaai", "known") == ["vlaai is not among these results (dmf2mel, linear, cnn)."]
+
+
+def test_comparison_sentences_flag_ties_and_differences_within_the_seed_spread():
+    def result(r, std):
+        return {"known": {"paper_r": r, "paper_r_std": std, "chance_r": 0.01, "p_value": 0.001}}
+
+    rows = {"full": result(0.2730, 0.001), "tie": result(0.2732, 0.009), "close": result(0.2800, 0.010),
+            "far": result(0.3000, 0.002), "the baseline": result(0.2000, None)}
+    sentences = vr.comparison_sentences(rows, "full", "known")
+    far, close, tie, baseline = sentences[1:]
+    assert far.startswith("**Far beats full** by 0.027:")  # larger than both spreads: no caveat
+    assert close.startswith("**Close beats full** by 0.007 (less than the standard deviation between seeds, 0.010")
+    assert tie.startswith("Tie matches full to three decimals:")
+    assert baseline.startswith("The baseline stays 0.073 below full:")
 
 
 def test_best_epoch_sentence_reads_the_validation_curve():

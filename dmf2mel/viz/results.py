@@ -159,7 +159,9 @@ def comparison_sentences(
     """Sentences comparing every model with ``reference`` on one protocol (paper metric), best first.
 
     Each sentence gives the model's r, chance level and p-value and says plainly whether it beats
-    the reference. Models not evaluated on the protocol are left out.
+    the reference, and when both results carry a standard deviation over seeds (``paper_r_std``, from
+    ``benchmarks/quality.py``), whether the difference is smaller than it. Models not evaluated on the
+    protocol are left out.
 
     Parameters
     ----------
@@ -185,10 +187,24 @@ def comparison_sentences(
     others = [(m, r[protocol]) for m, r in results.items() if m != reference and (r.get(protocol) or {}).get("paper_r") is not None]
     for model, result in sorted(others, key=lambda item: -item[1]["paper_r"]):
         difference = result["paper_r"] - ref["paper_r"]
-        verdict = (f"**{name(model)} beats {name(reference)}** by {difference:.3f}" if difference > 0
-                   else f"{name(model)} stays {-difference:.3f} below {name(reference)}")
-        sentences.append(f"{verdict}: {significance(result)}.")
+        if round(difference, 3) == 0:
+            verdict = f"{_capitalised(name(model))} matches {name(reference)} to three decimals"
+        elif difference > 0:
+            verdict = f"**{_capitalised(name(model))} beats {name(reference)}** by {difference:.3f}"
+        else:
+            verdict = f"{_capitalised(name(model))} stays {-difference:.3f} below {name(reference)}"
+        spreads = [x for x in (result.get("paper_r_std"), ref.get("paper_r_std")) if x is not None]
+        noise = ""
+        if spreads and round(difference, 3) != 0 and abs(difference) < max(spreads):
+            noise = (f" (less than the standard deviation between seeds, {max(spreads):.3f}: "
+                     "a difference this small is not a finding)")
+        sentences.append(f"{verdict}{noise}: {significance(result)}.")
     return sentences
+
+
+def _capitalised(text: str) -> str:
+    """``text`` with its first letter upper-cased (display names may start a sentence)."""
+    return text[:1].upper() + text[1:]
 
 
 def models_above(results: Mapping[str, Mapping[str, dict | None]], reference: str, protocol: str) -> list[str]:
