@@ -56,13 +56,13 @@ BASELINES = ("linear", "cnn", "vlaai")
 MODELS = (*BASELINES, "dmf2mel", *ABLATIONS)
 #: The trainer's profile every model trains with.
 PROFILE = "quick"
-#: Epochs per gradient-trained model: the quick profile's default. On the two cores (one process per preset,
-#: one thread each) a seed of the nine models takes about 25 minutes per preset.
+#: Epochs per gradient-trained model: the quick profile's default. On one thread of the quiet 2-core machine one
+#: seed of the nine models takes about 14 minutes per preset (run the presets in two processes to use both cores).
 DEFAULT_EPOCHS = 10
 #: Validate (and keep the best checkpoint) every this many epochs.
 DEFAULT_VAL_EVERY = 2
-#: Two seeds: the spread between them is the noise floor of every comparison in the table.
-DEFAULT_SEEDS = (0, 1)
+#: Three seeds: the spread between them is the noise floor of every comparison in the table.
+DEFAULT_SEEDS = (0, 1, 2)
 #: torch threads: one, because the machine is shared (see train_speed.set_threads).
 DEFAULT_THREADS = 1
 #: Score fields averaged over seeds.
