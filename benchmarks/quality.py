@@ -44,9 +44,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for machine_info
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its helpers
 
-from train_speed import code_state, machine_info, set_threads  # noqa: E402
+from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
 
 from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
 
@@ -359,11 +359,7 @@ def markdown(report: dict) -> str:
 
 def write(report: dict, out: Path) -> None:
     """``out`` (JSON) and the markdown table beside it, atomically."""
-    from dmf2mel.io import atomic_path, save_json
-
-    save_json(out, report)
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(report), encoding="utf-8")
+    write_report(report, out, markdown(report))
 
 
 def main(argv=None) -> None:

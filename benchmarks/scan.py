@@ -29,7 +29,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -223,39 +222,20 @@ def check_agreement():
 
 
 def machine_info():
-    import numba
-    import numpy
-    import torch
+    """:func:`train_speed.machine_info` (load average under ``load_average_at_start``), mambapy's version and
+    numba's threading layer."""
+    from train_speed import machine_info as common
 
-    cpu_model = platform.processor()
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo", encoding="ascii") as meminfo:
-        mem_total_gb = int(meminfo.readline().split()[1]) / 2**20
+    info = common()
+    info["load_average_at_start"] = info.pop("load_average")
     try:
         from importlib.metadata import version
 
-        mambapy_version = version("mambapy")
+        info["mambapy"] = version("mambapy")
     except Exception:  # noqa: BLE001 - mambapy is benchmark-only; record its absence
-        mambapy_version = None
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "mem_total_gb": round(mem_total_gb, 1),
-        "load_average_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numba": numba.__version__,
-        "numpy": numpy.__version__,
-        "mambapy": mambapy_version,
-        "torch_threads": torch.get_num_threads(),
-        "numba_threads": numba.config.NUMBA_NUM_THREADS,
-        "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER", "workqueue (set by dmf2mel.models.scan.cpu)"),
-    }
+        info["mambapy"] = None
+    info["numba_threading_layer"] = os.environ.get("NUMBA_THREADING_LAYER", "workqueue (set by dmf2mel.models.scan.cpu)")
+    return info
 
 
 def measure_compile_time():
@@ -418,11 +398,9 @@ def main(argv=None):
     summary = {key: report[key] for key in ("ratios", "targets", "compile_time")}
     print(json.dumps(summary, indent=2))
 
-    from dmf2mel.io import atomic_path, save_json
+    from train_speed import write_report
 
-    save_json(args.out, report)
-    with atomic_path(args.out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown_table(report), encoding="utf-8")
+    write_report(report, args.out, markdown_table(report))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 

@@ -535,13 +535,21 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     return report
 
 
-def write(report: dict, out: Path) -> None:
-    """``out`` (JSON) and the markdown table beside it, atomically."""
+def write_report(report: dict, out: Path, text: str) -> None:
+    """``report`` as JSON at ``out`` and ``text`` (its markdown) beside it as ``.md``, each atomically.
+
+    Shared by the three benchmark scripts.
+    """
     from dmf2mel.io import atomic_path, save_json
 
     save_json(out, report)
     with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(report), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write(report: dict, out: Path) -> None:
+    """``out`` (JSON) and the markdown table beside it, atomically."""
+    write_report(report, out, markdown(report))
 
 
 def main(argv=None) -> None:
