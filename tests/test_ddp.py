@@ -24,7 +24,9 @@ SCRIPT = textwrap.dedent(
     tf.register()
     from dmf2mel.train import train
     summary = train({corpus!r}, {run!r}, model="tiny", profile="tiny", epochs=2, device="cpu", quiet=True, n_null=100)
-    print("rank", os.environ["RANK"], "done", summary["epochs"], flush=True)
+    # one file per rank: the two processes share torchrun's stdout, where their prints can interleave
+    with open(os.path.join({out!r}, "rank" + os.environ["RANK"]), "w") as fh:
+        fh.write("done " + str(summary["epochs"]))
     """
 )
 
@@ -34,12 +36,12 @@ def test_two_cpu_processes_train_one_run(tmp_path):
     corpus = tf.make_corpus(tmp_path / "split_data")
     run = tmp_path / "run"
     script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT.format(tests=str(TESTS), corpus=str(corpus), run=str(run)))
+    script.write_text(SCRIPT.format(tests=str(TESTS), corpus=str(corpus), run=str(run), out=str(tmp_path)))
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "rank 0 done 2" in proc.stdout and "rank 1 done 2" in proc.stdout
+    assert [(tmp_path / f"rank{rank}").read_text() for rank in (0, 1)] == ["done 2", "done 2"]
 
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.json", "history.csv", "last.pt", "metrics.json"]
     last = load_checkpoint(run / "last.pt")
