@@ -1,0 +1,629 @@
+"""Checkers for the book's implement-it exercises.
+
+Each chapter from 3 on asks the student to write one piece of the pipeline (a per-band Pearson r,
+the cubic B-spline basis, the selective scan as a loop, ...) in a scaffold. A ``check_*`` function
+here calls that function on a few random inputs, compares what it returns with what the package
+itself computes, and returns a :class:`CheckResult` whose text says, in plain words, whether the
+two agree and if not, what differs, where and by how much; it also recognises a few typical mistakes
+(a wrong axis, a missing normalisation, ``repeat`` instead of ``repeat_interleave``) and names them.
+
+>>> from dmf2mel import exercises
+>>> exercises.check_band_correlation(my_band_correlation)  # doctest: +SKIP
+✓ band correlation: correct on 3 random inputs (largest difference 2.2e-16).
+
+The book's solution cells end with ``.assert_passed()``, which raises when the check fails, so a
+wrong solution fails the book build. A checker never raises because of the student's function: an
+exception it throws, a ``None`` left by an unfilled scaffold or a wrong shape are all verdicts.
+
+Conventions follow the package: mel and EEG arrays are time-major ``(time, n_mels)``; the model
+modules' inner maps are channel-first ``(batch, channels, time)``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dmf2mel import metrics
+from dmf2mel.data.features import FMAX, FMIN
+from dmf2mel.models import kan
+from dmf2mel.models.scan import selective_scan
+from dmf2mel.viz.audio import band_carriers, vocode
+
+__all__ = [
+    "CheckResult",
+    "check_band_correlation",
+    "check_band_head",
+    "check_cubic_bases",
+    "check_neighbourhood_aggregation",
+    "check_noise_vocoder",
+    "check_selective_scan",
+    "check_shifted_null",
+    "check_top_down_pass",
+    "neighbourhood_aggregation",
+    "top_down_pass",
+]
+
+N_TRIALS = 3
+SEED = 2024
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of a checker.
+
+    Attributes
+    ----------
+    exercise : str
+        What was checked, e.g. ``"band correlation"``.
+    passed : bool
+        True when the student's function agreed with the package on every input.
+    message : str
+        The verdict in words (what shows in a notebook).
+    max_abs_error : float or None
+        The largest absolute difference found, when the shapes agreed.
+    where : dict or None
+        Where that difference is, by axis name, e.g. ``{"band": 3}``.
+    """
+
+    exercise: str
+    passed: bool
+    message: str
+    max_abs_error: float | None = None
+    where: dict | None = None
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def assert_passed(self) -> CheckResult:
+        """Raise ``AssertionError`` with the verdict unless the check passed; return ``self``."""
+        if not self.passed:
+            raise AssertionError(self.message)
+        return self
+
+
+@dataclass(frozen=True)
+class _Mistake:
+    """A typical wrong answer: what it computes (same inputs as the reference) and what to say about it."""
+
+    compute: Callable
+    hint: str
+
+
+def _as_array(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _location(index: tuple[int, ...], axes: Sequence[str]) -> dict:
+    return {name: int(i) for name, i in zip(axes, index)}
+
+
+def _describe(where: dict) -> str:
+    return ", ".join(f"{name} {i}" for name, i in where.items())
+
+
+def _matches(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> bool:
+    return got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def _constant_factor(got: np.ndarray, expected: np.ndarray, atol: float) -> float | None:
+    """``c`` when ``got`` is ``c * expected`` (c not 1), else None."""
+    mask = np.abs(expected) > 10 * atol
+    if not mask.any() or not np.isfinite(got[mask]).all():
+        return None
+    ratios = got[mask] / expected[mask]
+    factor = float(np.median(ratios))
+    if abs(factor - 1) > 1e-3 and np.allclose(ratios, factor, rtol=1e-4):
+        return factor
+    return None
+
+
+def _error_text(error: Exception) -> str:
+    """``Type: message``, with the student's line that raised it when its source is known."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "site-packages" not in f.filename]
+    text = f"{type(error).__name__}: {error}"
+    if frames and frames[-1].line:
+        text += f"\n  in line {frames[-1].lineno}: {frames[-1].line}"
+    return text
+
+
+def _check(
+    exercise: str,
+    student: Callable,
+    cases: Sequence[tuple],
+    reference: Callable,
+    axes: Sequence[str],
+    against: str,
+    mistakes: Sequence[_Mistake] = (),
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> CheckResult:
+    """Run ``student(*case)`` and ``reference(*case)`` on every case and compare."""
+    worst_error = 0.0
+    for trial, case in enumerate(cases, start=1):
+        try:
+            answer = student(*case)
+        except Exception as error:  # the student's bug is the verdict, not a crash of the checker
+            return CheckResult(exercise, False, f"✗ {exercise}: your function raised {_error_text(error)}")
+        if answer is None or answer is Ellipsis:
+            return CheckResult(
+                exercise, False, f"✗ {exercise}: your function returned {answer!r}. Replace the `...` with your code."
+            )
+        expected = _as_array(reference(*case))
+        got = _as_array(answer)
+        if got.shape != expected.shape:
+            hint = next((m.hint for m in mistakes if _matches(got, _as_array(m.compute(*case)), rtol, atol)), "")
+            return CheckResult(
+                exercise,
+                False,
+                f"✗ {exercise}: your result has shape {got.shape}, expected {expected.shape} "
+                f"({', '.join(axes)}).{' ' + hint if hint else ''}",
+            )
+        both_nan = np.isnan(got) & np.isnan(expected)
+        difference = np.where(both_nan, 0.0, np.abs(got - expected))
+        difference = np.where(np.isnan(difference), np.inf, difference)
+        if not np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
+            index = np.unravel_index(np.argmax(difference), difference.shape)
+            where = _location(index, axes)
+            n_wrong = int((difference > atol + rtol * np.abs(expected)).sum())
+            message = (
+                f"✗ {exercise}: {n_wrong} of {got.size} values differ on random input {trial}. The largest "
+                f"difference is {difference[index]:.3g}"
+                + (f" at {_describe(where)}" if where else "")
+                + f": yours {got[index]:.6g}, expected {expected[index]:.6g}."
+            )
+            hint = next((m.hint for m in mistakes if _matches(got, _as_array(m.compute(*case)), rtol, atol)), "")
+            factor = _constant_factor(got, expected, atol)
+            if hint:
+                message += f"\n  Hint: {hint}"
+            elif factor is not None:
+                message += f"\n  Hint: every value is {factor:.4g} times the expected one: a scale factor is off."
+            return CheckResult(exercise, False, message, float(difference[index]), where)
+        worst_error = max(worst_error, float(difference.max()) if difference.size else 0.0)
+    return CheckResult(
+        exercise,
+        True,
+        f"✓ {exercise}: correct on {len(cases)} random inputs, the same as {against} "
+        f"(largest difference {worst_error:.2g}).",
+        worst_error,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 3: per-band Pearson r and the circular-shift null
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _mel_pairs(rng: np.random.Generator, n_mels: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random (pred, true) pairs, (time, n_mels), partly correlated and of different lengths and scales."""
+    pairs = []
+    for n_times in (640, 97, 321)[:N_TRIALS]:
+        true = np.cumsum(rng.standard_normal((n_times, n_mels)), axis=0)
+        pred = 0.3 * true + rng.standard_normal((n_times, n_mels)) * rng.uniform(0.5, 5, n_mels) + 2.0
+        pairs.append((pred, true))
+    return pairs
+
+
+def check_band_correlation(band_correlation: Callable) -> CheckResult:
+    """Check ``band_correlation(pred, true) -> r`` against :func:`dmf2mel.metrics.pearsonr_time`.
+
+    ``pred`` and ``true`` are ``(time, n_mels)`` numpy arrays; ``r`` is ``(n_mels,)``, the Pearson
+    correlation over time of each band.
+    """
+
+    def centred(x):
+        return x - x.mean(axis=0)
+
+    mistakes = [
+        _Mistake(lambda p, t: metrics.pearsonr_time(p.T, t.T), "you correlated across bands; r is over time (axis 0)."),
+        _Mistake(
+            lambda p, t: (centred(p) * centred(t)).mean(axis=0),
+            "this is the covariance: divide by both standard deviations to get a correlation.",
+        ),
+        _Mistake(
+            lambda p, t: (p * t).sum(axis=0) / np.sqrt((p**2).sum(axis=0) * (t**2).sum(axis=0)),
+            "subtract each band's mean over time first (Pearson r ignores offsets).",
+        ),
+        _Mistake(lambda p, t: np.nanmean(metrics.pearsonr_time(p, t)), "return one r per band, not their mean."),
+    ]
+    return _check(
+        "band correlation",
+        band_correlation,
+        _mel_pairs(np.random.default_rng(SEED)),
+        metrics.pearsonr_time,
+        ("band",),
+        "dmf2mel.metrics.pearsonr_time",
+        mistakes,
+        rtol=1e-6,
+        atol=1e-9,
+    )
+
+
+def _shifted_null_reference(pred: np.ndarray, true: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    return np.array([np.nanmean(metrics.pearsonr_time(pred, np.roll(true, int(s), axis=0))) for s in shifts])
+
+
+def check_shifted_null(shifted_null: Callable) -> CheckResult:
+    """Check ``shifted_null(pred, true, shifts) -> null`` (the chance distribution of chapter 3).
+
+    For each lag ``s`` in ``shifts``, the true mel is shifted circularly in time,
+    ``np.roll(true, s, axis=0)``, and correlated with the prediction band by band; ``null[i]`` is
+    the mean over bands of those r. The metrics of :mod:`dmf2mel.metrics` draw their chance level
+    from exactly these values (its 95th percentile).
+    """
+    rng = np.random.default_rng(SEED + 1)
+    cases = [(pred, true, rng.integers(64, len(true) - 16, size=20)) for pred, true in _mel_pairs(rng)]
+
+    def cropped(p, t, shifts):
+        return np.array([np.nanmean(metrics.pearsonr_time(p[s:], t[: len(t) - s])) for s in shifts])
+
+    mistakes = [
+        _Mistake(
+            lambda p, t, s: _shifted_null_reference(p, t, -s),
+            "your lags go the other way: use np.roll(true, s, axis=0) (or roll pred by -s).",
+        ),
+        _Mistake(cropped, "you shifted by cropping, which drops samples; the null uses a circular shift (np.roll)."),
+        _Mistake(
+            lambda p, t, s: np.array([np.nanmean(metrics.pearsonr_time(np.roll(p, int(k), axis=1), t)) for k in s]),
+            "you shifted along the bands (axis 1); shift in time (axis 0).",
+        ),
+    ]
+    return _check(
+        "circular-shift null",
+        shifted_null,
+        cases,
+        _shifted_null_reference,
+        ("shift",),
+        "the metrics' null (dmf2mel.metrics.pearsonr_time on np.roll-ed targets)",
+        mistakes,
+        rtol=1e-6,
+        atol=1e-9,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 4: the cubic B-spline basis
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _spline_bases_reference(x: torch.Tensor, grid_size: int) -> torch.Tensor:
+    return kan.b_spline_bases_reference(x, kan.uniform_knots(grid_size, dtype=x.dtype))
+
+
+def check_cubic_bases(cubic_bases: Callable) -> CheckResult:
+    """Check ``cubic_bases(x, grid_size) -> bases`` against the package's Cox–de Boor recursion.
+
+    ``x`` is a 1-D float64 tensor of points in ``[-1, 1]``; ``bases`` is ``(len(x), grid_size + 3)``:
+    the cubic B-spline bases on :func:`dmf2mel.models.kan.uniform_knots` (``grid_size`` intervals
+    over ``[-1, 1]``, three extra knots on each side), as in every KAN layer of the model.
+    """
+    rng = np.random.default_rng(SEED + 2)
+    cases = [
+        (torch.from_numpy(rng.uniform(-1, 1, 50)), grid_size) for grid_size in (5, 8, 3)[:N_TRIALS]
+    ]
+
+    def of_order(order):
+        return lambda x, g: kan.b_spline_bases_reference(x, kan.uniform_knots(g, order, dtype=x.dtype), order)
+
+    mistakes = [
+        _Mistake(of_order(2), "these are quadratic B-splines: a cubic basis needs three rounds of the recursion."),
+        _Mistake(of_order(1), "these are linear B-splines (hat functions): a cubic basis needs three rounds."),
+        _Mistake(
+            lambda x, g: kan.b_spline_bases_reference(x, torch.linspace(-1, 1, g + 1, dtype=x.dtype)),
+            "extend the grid by three knots on each side (kan.uniform_knots does): "
+            "otherwise the bases near the ends are missing.",
+        ),
+    ]
+    return _check(
+        "cubic B-spline bases",
+        cubic_bases,
+        cases,
+        _spline_bases_reference,
+        ("point", "basis"),
+        "dmf2mel.models.kan.b_spline_bases_reference",
+        mistakes,
+        rtol=1e-6,
+        atol=1e-9,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 5: DC-FAM's normalised neighbourhood aggregation
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def neighbourhood_aggregation(v: torch.Tensor, logits: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+    """DC-FAM's aggregation: each step of ``v`` becomes a weighted sum of its zero-padded neighbourhood.
+
+    Parameters
+    ----------
+    v : (batch, channels, time)
+        The values; ``channels`` splits into ``n_heads`` consecutive groups, one per head.
+    logits : (batch, n_heads, kernel_size, time)
+        The predicted weight of each neighbour ``j`` (time offset ``j - kernel_size // 2``) per head
+        and step, before the softmax over the neighbourhood.
+    normalise : bool
+        Softmax over the neighbourhood (DCFAM's default); False applies the raw logits, as the
+        official code does.
+
+    Returns
+    -------
+    (batch, channels, time)
+    """
+    batch, channels, time = v.shape
+    n_heads, kernel_size = logits.shape[1], logits.shape[2]
+    weights = torch.softmax(logits, dim=2) if normalise else logits
+    padded = F.pad(v, (kernel_size // 2, kernel_size // 2))
+    windows = padded.unfold(-1, kernel_size, 1)  # (batch, channels, time, kernel_size)
+    windows = windows.reshape(batch, n_heads, channels // n_heads, time, kernel_size)
+    return torch.einsum("bhctk,bhkt->bhct", windows, weights).reshape(batch, channels, time)
+
+
+def check_neighbourhood_aggregation(aggregate: Callable) -> CheckResult:
+    """Check ``aggregate(v, logits) -> out``, DC-FAM's softmax neighbourhood aggregation.
+
+    See :func:`neighbourhood_aggregation` for the shapes; the same computation runs inside
+    :class:`dmf2mel.models.DCFAM` for both of its branches.
+    """
+    generator = torch.Generator().manual_seed(SEED + 3)
+    cases = []
+    for batch, n_heads, head_size, kernel_size, time in ((2, 2, 3, 3, 11), (1, 1, 4, 5, 7), (3, 4, 2, 3, 9)):
+        v = torch.randn(batch, n_heads * head_size, time, generator=generator, dtype=torch.float64)
+        logits = 2 * torch.randn(batch, n_heads, kernel_size, time, generator=generator, dtype=torch.float64)
+        cases.append((v, logits))
+
+    def circular(v, logits):
+        k = logits.shape[2] // 2
+        padded = torch.cat([v[..., -k:], v, v[..., :k]], dim=-1)
+        trimmed = neighbourhood_aggregation(padded, F.pad(logits, (k, k)))
+        return trimmed[..., k:-k]
+
+    mistakes = [
+        _Mistake(
+            lambda v, lg: neighbourhood_aggregation(v, lg, normalise=False),
+            "the weights are not normalised (the official code's version): apply a softmax over the "
+            "neighbourhood (dim=2) first.",
+        ),
+        _Mistake(
+            lambda v, lg: neighbourhood_aggregation(v, torch.softmax(lg, dim=3), normalise=False),
+            "the softmax runs over time; it should run over the neighbourhood (dim=2).",
+        ),
+        _Mistake(circular, "the ends wrap around: pad with zeros (F.pad), not circularly."),
+    ]
+    return _check(
+        "neighbourhood aggregation",
+        aggregate,
+        cases,
+        neighbourhood_aggregation,
+        ("batch", "channel", "time step"),
+        "DC-FAM's aggregation",
+        mistakes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 6: HAMS-Net's top-down pass
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def top_down_pass(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+    """HAMS-Net's top-down pass ``d0 + up(d1 + up(d2))``, ``up`` doubling each step (nearest neighbour).
+
+    Shapes: ``d0 (batch, channels, T)``, ``d1 (batch, channels, T/2)``, ``d2 (batch, channels, T/4)``
+    -> ``(batch, channels, T)``, as in :meth:`dmf2mel.models.HAMSNet.forward`.
+    """
+    def up(x):
+        return x.repeat_interleave(2, dim=-1)
+
+    return d0 + up(d1 + up(d2))
+
+
+def check_top_down_pass(top_down: Callable) -> CheckResult:
+    """Check ``top_down(d0, d1, d2) -> out``, HAMS-Net's coarse-to-fine sum (see :func:`top_down_pass`)."""
+    generator = torch.Generator().manual_seed(SEED + 4)
+    cases = []
+    for batch, channels, time in ((2, 3, 16), (1, 5, 8), (2, 2, 24)):
+        cases.append(
+            tuple(torch.randn(batch, channels, time // 2**s, generator=generator, dtype=torch.float64) for s in range(3))
+        )
+
+    def with_up(up):
+        return lambda d0, d1, d2: d0 + up(d1 + up(d2))
+
+    def linear_up(x):
+        return F.interpolate(x, scale_factor=2, mode="linear", align_corners=False)
+
+    mistakes = [
+        _Mistake(
+            with_up(lambda x: x.repeat(1, 1, 2)),
+            "x.repeat(1, 1, 2) tiles the whole sequence twice; each step must be doubled in place "
+            "(x.repeat_interleave(2, dim=-1)).",
+        ),
+        _Mistake(with_up(linear_up), "HAMS-Net upsamples by repeating each step (nearest neighbour), not linearly."),
+        _Mistake(lambda d0, d1, d2: d0 + d1.repeat_interleave(2, -1), "d2 is missing: it enters through d1."),
+    ]
+    return _check(
+        "top-down pass",
+        top_down,
+        cases,
+        top_down_pass,
+        ("batch", "channel", "time step"),
+        "HAMS-Net's top-down pass",
+        mistakes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 7: the selective scan as a loop
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _scan_reference(u, delta, A, B, C, D):
+    return selective_scan(u, delta, A, B, C, D, backend="reference")
+
+
+def check_selective_scan(scan: Callable) -> CheckResult:
+    """Check ``scan(u, delta, A, B, C, D) -> out`` against :func:`dmf2mel.models.scan.selective_scan`.
+
+    Shapes: ``u, delta (batch, dim, length)``, ``A (dim, d_state)``, ``B, C (batch, d_state, length)``,
+    ``D (dim,)`` -> ``(batch, dim, length)``; ``delta`` is already positive (no bias, no softplus):
+    ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, ``y_t = C_t . h_t + D u_t``, ``h_0 = 0``.
+    """
+    generator = torch.Generator().manual_seed(SEED + 5)
+    cases = []
+    for batch, dim, d_state, length in ((2, 3, 4, 12), (1, 2, 8, 20), (3, 4, 2, 7)):
+        def randn(*shape):
+            return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+        u, delta = randn(batch, dim, length), F.softplus(randn(batch, dim, length))
+        A = -torch.exp(randn(dim, d_state))
+        cases.append((u, delta, A, randn(batch, d_state, length), randn(batch, d_state, length), randn(dim)))
+
+    def euler(u, delta, A, B, C, D):
+        state, out = u.new_zeros(u.shape[0], u.shape[1], A.shape[1]), []
+        for t in range(u.shape[-1]):
+            state = (1 + delta[..., t, None] * A) * state + (delta[..., t] * u[..., t])[..., None] * B[:, None, :, t]
+            out.append(torch.einsum("bdn,bn->bd", state, C[..., t]))
+        return torch.stack(out, -1) + u * D[:, None]
+
+    mistakes = [
+        _Mistake(lambda u, dl, A, B, C, D: _scan_reference(u, dl, A, B, C, None), "the skip term D * u is missing."),
+        _Mistake(euler, "the decay is exp(delta * A), not 1 + delta * A (that is only its first-order approximation)."),
+        _Mistake(_undelta_drive, "the input enters as delta_t * B_t * u_t: the step size multiplies B too."),
+    ]
+    return _check(
+        "selective scan",
+        scan,
+        cases,
+        _scan_reference,
+        ("batch", "channel", "time step"),
+        "dmf2mel.models.scan.selective_scan",
+        mistakes,
+    )
+
+
+def _undelta_drive(u, delta, A, B, C, D):
+    """The scan with ``B_t u_t`` instead of ``delta_t B_t u_t`` as the input (a typical slip)."""
+    state, out = u.new_zeros(u.shape[0], u.shape[1], A.shape[1]), []
+    for t in range(u.shape[-1]):
+        state = torch.exp(delta[..., t, None] * A) * state + u[..., t, None] * B[:, None, :, t]
+        out.append(torch.einsum("bdn,bn->bd", state, C[..., t]))
+    return torch.stack(out, -1) + u * D[:, None]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 8: the 10-band head
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def check_band_head(band_head: Callable) -> CheckResult:
+    """Check ``band_head(features, weight, bias) -> mel``, the model's last layer.
+
+    ``features (batch, time, d_model)``, ``weight (n_mels, d_model)``, ``bias (n_mels,)`` ->
+    ``(batch, time, n_mels)``: one linear read-out per mel band, applied at every time step, as
+    ``DMF2Mel.head`` (a ``torch.nn.Linear(d_model, n_mels)``) computes it.
+    """
+    generator = torch.Generator().manual_seed(SEED + 6)
+    cases = []
+    for batch, time, d_model, n_mels in ((2, 7, 16, 10), (1, 5, 8, 10), (3, 4, 12, 6)):
+        cases.append(
+            (
+                torch.randn(batch, time, d_model, generator=generator, dtype=torch.float64),
+                torch.randn(n_mels, d_model, generator=generator, dtype=torch.float64),
+                torch.randn(n_mels, generator=generator, dtype=torch.float64),
+            )
+        )
+
+    def reference(features, weight, bias):
+        head = torch.nn.Linear(weight.shape[1], weight.shape[0], dtype=weight.dtype)
+        with torch.no_grad():
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+            return head(features)
+
+    mistakes = [
+        _Mistake(lambda f, w, b: f @ w.T, "the bias is missing."),
+        _Mistake(
+            lambda f, w, b: (f @ w[:1].T + b[:1]).expand(-1, -1, w.shape[0]),
+            "every band got the same output: that is the official single head, broadcast to the bands.",
+        ),
+    ]
+    return _check(
+        "10-band head",
+        band_head,
+        cases,
+        reference,
+        ("batch", "time step", "band"),
+        "the model's head, torch.nn.Linear(d_model, n_mels)",
+        mistakes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 10: the noise vocoder
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def check_noise_vocoder(noise_vocoder: Callable, sfreq_audio: float = 16_000, mel_sfreq: float = 64) -> CheckResult:
+    """Check ``noise_vocoder(mel, carriers, sfreq_audio, mel_sfreq) -> audio`` against :func:`dmf2mel.viz.vocode`.
+
+    ``mel (n_frames, n_mels)`` is band power; ``carriers (n_mels, n_samples)`` are the band-limited
+    noises (:func:`dmf2mel.viz.audio.band_carriers`), ``n_samples = round(n_frames * sfreq_audio /
+    mel_sfreq)``. The audio is the sum over bands of ``sqrt(power)``, interpolated linearly from the
+    frame centres ``(i + 0.5) / mel_sfreq`` to the sample centres ``(n + 0.5) / sfreq_audio``, times
+    that band's carrier, scaled to a peak of 0.99.
+    """
+    rng = np.random.default_rng(SEED + 7)
+    cases = []
+    for seed, (n_frames, n_mels) in enumerate(((64, 10), (32, 10), (48, 6))):
+        mel = np.abs(rng.standard_normal((n_frames, n_mels))) ** 2 * rng.uniform(0.1, 10, n_mels)
+        n_samples = int(round(n_frames * sfreq_audio / mel_sfreq))
+        carriers = band_carriers(n_mels, n_samples, sfreq_audio, FMIN, FMAX, seed)
+        cases.append((mel, carriers, sfreq_audio, mel_sfreq, seed))
+
+    def reference(mel, carriers, sfreq, rate, seed):
+        return vocode(mel, sfreq_audio=sfreq, mel_sfreq=rate, seed=seed)
+
+    def build(amplitude_of, hold=False):
+        def vocoder(mel, carriers, sfreq, rate, seed):
+            n_samples = carriers.shape[1]
+            frames = (np.arange(len(mel)) + 0.5) / rate
+            samples = (np.arange(n_samples) + 0.5) / sfreq
+            amplitude = amplitude_of(mel)
+            if hold:
+                envelopes = amplitude[np.minimum((samples * rate).astype(int), len(mel) - 1)].T
+            else:
+                envelopes = np.stack([np.interp(samples, frames, band) for band in amplitude.T])
+            audio = (envelopes * carriers).sum(axis=0)
+            return 0.99 * audio / np.abs(audio).max()
+
+        return vocoder
+
+    mistakes = [
+        _Mistake(build(lambda m: m), "the mel holds power: the carriers' amplitude is its square root."),
+        _Mistake(
+            build(np.sqrt, hold=True),
+            "each frame is held constant; interpolate the envelope linearly between frame centres (np.interp).",
+        ),
+    ]
+    return _check(
+        "noise vocoder",
+        lambda mel, carriers, sfreq, rate, seed: noise_vocoder(mel, carriers, sfreq, rate),
+        cases,
+        reference,
+        ("audio sample",),
+        "dmf2mel.viz.vocode",
+        mistakes,
+        rtol=1e-4,
+        atol=2e-6,
+    )
