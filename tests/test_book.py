@@ -138,18 +138,44 @@ def test_pages_stay_small_enough_to_open(html_dir):
         assert size_mb < MAX_PAGE_MB, f"{page.relative_to(html_dir)} is {size_mb:.1f} MB"
 
 
-def test_strip_anywidget_sources_empties_only_the_source_traits():
+def _book_extension(name):
+    import importlib
     import sys
 
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
     try:
-        from widget_state import strip_anywidget_sources
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def test_drop_anywidget_models_removes_them_and_what_refers_to_them():
+    drop_anywidget_models = _book_extension("widget_state").drop_anywidget_models
     state = {"state": {
-        "a": {"model_name": "AnyModel", "state": {"_esm": "plotly.js ...", "_css": "x", "_data": [1]}},
-        "b": {"model_name": "IntSliderModel", "state": {"value": 3}},
+        "figure": {"model_module": "anywidget", "model_name": "AnyModel", "state": {"_esm": "plotly.js ...", "layout": "IPY_MODEL_layout"}},
+        "box": {"model_module": "@jupyter-widgets/controls", "state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_figure"]}},
+        "app": {"model_module": "@jupyter-widgets/controls", "state": {"children": ["IPY_MODEL_box"]}},
+        "slider": {"model_module": "@jupyter-widgets/controls", "state": {"value": 3, "layout": "IPY_MODEL_layout"}},
+        "layout": {"model_module": "@jupyter-widgets/base", "state": {}},
+        "progress": {"model_module": "@jupyter-widgets/controls", "state": {"value": 1.0}},
     }}
-    assert strip_anywidget_sources(state) == 1
-    assert state["state"]["a"]["state"] == {"_esm": "", "_css": "", "_data": [1]}
-    assert state["state"]["b"]["state"] == {"value": 3}
+    assert drop_anywidget_models(state) == 3
+    assert sorted(state["state"]) == ["layout", "progress", "slider"]
+
+
+def test_each_inline_script_appears_once():
+    from sphinx.builders.html._assets import _JavaScript
+
+    unique_scripts = _book_extension("page_scripts").unique_scripts
+    thebe = "const THEBE_JS_URL = 1"
+    scripts = [_JavaScript(None, body=thebe), _JavaScript("a.js"), _JavaScript("", body=thebe),
+               _JavaScript("a.js"), _JavaScript(None, body="other")]
+    assert [(s.filename, s.attributes) for s in unique_scripts(scripts)] == [
+        (None, {"body": thebe}), ("a.js", {}), (None, {"body": "other"})]
+
+
+def test_pages_ship_no_duplicate_theme_or_thebe_script(html_dir):
+    for page in pages(html_dir):
+        html = page.read_text(errors="replace")
+        assert html.count("const THEBE_JS_URL") <= 1, f"{page.name} declares THEBE_JS_URL twice"
+        assert 'localStorage.getItem("mode") || ""' not in html, f"{page.name} has no default colour mode"

@@ -146,6 +146,21 @@ def test_setup_notebook_renders_html_with_plotly_js_and_no_cdn():
     assert pio.templates.default == viz.style.TEMPLATE_NAME
 
 
+def test_long_titles_are_wrapped_for_the_book_column_and_get_room():
+    long = "The linear decoder recovers the low bands best, and new subjects less well than known ones"
+    assert viz.style.wrap_title("short") == "short"
+    assert all(len(line) <= viz.style.TITLE_LINE_CHARS for line in viz.style.wrap_title(long).split("<br>"))
+    figure = {"layout": {"title": {"text": long}, "margin": {"t": 70},
+                         "updatemenus": [{"buttons": [{"args": [{"visible": [True]}, {"title.text": long + " (2)"}]}]}]}}
+    viz.style.fit_titles(figure)
+    assert figure["layout"]["title"]["text"].count("<br>") == 1
+    assert "<br>" in figure["layout"]["updatemenus"][0]["buttons"][0]["args"][1]["title.text"]
+    assert figure["layout"]["margin"]["t"] > 70
+    viz.setup_notebook()
+    html = pio.renderers[viz.style.OFFLINE_RENDERER].to_mimebundle(viz.mel_filters(title=long).to_dict())["text/html"]
+    assert "\\u003cbr\\u003e" in html  # plotly's JSON escapes the "<br>" in the embedded figure
+
+
 # -- the vocoder -----------------------------------------------------------------------------------------
 
 def test_vocode_length_dtype_peak_and_determinism():

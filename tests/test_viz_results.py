@@ -79,6 +79,10 @@ def test_best_epoch_sentence_reads_the_validation_curve():
         "Validation r peaked at 0.300 in epoch 3 of 5; the 2 epochs after it did not improve on it.")
     history["val_r"][-1] = 0.4
     assert "the last epoch was the best" in vr.best_epoch_sentence(history)
+    history["val_r"][-1], history["val_r"][-2] = 0.25, 0.4
+    assert "in epoch 4 of 5; the epoch after it did not" in vr.best_epoch_sentence(history)
+    history["val_r"][-1] = 0.5
+    assert "the last epoch was the best" in vr.best_epoch_sentence(history)
 
 
 def make_entries(n_frames=(200, 260), models=("m1", "m2")):

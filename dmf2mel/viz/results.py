@@ -243,8 +243,10 @@ def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     epochs = np.asarray(history["epoch"])
     last = int(epochs[-1])
     after = last - int(epochs[best])
-    tail = (f"the {after} epochs after it did not improve on it" if after
-            else "the last epoch was the best, so more epochs would probably still help")
+    if after == 0:
+        tail = "the last epoch was the best, so more epochs would probably still help"
+    else:
+        tail = f"the {'epoch' if after == 1 else f'{after} epochs'} after it did not improve on it"
     return f"Validation r peaked at {val_r[best]:.3f} in epoch {int(epochs[best])} of {last}; {tail}."
 
 

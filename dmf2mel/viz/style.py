@@ -7,6 +7,7 @@ True (measured) signals are always drawn in :data:`TRUE_COLOR`, model prediction
 from __future__ import annotations
 
 import re
+import textwrap
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -31,16 +32,55 @@ OFFLINE_RENDERER = "dmf2mel_notebook"
 NOTEBOOK_RENDERER = f"plotly_mimetype+{OFFLINE_RENDERER}"
 # plotly's "notebook" renderer adds MathJax from a CDN to every figure, whether it uses LaTeX or not.
 _CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*"></script>', re.IGNORECASE)
+# plotly never wraps a title: one longer than the figure is cut off. The book's column gives a figure about
+# 700 px, room for about this many characters of title at the template's font.
+TITLE_LINE_CHARS = 72
+TITLE_LINE_PX = 24  # the top margin grows by this much per extra line of title
+
+
+def wrap_title(text: str, width: int = TITLE_LINE_CHARS) -> str:
+    """``text`` broken into lines of at most ``width`` characters with plotly's ``<br>`` (unchanged if it fits)."""
+    if not isinstance(text, str) or len(text) <= width or "<br>" in text:
+        return text
+    return "<br>".join(textwrap.wrap(text, width))
+
+
+def fit_titles(fig_dict: dict, width: int = TITLE_LINE_CHARS) -> dict:
+    """Wrap a figure's title, and the titles its dropdown buttons set, to ``width``; make room above the plot.
+
+    Works on (and returns) the figure's dict, as a renderer receives it.
+    """
+    layout = fig_dict.setdefault("layout", {})
+    title = layout.get("title")
+    texts = []
+    if isinstance(title, dict) and "text" in title:
+        title["text"] = wrap_title(title["text"], width)
+        texts.append(title["text"])
+    elif isinstance(title, str):
+        layout["title"] = {"text": wrap_title(title, width)}
+        texts.append(layout["title"]["text"])
+    for menu in layout.get("updatemenus", []):
+        for button in menu.get("buttons", []):
+            for update in button.get("args", []):
+                if isinstance(update, dict) and isinstance(update.get("title.text"), str):
+                    update["title.text"] = wrap_title(update["title.text"], width)
+                    texts.append(update["title.text"])
+    extra_lines = max((text.count("<br>") for text in texts), default=0)
+    if extra_lines:
+        margin = layout.setdefault("margin", {})
+        margin["t"] = max(margin.get("t", 70), 70) + TITLE_LINE_PX * extra_lines
+    return fig_dict
 
 
 class OfflineNotebookRenderer(NotebookRenderer):
     """plotly's ``notebook`` renderer (plotly.js embedded once per page) that loads nothing from a CDN.
 
-    The book's own MathJax is served locally; figure text should not rely on LaTeX.
+    The book's own MathJax is served locally; figure text should not rely on LaTeX. Long titles are wrapped
+    to the book's column (:func:`fit_titles`).
     """
 
     def to_mimebundle(self, fig_dict):
-        bundle = super().to_mimebundle(fig_dict)
+        bundle = super().to_mimebundle(fit_titles(fig_dict))
         bundle["text/html"] = _CDN_MATHJAX.sub("", bundle["text/html"])
         return bundle
 
