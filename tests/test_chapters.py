@@ -1,0 +1,163 @@
+"""Every chapter (01-12) follows the book's notebook rules; the book build (tests/test_book.py) executes them.
+
+Checked without a kernel, in well under a second: outputs stripped, a title and a "why", learning objectives and an
+estimated time, imports only at the top, ``viz.setup_notebook()`` first, short cells and lines, no long functions,
+a summary and 4-6 exercises at the end, each with a solution (hidden in the HTML, removed in the student edition),
+an implement-it exercise checked by ``dmf2mel.exercises`` where the chapter teaches something to implement, and
+citations that exist.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted(path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# Chapters with an implement-it exercise, checked against the package (dmf2mel.exercises).
+IMPLEMENT_IT = ("03", "04", "05", "06", "07", "08", "10")
+# Chapters about the model: they must cite their sources.
+MODEL_CHAPTERS = ("04", "05", "06", "07", "08")
+MAX_CELL_LINES = 15  # "short cells (about 10 lines)": the import cell and a few figure calls run a little longer
+MAX_LINE_CHARS = 88  # what the book's code boxes show without a scrollbar
+MAX_FUNCTION_LINES = 8  # anything longer belongs in the package, tested
+SOLUTION_TAG = "solution"  # cells removed from the student edition (scripts/student_edition.py)
+CITATION = re.compile(r"\{cite\}`([^`]+)`")
+EXERCISE = re.compile(r"^\*\*Exercise (\d+)\.(\d+)\*\*", re.MULTILINE)
+
+
+def bibliography_keys() -> set[str]:
+    return set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(), flags=re.MULTILINE))
+
+
+def test_all_twelve_chapters_are_checked():
+    assert len(CHAPTERS) == 12 and CHAPTERS[0].startswith("01_") and CHAPTERS[-1].startswith("12_")
+
+
+@pytest.fixture(params=CHAPTERS)
+def chapter(request):
+    return request.param
+
+
+@pytest.fixture()
+def notebook(chapter):
+    path = ROOT / "notebooks" / f"{chapter}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+def code_cells(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+def test_outputs_are_stripped_and_cell_ids_unique(chapter, notebook):
+    for cell in code_cells(notebook):
+        assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+    # nbformat.read adds missing ids silently: read the file itself
+    raw = json.loads((ROOT / "notebooks" / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+    ids = [cell.get("id") for cell in raw["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), "cells without an id or with repeated ids"
+
+
+def test_opens_with_a_title_and_a_why(notebook):
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown"
+    title, _, why = first.source.partition("\n")
+    assert title.startswith("# ") and len(title) > 4
+    sentences = re.findall(r"[.!?](?:\s|$)", why.strip())
+    assert len(sentences) >= 2, "the opening should say why in about two sentences"
+
+
+def test_states_objectives_and_time_before_the_code(notebook):
+    second = notebook.cells[1]
+    assert second.cell_type == "markdown" and "## Learning objectives" in second.source
+    objectives = re.findall(r"^\d+\. ", second.source, flags=re.MULTILINE)
+    assert 3 <= len(objectives) <= 5, f"3-5 learning objectives, found {len(objectives)}"
+    assert re.search(r"\*\*Estimated time\*\*: about \d+ minutes", second.source)
+
+
+def test_imports_only_in_the_first_code_cell_which_sets_up_plotly(notebook):
+    first, *rest = code_cells(notebook)
+    assert "from dmf2mel import" in first.source and "viz.setup_notebook()" in first.source
+    for cell in rest:
+        tree = ast.parse(cell.source)
+        assert not any(isinstance(node, (ast.Import, ast.ImportFrom)) for node in ast.walk(tree)), cell.source[:80]
+
+
+def test_cells_are_short_lines_fit_and_functions_small(notebook):
+    for cell in code_cells(notebook):
+        assert len(cell.source.splitlines()) <= MAX_CELL_LINES, cell.source[:80]
+        long = [line for line in cell.source.splitlines() if len(line) > MAX_LINE_CHARS]
+        assert not long, f"lines over {MAX_LINE_CHARS} characters: {long}"
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno <= MAX_FUNCTION_LINES, f"function {node.name} is too long"
+
+
+def test_ends_with_a_summary_and_exercises_with_solutions(chapter, notebook):
+    headings = [(i, cell.source) for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"]
+    summary = next(i for i, source in headings if source.startswith("## Summary"))
+    exercises = next(i for i, source in headings if source.startswith("## Exercises"))
+    assert summary < exercises, "the summary comes before the exercises"
+    assert len(re.findall(r"^- ", notebook.cells[summary].source, flags=re.MULTILINE)) >= 3
+    tail = notebook.cells[exercises:]
+    assert not any("## " in cell.source for cell in tail[1:] if cell.cell_type == "markdown"), \
+        "the exercises close the chapter"
+    numbers = [match for cell in tail if cell.cell_type == "markdown" and SOLUTION_TAG not in tags(cell)
+               for match in EXERCISE.findall(cell.source)]
+    assert 4 <= len(numbers) <= 6, f"4-6 exercises, found {len(numbers)}"
+    assert {n for n, _ in numbers} == {str(int(chapter[:2]))}, "exercises are numbered <chapter>.<n>"
+    assert [int(k) for _, k in numbers] == list(range(1, len(numbers) + 1))
+    kinds = " ".join(cell.source for cell in tail if cell.cell_type == "markdown")
+    for kind in ("*(reasoning)*", "*(experiment)*"):
+        assert kind in kinds, f"no {kind} exercise"
+    # every exercise is followed by its solution before the next exercise starts
+    pending = None
+    for cell in tail[1:]:
+        match = EXERCISE.search(cell.source) if cell.cell_type == "markdown" else None
+        if match and SOLUTION_TAG not in tags(cell):
+            assert pending is None, f"exercise {pending} has no solution"
+            pending = match.group(0)
+        elif SOLUTION_TAG in tags(cell):
+            pending = None
+    assert pending is None, f"exercise {pending} has no solution"
+
+
+def test_solutions_are_hidden_in_the_html(notebook):
+    for cell in notebook.cells:
+        if SOLUTION_TAG not in tags(cell):
+            continue
+        if cell.cell_type == "code":
+            assert {"hide-input", "hide-cell"} & set(tags(cell)), f"solution code shows in the HTML: {cell.source[:60]}"
+        else:
+            assert ":class: dropdown" in cell.source, f"solution text shows in the HTML: {cell.source[:60]}"
+
+
+def test_implement_it_exercises_are_checked_by_the_package(chapter, notebook):
+    if chapter[:2] not in IMPLEMENT_IT:
+        pytest.skip("no implement-it exercise in this chapter")
+    scaffolds = [cell for cell in code_cells(notebook) if "exercises.check_" in cell.source
+                 and SOLUTION_TAG not in tags(cell)]
+    solutions = [cell for cell in code_cells(notebook) if "exercises.check_" in cell.source
+                 and SOLUTION_TAG in tags(cell)]
+    assert scaffolds and all("..." in cell.source for cell in scaffolds), "a scaffold with `...` to fill in"
+    assert solutions and all(".assert_passed()" in cell.source for cell in solutions), \
+        "a solution that fails the build when it is wrong"
+
+
+def test_citations_exist_in_the_bibliography(chapter, notebook):
+    keys = {key.strip() for cell in notebook.cells if cell.cell_type == "markdown"
+            for group in CITATION.findall(cell.source) for key in group.split(",")}
+    if chapter[:2] in MODEL_CHAPTERS:
+        assert keys, "a model chapter should cite its sources"
+    assert keys <= bibliography_keys(), f"unknown citation keys {sorted(keys - bibliography_keys())}"
