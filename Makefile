@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test book lab bench bench-quality data clean
+.PHONY: install test book lab student bench bench-quality data clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ book: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --allow-root notebooks
 
+# The chapters without the exercises' solutions, for a class: student/ (gitignored).
+student: $(STAMP)
+	$(PY) scripts/student_edition.py student
+
 bench: $(STAMP)
 	$(PY) benchmarks/scan.py
 	$(PY) benchmarks/train_speed.py --threads 1
@@ -42,4 +46,4 @@ bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache student
