@@ -161,3 +161,50 @@ def test_citations_exist_in_the_bibliography(chapter, notebook):
     if chapter[:2] in MODEL_CHAPTERS:
         assert keys, "a model chapter should cite its sources"
     assert keys <= bibliography_keys(), f"unknown citation keys {sorted(keys - bibliography_keys())}"
+
+
+LITERALINCLUDE = re.compile(r"```\{literalinclude\} /(\S+)\n(?::\w+: .*\n)*?:pyobject: (\S+)\n")
+
+
+def python_object_exists(path: Path, name: str) -> bool:
+    """Whether ``name`` (``function``, ``Class`` or ``Class.method``) is defined at the top of ``path``."""
+    scope = ast.parse(path.read_text()).body
+    for part in name.split("."):
+        found = next((node for node in scope if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+                      and node.name == part), None)
+        if found is None:
+            return False
+        scope = found.body
+    return True
+
+
+def test_model_chapters_show_the_package_code_they_teach(chapter, notebook):
+    includes = [match for cell in notebook.cells if cell.cell_type == "markdown"
+                for match in LITERALINCLUDE.findall(cell.source + "\n")]
+    if chapter[:2] not in MODEL_CHAPTERS:
+        assert not includes or all(path.startswith("dmf2mel/") for path, _ in includes)
+        return
+    assert includes, "a model chapter shows the package's implementation (literalinclude with :pyobject:)"
+    for path, name in includes:
+        assert (ROOT / path).is_file(), f"{path} does not exist"
+        assert python_object_exists(ROOT / path, name), f"{name} is not defined in {path}"
+
+
+UNLINKED_CHAPTER = re.compile(r"(?<!\[)\b[Cc]hapters? \d+\b(?!\]\()")
+
+
+def test_chapter_mentions_are_links(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        prose = re.sub(r"`[^`]*`", "", cell.source)  # code spans may say anything
+        assert not UNLINKED_CHAPTER.findall(prose), f"link the chapter: {UNLINKED_CHAPTER.findall(prose)}"
+        for target in re.findall(r"\]\(([^)#]+\.ipynb)\)", cell.source):
+            assert (ROOT / "notebooks" / target).is_file(), f"link to a missing chapter {target}"
+
+
+def test_the_intro_lists_every_chapter():
+    intro = (ROOT / "book" / "intro.md").read_text()
+    for chapter in CHAPTERS:
+        assert f"](../notebooks/{chapter}.ipynb)" in intro, f"the intro does not list {chapter}"
+    assert "as they are written" not in intro
