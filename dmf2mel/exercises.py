@@ -21,6 +21,7 @@ modules' inner maps are channel-first ``(batch, channels, time)``.
 
 from __future__ import annotations
 
+import textwrap
 import traceback
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -51,6 +52,7 @@ __all__ = [
 
 N_TRIALS = 3
 SEED = 2024
+VERDICT_WIDTH = 80  # characters per line of a verdict, so that it fits a notebook's or the book's output box
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ def _constant_factor(got: np.ndarray, expected: np.ndarray, atol: float) -> floa
     return None
 
 
+def _verdict(exercise: str, passed: bool, text: str, max_abs_error=None, where=None) -> CheckResult:
+    """A :class:`CheckResult` whose message is wrapped to :data:`VERDICT_WIDTH` characters."""
+    lines = [textwrap.fill(line, VERDICT_WIDTH, subsequent_indent="  ", break_long_words=False,
+                           break_on_hyphens=False) for line in text.split("\n")]
+    return CheckResult(exercise, passed, "\n".join(lines), max_abs_error, where)
+
+
 def _error_text(error: Exception) -> str:
     """``Type: message``, with the student's line that raised it when its source is known."""
     frames = [f for f in traceback.extract_tb(error.__traceback__) if "site-packages" not in f.filename]
@@ -154,16 +163,16 @@ def _check(
         try:
             answer = student(*case)
         except Exception as error:  # the student's bug is the verdict, not a crash of the checker
-            return CheckResult(exercise, False, f"✗ {exercise}: your function raised {_error_text(error)}")
+            return _verdict(exercise, False, f"✗ {exercise}: your function raised {_error_text(error)}")
         if answer is None or answer is Ellipsis:
-            return CheckResult(
+            return _verdict(
                 exercise, False, f"✗ {exercise}: your function returned {answer!r}. Replace the `...` with your code."
             )
         expected = _as_array(reference(*case))
         got = _as_array(answer)
         if got.shape != expected.shape:
             hint = next((m.hint for m in mistakes if _matches(got, _as_array(m.compute(*case)), rtol, atol)), "")
-            return CheckResult(
+            return _verdict(
                 exercise,
                 False,
                 f"✗ {exercise}: your result has shape {got.shape}, expected {expected.shape} "
@@ -188,9 +197,9 @@ def _check(
                 message += f"\n  Hint: {hint}"
             elif factor is not None:
                 message += f"\n  Hint: every value is {factor:.4g} times the expected one: a scale factor is off."
-            return CheckResult(exercise, False, message, float(difference[index]), where)
+            return _verdict(exercise, False, message, float(difference[index]), where)
         worst_error = max(worst_error, float(difference.max()) if difference.size else 0.0)
-    return CheckResult(
+    return _verdict(
         exercise,
         True,
         f"✓ {exercise}: correct on {len(cases)} random inputs, the same as {against} "

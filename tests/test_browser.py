@@ -36,6 +36,9 @@ PROSE_TEXT_JS = """() => {
         .forEach(element => element.remove());
     return copy.textContent;
 }"""
+# The chapters' code cells (at the test's 1400 px wide window): a line wider than its box hides behind a scrollbar.
+CUT_OFF_CODE_JS = """() => [...document.querySelectorAll('div.cell_input pre')]
+    .filter(pre => pre.scrollWidth > pre.clientWidth + 1).map(pre => pre.textContent)"""
 MATHJAX_DONE_JS = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : true"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
@@ -195,6 +198,7 @@ def reading_problems(page, url: str) -> list[str]:
     text = page.evaluate(PROSE_TEXT_JS)
     problems = [f"raw Markdown table: {match.group(0).strip()[:80]!r}" for match in RAW_TABLE.finditer(text)]
     problems += [f"raw math: {match.group(0)[:80]!r}" for match in RAW_MATH.finditer(text)]
+    problems += [f"code cut off (scrolls sideways): {text[:60]!r}" for text in page.evaluate(CUT_OFF_CODE_JS)]
     problems += [f"JavaScript: {error[:200]}" for error in page.errors]
     problems += [f"network: {url}" for url in page.blocked]
     page.blocked.clear()

@@ -137,8 +137,12 @@ def test_solutions_are_hidden_in_the_html(notebook):
     for cell in notebook.cells:
         if SOLUTION_TAG not in tags(cell):
             continue
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and "exercises.check_" in cell.source:
+            # an implement-it solution: its code is hidden, its verdict ("✓ ...") shows
             assert {"hide-input", "hide-cell"} & set(tags(cell)), f"solution code shows in the HTML: {cell.source[:60]}"
+        elif cell.cell_type == "code":
+            # an experiment's result is the answer: hidden with the code
+            assert "hide-cell" in tags(cell), f"an experiment's solution shows in the HTML: {cell.source[:60]}"
         else:
             assert ":class: dropdown" in cell.source, f"solution text shows in the HTML: {cell.source[:60]}"
 
