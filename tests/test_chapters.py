@@ -212,3 +212,19 @@ def test_the_intro_lists_every_chapter():
     for chapter in CHAPTERS:
         assert f"](../notebooks/{chapter}.ipynb)" in intro, f"the intro does not list {chapter}"
     assert "as they are written" not in intro
+
+
+TERM = re.compile(r"\{term\}`(?:[^`<]*<)?([^`>]+)>?`")
+
+
+def glossary_terms() -> set[str]:
+    glossary = (ROOT / "book" / "glossary.md").read_text()
+    block = glossary.split("```{glossary}", 1)[1].split("```", 1)[0]
+    return set(re.findall(r"^(\S[^\n]*)$", block, flags=re.MULTILINE))
+
+
+def test_chapters_link_the_glossary_and_its_terms_exist(notebook):
+    used = {term.strip() for cell in notebook.cells if cell.cell_type == "markdown"
+            for term in TERM.findall(cell.source)}
+    assert used, "link the chapter's key terms to the glossary ({term}`...`)"
+    assert used <= glossary_terms(), f"not in the glossary: {sorted(used - glossary_terms())}"
