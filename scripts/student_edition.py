@@ -20,6 +20,9 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_TAG = "solution"
 WORK_CELL = "# Your code here."
+# The chapters' exercise introductions point at the hidden solutions, which this edition leaves out.
+SOLUTION_HINT = ("Try each exercise before opening its solution.",
+                 "The solutions are not in this edition; your instructor has them.")
 
 
 def is_solution(cell) -> bool:
@@ -51,6 +54,8 @@ def student_notebook(path: Path) -> nbformat.NotebookNode:
     notebook = nbformat.read(path, as_version=4)
     notebook.cells = student_cells(notebook.cells)
     for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace(*SOLUTION_HINT)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.validate(notebook)
