@@ -25,6 +25,7 @@ IMPLEMENT_IT = ("03", "04", "05", "06", "07", "08", "10")
 MODEL_CHAPTERS = ("04", "05", "06", "07", "08")
 MAX_CELL_LINES = 15  # "short cells (about 10 lines)": the import cell and a few figure calls run a little longer
 MAX_LINE_CHARS = 88  # what the book's code boxes show without a scrollbar
+MAX_SOLUTION_LINE_CHARS = 84  # a solution's box, inside its show/hide toggle, is a little narrower
 MAX_FUNCTION_LINES = 8  # anything longer belongs in the package, tested
 SOLUTION_TAG = "solution"  # cells removed from the student edition (scripts/student_edition.py)
 CITATION = re.compile(r"\{cite\}`([^`]+)`")
@@ -97,8 +98,9 @@ def test_imports_only_in_the_first_code_cell_which_sets_up_plotly(notebook):
 def test_cells_are_short_lines_fit_and_functions_small(notebook):
     for cell in code_cells(notebook):
         assert len(cell.source.splitlines()) <= MAX_CELL_LINES, cell.source[:80]
-        long = [line for line in cell.source.splitlines() if len(line) > MAX_LINE_CHARS]
-        assert not long, f"lines over {MAX_LINE_CHARS} characters: {long}"
+        limit = MAX_SOLUTION_LINE_CHARS if SOLUTION_TAG in tags(cell) else MAX_LINE_CHARS
+        long = [line for line in cell.source.splitlines() if len(line) > limit]
+        assert not long, f"lines over {limit} characters: {long}"
         for node in ast.walk(ast.parse(cell.source)):
             if isinstance(node, ast.FunctionDef):
                 assert node.end_lineno - node.lineno <= MAX_FUNCTION_LINES, f"function {node.name} is too long"
