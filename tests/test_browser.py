@@ -39,6 +39,14 @@ PROSE_TEXT_JS = """() => {
 # The chapters' code cells (at the test's 1400 px wide window): a line wider than its box hides behind a scrollbar.
 CUT_OFF_CODE_JS = """() => [...document.querySelectorAll('div.cell_input pre')]
     .filter(pre => pre.scrollWidth > pre.clientWidth + 1).map(pre => pre.textContent)"""
+# A plotly title wider than its figure is cut off at the figure's edge (plotly never wraps a title).
+CUT_OFF_TITLE_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].flatMap(plot => {
+    const frame = plot.getBoundingClientRect();
+    return [...plot.querySelectorAll('.gtitle')].filter(title => {
+        const box = title.getBoundingClientRect();
+        return box.width > 0 && (box.left < frame.left - 1 || box.right > frame.right + 1);
+    }).map(title => title.textContent);
+})"""
 MATHJAX_DONE_JS = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : true"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
@@ -195,10 +203,14 @@ def reading_problems(page, url: str) -> list[str]:
     page.errors.clear()
     page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
     page.evaluate(MATHJAX_DONE_JS)
+    n_figures = page.locator("div.plotly-graph-div").count()
+    page.wait_for_function("n => document.querySelectorAll('div.plotly-graph-div.js-plotly-plot').length === n",
+                           arg=n_figures, timeout=TIMEOUT_MS)
     text = page.evaluate(PROSE_TEXT_JS)
     problems = [f"raw Markdown table: {match.group(0).strip()[:80]!r}" for match in RAW_TABLE.finditer(text)]
     problems += [f"raw math: {match.group(0)[:80]!r}" for match in RAW_MATH.finditer(text)]
     problems += [f"code cut off (scrolls sideways): {text[:60]!r}" for text in page.evaluate(CUT_OFF_CODE_JS)]
+    problems += [f"figure title cut off: {text[:60]!r}" for text in page.evaluate(CUT_OFF_TITLE_JS)]
     problems += [f"JavaScript: {error[:200]}" for error in page.errors]
     problems += [f"network: {url}" for url in page.blocked]
     page.blocked.clear()
@@ -206,7 +218,8 @@ def reading_problems(page, url: str) -> list[str]:
 
 
 def test_every_page_reads_cleanly(offline_page):
-    """No page shows Markdown it did not render (pipe tables, $ math) or logs a JavaScript error."""
+    """No page shows Markdown it did not render (pipe tables, $ math), cuts off code or a figure title, or logs a
+    JavaScript error."""
     html = ensure_built()
     problems = {name: found for name in toc_files()
                 if (found := reading_problems(offline_page, (html / f"{name}.html").as_uri()))}
