@@ -149,3 +149,15 @@ def test_module_outputs_keeps_each_call():
     assert not shared._forward_hooks
     with pytest.raises(UserError, match="no submodule"):
         model_viz.module_outputs(model, x, names=["9"])
+
+
+def test_growth_exponent_and_crossover_read_what_was_measured():
+    lengths = [64, 128, 256, 512]
+    assert model_viz.growth_exponent(lengths, [2.0 * n for n in lengths]) == pytest.approx(1.0)
+    assert model_viz.growth_exponent(lengths, [n**2 / 7 for n in lengths]) == pytest.approx(2.0)
+    assert model_viz.growth_exponent(lengths, [float("nan"), 4.0, 8.0, 16.0]) == pytest.approx(1.0)
+    with pytest.raises(UserError):
+        model_viz.growth_exponent(lengths, [float("nan")] * 3 + [1.0])
+    assert model_viz.first_length_below(lengths, [5, 1, 2, 1], [1, 2, 4, 8]) == 128
+    assert model_viz.first_length_below(lengths, [1, 5, 2, 1], [2, 2, 4, 8]) == 256
+    assert model_viz.first_length_below(lengths, [9, 9, 9, 9], [1, 2, 4, 8]) is None

@@ -282,6 +282,36 @@ def scaling_figure(
     return figure
 
 
+def growth_exponent(lengths: Sequence[int], values: Sequence[float]) -> float:
+    """The exponent ``k`` of a cost that grows like ``T**k``: the slope of a line fitted on log–log axes.
+
+    Parameters
+    ----------
+    lengths : (n,) sequence lengths
+    values : (n,) costs; NaN and non-positive values are left out (at least two must remain)
+
+    Returns
+    -------
+    float
+        About 1 for a linear cost, 2 for a quadratic one.
+    """
+    lengths, values = np.asarray(lengths, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values) & (values > 0)
+    if keep.sum() < 2:
+        raise UserError(f"growth_exponent needs at least two positive costs, got {values.tolist()}")
+    return float(np.polyfit(np.log(lengths[keep]), np.log(values[keep]), 1)[0])
+
+
+def first_length_below(lengths: Sequence[int], cost: Sequence[float], other: Sequence[float]) -> int | None:
+    """The first length from which ``cost`` stays below ``other`` (None if it never does at the last length)."""
+    lengths = list(lengths)
+    below = np.asarray(cost, dtype=np.float64) < np.asarray(other, dtype=np.float64)
+    for index in range(len(lengths)):
+        if below[index:].all():
+            return int(lengths[index])
+    return None
+
+
 def bar_figure(
     values: Mapping[str, float],
     title: str,
