@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test book lab bench bench-quality data clean
+.PHONY: install test book lab bench bench-busy bench-quality data clean
 
 install: $(STAMP)
 
@@ -23,13 +23,11 @@ test: $(STAMP)
 data: $(STAMP)
 	$(PY) -m dmf2mel simulate --preset teaching --seed 0 --out data/teaching
 
-# Vendors the book's scripts from npm (no CDN at read time), then executes every chapter; warnings and
-# cell errors fail the build. The chapters generate the built-in corpus and train their runs once per machine.
+# scripts/build_book.py vendors the book's scripts from npm (no CDN at read time), then executes every chapter;
+# warnings and cell errors fail the build. The chapters generate the built-in corpus and train their runs once
+# per machine.
 book: $(STAMP)
-	$(PY) scripts/vendor_js.py
-	rm -f _build/.book-build-ok
-	$(VENV)/bin/jupyter-book build --all -W -n --keep-going .
-	touch _build/.book-build-ok
+	$(PY) scripts/build_book.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --allow-root notebooks
@@ -37,6 +35,10 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/scan.py
 	$(PY) benchmarks/train_speed.py --threads 1
+
+# One quick-profile epoch quietly, then beside two busy processes (about 5 min on 2 cores).
+bench-busy: $(STAMP)
+	$(PY) benchmarks/busy.py
 
 bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py

@@ -120,15 +120,20 @@ def _maxrss_mb() -> float:
 
 
 def set_threads(threads: int | None) -> None:
-    """Intra-op threads of torch (the numba scan follows torch's count); None keeps torch's default.
+    """Intra-op threads of torch (the numba scan follows torch's count); None: the package's policy
+    (:func:`dmf2mel.threads.configure`: the cores other programs leave free).
 
-    On a machine shared with other jobs one thread is much faster than two: torch's OpenMP threads spin while
-    they wait for each other, and a descheduled one stalls every parallel region (measured here: a small-config
-    step at 8 x 320 took 7 s with one thread and 100 s with two, at a load average of 14 on two cores).
+    Speed benchmarks fix the count (one thread by default in ``make bench``) so that their numbers compare across
+    runs; a shared machine then costs them a fair share of the cores, not the barrier stalls of two spinning
+    threads (see :mod:`dmf2mel.threads`).
     """
     import torch
 
-    if threads is not None:
+    from dmf2mel import threads as thread_policy
+
+    if threads is None:
+        thread_policy.configure()
+    else:
         torch.set_num_threads(threads)
 
 
@@ -490,7 +495,7 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     out : Path, optional
         Write the report there after every configuration (a long run killed midway keeps what it measured).
     threads : int, optional
-        torch threads of every worker (default: torch's default, the number of cores).
+        torch threads of every worker (default: the package's policy, :func:`dmf2mel.threads.configure`).
     reuse : bool
         Keep the rows of ``out`` that were measured (status ok) with the same window and repeats, and measure
         only the rest (finish a run that was cut short).
@@ -565,7 +570,7 @@ def main(argv=None) -> None:
     parser.add_argument("--max-rss-gb", type=float,
                         help=f"kill a worker past this RSS (default: {MEMORY_GUARD_FRACTION:g} x the available memory)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_speed.json")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: torch's, = cores)")
+    parser.add_argument("--threads", type=int, help="torch threads per worker (default: the cores other programs leave free)")
     parser.add_argument("--reuse", action="store_true", help="keep the configurations already measured in --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from dmf2mel import threads
 from dmf2mel.errors import UserError
 from dmf2mel.evaluate import add_evaluate_parser, add_predict_parser
 from dmf2mel.train import add_train_parser
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "inspect":
+            threads.configure()  # the cores other programs leave free (dmf2mel.threads)
         return args.func(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

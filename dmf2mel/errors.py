@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class DataError(UserError, ValueError):
     """A data file has the wrong shape, dtype, values or name. The message names the file."""
+
+
+class TrainingFailed(UserError, RuntimeError):
+    """A training run failed or was interrupted; the message says which run, when and why, in one sentence."""

@@ -29,6 +29,7 @@ from dmf2mel.data.sparrkulee import Recording, SplitData, read_challenge_subject
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction, challenge_metric, paper_metric
+from dmf2mel.threads import configure as configure_threads
 
 #: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
 SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
@@ -187,6 +188,7 @@ def evaluate_run(
         ``{"known": {...}, "unknown": {...} or None}`` (see :func:`score_predictions`).
     """
     run = Path(run)
+    configure_threads()
     config, model = load_model(run, BEST_CHECKPOINT, device)
     data = open_data_for(config, data_folder or config["data"]["folder"])
     index = SubjectIndex(config["data"]["subjects"])

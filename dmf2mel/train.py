@@ -63,6 +63,8 @@ from dmf2mel.checkpoint import (
 from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
 from dmf2mel.errors import UserError
+from dmf2mel.threads import ThreadGovernor
+from dmf2mel.threads import configure as configure_threads
 from dmf2mel.evaluate import (
     default_held_out,
     evaluate_run,
@@ -466,6 +468,7 @@ class _Trainer:
         bar = tqdm(total=epochs, initial=self.epoch, desc=f"train {self.config['model']}", unit="epoch", disable=not show)
         # One batch bar reset every epoch: a new bar per epoch leaves an empty box per epoch in saved notebooks.
         batch_bar = tqdm(total=0, leave=False, unit="batch", disable=not show)
+        governor = ThreadGovernor()  # fewer threads while other programs load the cores (dmf2mel.threads)
         while self.epoch < epochs and not self.stopped_early:
             start = time.perf_counter()
             dataset.set_epoch(self.epoch)
@@ -490,6 +493,7 @@ class _Trainer:
                 values = [loss, terms["r"], terms["l1"], terms["infonce"]]
                 sums += torch.tensor([float(v.detach()) * n for v in values] + [n], dtype=torch.float64)
                 batch_bar.update(1)
+                governor.update()
             if proc.world > 1:
                 dist.all_reduce(sums)
             lr = optimizer.param_groups[0]["lr"]
@@ -583,6 +587,7 @@ def train(
     if profile not in PROFILES:
         raise UserError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
     proc = _start_process(device)
+    configure_threads()
     started = time.perf_counter()
     try:
         overrides = {"epochs": epochs, "val_every": val_every, "patience": patience}
