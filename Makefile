@@ -9,10 +9,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# torch is installed first and alone: its pinned CPU build lies on disk, other versions pull CUDA builds.
+# torch is installed first and alone, from TORCH_INDEX when given: on a plain Linux laptop PyPI's torch wheel
+# pulls gigabytes of CUDA libraries, PyTorch's CPU index (make install TORCH_INDEX=https://download.pytorch.org/whl/cpu)
+# does not.
+TORCH_INDEX ?=
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "$$(grep -E '^torch==' requirements.txt)"
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)

@@ -36,7 +36,7 @@ from train_speed import RESULTS_DIR, code_state, machine_info, write_report  # n
 CORPUS = dict(n_subjects=4, n_held_out=1, n_stories=2, minutes=1.0)
 #: Variables that fix a thread count: removed from the children's environment so the policy decides.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "DMF2MEL_NUM_THREADS")
-SPIN = "while True: pass"
+SPIN = "while True: pass  # {tag}"  # the tag tells this benchmark's spinners apart from any others
 
 # The child: trains and prints one JSON line with each epoch's seconds and the threads it ended on.
 CHILD = """
@@ -67,9 +67,10 @@ def child_env(fixed_threads: int | None) -> dict:
 
 
 def run_phase(name: str, corpus: Path, epochs: int, busy: int, timeout: float, fixed_threads: int | None = None,
-              log=print) -> dict:
+              log=print, tag: str | None = None) -> dict:
     """Train ``epochs`` epochs in a fresh process beside ``busy`` spinning processes; the epoch times."""
-    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
+    spin = SPIN.format(tag=tag or f"dmf2mel-busy-{os.getpid()}")
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(busy)]
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     try:
@@ -174,6 +175,10 @@ def main(argv=None) -> dict:
     }
     write_report(report, args.out, markdown(report))
     print(markdown(report))
+    if args.out == RESULTS_DIR / "busy.json":
+        import readme
+
+        readme.main([])
     return report
 
 

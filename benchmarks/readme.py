@@ -1,7 +1,7 @@
 """The README's results section, rendered from the benchmark reports in ``benchmarks/results/``.
 
 ``python benchmarks/readme.py`` rewrites the block between the two markers in ``README.md`` from
-``quality_teaching.json``, ``quality_sparrkulee.json`` and ``train_speed.json``; ``--check`` only says whether the
+``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json`` and ``busy.json``; ``--check`` only says whether the
 block is up to date (exit 1 if not). ``benchmarks/quality.py`` and ``benchmarks/train_speed.py`` call it after
 writing their default reports, and a test checks that the committed README matches the committed reports, so the
 numbers in the README are never typed in by hand and never drift from the files they come from.
@@ -102,6 +102,29 @@ def speed_section(report: dict) -> list[str]:
     return lines
 
 
+def busy_section(report: dict) -> list[str]:
+    """One quick-profile epoch quietly and beside busy processes (``benchmarks/busy.py``)."""
+    phases = {phase["phase"]: phase for phase in report["phases"]}
+    quiet, busy = phases.get("quiet"), phases.get("busy")
+    if not quiet or not busy or quiet["median_epoch_s"] is None:
+        return []
+    machine = report["machine"]
+    busy_text = "did not finish" if busy["median_epoch_s"] is None else (
+        f"{busy['median_epoch_s']:.1f} s ({busy['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)")
+    text = (
+        f"Training on a busy machine ({_day(report['date'])}, {machine.get('usable_cores', machine['cpu_count'])} "
+        f"usable cores, `benchmarks/busy.py`): one quick-profile DMF2Mel epoch takes "
+        f"{quiet['median_epoch_s']:.1f} s quietly and {busy_text} beside {report['busy']} busy processes with the "
+        "package's thread policy"
+    )
+    for phase in report["phases"]:
+        if phase.get("fixed_threads"):
+            fixed = "did not finish" if phase["median_epoch_s"] is None else (
+                f"{phase['median_epoch_s']:.1f} s ({phase['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)")
+            text += f"; with {phase['fixed_threads']} threads fixed (PyTorch's default here) it takes {fixed}"
+    return [text + "."]
+
+
 def render(results_dir: Path = RESULTS_DIR) -> str:
     """The block between the markers (markers included)."""
     quality = {p: r for p in QUALITY_PRESETS if (r := _load(results_dir / f"quality_{p}.json")) is not None}
@@ -109,6 +132,9 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     body = quality_section(quality)
     if speed is not None:
         body += ([""] if body else []) + speed_section(speed)
+    busy = _load(results_dir / "busy.json")
+    if busy is not None and (lines := busy_section(busy)):
+        body += ([""] if body else []) + lines
     if not body:
         body = ["(no benchmark reports yet: run `make bench` and `make bench-quality`)"]
     return "\n".join([START, *body, END])

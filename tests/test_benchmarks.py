@@ -172,3 +172,51 @@ def test_readme_update_rewrites_only_the_block(tmp_path):
     page.write_text("no markers here\n")
     with pytest.raises(SystemExit, match="no results block"):
         readme.update(page, results)
+
+
+def test_busy_phase_spins_beside_the_child_and_stops_the_spinners(monkeypatch):
+    import busy
+
+    # the child stands in for training: it reports how many processes spin beside it
+    monkeypatch.setattr(busy, "CHILD", (
+        "import json, subprocess, time\n"
+        "time.sleep(0.3)\n"
+        "out = subprocess.run(['pgrep', '-fc', 'test-spinner-tag'], capture_output=True, text=True).stdout\n"
+        "print(json.dumps({'epoch_s': [9.0, 2.0, 4.0, int(out or 0)], 'threads': 1}))\n"
+    ))
+    phase = busy.run_phase("busy", Path("corpus"), 4, 2, timeout=60, log=lambda text: None, tag="test-spinner-tag")
+    assert phase["epoch_s"][-1] >= 2, "two spinning processes run beside the child"
+    assert phase["median_epoch_s"] == pytest.approx(np.median(phase["epoch_s"][1:]))  # the warm-up epoch left out
+    import subprocess
+    left = subprocess.run(["pgrep", "-fc", "test-spinner-tag"], capture_output=True, text=True).stdout.strip()
+    assert int(left or 0) == 0, "the spinners are killed after the phase"
+
+
+def test_busy_child_environment_leaves_the_thread_choice_to_the_policy(monkeypatch):
+    import busy
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("DMF2MEL_NUM_THREADS", "1")
+    assert not set(busy.THREAD_VARIABLES) & set(busy.child_env(None))
+    assert busy.child_env(2)["DMF2MEL_NUM_THREADS"] == "2"
+
+
+def test_busy_report_renders_in_the_markdown_and_the_readme():
+    import busy
+
+    phase = dict(busy_processes=0, fixed_threads=None, threads_at_end=2, timed_out=False)
+    report = {
+        "date": "2026-11-26T12:00:00+00:00", "machine": {"cpu": "cpu", "cpu_count": 2, "usable_cores": 2},
+        "corpus": busy.CORPUS, "busy": 2, "target": 3.0, "met": True, "phases": [
+            {**phase, "phase": "quiet", "epoch_s": [20.0, 10.0, 10.0], "median_epoch_s": 10.0},
+            {**phase, "phase": "busy", "busy_processes": 2, "epoch_s": [30.0, 15.0, 17.0], "median_epoch_s": 16.0},
+            {**phase, "phase": "busy, 2 threads fixed", "busy_processes": 2, "fixed_threads": 2,
+             "epoch_s": [], "median_epoch_s": None, "timed_out": True},
+        ],
+    }
+    text = busy.markdown(report)
+    assert "| busy | 2 | policy (2 at the end) | 30.0, 15.0, 17.0 | 16.0 | 1.60x |" in text
+    assert "| timed out | - |" in text and "met." in text
+    line = readme.busy_section(report)[0]
+    assert "10.0 s quietly and 16.0 s (1.6x) beside 2 busy processes" in line
+    assert "with 2 threads fixed (PyTorch's default here) it takes did not finish" in line
