@@ -1,4 +1,4 @@
-"""The command line: ``python -m dmf2mel {simulate,inspect,train,evaluate,predict} ...``.
+"""The command line: ``python -m dmf2mel {simulate,inspect,split,preprocess,train,evaluate,predict} ...``.
 
 User errors (:class:`dmf2mel.errors.UserError`: a bad argument, a missing or malformed file) are
 printed as one paragraph without a traceback and exit with status 2. Anything else is a bug and
@@ -89,6 +89,30 @@ def _run_inspect(args) -> int:
     return 0
 
 
+def _add_split(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "split",
+        help="split the release's preprocessed level (derivatives/) into split_data, as the challenge does",
+        description="Cut every recording of DERIVATIVES_DIR/preprocessed_eeg (with its envelope and mel from "
+        "DERIVATIVES_DIR/preprocessed_stimuli) into train/val/test parts of 80/10/10 %% and write them in the "
+        "split_data layout, exactly as the challenge's split_and_normalize.py does (unnormalised; SplitData "
+        "z-scores each recording with its train part when it reads).",
+    )
+    parser.add_argument("derivatives", metavar="DERIVATIVES_DIR", help="folder with preprocessed_eeg/ and preprocessed_stimuli/")
+    parser.add_argument("--out", required=True, help="the split_data folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace files that already exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_split)
+
+
+def _run_split(args) -> int:
+    from dmf2mel.data.derivatives import split_derivatives
+
+    written = split_derivatives(args.derivatives, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dmf2mel",
@@ -97,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(subparsers)
     _add_inspect(subparsers)
+    _add_split(subparsers)
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_predict_parser(subparsers)
