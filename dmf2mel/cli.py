@@ -113,6 +113,42 @@ def _run_split(args) -> int:
     return 0
 
 
+def _add_preprocess(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "preprocess",
+        help="preprocess the raw SparrKULee BIDS recordings into the derivatives level (with MWF)",
+        description="Run the SparrKULee preprocessing on every BIDS_ROOT/sub-*/ses-*/eeg/*_eeg.bdf(.gz): 64 channels "
+        "in microvolts, 0.5 Hz first-order zero-phase high-pass, artifact interpolation, alignment with the stimulus "
+        "by its triggers, multichannel Wiener filter eye-artifact removal, common average reference, 64 Hz; and the "
+        "mel and envelope of every stimulus at 64 Hz. Writes OUT/preprocessed_eeg and OUT/preprocessed_stimuli "
+        "(then: python -m dmf2mel split OUT --out SPLIT_DIR). A recording that fails is reported and skipped; the "
+        "command then exits with status 1.",
+    )
+    parser.add_argument("bids_root", metavar="BIDS_ROOT", help="root of the raw BIDS dataset (sub-*/, stimuli/)")
+    parser.add_argument("--out", required=True, help="the derivatives folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="redo recordings whose output exists (default: skip them)")
+    parser.add_argument("--no-mwf", dest="mwf", action="store_false", help="skip the MWF eye-artifact removal")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_preprocess)
+
+
+def _run_preprocess(args) -> int:
+    from tqdm.auto import tqdm
+
+    from dmf2mel.data.raw import preprocess_bids
+
+    result = preprocess_bids(
+        args.bids_root, args.out, overwrite=args.overwrite, use_mwf=args.mwf, progress=not args.quiet,
+        report=lambda line: tqdm.write(line, file=sys.stderr),
+    )
+    print(f"wrote {len(result.written)} files to {args.out}"
+          + (f"; {len(result.skipped)} outputs already there were kept (--overwrite redoes them)" if result.skipped else ""))
+    if result.failed:
+        print(f"error: {len(result.failed)} recording(s) failed (listed above) and were skipped", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dmf2mel",
@@ -122,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(subparsers)
     _add_inspect(subparsers)
     _add_split(subparsers)
+    _add_preprocess(subparsers)
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_predict_parser(subparsers)
