@@ -31,12 +31,20 @@ def _add_simulate(subparsers) -> None:
     parser.add_argument("--stories", type=int, dest="n_stories", help="number of stimuli")
     parser.add_argument("--minutes", type=float, help="length of each stimulus in minutes")
     parser.add_argument("--stimuli", dest="stimuli_dir", help="a folder of audio files to use as stimuli")
+    parser.add_argument(
+        "--raw", action="store_true",
+        help="write the raw level instead: a BIDS dataset like SparrKULee's (BioSemi .bdf.gz at 1024 Hz with triggers, "
+        "events.tsv, stimuli/eeg/*.npz.gz and their trigger files, the noise-free response under derivatives/)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run_simulate)
 
 
 def _run_simulate(args) -> int:
     from dmf2mel.data.simulate import simulate_corpus
+
+    if args.raw:
+        return _run_simulate_raw(args)
 
     out = simulate_corpus(
         args.out,
@@ -50,6 +58,19 @@ def _run_simulate(args) -> int:
         progress=not args.quiet,
     )
     print(f"wrote the {args.preset} corpus (seed {args.seed}) to {out}")
+    return 0
+
+
+def _run_simulate_raw(args) -> int:
+    from dmf2mel.data.simulate_raw import simulate_raw_corpus
+
+    if args.stimuli_dir is not None or args.n_held_out is not None:
+        raise UserError("simulate --raw: --stimuli and --held-out apply to the split_data corpus only")
+    out = simulate_raw_corpus(
+        args.out, preset=args.preset, seed=args.seed, n_subjects=args.n_subjects, n_stories=args.n_stories,
+        minutes=args.minutes, progress=not args.quiet,
+    )
+    print(f"wrote the raw {args.preset} corpus (seed {args.seed}) as a BIDS dataset to {out}")
     return 0
 
 
