@@ -157,7 +157,7 @@ def test_predict_test_folder_writes_one_submission_per_subject(trained, tmp_path
     assert (single / f"{known}.json").read_bytes() == (tmp_path / "out" / f"{known}.json").read_bytes()
 
 
-def test_predict_with_a_bad_subject_writes_nothing(trained, tmp_path):
+def test_predict_with_a_bad_subject_writes_nothing(trained, tmp_path, capsys):
     corpus, run = trained
     task2 = tmp_path / "TASK2_regression"
     sk.write_challenge_subject(task2, "sub-001", {"a": np.zeros((1920, 64))})
@@ -165,6 +165,11 @@ def test_predict_with_a_bad_subject_writes_nothing(trained, tmp_path):
     mapping.write_text(json.dumps({"b": {"eeg": "eeg_7"}}))
     with pytest.raises(DataError, match=r"sub-002_eeg.npz: has no array 'eeg_7'"):
         _predict_args_run(run, task2, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    capsys.readouterr()
+    assert _predict_main("--run", run, "--test-folder", task2, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "sub-002_mapping.json" in err and "eeg_7" in err
     assert not (tmp_path / "out").exists()
     npz = task2 / "preprocessed_eeg" / "sub-001_eeg.npz"
     args = _parse("predict", "--run", str(run), "--eeg", str(npz), "--mapping", str(mapping), "--out", str(tmp_path / "o"))

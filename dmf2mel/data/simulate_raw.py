@@ -95,7 +95,7 @@ def n_pulses(duration_s: float) -> int:
 
 def _gzip_bytes(data: bytes) -> bytes:
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:  # mtime 0: same bytes every time
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=1, mtime=0) as fh:  # mtime 0: same bytes every time
         fh.write(data)
     return buffer.getvalue()
 
