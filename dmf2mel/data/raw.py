@@ -296,14 +296,45 @@ def resample(eeg: np.ndarray, sfreq: float, target_sfreq: float = TARGET_SFREQ, 
 
 
 def preprocess_eeg(eeg: np.ndarray, status: np.ndarray, sfreq: float, stimulus_triggers: np.ndarray,
-                   stimulus_sfreq: float, source: Path, use_mwf: bool = True) -> np.ndarray:
-    """Steps 2-7 on one recording's EEG (64, time) µV and Status for one stimulus; returns (64, time) at 64 Hz."""
-    eeg = interpolate_artifacts(highpass(eeg, sfreq))
+                   stimulus_sfreq: float, source: Path, use_mwf: bool = True, steps: dict | None = None) -> np.ndarray:
+    """Steps 2-7 on one recording's EEG and Status for one stimulus.
+
+    Parameters
+    ----------
+    eeg : (64, time) array in µV; status : (time,) Status trigger bits; sfreq : their rate in Hz
+    stimulus_triggers : (samples,) the stimulus's trigger pulse train; stimulus_sfreq : its rate
+    source : path
+        The recording's file, named in error messages.
+    use_mwf : bool
+        Run the MWF eye-artifact removal.
+    steps : dict, optional
+        If given, filled with ``{step name: ((64, time) array, rate)}`` after every step, in order
+        (for teaching: it holds several copies of the recording).
+
+    Returns
+    -------
+    (64, time) float64 at 64 Hz, from the stimulus's first trigger to 2 s after its last.
+    """
+    def record(name: str, data: np.ndarray, rate: float) -> None:
+        if steps is not None:
+            steps[name] = (data, rate)
+
+    record("loaded", eeg, sfreq)
+    eeg = highpass(eeg, sfreq)
+    record("high-passed", eeg, sfreq)
+    eeg = interpolate_artifacts(eeg)
+    record("artifacts interpolated", eeg, sfreq)
     epoch = align_to_stimulus(eeg, sfreq, pulse_onsets(eeg_pulses(status)), pulse_onsets(stimulus_triggers),
                               stimulus_sfreq, source)
+    record("aligned epoch", epoch, sfreq)
     if use_mwf:
         epoch, _ = mwf.remove_artifacts(epoch, sfreq)
-    return resample(common_average(epoch), sfreq)
+        record("MWF", epoch, sfreq)
+    epoch = common_average(epoch)
+    record("common average", epoch, sfreq)
+    out = resample(epoch, sfreq)
+    record("64 Hz", out, TARGET_SFREQ)
+    return out
 
 
 def stimulus_features(audio: np.ndarray, sfreq: float) -> dict[str, np.ndarray]:

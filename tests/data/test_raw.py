@@ -87,6 +87,19 @@ def test_preprocess_writes_the_derivatives_level(raw_corpus, derivatives):
     assert data.subjects == ["sub-001", "sub-002"] and data.stimuli == ["audiobook_1"]
 
 
+def test_preprocess_eeg_can_keep_every_step(raw_corpus):
+    rec = raw.find_raw_recordings(raw_corpus)[0]
+    stimulus = raw.read_events(raw_corpus, rec)[0]
+    eeg, status, sfreq = raw.read_bdf(rec.bdf_path)
+    triggers, trigger_sfreq = raw.load_audio_npz(stimulus.trigger_path)
+    steps = {}
+    out = raw.preprocess_eeg(eeg, status, sfreq, triggers, trigger_sfreq, rec.bdf_path, steps=steps)
+    assert list(steps) == ["loaded", "high-passed", "artifacts interpolated", "aligned epoch", "MWF",
+                           "common average", "64 Hz"]
+    assert steps["64 Hz"][0] is out and steps["64 Hz"][1] == 64 and steps["MWF"][1] == sfreq
+    np.testing.assert_array_equal(out, raw.preprocess_eeg(eeg, status, sfreq, triggers, trigger_sfreq, rec.bdf_path))
+
+
 def test_test_part_r_against_the_clean_response_is_higher_with_mwf(raw_corpus, derivatives):
     r = {}
     for name, (folder, split) in derivatives.items():
