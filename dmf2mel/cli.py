@@ -115,7 +115,7 @@ def _add_split(subparsers) -> None:
         "split",
         help="split the release's preprocessed level (derivatives/) into split_data, as the challenge does",
         description="Cut every recording of DERIVATIVES_DIR/preprocessed_eeg (with its envelope and mel from "
-        "DERIVATIVES_DIR/preprocessed_stimuli) into train/val/test parts of 80/10/10 %% and write them in the "
+        "DERIVATIVES_DIR/preprocessed_stimuli) into train/val/test parts of 80/10/10 % and write them in the "
         "split_data layout, exactly as the challenge's split_and_normalize.py does (unnormalised; SplitData "
         "z-scores each recording with its train part when it reads).",
     )
