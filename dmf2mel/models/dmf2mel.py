@@ -108,7 +108,9 @@ class DMF2MelConfig:
     hams_reduction : int, default 16
         Channel reduction of HAMS-Net's ADAF blocks.
     hams_n_bottleneck_adaf : int, default 3
-        ADAF blocks at the HAMS-Net bottleneck.
+        ADAF blocks at the HAMS-Net bottleneck (before its residual).
+    share_hams_adaf : bool, default True
+        One ADAF instance for all of a HAMS-Net's ADAF uses (the official code); False builds one per use.
     hams_position_window : int or None, default None
         Window (samples) of HAMS-Net's time × time attention; None: HAMS-Net's default of 640-sample
         windows (exact full attention up to 640 samples). Pass a window at least as long as the input for
@@ -157,6 +159,7 @@ class DMF2MelConfig:
     dcfam_normalise_weights: bool = True
     hams_reduction: int = 16
     hams_n_bottleneck_adaf: int = 3
+    share_hams_adaf: bool = True
     hams_position_window: int | None = None
     checkpoint_activations: bool = True
 
@@ -299,7 +302,8 @@ class DMF2Mel(nn.Module):
     1. Stem: input projection (if ``n_chans != d_model``); SplineMap attention with query = EEG +
        sinusoidal position and key/value = EEG + layer-normed subject embedding; LayerNorm; a
        convolutional feed-forward; added back to the (projected) input.
-    2. Branches: HAMS-Net and DC-FAM, each applied repeatedly with a residual.
+    2. Branches: HAMS-Net and DC-FAM, each applied repeatedly; every repeat adds the branch input ``h`` to the
+       block's output, ``z <- h + block(z)`` (the official loops; the blocks have no residual of their own).
     3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``.
     4. convMamba, applied repeatedly with a residual.
     5. Head: Linear ``d_model -> n_mels`` (or ``-> 1`` with ``head="single"``).
@@ -347,6 +351,7 @@ class DMF2Mel(nn.Module):
                 reduction=config.hams_reduction,
                 n_bottleneck_adaf=config.hams_n_bottleneck_adaf,
                 position_window=config.hams_position_window,
+                share_adaf=config.share_hams_adaf,
             ),
             n_hams,
             config.share_hams,
@@ -412,13 +417,14 @@ class DMF2Mel(nn.Module):
         """
         subject = self._subject_ids(eeg, subject)
         h = self._stem(eeg, subject)
+        # each repeat adds the branch input h once (the official loops); the blocks have no residual of their own
         hams_out = h
         for block in self.hams:
             # not checkpointed: a HAMS-Net pass costs more to recompute than its activations cost to keep
-            hams_out = hams_out + block(hams_out)
+            hams_out = h + block(hams_out)
         dcfam_out = h
         for block in self.dcfam:
-            dcfam_out = dcfam_out + self._run(block, dcfam_out)
+            dcfam_out = h + self._run(block, dcfam_out)
         fused = self._fuse(hams_out, dcfam_out)
         for block in self.convmamba:
             fused = fused + block(fused)

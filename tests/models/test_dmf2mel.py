@@ -336,7 +336,8 @@ def test_activation_checkpointing_same_outputs_and_gradients_in_training():
     plain.train(), checkpointed.train()
     saved_plain = saved_tensor_bytes(lambda: plain(eeg, subject))
     saved_checkpointed = saved_tensor_bytes(lambda: checkpointed(eeg, subject))
-    assert saved_checkpointed < saved_plain / 4, (saved_checkpointed, saved_plain)
+    # HAMS-Net (not checkpointed) keeps its activations: at this tiny width it is a quarter of the total
+    assert saved_checkpointed < saved_plain / 3, (saved_checkpointed, saved_plain)
 
 
 def test_checkpoint_activations_field():
@@ -351,3 +352,45 @@ def test_checkpoint_activations_field():
     model = DMF2Mel(tiny(checkpoint_activations=True))
     assert all(block.checkpoint_feed_forward for block in model.convmamba)
     assert not any(block.checkpoint_feed_forward for block in DMF2Mel(tiny(checkpoint_activations=False)).convmamba)
+
+
+class _StopAtFusion(Exception):
+    pass
+
+
+def branch_stream_stds(model, eeg):
+    """Std of the stream entering every HAMS-Net and DC-FAM repeat (forward stopped before the fusion)."""
+    stds = {"hams": [], "dcfam": []}
+    handles = [
+        block.register_forward_pre_hook(lambda module, args, name=name: stds[name].append(args[0].std().item()))
+        for name in stds
+        for block in dict.fromkeys(getattr(model, name))
+    ]
+
+    def stop(module, args):
+        raise _StopAtFusion
+
+    handles.append(model.hams_self_attention.register_forward_pre_hook(stop))
+    try:
+        with torch.no_grad(), pytest.raises(_StopAtFusion):
+            model(eeg, torch.zeros(eeg.shape[0], dtype=torch.long))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stds
+
+
+@pytest.mark.parametrize("preset", ["paper", "small"])
+def test_branch_streams_stay_bounded_over_the_repeats(preset):
+    """At initialisation the stream entering each repeated block grows by at most x1.5 per repeat.
+
+    (With a residual inside HAMS-Net and another around it, every repeat doubled the stream: std 1.8 -> 63 over the
+    paper's six repeats; the official code, with its input added three times per repeat, grows about tenfold.)
+    """
+    torch.manual_seed(9)
+    config = getattr(DMF2MelConfig, preset)(n_subjects=N_SUBJECTS, n_hams_repeats=6, n_dcfam_repeats=4)
+    stds = branch_stream_stds(DMF2Mel(config).eval(), torch.randn(2, 640, 64))
+    for name, values in stds.items():
+        assert len(values) == getattr(config, f"n_{name}_repeats")
+        ratios = [after / before for before, after in zip(values, values[1:])]
+        assert max(ratios) <= 1.5, (name, values)
