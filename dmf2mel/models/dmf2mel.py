@@ -299,9 +299,10 @@ def repeated_blocks(make: Callable[[], nn.Module], n_repeats: int, share: bool) 
 class DMF2Mel(nn.Module):
     """DMF2Mel: EEG ``(batch, time, n_chans)`` to mel spectrogram ``(batch, time, n_mels)``.
 
-    1. Stem: input projection (if ``n_chans != d_model``); SplineMap attention with query = EEG +
-       sinusoidal position and key/value = EEG + layer-normed subject embedding; LayerNorm; a
-       convolutional feed-forward; added back to the (projected) input.
+    1. Stem: input projection (if ``n_chans != d_model``) giving ``x``; ``c = x + s`` with ``s`` the
+       layer-normed subject embedding; ``y = LN(SplineMapAttention(query = x + position, key/value = c))``
+       (one LayerNorm for ``s`` and ``y``); ``h = c + y + FFN(y)`` with ``FFN`` the convolutional
+       feed-forward, which has its own residual (so ``y`` enters twice, as in the official code).
     2. Branches: HAMS-Net and DC-FAM, each applied repeatedly; every repeat adds the branch input ``h`` to the
        block's output, ``z <- h + block(z)`` (the official loops; the blocks have no residual of their own).
     3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``.
@@ -340,7 +341,8 @@ class DMF2Mel(nn.Module):
         self.subject_embedding = nn.Embedding(config.n_subjects + 1, d)
         self.subject_norm = nn.LayerNorm(d)
         self.stem_attention = attention()
-        self.stem_norm = nn.LayerNorm(d)
+        # one LayerNorm for the subject code and the attention output, as in the official code
+        self.stem_norm = self.subject_norm
         self.stem_ffn = ConvFeedForward(d, config.d_inner, config.stem_kernel_size, config.dropout)
 
         # 2. branches; a switched-off branch has no blocks, i.e. is the identity
@@ -473,8 +475,10 @@ class DMF2Mel(nn.Module):
         x = self.input_proj(eeg)
         position = sinusoidal_position_encoding(x.shape[1], self.config.d_model, x.device, x.dtype)
         subject_code = self.subject_norm(self.subject_embedding(subject))[:, None, :]
-        attended = self._run(self.stem_attention, x + position, x + subject_code)
-        return x + self._run(self.stem_ffn, self.stem_norm(attended))
+        conditioned = x + subject_code
+        attended = self.stem_norm(self._run(self.stem_attention, x + position, conditioned))
+        # the official sum: the feed-forward has its own residual and the attended features are added once more
+        return conditioned + attended + self._run(self.stem_ffn, attended)
 
     def _fuse(self, hams_out: torch.Tensor, dcfam_out: torch.Tensor) -> torch.Tensor:
         """Self-attention on each branch, then the cross-attention chain. Shapes (batch, time, d_model)."""

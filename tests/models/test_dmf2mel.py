@@ -394,3 +394,20 @@ def test_branch_streams_stay_bounded_over_the_repeats(preset):
         assert len(values) == getattr(config, f"n_{name}_repeats")
         ratios = [after / before for before, after in zip(values, values[1:])]
         assert max(ratios) <= 1.5, (name, values)
+
+
+def test_stem_is_the_official_sum():
+    """``h = x + s + y + FFN(y)``, ``y = LN(attention(x + position, x + s))``, ``s`` the normed subject code, one LN."""
+    torch.manual_seed(11)
+    model = DMF2Mel(tiny()).eval()
+    assert model.stem_norm is model.subject_norm
+    eeg, subject = torch.randn(2, 30, 64), torch.tensor([1, -1])
+    with torch.no_grad():
+        x = model.input_proj(eeg)
+        s = model.subject_norm(model.subject_embedding(torch.tensor([1, N_SUBJECTS])))[:, None]
+        position = sinusoidal_position_encoding(30, x.shape[-1])
+        y = model.subject_norm(model.stem_attention(x + position, x + s))
+        expected = x + s + y + model.stem_ffn(y)
+        torch.testing.assert_close(model._stem(eeg, torch.tensor([1, N_SUBJECTS])), expected)
+        # the subject code is in the residual stream, not only in the keys and values
+        assert (model._stem(eeg, torch.tensor([1, 1])) - model._stem(eeg, torch.tensor([2, 2]))).abs().max() > 0
