@@ -86,6 +86,9 @@ class DMF2MelConfig:
         One instance applied at every repeat (the official code) instead of one per repeat.
     share_fusion_self_attention : bool, default True
         One self-attention layer for both branches before the cross-attention chain (official).
+    share_first_cross_attention : bool, default True
+        The first cross-attention of the chain is the (HAMS-Net branch's) self-attention layer applied once more, as
+        in the official code, which builds six fusion attention layers in all; False gives it its own layer.
     use_dcfam, use_hams : bool, default True
         False makes the branch the identity: it passes the stem output on unchanged (the fusion
         still runs between the two streams).
@@ -148,6 +151,7 @@ class DMF2MelConfig:
     share_dcfam: bool = True
     share_convmamba: bool = True
     share_fusion_self_attention: bool = True
+    share_first_cross_attention: bool = True
     use_dcfam: bool = True
     use_hams: bool = True
     use_splinemap: bool = True
@@ -305,7 +309,8 @@ class DMF2Mel(nn.Module):
        feed-forward, which has its own residual (so ``y`` enters twice, as in the official code).
     2. Branches: HAMS-Net and DC-FAM, each applied repeatedly; every repeat adds the branch input ``h`` to the
        block's output, ``z <- h + block(z)`` (the official loops; the blocks have no residual of their own).
-    3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``.
+    3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``
+       (its first layer is the self-attention layer again, with ``share_first_cross_attention``).
     4. convMamba, applied repeatedly with a residual.
     5. Head: Linear ``d_model -> n_mels`` (or ``-> 1`` with ``head="single"``).
 
@@ -375,7 +380,10 @@ class DMF2Mel(nn.Module):
         self.dcfam_self_attention = (
             self.hams_self_attention if config.share_fusion_self_attention else attention()
         )
-        self.cross_attention = nn.ModuleList([attention() for _ in range(config.n_cross_layers)])
+        reused = [self.hams_self_attention] if config.share_first_cross_attention else []
+        self.cross_attention = nn.ModuleList(
+            reused + [attention() for _ in range(config.n_cross_layers - len(reused))]
+        )
 
         # 4. convMamba
         self.convmamba = repeated_blocks(

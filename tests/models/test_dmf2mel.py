@@ -132,7 +132,7 @@ def test_weight_sharing_is_one_instance():
 def test_fusion_follows_the_cross_attention_chain():
     """Each cross-attention layer gets the query and key/value streams the official chain names."""
     torch.manual_seed(4)
-    model = DMF2Mel(tiny(n_cross_layers=7, share_fusion_self_attention=False)).eval()
+    model = DMF2Mel(tiny(n_cross_layers=7, share_fusion_self_attention=False, share_first_cross_attention=False)).eval()
     seen = {}
 
     def keep_output(name):
@@ -270,7 +270,10 @@ def test_summary_rows_add_up_and_name_shared_layers():
     assert [row.name for row in rows][:3] == ["input_proj", "subject_embedding", "subject_norm"]
     assert sum(row.parameters for row in rows) == n_parameters(model)
     assert sum(row.share for row in rows) == pytest.approx(1.0)
-    assert by_name["cross_attention"].parameters == n_parameters(model.cross_attention)
+    # the first cross-attention layer is the self-attention layer (counted in its row)
+    reused = n_parameters(model.hams_self_attention)
+    assert by_name["cross_attention"].parameters == n_parameters(model.cross_attention) - reused
+    assert by_name["cross_attention"].shared_with == "hams_self_attention"
     assert by_name["hams"].parameters == n_parameters(model.hams[0])  # shared: counted once
     shared = by_name["dcfam_self_attention"]
     assert shared.parameters == 0 and shared.shared_with == "hams_self_attention"
@@ -411,3 +414,13 @@ def test_stem_is_the_official_sum():
         torch.testing.assert_close(model._stem(eeg, torch.tensor([1, N_SUBJECTS])), expected)
         # the subject code is in the residual stream, not only in the keys and values
         assert (model._stem(eeg, torch.tensor([1, 1])) - model._stem(eeg, torch.tensor([2, 2]))).abs().max() > 0
+
+
+def test_first_cross_attention_reuses_the_self_attention_layer():
+    """The official fusion has six attention layers: its first cross-attention is the self-attention layer again."""
+    official = DMF2Mel(tiny(n_cross_layers=6))
+    assert official.cross_attention[0] is official.hams_self_attention is official.dcfam_self_attention
+    assert len({id(layer) for layer in official.cross_attention}) == 6
+    own = DMF2Mel(tiny(n_cross_layers=6, share_first_cross_attention=False))
+    assert own.cross_attention[0] is not own.hams_self_attention
+    assert n_parameters(own) - n_parameters(official) == n_parameters(official.hams_self_attention)
