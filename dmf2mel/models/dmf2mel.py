@@ -60,7 +60,7 @@ class DMF2MelConfig:
     d_model : int, default 64
         Feature size throughout the network.
     n_heads : int, default 2
-        Attention heads of every SplineMap attention and of DC-FAM.
+        Attention heads of every SplineMap attention.
     d_inner : int, default 1024
         Hidden channels of the stem's convolutional feed-forward.
     stem_kernel_size : int, default 9
@@ -69,7 +69,7 @@ class DMF2MelConfig:
         Output dropout of the attentions, dropout of the stem feed-forward and of the convMamba
         feed-forward.
     attn_dropout : float, default 0.1
-        Dropout on attention weights.
+        Dropout on attention weights (SplineMap attention) and on DC-FAM's aggregation weights.
     d_state, d_conv, expand : int, default 128, 4, 2
         Mamba state size, causal conv kernel and expansion.
     d_ff_mamba : int, default 2048
@@ -105,6 +105,8 @@ class DMF2MelConfig:
         Selective-scan backend (see :mod:`dmf2mel.models.scan`).
     dcfam_kernel_size : int, default 3
         Neighbourhood (along time) of DC-FAM's aggregation.
+    dcfam_n_heads : int, default 8
+        Heads of DC-FAM (the official 8; the attentions have ``n_heads``); must divide ``d_model``.
     dcfam_normalise_weights : bool, default True
         Softmax over DC-FAM's neighbourhood weights; False reproduces the official code, which
         leaves them unnormalised.
@@ -160,6 +162,7 @@ class DMF2MelConfig:
     subject_dropout: float = 0.1
     scan_backend: str = "auto"
     dcfam_kernel_size: int = 3
+    dcfam_n_heads: int = 8
     dcfam_normalise_weights: bool = True
     hams_reduction: int = 16
     hams_n_bottleneck_adaf: int = 3
@@ -171,7 +174,7 @@ class DMF2MelConfig:
         positive = (
             "n_chans", "n_mels", "n_subjects", "d_model", "n_heads", "d_inner", "stem_kernel_size",
             "d_state", "d_conv", "expand", "d_ff_mamba", "convmamba_kernel_size", "n_cross_layers",
-            "dcfam_kernel_size", "hams_reduction",
+            "dcfam_kernel_size", "dcfam_n_heads", "hams_reduction",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -184,6 +187,10 @@ class DMF2MelConfig:
         if self.d_model % self.n_heads:
             raise UserError(
                 f"DMF2MelConfig: n_heads={self.n_heads} must divide d_model={self.d_model}"
+            )
+        if self.d_model % self.dcfam_n_heads:
+            raise UserError(
+                f"DMF2MelConfig: dcfam_n_heads={self.dcfam_n_heads} must divide d_model={self.d_model}"
             )
         if self.dcfam_kernel_size % 2 == 0:
             raise UserError(f"DMF2MelConfig.dcfam_kernel_size must be odd, got {self.dcfam_kernel_size}")
@@ -367,9 +374,10 @@ class DMF2Mel(nn.Module):
         self.dcfam = repeated_blocks(
             lambda: DCFAM(
                 d_model=d,
-                n_heads=config.n_heads,
+                n_heads=config.dcfam_n_heads,
                 kernel_size=config.dcfam_kernel_size,
                 normalise_weights=config.dcfam_normalise_weights,
+                attn_dropout=config.attn_dropout,
             ),
             n_dcfam,
             config.share_dcfam,
