@@ -304,21 +304,33 @@ class AGKANLinear(nn.Module):
         Grid intervals of the KAN path (8 for Q and V, 6 for K and the output projection of SplineMap attention).
     n_prototypes : int
         ``S``, the size of the soft codebook (64 Q/V, 32 K, 128 output).
-    gate_bias : float
-        Initial ``b_g``; positive values lean towards the KAN path at initialisation (sigmoid(1) = 0.73).
+    gate_bias : float or None
+        Initial ``b_g``; positive values lean towards the KAN path at initialisation (sigmoid(1) = 0.73). ``None``
+        keeps PyTorch's default initialisation of the gate's bias.
+
+    Notes
+    -----
+    Initialisation as the official ``AGKANLinear``: ``W_c`` orthogonal, ``W_r`` Kaiming-uniform (gain for ReLU), the
+    KAN path as efficient-KAN. :class:`~dmf2mel.models.attention.SplineMapAttention` overrides some of these for its
+    query, key and value projections, as the official code does.
 
     Shapes
     ------
     ``(..., in_features) -> (..., out_features)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float):
+    def __init__(
+        self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float | None
+    ):
         super().__init__()
         self.kan = KANLinear(in_features, out_features, grid_size=grid_size)
         self.gate = nn.Linear(in_features, 1)
-        nn.init.constant_(self.gate.bias, gate_bias)
+        if gate_bias is not None:
+            nn.init.constant_(self.gate.bias, gate_bias)
         self.to_prototypes = nn.Linear(in_features, n_prototypes, bias=False)  # W_c
         self.from_prototypes = nn.Linear(n_prototypes, out_features, bias=False)  # W_r
+        nn.init.orthogonal_(self.to_prototypes.weight)
+        nn.init.kaiming_uniform_(self.from_prototypes.weight)
         self.norm = nn.LayerNorm(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
