@@ -81,7 +81,7 @@ class DMF2MelConfig:
     n_cross_layers : int, default 6
         Cross-attention layers of the fusion chain (see ``CROSS_ATTENTION_CHAIN``), at least 1.
     n_convmamba_repeats : int, default 2
-        Residual applications of convMamba.
+        Applications of convMamba (each but the last with a residual).
     share_hams, share_dcfam, share_convmamba : bool, default True
         One instance applied at every repeat (the official code) instead of one per repeat.
     share_fusion_self_attention : bool, default True
@@ -318,7 +318,8 @@ class DMF2Mel(nn.Module):
        block's output, ``z <- h + block(z)`` (the official loops; the blocks have no residual of their own).
     3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``
        (its first layer is the self-attention layer again, with ``share_first_cross_attention``).
-    4. convMamba, applied repeatedly with a residual.
+    4. convMamba, applied repeatedly; every pass but the last adds its input (official: ``y = m(x) + x``,
+       then ``m(y)``).
     5. Head: Linear ``d_model -> n_mels`` (or ``-> 1`` with ``head="single"``).
 
     Parameters
@@ -444,8 +445,10 @@ class DMF2Mel(nn.Module):
         for block in self.dcfam:
             dcfam_out = h + self._run(block, dcfam_out)
         fused = self._fuse(hams_out, dcfam_out)
-        for block in self.convmamba:
-            fused = fused + block(fused)
+        last = len(self.convmamba) - 1
+        for index, block in enumerate(self.convmamba):
+            # official: every pass but the last adds its input
+            fused = block(fused) + fused if index < last else block(fused)
         return self.head(fused)
 
     def _run(self, block: nn.Module, *inputs: torch.Tensor | None) -> torch.Tensor:

@@ -424,3 +424,18 @@ def test_first_cross_attention_reuses_the_self_attention_layer():
     own = DMF2Mel(tiny(n_cross_layers=6, share_first_cross_attention=False))
     assert own.cross_attention[0] is not own.hams_self_attention
     assert n_parameters(own) - n_parameters(official) == n_parameters(official.hams_self_attention)
+
+
+def test_convmamba_residual_on_every_pass_but_the_last():
+    """The official ``y = m(x) + x; out = m(y)``: the last pass feeds the head without a residual."""
+    torch.manual_seed(12)
+    model = DMF2Mel(tiny(n_convmamba_repeats=2)).eval()
+    calls = []
+    model.convmamba[0].register_forward_hook(lambda module, args, output: calls.append((args[0], output)))
+    head_inputs = []
+    model.head.register_forward_pre_hook(lambda module, args: head_inputs.append(args[0]))
+    with torch.no_grad():
+        model(torch.randn(2, 24, 64), torch.tensor([0, 1]))
+    (first_in, first_out), (second_in, second_out) = calls
+    torch.testing.assert_close(second_in, first_out + first_in)
+    torch.testing.assert_close(head_inputs[0], second_out)
