@@ -439,3 +439,20 @@ def test_convmamba_residual_on_every_pass_but_the_last():
     (first_in, first_out), (second_in, second_out) = calls
     torch.testing.assert_close(second_in, first_out + first_in)
     torch.testing.assert_close(head_inputs[0], second_out)
+
+
+def test_official_comparison_explains_the_total_difference():
+    from dmf2mel.models.summary import OFFICIAL_DMF2MEL_PARAMETERS, official_comparison
+
+    model = DMF2Mel(DMF2MelConfig.paper())
+    rows = {row["module"]: row for row in official_comparison(model)}
+    assert OFFICIAL_DMF2MEL_PARAMETERS == 5_882_522  # "5.88 M"
+    assert sum(row["this book"] for row in rows.values()) == n_parameters(model)
+    assert sum(row["difference"] for row in rows.values()) == n_parameters(model) - OFFICIAL_DMF2MEL_PARAMETERS
+    # everything but HAMS-Net's output projection, DC-FAM's axes and the 10-band head is the official size
+    for module in ("subject conditioning", "stem LayerNorm", "stem attention", "stem feed-forward",
+                   "fusion attention", "convMamba"):  # fmt: skip
+        assert rows[module]["difference"] == 0, module
+    assert rows["HAMS-Net"]["difference"] == 4_160 - 816 - 20
+    assert rows["head"]["difference"] == 650 - 65
+    assert all(row["why"] for row in rows.values() if row["difference"])
