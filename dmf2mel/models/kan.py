@@ -263,10 +263,19 @@ class KANLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """efficient-KAN's initialisation (the official code's): Kaiming-uniform base weights and scales; spline
+        coefficients of the (minimum-norm, least-squares) spline through uniform noise of half-width
+        ``SPLINE_NOISE / (2 * grid_size)`` at the ``grid_size + 1`` grid points of ``grid_range``."""
         nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
         nn.init.kaiming_uniform_(self.spline_scaler, a=math.sqrt(5))
-        bound = self.SPLINE_NOISE / self.grid_size
-        nn.init.uniform_(self.spline_weight, -bound, bound)
+        with torch.no_grad():
+            points = torch.linspace(*self.grid_range, self.grid_size + 1, dtype=torch.float64)
+            noise = (torch.rand(self.grid_size + 1, self.in_features, self.out_features) - 0.5).double()
+            noise *= self.SPLINE_NOISE / self.grid_size
+            bases = b_spline_bases_reference(points[:, None], self.knots().double())  # (points, 1, n_bases)
+            design = bases[:, 0].expand(self.in_features, -1, -1)  # (in, points, n_bases), the same for every input
+            solution = torch.linalg.lstsq(design, noise.transpose(0, 1), driver="gelsd").solution  # (in, n_bases, out)
+            self.spline_weight.copy_(solution.permute(2, 0, 1))
 
     def knots(self) -> torch.Tensor:
         """The extended uniform grid, ``(grid_size + 7,)``."""
