@@ -9,7 +9,7 @@ A KAN layer (efficient-KAN formulation) maps ``x (..., in)`` to
 where ``B_k`` are the ``grid_size + spline_order`` B-spline bases of order ``spline_order`` on a uniform grid over
 ``grid_range`` with ``grid_size`` intervals, extended by ``spline_order`` knots on each side.
 
-Memory. The paper-size model holds 32 such layers (36 applications per forward pass) over batch x time tokens. The textbook Cox–de Boor recursion keeps several
+Memory. The paper-size model holds 28 such layers (36 applications per forward pass) over batch x time tokens. The textbook Cox–de Boor recursion keeps several
 ``(tokens, in, grid_size + 3)`` intermediates per layer alive for the backward pass, which at batch 16 x 640 runs to
 gigabytes. On a uniform grid only four cubic bases are non-zero at any ``x``, with closed-form polynomial weights of
 the fractional position (:func:`uniform_cubic_bases`). :class:`KANLinear` evaluates those four and keeps only its
