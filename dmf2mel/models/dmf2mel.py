@@ -315,7 +315,9 @@ class DMF2Mel(nn.Module):
        (one LayerNorm for ``s`` and ``y``); ``h = c + y + FFN(y)`` with ``FFN`` the convolutional
        feed-forward, which has its own residual (so ``y`` enters twice, as in the official code).
     2. Branches: HAMS-Net and DC-FAM, each applied repeatedly; every repeat adds the branch input ``h`` to the
-       block's output, ``z <- h + block(z)`` (the official loops; the blocks have no residual of their own).
+       block's output, ``z <- h + block(z)``, and the blocks have no residual of their own: one identity path per
+       repeat. (The official DC-FAM loop is this one; the official HAMS-Net adds its input inside the module too,
+       see :mod:`dmf2mel.models.hams`.)
     3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``
        (its first layer is the self-attention layer again, with ``share_first_cross_attention``).
     4. convMamba, applied repeatedly; every pass but the last adds its input (official: ``y = m(x) + x``,
