@@ -48,6 +48,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -79,7 +80,8 @@ DEFAULT_THREADS = 1
 #: Sizes of the benchmark's corpus (:func:`dmf2mel.data.simulate.simulate_corpus`, seed 0): 14 training and 6
 #: held-out subjects, 3 stories of 10 minutes each, so every recording's test part holds six 10 s windows: 252 known
 #: and 108 unknown test windows (the default corpus: 18 and 6), with 42 training recordings (default 18), so an epoch
-#: costs about 2.3 times as much.
+#: costs about 2.3 times as much. Generating it takes minutes (2 subjects of it took 130 s on one core; about 20 minutes
+#: for all 20, estimated).
 BENCHMARK_CORPUS = {"n_subjects": 20, "n_held_out": 6, "minutes": 10.0}
 #: Seed of the bootstrap and the sign flips of the paired comparisons.
 PAIRED_SEED = 0
@@ -427,6 +429,11 @@ def markdown(report: dict) -> str:
             for model, result in comparison["vs_dmf2mel"].items():
                 if model != "linear":
                     lines.append(f"  - {difference_sentence(model, 'dmf2mel', result)}.")
+            widths = [c["ci_high"] - c["ci_low"] for c in (comparison["dmf2mel_vs_linear"],
+                                                             *comparison["vs_dmf2mel"].values()) if c is not None]
+            if widths:
+                lines.append(f"  - Width of the 95 % intervals on {protocol} subjects: median {statistics.median(widths):.4f} "
+                             f"(from {min(widths):.4f} to {max(widths):.4f}).")
     lines += ["", f"Wall-clock time of the whole table: {_fmt(report.get('wall_seconds'), '.0f')} s "
               f"(load average {machine['load_average'][0]:.1f} at the start).", ""]
     return "\n".join(lines)

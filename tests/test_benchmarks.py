@@ -120,6 +120,16 @@ def test_paired_comparisons_on_synthetic_results():
     sentence = quality.difference_sentence("dmf2mel-no-hams", "dmf2mel", result["known"]["vs_dmf2mel"]["dmf2mel-no-hams"])
     assert sentence.startswith("no detectable difference between dmf2mel-no-hams and dmf2mel (Δr = ")
     assert "95% CI" in sentence and "12 subjects x 3/3 seeds" in sentence
+    report.update(budget={"train": {"windows_per_recording": 1, "window_seconds": 10, "batch_size": 8, "lr": 1e-3},
+                          "profile": "quick", "model_preset": "small", "epochs": 1, "val_every": 1, "seeds": [0, 1, 2],
+                          "closed_form": "-", "n_null": 10},
+                  corpus={"preset": "x", "seed": 0, "version": "v", "subjects": ["a"], "held_out": []},
+                  machine={"cpu": "cpu", "cpu_count": 2, "torch": "t", "load_average": [0.0]},
+                  date="today", preset="x")
+    table = quality.markdown(report)
+    assert "- Known subjects: dmf2mel beats linear (" in table
+    assert "no detectable difference between dmf2mel-no-hams and dmf2mel" in table
+    assert "Width of the 95 % intervals on known subjects: median" in table
 
 
 def test_reports_without_per_subject_scores_are_untested_not_ranked():
