@@ -68,7 +68,8 @@ ATTRIBUTION_ROWS = 25
 MEMORY_GUARD_FRACTION = 0.5
 #: Seconds between the parent's RSS polls of a worker.
 POLL_S = 0.5
-#: The official code (batch 2, CPU), as reported to this project: seconds per step and peak GB.
+#: The official code (batch 2, CPU), measured once, separately from these scripts, with a pure-PyTorch selective scan
+#: standing in for mamba-ssm's CUDA kernel: seconds per step and peak GB. Quoted for orientation, not reproduced here.
 OFFICIAL_BATCH2 = {"step_seconds": "7-9", "peak_gb": 8.4}
 
 METHOD = (

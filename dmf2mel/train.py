@@ -299,12 +299,19 @@ def _check_run_folder(run: Path, resume: bool) -> None:
 
 def _epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, proc: _Process) -> list[list[int]]:
     """This process's batches of item indices for ``epoch``: one shuffled order shared by all processes,
-    padded to a multiple of the process count (as DistributedSampler does), then dealt out by rank."""
+    padded to a multiple of the process count (as DistributedSampler does), then dealt out by rank.
+
+    A last incomplete batch is dropped, as the official loader does (``drop_last=True``), unless it is the only
+    batch (a corpus smaller than one batch still trains). Every process has as many items, so all drop alike.
+    """
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
     order = torch.randperm(n_items, generator=generator).tolist()
     order += order[: (-len(order)) % proc.world]
     mine = order[proc.rank :: proc.world]
-    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
 
 
 def validate(

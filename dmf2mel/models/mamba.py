@@ -226,7 +226,7 @@ class ConvMamba(nn.Module):
     ``x = ConvBNReLU(x); x = BiMamba(x); x = x + ½·FFN(x); x = x + ConvBNReLU(x); x = x + ½·FFN(x)``
 
     As in the official code the second convolution and feed-forward are the *same* modules as the
-    first (shared weights); the caller (DMF2Mel) wraps the whole block in a residual.
+    first (shared weights). The caller (DMF2Mel) adds the block's input to its output on every pass but the last.
 
     Parameters
     ----------

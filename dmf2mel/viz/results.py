@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from dmf2mel.data.features import TARGET_SFREQ
 from dmf2mel.errors import UserError
+from dmf2mel.metrics import paired_difference
 from dmf2mel.viz.mel import ZSCORE_RANGE, _heatmap, band_correlations, check_pair, zscore_bands
 from dmf2mel.viz.scores import CHANCE_MARKER, _as_floats
 from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, SERIES_COLORS, TRUE_COLOR
@@ -150,6 +151,30 @@ def significance(result: dict | None) -> str:
     return f"r = {r:.3f}, {where} its chance level of {chance:.3f} (p = {p:.3f})"
 
 
+def per_subject_scores(result: dict | None) -> list[Mapping[str, float]] | None:
+    """Per-subject paper r of a protocol result: one mapping per seed (benchmark rows) or one (a run's metrics).
+
+    None when the result has none (e.g. a benchmark report written before per-subject scores were kept).
+    """
+    if not result:
+        return None
+    seeds = [seed.get("per_subject") for seed in result.get("per_seed", [])]
+    if seeds and all(seeds):
+        return seeds
+    return [result["per_subject"]] if result.get("per_subject") else None
+
+
+def paired_comparison(result: dict | None, reference: dict | None) -> dict | None:
+    """:func:`dmf2mel.metrics.paired_difference` of ``result`` minus ``reference`` (None without per-subject scores)."""
+    a, b = per_subject_scores(result), per_subject_scores(reference)
+    if a is None or b is None:
+        return None
+    try:
+        return paired_difference(a, b)
+    except ValueError:  # no subject in common
+        return None
+
+
 def comparison_sentences(
     results: Mapping[str, Mapping[str, dict | None]],
     reference: str,
@@ -158,10 +183,11 @@ def comparison_sentences(
 ) -> list[str]:
     """Sentences comparing every model with ``reference`` on one protocol (paper metric), best first.
 
-    Each sentence gives the model's r, chance level and p-value and says plainly whether it beats
-    the reference, and when both results carry a standard deviation over seeds (``paper_r_std``, from
-    ``benchmarks/quality.py``), whether the difference is smaller than it. Models not evaluated on the
-    protocol are left out.
+    Each sentence gives the model's r, chance level and p-value and a verdict from the paired comparison
+    (:func:`paired_comparison`, subject by subject on the same test recordings): the model **beats** the reference,
+    or stays below it, only when the 95 % bootstrap interval of the difference excludes 0; otherwise the sentence
+    says there is no detectable difference. Results without per-subject scores get the difference of the means and
+    the remark that it was not tested. Models not evaluated on the protocol are left out.
 
     Parameters
     ----------
@@ -186,19 +212,22 @@ def comparison_sentences(
     sentences = [f"On {protocol} subjects {name(reference)} reaches {significance(ref)}."]
     others = [(m, r[protocol]) for m, r in results.items() if m != reference and (r.get(protocol) or {}).get("paper_r") is not None]
     for model, result in sorted(others, key=lambda item: -item[1]["paper_r"]):
-        difference = result["paper_r"] - ref["paper_r"]
-        if round(difference, 3) == 0:
-            verdict = f"{_capitalised(name(model))} matches {name(reference)} to three decimals"
-        elif difference > 0:
-            verdict = f"**{_capitalised(name(model))} beats {name(reference)}** by {difference:.3f}"
+        model_name, ref_name = _capitalised(name(model)), name(reference)
+        paired = paired_comparison(result, ref)
+        if paired is None:
+            difference = result["paper_r"] - ref["paper_r"]
+            verdict = (f"{model_name} is {abs(difference):.3f} {'above' if difference >= 0 else 'below'} {ref_name} "
+                       "in the mean, untested (no per-subject scores for a paired comparison)")
         else:
-            verdict = f"{_capitalised(name(model))} stays {-difference:.3f} below {name(reference)}"
-        spreads = [x for x in (result.get("paper_r_std"), ref.get("paper_r_std")) if x is not None]
-        noise = ""
-        if spreads and round(difference, 3) != 0 and abs(difference) < max(spreads):
-            noise = (f" (less than the standard deviation between seeds, {max(spreads):.3f}: "
-                     "a difference this small is not a finding)")
-        sentences.append(f"{verdict}{noise}: {significance(result)}.")
+            interval = (f"{paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
+                        f"over {paired['n_subjects']} subjects, p = {paired['p_value']:.3f}")
+            if paired["ci_low"] > 0:
+                verdict = f"**{model_name} beats {ref_name}** ({interval})"
+            elif paired["ci_high"] < 0:
+                verdict = f"{model_name} stays below {ref_name} ({interval})"
+            else:
+                verdict = f"No detectable difference between {name(model)} and {ref_name} ({interval})"
+        sentences.append(f"{verdict}: {significance(result)}.")
     return sentences
 
 
