@@ -75,10 +75,17 @@ def quality_section(reports: dict[str, dict]) -> list[str]:
             f"{b['threads']} torch thread(s)): profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), "
             f"{b['epochs']} epochs of {train['windows_per_recording']} random {train['window_seconds']:g} s windows "
             f"per training recording, batch {train['batch_size']}, Adam lr {train['lr']:g}, best val epoch; "
-            f"seeds {', '.join(map(str, b['seeds']))}. Paired comparison (a model beats another only when the 95 % "
+            f"seeds {', '.join(map(str, b['seeds']))}.{_stale(report)} Paired comparison (a model beats another only when the 95 % "
             f"interval of the subject-by-subject difference excludes 0) - {verdicts}."
         )
     return lines
+
+
+def _stale(report: dict, rerun: str = "make bench-quality") -> str:
+    from dmf2mel.viz.results import stale_results_sentence
+
+    stale = stale_results_sentence(report, rerun)
+    return f" **{stale}**" if stale else ""
 
 
 def speed_section(report: dict) -> list[str]:
@@ -90,7 +97,8 @@ def speed_section(report: dict) -> list[str]:
     lines = [
         f"One training step (forward, paper loss, backward, Adam) on windows of {report['window']} samples, numba scan "
         f"({_day(report['date'])}, {report['machine']['cpu_count']}-core {report['machine']['cpu']}, "
-        f"{report['threads']} torch thread(s), load average {report['machine']['load_average'][0]:.1f} at the start):",
+        f"{report['threads']} torch thread(s), load average {report['machine']['load_average'][0]:.1f} at the start)"
+        f":{_stale(report, 'make bench')}",
         "",
         "| config | params | batch | step (s) | train windows/s | peak RSS (GB) | inference windows/s |",
         "|---|---:|---:|---:|---:|---:|---:|",

@@ -146,3 +146,29 @@ def test_quality_budget_sentence_reads_the_report():
     assert vr.quality_budget_sentence(report) == (
         "`teaching` corpus (6 training subjects, 2 held out); profile `quick`, 3 epochs per gradient-trained model "
         "(early stopping off, best validation epoch kept), seed 0; chance levels from 1000 null draws; run on 2026-11-25.")
+
+
+def test_a_report_from_older_trained_code_says_so(tmp_path):
+    import subprocess
+
+    from dmf2mel.viz import results as res
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (tmp_path / "dmf2mel" / "models").mkdir(parents=True)
+    (tmp_path / "dmf2mel" / "models" / "hams.py").write_text("A = 1\n")
+    (tmp_path / "README.md").write_text("x\n")
+    git("add", "-A")
+    git("commit", "-qm", "measured here")
+    report = {"code": {"commit": git("rev-parse", "HEAD")}}
+    assert res.trained_code_changes(report, tmp_path) == []
+    (tmp_path / "README.md").write_text("y\n")  # not trained code
+    assert res.trained_code_changes(report, tmp_path) == []
+    (tmp_path / "dmf2mel" / "models" / "hams.py").write_text("A = 2\n")
+    assert res.trained_code_changes(report, tmp_path) == ["dmf2mel/models/hams.py"]
+    assert res.trained_code_changes({"code": {"commit": "0" * 40}}, tmp_path) is None
+    assert res.trained_code_changes({}, tmp_path) is None

@@ -11,6 +11,9 @@ quality benchmark): ``paper_r``, ``chance_r``, ``p_value``, ``challenge_r``, ``c
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -246,15 +249,52 @@ def models_above(results: Mapping[str, Mapping[str, dict | None]], reference: st
     return sorted(above, key=lambda model: -scored[model])
 
 
+#: The code a quality report's numbers depend on: a change here since the report's commit makes it stale.
+TRAINED_CODE = ("dmf2mel/models", "dmf2mel/losses.py", "dmf2mel/train.py", "dmf2mel/data/datasets.py")
+
+
+def trained_code_changes(report: dict, root: str | Path | None = None) -> list[str] | None:
+    """The files of :data:`TRAINED_CODE` that changed since the commit a benchmark report was measured at.
+
+    ``[]``: the report measured the code as it is; None: unknown (no git, or the commit is not in this history).
+    """
+    commit = (report.get("code") or {}).get("commit")
+    if not commit:
+        return None
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    try:
+        diff = subprocess.run(["git", "diff", "--name-only", commit, "--", *TRAINED_CODE], cwd=root,
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if diff.returncode != 0:
+        return None
+    return sorted(line for line in diff.stdout.splitlines() if line)
+
+
+def stale_results_sentence(report: dict, rerun: str = "make bench-quality") -> str:
+    """A warning when a report's numbers come from an earlier version of the trained code, else ``""``."""
+    changed = trained_code_changes(report)
+    if not changed:
+        return ""
+    modules = sorted({Path(path).stem for path in changed})
+    return (f"These numbers were measured at commit {report['code']['commit'][:7]}; the trained code has changed "
+            f"since ({', '.join(modules)}), so they describe the model as it was then, not as it is now "
+            f"(rerun `{rerun}`).")
+
+
 def quality_budget_sentence(report: dict) -> str:
-    """What a quality benchmark report (``benchmarks/results/quality_<preset>.json``) trained, and how long."""
+    """What a quality benchmark report (``benchmarks/results/quality_<preset>.json``) trained, and how long, with a
+    warning when the trained code has changed since (:func:`stale_results_sentence`)."""
     budget, corpus = report["budget"], report["corpus"]
     n_train = len(corpus["subjects"]) - len(corpus["held_out"])
     seeds = ", ".join(map(str, budget["seeds"]))
-    return (f"`{report['preset']}` corpus ({n_train} training subjects, {len(corpus['held_out'])} held out); profile "
+    text = (f"`{report['preset']}` corpus ({n_train} training subjects, {len(corpus['held_out'])} held out); profile "
             f"`{budget['profile']}`, {budget['epochs']} epochs per gradient-trained model (early stopping off, best "
             f"validation epoch kept), seed{'s' if len(budget['seeds']) > 1 else ''} {seeds}; chance levels from "
             f"{budget['n_null']} null draws; run on {report['date'][:10]}.")
+    stale = stale_results_sentence(report)
+    return f"{text} **{stale}**" if stale else text
 
 
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
