@@ -243,7 +243,10 @@ def worker(spec: dict) -> dict:
     """Measure one configuration (runs in its own process); returns the numbers as a dict."""
     import torch
 
+    from dmf2mel.models import dropout
+
     set_threads(spec.get("threads"))
+    dropout.set_backend(spec.get("dropout", "numba"))
     model, optimizer, loss_fn, inputs = build(spec["preset"], spec["backend"], spec["batch"], spec["window"])
     result = {
         "params": sum(p.numel() for p in model.parameters()),
@@ -387,7 +390,7 @@ def code_state() -> dict:
     }
 
 
-def configurations(presets, batches, backends, window, repeats, attribute, threads=None) -> list[dict]:
+def configurations(presets, batches, backends, window, repeats, attribute, threads=None, dropout="numba") -> list[dict]:
     """Every (preset, batch, backend) to measure, cpu backend first (the default on the CPU)."""
     specs = []
     for backend in backends:
@@ -400,6 +403,7 @@ def configurations(presets, batches, backends, window, repeats, attribute, threa
                     "backend": backend,
                     "repeats": repeats,
                     "threads": threads,
+                    "dropout": dropout,
                     "attribute": attribute and backend == "cpu" and batch == max(batches),
                 })
     return specs
@@ -478,7 +482,8 @@ def _key(row: dict) -> tuple:
 
 
 def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repeats=1, attribute=True,
-        timeout_s=1800.0, max_rss_mb=None, progress=True, out=None, reuse=False, threads=None) -> dict:
+        timeout_s=1800.0, max_rss_mb=None, progress=True, out=None, reuse=False, threads=None,
+        dropout="numba") -> dict:
     """Measure every configuration (one subprocess each) and return the report.
 
     Parameters
@@ -497,6 +502,9 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
         Write the report there after every configuration (a long run killed midway keeps what it measured).
     threads : int, optional
         torch threads of every worker (default: the package's policy, :func:`dmf2mel.threads.configure`).
+    dropout : {"numba", "torch"}
+        Who draws the dropout masks (:mod:`dmf2mel.models.dropout`); ``"torch"`` is the path before the numba
+        masks, for a before/after comparison.
     reuse : bool
         Keep the rows of ``out`` that were measured (status ok) with the same window and repeats, and measure
         only the rest (finish a run that was cut short).
@@ -510,6 +518,7 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
         "window": window,
         "repeats": repeats,
         "threads": threads,
+        "dropout": dropout,
         "method": METHOD,
         "official_batch2": OFFICIAL_BATCH2,
         "rows": [],
@@ -517,9 +526,10 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     done = {}
     if reuse and out is not None and out.is_file():
         old = json.loads(out.read_text(encoding="utf-8"))
-        if (old.get("window"), old.get("repeats"), old.get("threads")) == (window, repeats, threads):
+        if (old.get("window"), old.get("repeats"), old.get("threads"), old.get("dropout", "torch")) == (
+                window, repeats, threads, dropout):
             done = {_key(row): row for row in old["rows"] if row.get("status") == "ok"}
-    for spec in configurations(presets, batches, backends, window, repeats, attribute, threads):
+    for spec in configurations(presets, batches, backends, window, repeats, attribute, threads, dropout):
         row = {key: spec[key] for key in ("preset", "batch", "window", "backend")}
         if _key(row) in done:
             report["rows"].append(done[_key(row)])
@@ -572,6 +582,8 @@ def main(argv=None) -> None:
                         help=f"kill a worker past this RSS (default: {MEMORY_GUARD_FRACTION:g} x the available memory)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_speed.json")
     parser.add_argument("--threads", type=int, help="torch threads per worker (default: the cores other programs leave free)")
+    parser.add_argument("--dropout", choices=("numba", "torch"), default="numba",
+                        help="who draws the dropout masks (torch: the path before the numba masks)")
     parser.add_argument("--reuse", action="store_true", help="keep the configurations already measured in --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -580,7 +592,7 @@ def main(argv=None) -> None:
         return
     max_rss_mb = None if args.max_rss_gb is None else args.max_rss_gb * 1024
     report = run(args.presets, args.batches, args.backends, args.window, args.repeats, args.attribute, args.timeout,
-                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads)
+                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads, dropout=args.dropout)
     print(json.dumps(report["target"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     if args.out.resolve() == (RESULTS_DIR / "train_speed.json").resolve():

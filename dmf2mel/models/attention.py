@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmf2mel.models.dropout import Dropout, dropout
 from dmf2mel.models.kan import AGKANLinear
 
 
@@ -90,7 +91,7 @@ class SplineMapAttention(nn.Module):
         self.key_proj = _projection(d_model, KEY, use_splinemap)
         self.value_proj = _projection(d_model, VALUE, use_splinemap)
         self.out_proj = _projection(d_model, OUTPUT, use_splinemap)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if use_splinemap:
             self._init_projections()
 
@@ -117,8 +118,9 @@ class SplineMapAttention(nn.Module):
         query : (batch, time, d_model)
         key_value : (batch, source_time, d_model) or None
         return_weights : bool
-            Also return the attention weights (before attention dropout). Computes attention explicitly instead of
-            with the fused ``scaled_dot_product_attention``; the output is the same.
+            Also return the attention weights (before attention dropout). Attention is computed explicitly (as it
+            is anyway while training with attention dropout) instead of with the fused
+            ``scaled_dot_product_attention``; the output is the same.
 
         Returns
         -------
@@ -131,11 +133,13 @@ class SplineMapAttention(nn.Module):
         k = self._split_heads(self.key_proj(normed_source))
         v = self._split_heads(self.value_proj(normed_source))
         drop = self.attn_dropout if self.training else 0.0
-        if return_weights:
-            weights = torch.softmax(q @ k.transpose(-2, -1) / self.head_size**0.5, dim=-1)
-            attended = F.dropout(weights, drop, self.training) @ v
+        if return_weights or drop > 0.0:
+            # explicit, as scaled_dot_product_attention computes it on a CPU when it drops weights, but with the
+            # cheaper masks of dmf2mel.models.dropout
+            weights = torch.softmax((q * self.head_size**-0.5) @ k.transpose(-2, -1), dim=-1)
+            attended = dropout(weights, drop, self.training) @ v
         else:
-            attended = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+            attended = F.scaled_dot_product_attention(q, k, v)
         batch, _, time, _ = attended.shape
         merged = attended.transpose(1, 2).reshape(batch, time, self.d_model)
         out = query + self.dropout(self.out_proj(merged))

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmf2mel.models.dropout import Dropout
+
 # The dynamic feature adjustment starts by damping its branch to a tenth, so both branches begin as small corrections.
 ADJUSTMENT_SCALE_INIT = 0.1
 QKV_DEPTHWISE_TAPS = 3  # as Restormer: each of q, k, v sees one step either side before the branches
@@ -150,7 +152,7 @@ class DCFAM(nn.Module):
         self.foreground_weights = nn.Conv1d(d_model, n_heads * kernel_size, kernel_size=1)
         self.background_weights = nn.Conv1d(d_model, n_heads * kernel_size, kernel_size=1)
         self.value_proj = nn.Conv1d(d_model, d_model, kernel_size=1)
-        self.weight_dropout = nn.Dropout(attn_dropout)
+        self.weight_dropout = Dropout(attn_dropout)
 
     def neighbourhood_weights(self, predictor: nn.Conv1d, features: torch.Tensor) -> torch.Tensor:
         """(batch, d_model, time) -> (batch, n_heads, kernel_size, time) weights over each step's neighbourhood."""

@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.models.attention import SplineMapAttention
 from dmf2mel.models.dcfam import DCFAM
+from dmf2mel.models.dropout import Dropout
 from dmf2mel.models.hams import HAMSNet
 from dmf2mel.models.mamba import ConvMamba
 from dmf2mel.models.scan import BACKENDS
@@ -289,7 +290,7 @@ class ConvFeedForward(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.expand = nn.Conv1d(d_model, d_inner, kernel_size, padding="same")
         self.contract = nn.Conv1d(d_inner, d_model, kernel_size=1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, d_model) -> (batch, time, d_model)."""

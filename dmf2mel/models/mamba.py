@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dmf2mel.models.dropout import Dropout
 from dmf2mel.models.scan import BACKENDS, selective_scan
 
 #: dt_rank="auto" gives ceil(d_model / DT_RANK_DIVISOR), as mamba_ssm does.
@@ -212,7 +213,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.expand = nn.Linear(d_model, d_ff)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.contract = nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

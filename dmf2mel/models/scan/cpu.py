@@ -65,6 +65,12 @@ class _NumbaThreads:
         numba.set_num_threads(self.previous)
 
 
+def numba_threads() -> _NumbaThreads:
+    """A context in which numba's parallel loops run on as many threads as torch uses (shared by the numba kernels
+    of the package: this scan and :mod:`dmf2mel.models.dropout`)."""
+    return _NumbaThreads()
+
+
 class SelectiveScanCPU(torch.autograd.Function):
     """Selective scan with numba forward and backward kernels (see the module docstring)."""
 
