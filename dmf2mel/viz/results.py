@@ -277,9 +277,9 @@ def stale_results_sentence(report: dict, rerun: str = "make bench-quality") -> s
     changed = trained_code_changes(report)
     if not changed:
         return ""
-    modules = sorted({Path(path).stem for path in changed})
-    return (f"These numbers were measured at commit {report['code']['commit'][:7]}; the trained code has changed "
-            f"since ({', '.join(modules)}), so they describe the model as it was then, not as it is now "
+    commit = report["code"]["commit"][:7]
+    return (f"These numbers were measured at commit {commit}; the trained code has changed since "
+            f"(`git diff {commit} -- dmf2mel/models`), so they describe the model as it was then, not as it is now "
             f"(rerun `{rerun}`).")
 
 
