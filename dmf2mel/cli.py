@@ -1,4 +1,4 @@
-"""The command line: ``python -m dmf2mel {simulate,inspect,train,evaluate,predict} ...``.
+"""The command line: ``python -m dmf2mel {simulate,inspect,split,preprocess,train,evaluate,predict} ...``.
 
 User errors (:class:`dmf2mel.errors.UserError`: a bad argument, a missing or malformed file) are
 printed as one paragraph without a traceback and exit with status 2. Anything else is a bug and
@@ -32,12 +32,20 @@ def _add_simulate(subparsers) -> None:
     parser.add_argument("--stories", type=int, dest="n_stories", help="number of stimuli")
     parser.add_argument("--minutes", type=float, help="length of each stimulus in minutes")
     parser.add_argument("--stimuli", dest="stimuli_dir", help="a folder of audio files to use as stimuli")
+    parser.add_argument(
+        "--raw", action="store_true",
+        help="write the raw level instead: a BIDS dataset like SparrKULee's (BioSemi .bdf.gz at 1024 Hz with triggers, "
+        "events.tsv, stimuli/eeg/*.npz.gz and their trigger files, the noise-free response under derivatives/)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run_simulate)
 
 
 def _run_simulate(args) -> int:
     from dmf2mel.data.simulate import simulate_corpus
+
+    if args.raw:
+        return _run_simulate_raw(args)
 
     out = simulate_corpus(
         args.out,
@@ -51,6 +59,19 @@ def _run_simulate(args) -> int:
         progress=not args.quiet,
     )
     print(f"wrote the {args.preset} corpus (seed {args.seed}) to {out}")
+    return 0
+
+
+def _run_simulate_raw(args) -> int:
+    from dmf2mel.data.simulate_raw import simulate_raw_corpus
+
+    if args.stimuli_dir is not None or args.n_held_out is not None:
+        raise UserError("simulate --raw: --stimuli and --held-out apply to the split_data corpus only")
+    out = simulate_raw_corpus(
+        args.out, preset=args.preset, seed=args.seed, n_subjects=args.n_subjects, n_stories=args.n_stories,
+        minutes=args.minutes, progress=not args.quiet,
+    )
+    print(f"wrote the raw {args.preset} corpus (seed {args.seed}) as a BIDS dataset to {out}")
     return 0
 
 
@@ -90,6 +111,66 @@ def _run_inspect(args) -> int:
     return 0
 
 
+def _add_split(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "split",
+        help="split the release's preprocessed level (derivatives/) into split_data, as the challenge does",
+        description="Cut every recording of DERIVATIVES_DIR/preprocessed_eeg (with its envelope and mel from "
+        "DERIVATIVES_DIR/preprocessed_stimuli) into train/val/test parts of 80/10/10 % and write them in the "
+        "split_data layout, exactly as the challenge's split_and_normalize.py does (unnormalised; SplitData "
+        "z-scores each recording with its train part when it reads).",
+    )
+    parser.add_argument("derivatives", metavar="DERIVATIVES_DIR", help="folder with preprocessed_eeg/ and preprocessed_stimuli/")
+    parser.add_argument("--out", required=True, help="the split_data folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace files that already exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_split)
+
+
+def _run_split(args) -> int:
+    from dmf2mel.data.derivatives import split_derivatives
+
+    written = split_derivatives(args.derivatives, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def _add_preprocess(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "preprocess",
+        help="preprocess the raw SparrKULee BIDS recordings into the derivatives level (with MWF)",
+        description="Run the SparrKULee preprocessing on every BIDS_ROOT/sub-*/ses-*/eeg/*_eeg.bdf(.gz): 64 channels "
+        "in microvolts, 0.5 Hz first-order zero-phase high-pass, artifact interpolation, alignment with the stimulus "
+        "by its triggers, multichannel Wiener filter eye-artifact removal, common average reference, 64 Hz; and the "
+        "mel and envelope of every stimulus at 64 Hz. Writes OUT/preprocessed_eeg and OUT/preprocessed_stimuli "
+        "(then: python -m dmf2mel split OUT --out SPLIT_DIR). A recording that fails is reported and skipped; the "
+        "command then exits with status 1.",
+    )
+    parser.add_argument("bids_root", metavar="BIDS_ROOT", help="root of the raw BIDS dataset (sub-*/, stimuli/)")
+    parser.add_argument("--out", required=True, help="the derivatives folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="redo recordings whose output exists (default: skip them)")
+    parser.add_argument("--no-mwf", dest="mwf", action="store_false", help="skip the MWF eye-artifact removal")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run_preprocess)
+
+
+def _run_preprocess(args) -> int:
+    from tqdm.auto import tqdm
+
+    from dmf2mel.data.raw import preprocess_bids
+
+    result = preprocess_bids(
+        args.bids_root, args.out, overwrite=args.overwrite, use_mwf=args.mwf, progress=not args.quiet,
+        report=lambda line: tqdm.write(line, file=sys.stderr),
+    )
+    print(f"wrote {len(result.written)} files to {args.out}"
+          + (f"; {len(result.skipped)} outputs already there were kept (--overwrite redoes them)" if result.skipped else ""))
+    if result.failed:
+        print(f"error: {len(result.failed)} recording(s) failed (listed above) and were skipped", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dmf2mel",
@@ -98,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(subparsers)
     _add_inspect(subparsers)
+    _add_split(subparsers)
+    _add_preprocess(subparsers)
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_predict_parser(subparsers)

@@ -17,15 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, load_model
+from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, load_model, read_config
 from dmf2mel.data.datasets import SubjectIndex, sequential_spans
-from dmf2mel.data.sparrkulee import Recording, SplitData, read_challenge_subject, write_predictions
+from dmf2mel.data.sparrkulee import (
+    ChallengeSubject,
+    Recording,
+    SplitData,
+    challenge_subject_id,
+    find_challenge_subjects,
+    read_challenge_subject,
+    write_predictions,
+)
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction, challenge_metric, paper_metric
@@ -217,6 +225,64 @@ def evaluate_run(
     return results
 
 
+class SubjectPrediction(NamedTuple):
+    """What ``predict`` wrote for one test-set subject."""
+
+    subject: str
+    path: Path
+    known: bool
+    n_segments: int
+
+
+def predict_subjects(
+    run: str | Path,
+    subjects: Sequence[ChallengeSubject],
+    out_dir: str | Path,
+    device: str = "cpu",
+) -> list[SubjectPrediction]:
+    """Write the challenge submission ``OUT/sub-XXX.json`` ``{segment_id: mel (time, n_mels)}`` of each subject.
+
+    Every subject's files are read and checked before anything is written, so a bad file leaves
+    ``out_dir`` as it was. Each EEG segment is z-scored per channel over its own samples (a test
+    segment has no train part to take statistics from) and predicted with the subject's id if the
+    run was trained on that subject, else with the unknown-subject conditioning (``known`` False).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: expected a folder, found a file")
+    config, model = load_model(run, BEST_CHECKPOINT, device)
+    n_chans = config["data"]["n_chans"]
+    for entry in subjects:
+        read_challenge_subject(entry.eeg_npz, entry.mapping_json, n_chans=n_chans)
+    index = SubjectIndex(config["data"]["subjects"])
+    written = []
+    for entry in subjects:
+        segments = read_challenge_subject(entry.eeg_npz, entry.mapping_json, n_chans=n_chans)
+        predictions = {}
+        for segment_id, eeg in segments.items():
+            std = eeg.std(axis=0)
+            eeg = (eeg - eeg.mean(axis=0)) / np.where(std > 0, std, 1.0)
+            predictions[segment_id] = predict_recording(model, eeg, index[entry.subject], config["data"]["window"], device)
+        path = write_predictions(out_dir / f"{entry.subject}.json", predictions, n_mels=config["data"]["n_mels"])
+        written.append(SubjectPrediction(entry.subject, path, entry.subject in index, len(predictions)))
+    return written
+
+
+def challenge_files(eeg_npz: str | Path, mapping_json: str | Path) -> ChallengeSubject:
+    """One subject given by its two files; the subject id comes from the mapping file's name.
+
+    The EEG archive must belong to the same subject: ``sub-XXX_eeg.npz`` as released (or ``sub-XXX.npz``).
+    """
+    subject = challenge_subject_id(mapping_json)
+    eeg_npz = Path(eeg_npz)
+    if eeg_npz.name not in (f"{subject}_eeg.npz", f"{subject}.npz"):
+        raise DataError(
+            f"{eeg_npz}: expected the EEG of {subject} (named {subject}_eeg.npz, as {Path(mapping_json).name} "
+            f"names the subject), found the name {eeg_npz.name!r}"
+        )
+    return ChallengeSubject(subject, eeg_npz, Path(mapping_json))
+
+
 def predict_challenge(
     run: str | Path,
     eeg_npz: str | Path,
@@ -224,22 +290,12 @@ def predict_challenge(
     out_dir: str | Path,
     device: str = "cpu",
 ) -> Path:
-    """Write the challenge submission of one subject: ``OUT/sub-XXX.json`` ``{segment_id: mel}``.
+    """Write the challenge submission of one subject, ``OUT/sub-XXX.json``; returns its path.
 
-    Each EEG segment is z-scored per channel over its own samples (a test segment has no train
-    part to take statistics from) and predicted with the subject's id if the run was trained on
-    that subject (named by the ``.npz`` file), else with the unknown-subject conditioning.
+    The subject id comes from the mapping file's name (``sub-XXX_mapping.json``); see
+    :func:`predict_subjects`.
     """
-    config, model = load_model(run, BEST_CHECKPOINT, device)
-    segments = read_challenge_subject(eeg_npz, mapping_json, n_chans=config["data"]["n_chans"])
-    subject = Path(eeg_npz).stem
-    subject_id = SubjectIndex(config["data"]["subjects"])[subject]
-    predictions = {}
-    for segment_id, eeg in segments.items():
-        std = eeg.std(axis=0)
-        eeg = (eeg - eeg.mean(axis=0)) / np.where(std > 0, std, 1.0)
-        predictions[segment_id] = predict_recording(model, eeg, subject_id, config["data"]["window"], device)
-    return write_predictions(Path(out_dir) / f"{subject}.json", predictions, n_mels=config["data"]["n_mels"])
+    return predict_subjects(run, [challenge_files(eeg_npz, mapping_json)], out_dir, device)[0].path
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -294,15 +350,19 @@ def run_evaluate(args) -> int:
 
 
 def add_predict_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``predict``: the challenge submission JSON of one subject."""
+    """Register ``predict``: the challenge submission, one JSON per subject."""
     parser = subparsers.add_parser(
         "predict",
-        help="predict the mel of challenge test segments (sub-XXX.npz + sub-XXX_mapping.json)",
-        description="Write OUT/sub-XXX.json = {segment_id: mel (time x 10)} with RUN/best.pt.",
+        help="predict the mel of the challenge test segments (TASK2_regression, or one subject's two files)",
+        description="Write OUT/sub-XXX.json = {segment_id: mel (time x 10)} with RUN/best.pt, for every subject of "
+        "the challenge test set (--test-folder TASK2_regression: sub-XXX_mapping.json with "
+        "preprocessed_eeg/sub-XXX_eeg.npz) or for one subject (--eeg and --mapping). The subject id comes from "
+        "the mapping file's name; a subject the run was not trained on is decoded as an unknown subject.",
     )
     parser.add_argument("--run", required=True, help="the run folder")
-    parser.add_argument("--eeg", required=True, help="sub-XXX.npz of EEG segments")
-    parser.add_argument("--mapping", required=True, help="sub-XXX_mapping.json")
+    parser.add_argument("--test-folder", help="the challenge's TASK2_regression folder (every subject in it)")
+    parser.add_argument("--eeg", help="one subject: sub-XXX_eeg.npz of EEG segments")
+    parser.add_argument("--mapping", help="one subject: sub-XXX_mapping.json")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.set_defaults(func=run_predict)
@@ -311,6 +371,15 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_predict(args) -> int:
     """``python -m dmf2mel predict``."""
-    path = predict_challenge(args.run, args.eeg, args.mapping, args.out, device=args.device)
-    print(f"wrote {path}")
+    single = args.eeg is not None or args.mapping is not None
+    if (args.test_folder is None) == (not single) or (single and (args.eeg is None or args.mapping is None)):
+        raise UserError("predict: give either --test-folder TASK2_DIR, or both --eeg and --mapping (one subject)")
+    read_config(args.run)  # a missing run is the first thing to report
+    if args.test_folder is not None:
+        subjects = find_challenge_subjects(args.test_folder)
+    else:
+        subjects = [challenge_files(args.eeg, args.mapping)]
+    for result in predict_subjects(args.run, subjects, args.out, device=args.device):
+        note = "" if result.known else f" ({result.subject} is not a training subject of the run: decoded as an unknown subject)"
+        print(f"wrote {result.path}: {result.n_segments} segments{note}")
     return 0
