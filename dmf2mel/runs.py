@@ -248,8 +248,9 @@ def cached_run(
 
     Parameters
     ----------
-    model : {"dmf2mel", "linear", "cnn", "vlaai"}
-        Which model to train (:data:`dmf2mel.checkpoint.MODELS`).
+    model : str
+        Which model to train: a name in :data:`dmf2mel.models.registry.MODELS` (``"dmf2mel"``, ``"linear"``,
+        ``"cnn"``, ``"vlaai"``, an ablation such as ``"dmf2mel-no-mamba"``).
     preset : {"teaching", "sparrkulee"}
         The built-in corpus to train on (ignored when ``data`` is given).
     profile : {"quick", "paper"}

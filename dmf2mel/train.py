@@ -49,10 +49,8 @@ from dmf2mel.checkpoint import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
     LAST_CHECKPOINT,
-    MODELS,
-    build_model,
     load_checkpoint,
-    model_spec,
+    model_from_config,
     read_config,
     rng_state,
     save_checkpoint,
@@ -63,6 +61,7 @@ from dmf2mel.checkpoint import (
 from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
 from dmf2mel.errors import UserError
+from dmf2mel.models.registry import MODELS, model_spec
 from dmf2mel.threads import ThreadGovernor
 from dmf2mel.threads import configure as configure_threads
 from dmf2mel.evaluate import (
@@ -355,7 +354,7 @@ class _Trainer:
         if not self.train_recs or not self.val_recs:
             raise UserError(f"{data.folder}: the training subjects need both train and val parts")
         _seed(self.seed)
-        self.model = build_model(config, proc.device)
+        self.model = model_from_config(config, proc.device)
         self.history: list[dict] = []
         self.epoch = 0
         self.best_val_r = -math.inf
@@ -546,8 +545,8 @@ def train(
     run : path
         The run folder: new or empty, or an existing run with ``resume=True``.
     model : str, optional
-        A name in :data:`dmf2mel.checkpoint.MODELS`: ``"dmf2mel"``, ``"cnn"``, ``"vlaai"``, ``"linear"`` or an
-        ablation such as ``"dmf2mel-no-mamba"`` (:data:`~dmf2mel.checkpoint.ABLATIONS`). Default: ``"dmf2mel"``
+        A name in :data:`dmf2mel.models.registry.MODELS`: ``"dmf2mel"``, ``"cnn"``, ``"vlaai"``, ``"linear"`` or an
+        ablation such as ``"dmf2mel-no-mamba"`` (:data:`~dmf2mel.models.registry.ABLATIONS`). Default: ``"dmf2mel"``
         (on resume: the run's model).
     profile : {"quick", "paper"}, optional
         Default: ``"quick"`` (on resume: the run's profile).
