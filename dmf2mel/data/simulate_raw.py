@@ -42,6 +42,7 @@ import numpy as np
 import scipy.signal
 from tqdm.auto import tqdm
 
+from dmf2mel import cache
 from dmf2mel.data import raw as rawchain
 from dmf2mel.data import simulate
 from dmf2mel.data.derivatives import preprocessed_eeg_name
@@ -236,7 +237,7 @@ def simulate_raw_corpus(
                     bar.update()
         save_json(root / MARKER_FILE, {"generator": "dmf2mel.data.simulate_raw", "preset": preset, "seed": seed,
                                        "subjects": subjects, "stimuli": stories, "sfreq": RAW_SFREQ})
-        simulate._replace_folder(root, out)
+        cache.replace_folder(root, out)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return out
