@@ -1,6 +1,6 @@
 """The trainer: DMF2Mel and the baselines, with model selection on val, checkpoints, resume and DDP.
 
-Protocol (DESIGN.md, "Protocols and metrics"): train on the *train* parts of every training subject,
+Protocol (``book/architecture.md``, "From split_data to scores"): train on the *train* parts of every training subject,
 validate on their *val* parts (Pearson r, the paper metric without its null) to keep the best epoch
 and to stop early, and touch the *test* parts only once, at the end, through
 :func:`dmf2mel.evaluate.evaluate_run`. Held-out subjects (the unknown-subject protocol) are never

@@ -1,4 +1,4 @@
-"""DMF2Mel and its building blocks, one module per file (see ``shared/ARCHITECTURE.md``).
+"""DMF2Mel and its building blocks, one module per file (the book's appendix ``book/architecture.md`` maps them).
 
 >>> from dmf2mel.models import DMF2Mel, DMF2MelConfig, summary
 >>> model = DMF2Mel(DMF2MelConfig.small(n_subjects=10))

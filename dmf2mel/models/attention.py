@@ -1,6 +1,6 @@
 """SplineMap attention: multi-head attention whose Q, K, V and output projections are AGKAN layers.
 
-Implements DMF2Mel's SplineMap attention (ARCHITECTURE.md, "SplineMap attention and AGKAN"), used in the stem
+Implements DMF2Mel's SplineMap attention (``book/architecture.md``, "SplineMap attention and AGKAN"), used in the stem
 (self-attention) and in the fusion of the HAMS-Net and DC-FAM branches (self- and cross-attention).
 """
 

@@ -1,6 +1,6 @@
 """DC-FAM: Dynamic Contrastive Feature Aggregation Module (foreground / background separation).
 
-Implements DMF2Mel's DC-FAM (ARCHITECTURE.md, "DC-FAM"). A local convolutional view ("foreground": speech-related
+Implements DMF2Mel's DC-FAM (``book/architecture.md``). A local convolutional view ("foreground": speech-related
 features) and a global channel-attention view ("background": noise) each predict, per time step and head, weights
 over a small neighbourhood of the values in time; both weightings are applied to the values and added.
 

@@ -1,8 +1,8 @@
 """DMF2Mel, assembled: stem, HAMS-Net and DC-FAM branches, SplineMap fusion, convMamba, mel head.
 
 Fan et al., "DMF2Mel: A Dynamic Multiscale Fusion Network for EEG-Driven Mel Spectrogram
-Reconstruction", ACM MM 2025 (arXiv 2507.07526). The flow follows ``shared/ARCHITECTURE.md``
-("Overall flow"); :class:`DMF2MelConfig` holds every size, repeat count, weight-sharing choice and
+Reconstruction", ACM MM 2025 (arXiv 2507.07526). The flow is described in the book's appendix
+``book/architecture.md`` ("The model"); :class:`DMF2MelConfig` holds every size, repeat count, weight-sharing choice and
 ablation switch, with the official sizes in :meth:`DMF2MelConfig.paper`.
 
 Input EEG is time-major, ``(batch, time, n_chans)``, at 64 Hz; the output is the mel spectrogram

@@ -1,6 +1,6 @@
 """HAMS-Net: Hierarchical Attention-guided Multi-Scale network, a U-Net over time with ADAF attention blocks.
 
-Implements DMF2Mel's HAMS-Net and its ADAF block (ARCHITECTURE.md, "HAMS-Net"). Sizes derive from the input length:
+Implements DMF2Mel's HAMS-Net and its ADAF block (``book/architecture.md``). Sizes derive from the input length:
 the input is padded to a multiple of 8 (three stride-2 stages) and cropped back, so any length works. The official
 code hard-codes 640 / 320 / 160 and computes three sigmoid side outputs it never uses; they are left out here.
 
