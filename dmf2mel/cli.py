@@ -2,7 +2,8 @@
 
 User errors (:class:`dmf2mel.errors.UserError`: a bad argument, a missing or malformed file) are
 printed as one paragraph without a traceback and exit with status 2. Anything else is a bug and
-keeps its traceback.
+keeps its traceback. The library names arguments as Python does (``n_held_out``, ``resume=True``);
+the messages printed here name the command's flags instead (``--held-out``, ``--resume``).
 """
 
 from __future__ import annotations
@@ -187,14 +188,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Python parameters whose flag has another name than the argparse destination.
+_PARAMETER_FLAGS = {"out_dir": "--out", "data_folder": "--data"}
+
+
+def _flags(parser: argparse.ArgumentParser, command: str) -> tuple[dict[str, str], set[str]]:
+    """The flags of ``command`` by Python parameter name, and the names of its on/off flags."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags, switches = dict(_PARAMETER_FLAGS), set()
+    for action in subparsers.choices[command]._actions:
+        long_names = [name for name in action.option_strings if name.startswith("--") and name != "--help"]
+        if long_names:
+            flags[action.dest] = long_names[0]
+            if action.nargs == 0:
+                switches.add(action.dest)
+    return flags, switches
+
+
+def error_message(error: UserError, flags: dict[str, str], switches: set[str] = frozenset()) -> str:
+    """``error``'s message with the Python names of arguments replaced by the command's flags.
+
+    ``"n_held_out must be ..."`` -> ``"--held-out must be ..."`` (the parameter the error names, at the start of
+    its message); ``"resume=True continues it"`` -> ``"--resume continues it"`` (on/off flags anywhere).
+    """
+    message = str(error)
+    name = error.parameter
+    if name in flags and message.startswith(name) and not message[len(name):][:1].isidentifier():
+        message = flags[name] + message[len(name):]
+    for dest in switches:
+        message = message.replace(f"{dest}=True", flags[dest])
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.command != "inspect":
             threads.configure()  # the cores other programs leave free (dmf2mel.threads)
         return args.func(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_message(err, *_flags(parser, args.command))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

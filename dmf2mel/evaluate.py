@@ -38,6 +38,7 @@ from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction, challenge_metric, paper_metric
 from dmf2mel.threads import configure as configure_threads
+from dmf2mel.validation import check_folder
 
 #: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
 SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
@@ -204,7 +205,10 @@ def evaluate_run(
     held = list(config["data"]["held_out"]) if held_out is None else list(held_out)
     trained_on = sorted(set(held) & set(index.subjects))
     if trained_on:
-        raise UserError(f"--held-out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw")
+        raise UserError(
+            f"held_out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw",
+            parameter="held_out",
+        )
 
     results: dict = {}
     known = data.recordings_in("test", subjects=index.subjects)
@@ -247,9 +251,7 @@ def predict_subjects(
     segment has no train part to take statistics from) and predicted with the subject's id if the
     run was trained on that subject, else with the unknown-subject conditioning (``known`` False).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: expected a folder, found a file")
+    out_dir = check_folder("out_dir", out_dir)
     config, model = load_model(run, BEST_CHECKPOINT, device)
     n_chans = config["data"]["n_chans"]
     for entry in subjects:

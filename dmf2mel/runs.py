@@ -62,6 +62,7 @@ from dmf2mel.evaluate import open_data_for, predict_recordings
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction
 from dmf2mel.train import PROFILES, train
+from dmf2mel.validation import check_option
 
 #: Epochs of the ``quick`` profile the book's chapters train (its default; ~2 min for DMF2Mel on the
 #: teaching corpus on one CPU thread).
@@ -104,8 +105,7 @@ def run_identity(data: str | Path, model: str, profile: str, epochs: int | None,
         None: the profile's number of epochs.
     seed : int
     """
-    if profile not in PROFILES:
-        raise UserError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    check_option("profile", profile, PROFILES)
     data = Path(data).resolve()
     metadata_file = data / "dmf2mel_corpus.json"
     corpus_version = None
@@ -365,8 +365,7 @@ class RunPredictions:
         -------
         (time, n_mels) float64 array
         """
-        if which not in ("pred", "true"):
-            raise UserError(f"which must be 'pred' or 'true', got {which!r}")
+        check_option("which", which, ("pred", "true"))
         recordings = self.by_recording()
         if (subject, stimulus) not in recordings:
             raise UserError(f"no test prediction for {subject} / {stimulus}; available: {sorted(recordings)}")

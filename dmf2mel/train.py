@@ -62,6 +62,7 @@ from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
 from dmf2mel.errors import UserError
 from dmf2mel.models.registry import MODELS, model_spec
+from dmf2mel.validation import check_folder, check_option
 from dmf2mel.threads import ThreadGovernor
 from dmf2mel.threads import configure as configure_threads
 from dmf2mel.evaluate import (
@@ -190,7 +191,7 @@ def _start_process(device: str | None) -> _Process:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
+        raise UserError(f"device {device!r}: no CUDA GPU is available here (use 'cpu')", parameter="device")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return _Process(0, 1, torch.device(device))
@@ -238,10 +239,11 @@ def make_config(
     held = default_held_out(data) if held_out is None else sorted(held_out)
     missing = sorted(set(held) - set(data.subjects))
     if missing:
-        raise UserError(f"--held-out: {', '.join(missing)} not in {data.folder} (subjects: {', '.join(data.subjects)})")
+        raise UserError(f"held_out: {', '.join(missing)} not in {data.folder} (subjects: {', '.join(data.subjects)})",
+                        parameter="held_out")
     subjects = [s for s in data.subjects if s not in held]
     if not subjects:
-        raise UserError(f"--held-out leaves no training subjects in {data.folder}")
+        raise UserError(f"held_out leaves no training subjects in {data.folder}", parameter="held_out")
     spec = model_spec(model)
     return _plain(
         {
@@ -281,15 +283,16 @@ def _differences(stored: dict, requested: dict, prefix: tuple = ()) -> list[str]
 
 def _check_run_folder(run: Path, resume: bool) -> None:
     """Refuse to clobber an existing run, or to resume one that is not there."""
-    if run.exists() and not run.is_dir():
-        raise UserError(f"--run {run}: exists and is not a folder")
+    check_folder("run", run)
     if resume:
         if not (run / LAST_CHECKPOINT).is_file() or not (run / CONFIG_FILE).is_file():
-            raise UserError(f"--resume: {run} holds no run to resume (no {CONFIG_FILE} and {LAST_CHECKPOINT})")
+            raise UserError(f"resume: {run} holds no run to resume (no {CONFIG_FILE} and {LAST_CHECKPOINT})",
+                            parameter="resume")
     elif run.is_dir() and any(run.iterdir()):
         raise UserError(
-            f"--run {run}: the folder exists and is not empty; pass --resume to continue that run "
-            "or choose a new folder (nothing was changed)"
+            f"run: {run} exists and is not empty; resume=True continues that run, "
+            "or choose a new folder (nothing was changed)",
+            parameter="run",
         )
 
 
@@ -583,8 +586,7 @@ def train(
     model = model or (stored["model"] if stored else "dmf2mel")
     profile = profile or (stored["profile"] if stored else "quick")
     seed = seed if seed is not None else (stored["seed"] if stored else 0)
-    if profile not in PROFILES:
-        raise UserError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    check_option("profile", profile, PROFILES)
     proc = _start_process(device)
     configure_threads()
     started = time.perf_counter()
@@ -605,7 +607,8 @@ def train(
         if stored is not None:
             differences = _differences(stored, config)
             if differences:
-                raise UserError(f"--resume: {run} was trained with another setup:\n  " + "\n  ".join(differences))
+                raise UserError(f"resume: {run} was trained with another setup:\n  " + "\n  ".join(differences),
+                                parameter="resume")
             state = load_checkpoint(run / LAST_CHECKPOINT)
         trainer = _Trainer(config, data, run, proc, quiet, workers)
         if proc.main and (stored is None or stored != config):

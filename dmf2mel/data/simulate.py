@@ -54,6 +54,7 @@ from dmf2mel.data import features, preprocess, speech
 from dmf2mel.data import sparrkulee
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
+from dmf2mel.validation import check_int, check_option
 
 # Bump by hand for changes the source hash cannot see (none so far); the version also hashes the code.
 SIMULATION_VERSION = "1"
@@ -158,22 +159,21 @@ def preset_params(
     minutes: float | None = None,
 ) -> SimulationParams:
     """The parameters of ``preset`` with the given sizes overridden (None keeps the preset's)."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    check_option("preset", preset, PRESETS)
     overrides = dict(n_subjects=n_subjects, n_held_out=n_held_out, n_stories=n_stories, minutes=minutes)
     params = dataclasses.replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    if params.n_subjects < 1:
-        raise UserError(f"--subjects must be at least 1, got {params.n_subjects}")
-    if not 0 <= params.n_held_out < params.n_subjects:
+    check_int("n_subjects", params.n_subjects, minimum=1)
+    if not 0 <= check_int("n_held_out", params.n_held_out) < params.n_subjects:
         raise UserError(
-            f"--held-out must be between 0 and the number of subjects minus one ({params.n_subjects - 1}), "
-            f"got {params.n_held_out}"
+            f"n_held_out must be between 0 and the number of subjects minus one ({params.n_subjects - 1}), "
+            f"got {params.n_held_out}",
+            parameter="n_held_out",
         )
-    if params.n_stories < 1:
-        raise UserError(f"--stories must be at least 1, got {params.n_stories}")
+    check_int("n_stories", params.n_stories, minimum=1)
     if params.minutes * 60 < speech.MIN_STIMULUS_SECONDS:
         raise UserError(
-            f"--minutes must give at least {speech.MIN_STIMULUS_SECONDS:g} s per story, got {params.minutes} min"
+            f"minutes must give at least {speech.MIN_STIMULUS_SECONDS:g} s per story, got {params.minutes} min",
+            parameter="minutes",
         )
     return dataclasses.replace(params, stories_per_subject=min(params.stories_per_subject, params.n_stories))
 
@@ -608,12 +608,11 @@ def simulate_corpus(
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_corpus(out))):
         raise UserError(
-            f"--out {out}: expected a new or empty folder (or an earlier simulated corpus to replace), "
-            "found a file or a folder with other content"
+            f"out: {out} must be a new or empty folder (or an earlier simulated corpus to replace); "
+            "found a file or a folder with other content",
+            parameter="out",
         )
-    seed = int(seed)
-    if seed < 0:
-        raise UserError(f"--seed must be a non-negative integer, got {seed}")
+    seed = check_int("seed", seed, minimum=0)
     params = preset_params(preset, n_subjects, n_held_out, n_stories, minutes)
     stories = _stimuli(params, seed, stimuli_dir, minutes_given=minutes is not None)
     params = dataclasses.replace(

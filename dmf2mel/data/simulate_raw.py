@@ -199,7 +199,8 @@ def simulate_raw_corpus(
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER_FILE).is_file())):
-        raise UserError(f"--out {out}: expected a new or empty folder (or an earlier raw simulated corpus to replace)")
+        raise UserError(f"out: {out} must be a new or empty folder (or an earlier raw simulated corpus to replace)",
+                        parameter="out")
     if params is None:
         params = simulate.preset_params(preset, n_subjects, 0, n_stories, minutes)
     subjects = simulate.subject_names(params.n_subjects)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmf2mel.models.kan import AGKANLinear
+from dmf2mel.validation import check_divides
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ class SplineMapAttention(nn.Module):
         use_splinemap: bool = True,
     ):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"SplineMapAttention: n_heads={n_heads} must divide d_model={d_model}")
+        check_divides("n_heads", n_heads, "d_model", d_model, "SplineMapAttention")
         self.d_model, self.n_heads = d_model, n_heads
         self.head_size = d_model // n_heads
         self.attn_dropout = attn_dropout

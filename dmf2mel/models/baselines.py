@@ -19,21 +19,11 @@ from torch import nn
 
 from dmf2mel.errors import DataError
 from dmf2mel.models.linear import LinearDecoder
+from dmf2mel.validation import check_eeg
 
 #: Keras' defaults, which the published VLAAI uses: LeakyReLU slope and LayerNormalization epsilon.
 KERAS_LEAKY_RELU_SLOPE = 0.3
 KERAS_LAYER_NORM_EPS = 1e-3
-
-
-def check_eeg(eeg: torch.Tensor, n_chans: int, model: str) -> None:
-    """Raise :class:`~dmf2mel.errors.DataError` unless ``eeg`` is a float ``(batch, time, n_chans)`` tensor."""
-    expected = f"(batch, time, {n_chans})"
-    if not isinstance(eeg, torch.Tensor):
-        raise DataError(f"{model}: eeg must be a torch.Tensor of shape {expected}, got {type(eeg).__name__}")
-    if eeg.ndim != 3 or eeg.shape[-1] != n_chans or eeg.shape[1] < 1:
-        raise DataError(f"{model}: eeg must have shape {expected}, got {tuple(eeg.shape)}")
-    if not eeg.is_floating_point():
-        raise DataError(f"{model}: eeg must be a floating-point tensor, got dtype {eeg.dtype}")
 
 
 def lagged_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmf2mel.validation import check_divides
+
 # The dynamic feature adjustment starts by damping its branch to a tenth, so both branches begin as small corrections.
 ADJUSTMENT_SCALE_INIT = 0.1
 QKV_DEPTHWISE_TAPS = 3  # as Restormer: each of q, k, v sees one step either side before the branches
@@ -122,8 +124,7 @@ class DCFAM(nn.Module):
 
     def __init__(self, d_model: int = 64, n_heads: int = 2, kernel_size: int = 3, normalise_weights: bool = True):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"DCFAM: n_heads={n_heads} must divide d_model={d_model}")
+        check_divides("n_heads", n_heads, "d_model", d_model, "DCFAM")
         if kernel_size % 2 == 0:
             raise ValueError(f"DCFAM: kernel_size must be odd, got {kernel_size}")
         self.d_model, self.n_heads, self.head_size = d_model, n_heads, d_model // n_heads
