@@ -26,7 +26,6 @@ only rank 0 writes files.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -61,7 +60,7 @@ from dmf2mel.checkpoint import (
 from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
 from dmf2mel.errors import UserError
-from dmf2mel.models.registry import MODELS, model_spec
+from dmf2mel.models.registry import model_spec
 from dmf2mel.validation import check_folder, check_option
 from dmf2mel.threads import ThreadGovernor
 from dmf2mel.threads import configure as configure_threads
@@ -69,9 +68,7 @@ from dmf2mel.evaluate import (
     default_held_out,
     evaluate_run,
     open_data_for,
-    parse_subjects,
     predict_recordings,
-    summary_line,
 )
 from dmf2mel.losses import PaperLoss
 from dmf2mel.metrics import N_NULL, paper_metric
@@ -634,65 +631,3 @@ def train(
     finally:
         if proc.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``train``."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train DMF2Mel or a baseline on a split_data folder",
-        description="Train on the train parts of every training subject, select the best epoch on val, "
-        "evaluate it on test at the end. RUN/ gets config.json, history.csv, last.pt, best.pt, metrics.json. "
-        "Multi-GPU: torchrun --nproc_per_node N -m dmf2mel train ...",
-    )
-    parser.add_argument("--data", required=True, help="split_data folder")
-    parser.add_argument("--run", required=True, help="run folder (new or empty; or an existing run with --resume)")
-    parser.add_argument(
-        "--model", choices=tuple(MODELS), help="default: dmf2mel (on --resume: the run's)"
-    )
-    parser.add_argument("--profile", choices=("quick", "paper"), help="default: quick (on --resume: the run's)")
-    parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    parser.add_argument("--seed", type=int, help="default: 0 (on --resume: the run's)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
-    parser.add_argument("--held-out", help="comma-separated subjects kept out of training (default: the corpus's)")
-    parser.add_argument("--val-every", type=int, help="validate every N epochs")
-    parser.add_argument("--patience", type=int, help="stop after N validations without improvement")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--no-test", dest="test", action="store_false", help="skip the final test evaluation")
-    parser.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
-    parser.set_defaults(func=run_train)
-    return parser
-
-
-def run_train(args) -> int:
-    """``python -m dmf2mel train``."""
-    summary = train(
-        args.data,
-        args.run,
-        model=args.model,
-        profile=args.profile,
-        epochs=args.epochs,
-        seed=args.seed,
-        device=args.device,
-        resume=args.resume,
-        held_out=parse_subjects(args.held_out),
-        quiet=args.quiet,
-        val_every=args.val_every,
-        patience=args.patience,
-        workers=args.workers,
-        test=args.test,
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(
-            f"{summary['run']}: {summary['epochs']} epochs, best val r {summary['best_val_r']:.4f} "
-            f"at epoch {summary['best_epoch']} ({summary['seconds']:.0f} s)"
-        )
-        if summary["metrics"] is not None:
-            print("test, best.pt:")
-            for name in ("known", "unknown"):
-                print(summary_line(name, summary["metrics"][name]))
-    return 0
