@@ -438,85 +438,113 @@ class _Trainer:
     # gradient descent --------------------------------------------------------------------------
 
     def fit(self, state: dict | None) -> None:
-        profile, proc = self.profile, self.proc
-        optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=profile["lr"], betas=tuple(profile["betas"]), eps=profile["eps"]
-        )
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=profile["step_size"], gamma=profile["gamma"])
+        """Train by gradient descent from scratch, or on from ``state`` (a ``last.pt``), to the last epoch."""
+        optimizer, scheduler = self._optimizer()
         if state is not None:
             self.restore(state, optimizer, scheduler)
         else:
-            _seed(self.seed + proc.rank)  # dropout masks differ between processes
-        net = self.model
-        if proc.world > 1:
-            device_ids = [proc.device.index] if proc.device.type == "cuda" else None
-            net = DistributedDataParallel(self.model, device_ids=device_ids)
+            _seed(self.seed + self.proc.rank)  # dropout masks differ between processes
+        net = self._network()
         loss_fn = PaperLoss()
-        dataset = RandomWindows(
-            self.data,
-            "train",
-            self.train_recs,
-            self.window,
-            self.index,
-            windows_per_recording=profile["windows_per_recording"],
-            unknown_fraction=profile["unknown_fraction"],
-            seed=self.seed,
-        )
-        epochs = profile["epochs"]
-        show = proc.main and not self.quiet
+        dataset = self._windows()
+        epochs = self.profile["epochs"]
+        show = self.proc.main and not self.quiet
         bar = tqdm(total=epochs, initial=self.epoch, desc=f"train {self.config['model']}", unit="epoch", disable=not show)
         # One batch bar reset every epoch: a new bar per epoch leaves an empty box per epoch in saved notebooks.
         batch_bar = tqdm(total=0, leave=False, unit="batch", disable=not show)
         governor = ThreadGovernor()  # fewer threads while other programs load the cores (dmf2mel.threads)
         while self.epoch < epochs and not self.stopped_early:
             start = time.perf_counter()
-            dataset.set_epoch(self.epoch)
-            batches = _epoch_batches(len(dataset), profile["batch_size"], self.seed, self.epoch, proc)
-            loader = DataLoader(
-                dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=proc.device.type == "cuda"
-            )
-            sums = torch.zeros(5, dtype=torch.float64)  # loss, r, l1, infonce, windows
-            net.train()
-            batch_bar.reset(total=len(batches))
-            batch_bar.set_description(f"epoch {self.epoch + 1}")
-            for batch in loader:
-                eeg = batch["eeg"].to(proc.device, non_blocking=True)
-                mel = batch["mel"].to(proc.device, non_blocking=True)
-                subject = batch["subject"].to(proc.device, non_blocking=True)
-                terms = loss_fn.terms(net(eeg, subject), mel)
-                loss = loss_fn.combine(terms)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                n = len(eeg)
-                values = [loss, terms["r"], terms["l1"], terms["infonce"]]
-                sums += torch.tensor([float(v.detach()) * n for v in values] + [n], dtype=torch.float64)
-                batch_bar.update(1)
-                governor.update()
-            if proc.world > 1:
-                dist.all_reduce(sums)
+            means = self._train_epoch(net, dataset, optimizer, loss_fn, batch_bar, governor)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             self.epoch += 1
-            means = dict(zip(("loss", "r", "l1", "infonce"), (sums[:4] / sums[4]).tolist()))
-            val_r, improved = None, False
-            if self.epoch % profile["val_every"] == 0 or self.epoch == epochs:
-                val_r, improved = self._validate_and_select()
-                patience = profile["patience"]
-                self.stopped_early = patience is not None and self.bad_validations >= patience
+            val_r, improved = self._validate_if_due(epochs)
             self.history.append(_history_row(self.epoch, lr, means, val_r, self.best_val_r, time.perf_counter() - start))
             self._save(improved, optimizer, scheduler)
-            bar.update(1)
-            bar.set_postfix(loss=f"{means['loss']:.3f}", val_r="-" if val_r is None else f"{val_r:.4f}",
-                            best=f"{self.best_val_r:.4f}")
-            self._log(
-                f"epoch {self.epoch}/{epochs}  loss {means['loss']:.4f}  train r {means['r']:.4f}  "
-                + ("" if val_r is None else f"val r {val_r:.4f}{'  (best)' if improved else ''}")
-            )
+            self._report_epoch(bar, means, val_r, improved, epochs)
         batch_bar.close()
         bar.close()
         if self.stopped_early:
-            self._log(f"stopped early after epoch {self.epoch}: no val improvement in {profile['patience']} validations")
+            patience = self.profile["patience"]
+            self._log(f"stopped early after epoch {self.epoch}: no val improvement in {patience} validations")
+
+    def _optimizer(self):
+        """Adam and the StepLR schedule with the profile's hyper-parameters."""
+        profile = self.profile
+        optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=profile["lr"], betas=tuple(profile["betas"]), eps=profile["eps"]
+        )
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=profile["step_size"], gamma=profile["gamma"])
+        return optimizer, scheduler
+
+    def _network(self) -> nn.Module:
+        """The model, wrapped for gradient averaging when several processes train it."""
+        if self.proc.world == 1:
+            return self.model
+        device_ids = [self.proc.device.index] if self.proc.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def _windows(self) -> RandomWindows:
+        """The training windows: random windows of the train parts, redrawn every epoch."""
+        return RandomWindows(
+            self.data,
+            "train",
+            self.train_recs,
+            self.window,
+            self.index,
+            windows_per_recording=self.profile["windows_per_recording"],
+            unknown_fraction=self.profile["unknown_fraction"],
+            seed=self.seed,
+        )
+
+    def _train_epoch(self, net, dataset, optimizer, loss_fn, batch_bar, governor) -> dict[str, float]:
+        """One pass over this epoch's windows; the mean loss terms over every process's windows."""
+        proc = self.proc
+        dataset.set_epoch(self.epoch)
+        batches = _epoch_batches(len(dataset), self.profile["batch_size"], self.seed, self.epoch, proc)
+        loader = DataLoader(
+            dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=proc.device.type == "cuda"
+        )
+        sums = torch.zeros(5, dtype=torch.float64)  # loss, r, l1, infonce, windows
+        net.train()
+        batch_bar.reset(total=len(batches))
+        batch_bar.set_description(f"epoch {self.epoch + 1}")
+        for batch in loader:
+            eeg = batch["eeg"].to(proc.device, non_blocking=True)
+            mel = batch["mel"].to(proc.device, non_blocking=True)
+            subject = batch["subject"].to(proc.device, non_blocking=True)
+            terms = loss_fn.terms(net(eeg, subject), mel)
+            loss = loss_fn.combine(terms)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = len(eeg)
+            values = [loss, terms["r"], terms["l1"], terms["infonce"]]
+            sums += torch.tensor([float(v.detach()) * n for v in values] + [n], dtype=torch.float64)
+            batch_bar.update(1)
+            governor.update()
+        if proc.world > 1:
+            dist.all_reduce(sums)
+        return dict(zip(("loss", "r", "l1", "infonce"), (sums[:4] / sums[4]).tolist()))
+
+    def _validate_if_due(self, epochs: int) -> tuple[float | None, bool]:
+        """Validate every ``val_every`` epochs and after the last; decide on early stopping."""
+        if self.epoch % self.profile["val_every"] and self.epoch != epochs:
+            return None, False
+        val_r, improved = self._validate_and_select()
+        patience = self.profile["patience"]
+        self.stopped_early = patience is not None and self.bad_validations >= patience
+        return val_r, improved
+
+    def _report_epoch(self, bar, means: dict[str, float], val_r: float | None, improved: bool, epochs: int) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{means['loss']:.3f}", val_r="-" if val_r is None else f"{val_r:.4f}",
+                        best=f"{self.best_val_r:.4f}")
+        self._log(
+            f"epoch {self.epoch}/{epochs}  loss {means['loss']:.4f}  train r {means['r']:.4f}  "
+            + ("" if val_r is None else f"val r {val_r:.4f}{'  (best)' if improved else ''}")
+        )
 
 
 def train(
