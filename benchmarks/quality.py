@@ -192,7 +192,7 @@ def corpus_info(data: Path) -> dict:
         "preset": meta.get("preset"),
         "seed": meta.get("seed"),
         "version": meta.get("version"),
-        "folder": str(data),
+        "folder": Path(data).name,  # the name only: a committed report must not record the machine's paths
         "subjects": split.subjects,
         "held_out": default_held_out(split),
         "recordings": split.summary()["recordings"],
@@ -254,7 +254,7 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
         "machine": machine_info(),
         "code": code_state(),
         "budget": budget(epochs, seeds, n_null, val_every, threads),
-        "corpus": {**corpus_info(data), "folder": str(source)},
+        "corpus": {**corpus_info(data), "folder": Path(source).name},
         "rows": [],
     }
     done = {}
