@@ -22,7 +22,7 @@ Models: ``linear``, ``cnn``, ``vlaai``, ``dmf2mel`` and the ablations of DMF2Mel
                            official code compares it (:class:`dmf2mel.models.SingleHeadBroadcast`)
 =========================  ==================================================================================
 
-They are defined in :data:`dmf2mel.checkpoint.ABLATIONS` and registered in :data:`dmf2mel.checkpoint.MODELS`, so the
+They are defined in :data:`dmf2mel.models.registry.ABLATIONS` and registered in :data:`~dmf2mel.models.registry.MODELS`, so the
 trainer, the checkpoints, ``python -m dmf2mel evaluate`` and the book treat them like any other model.
 
 Several seeds: every model is trained once per seed; a row reports the mean over seeds (and the standard
@@ -59,12 +59,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 
 from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
 
-from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
+from dmf2mel.models.registry import model_names  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRESETS = ("teaching", "sparrkulee")
-BASELINES = ("linear", "cnn", "vlaai")
-MODELS = (*BASELINES, "dmf2mel", *ABLATIONS)
+MODELS = model_names()  # the baselines, dmf2mel and its ablations, in table order
 #: The trainer's profile every model trains with.
 PROFILE = "quick"
 #: Epochs per gradient-trained model: the quick profile's default. On one thread of the quiet 2-core machine one
@@ -213,7 +212,7 @@ def corpus_info(data: Path) -> dict:
         "preset": meta.get("preset"),
         "seed": meta.get("seed"),
         "version": meta.get("version"),
-        "folder": str(data),
+        "folder": Path(data).name,  # the name only: a committed report must not record the machine's paths
         "subjects": split.subjects,
         "held_out": default_held_out(split),
         "recordings": split.summary()["recordings"],
@@ -275,7 +274,7 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
         "machine": machine_info(),
         "code": code_state(),
         "budget": budget(epochs, seeds, n_null, val_every, threads),
-        "corpus": {**corpus_info(data), "folder": str(source)},
+        "corpus": {**corpus_info(data), "folder": Path(source).name},
         "rows": [],
     }
     done = {}

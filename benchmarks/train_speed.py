@@ -58,7 +58,8 @@ N_CHANS = 64
 N_MELS = 10
 #: Subjects of the model's embedding table (SparrKULee has 85; the size does not matter for speed).
 N_SUBJECTS = 85
-#: The issue's target: a paper-config step at batch 16 peaks below this many GB (cpu backend).
+#: The memory target: a paper-config training step at batch 16 peaks below this many GB (cpu backend), so the
+#: paper profile trains on an ordinary laptop.
 TARGET_PEAK_GB = 3.0
 MB = 2**20
 #: Module attribution rows kept in the report (the largest).
@@ -410,7 +411,7 @@ def configurations(presets, batches, backends, window, repeats, attribute, threa
 
 
 def target(report: dict) -> dict:
-    """The issue's memory target: paper config, batch 16, cpu backend, peak RSS below 3 GB."""
+    """The memory target: paper config, batch 16, cpu backend, peak RSS below ``TARGET_PEAK_GB``."""
     for row in report["rows"]:
         if (row["preset"], row["batch"], row["backend"], row["window"]) == ("paper", 16, "cpu", WINDOW):
             peak = row.get("peak_rss_mb")

@@ -14,8 +14,6 @@ their chance levels and p-values, per band and per subject. Predictions are made
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -23,14 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, load_model, read_config
+from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, load_model
 from dmf2mel.data.datasets import SubjectIndex, sequential_spans
 from dmf2mel.data.sparrkulee import (
     ChallengeSubject,
     Recording,
     SplitData,
     challenge_subject_id,
-    find_challenge_subjects,
     read_challenge_subject,
     write_predictions,
 )
@@ -38,6 +35,7 @@ from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction, challenge_metric, paper_metric
 from dmf2mel.threads import configure as configure_threads
+from dmf2mel.validation import check_folder
 
 #: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
 SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
@@ -204,7 +202,10 @@ def evaluate_run(
     held = list(config["data"]["held_out"]) if held_out is None else list(held_out)
     trained_on = sorted(set(held) & set(index.subjects))
     if trained_on:
-        raise UserError(f"--held-out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw")
+        raise UserError(
+            f"held_out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw",
+            parameter="held_out",
+        )
 
     results: dict = {}
     known = data.recordings_in("test", subjects=index.subjects)
@@ -247,9 +248,7 @@ def predict_subjects(
     segment has no train part to take statistics from) and predicted with the subject's id if the
     run was trained on that subject, else with the unknown-subject conditioning (``known`` False).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: expected a folder, found a file")
+    out_dir = check_folder("out_dir", out_dir)
     config, model = load_model(run, BEST_CHECKPOINT, device)
     n_chans = config["data"]["n_chans"]
     for entry in subjects:
@@ -298,7 +297,7 @@ def predict_challenge(
     return predict_subjects(run, [challenge_files(eeg_npz, mapping_json)], out_dir, device)[0].path
 
 
-# --- command line -------------------------------------------------------------------------------
+# --- one-line summaries -----------------------------------------------------------------------
 
 
 def summary_line(name: str, result: dict | None) -> str:
@@ -314,72 +313,3 @@ def summary_line(name: str, result: dict | None) -> str:
         f"challenge r {fmt(result['challenge_r'])} (chance {fmt(result['challenge_chance_r'])}), "
         f"{len(result['subjects'])} subjects"
     )
-
-
-def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``evaluate``: score a run on the known- and unknown-subject protocols."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a trained run on known and unknown subjects (paper and challenge metrics, chance levels)",
-        description="Evaluate RUN/best.pt on the test parts of the training subjects (known) and of the held-out "
-        "subjects (unknown, with the unknown-subject conditioning); write RUN/metrics.json.",
-    )
-    parser.add_argument("--data", help="split_data folder (default: the one the run was trained on)")
-    parser.add_argument("--run", required=True, help="the run folder")
-    parser.add_argument("--held-out", help="comma-separated subjects for the unknown protocol (default: the run's)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--n-null", type=int, default=N_NULL, help="null draws for the chance levels")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the null distribution")
-    parser.add_argument("--json", action="store_true", help='print one JSON object {"known": ..., "unknown": ...}')
-    parser.set_defaults(func=run_evaluate)
-    return parser
-
-
-def run_evaluate(args) -> int:
-    """``python -m dmf2mel evaluate``."""
-    results = evaluate_run(
-        args.run, args.data, parse_subjects(args.held_out), device=args.device, n_null=args.n_null, seed=args.seed
-    )
-    if args.json:
-        print(json.dumps({"known": results["known"], "unknown": results["unknown"]}))
-    else:
-        print(summary_line("known", results["known"]))
-        print(summary_line("unknown", results["unknown"]))
-        print(f"wrote {Path(args.run) / METRICS_FILE}")
-    return 0
-
-
-def add_predict_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``predict``: the challenge submission, one JSON per subject."""
-    parser = subparsers.add_parser(
-        "predict",
-        help="predict the mel of the challenge test segments (TASK2_regression, or one subject's two files)",
-        description="Write OUT/sub-XXX.json = {segment_id: mel (time x 10)} with RUN/best.pt, for every subject of "
-        "the challenge test set (--test-folder TASK2_regression: sub-XXX_mapping.json with "
-        "preprocessed_eeg/sub-XXX_eeg.npz) or for one subject (--eeg and --mapping). The subject id comes from "
-        "the mapping file's name; a subject the run was not trained on is decoded as an unknown subject.",
-    )
-    parser.add_argument("--run", required=True, help="the run folder")
-    parser.add_argument("--test-folder", help="the challenge's TASK2_regression folder (every subject in it)")
-    parser.add_argument("--eeg", help="one subject: sub-XXX_eeg.npz of EEG segments")
-    parser.add_argument("--mapping", help="one subject: sub-XXX_mapping.json")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.set_defaults(func=run_predict)
-    return parser
-
-
-def run_predict(args) -> int:
-    """``python -m dmf2mel predict``."""
-    single = args.eeg is not None or args.mapping is not None
-    if (args.test_folder is None) == (not single) or (single and (args.eeg is None or args.mapping is None)):
-        raise UserError("predict: give either --test-folder TASK2_DIR, or both --eeg and --mapping (one subject)")
-    read_config(args.run)  # a missing run is the first thing to report
-    if args.test_folder is not None:
-        subjects = find_challenge_subjects(args.test_folder)
-    else:
-        subjects = [challenge_files(args.eeg, args.mapping)]
-    for result in predict_subjects(args.run, subjects, args.out, device=args.device):
-        note = "" if result.known else f" ({result.subject} is not a training subject of the run: decoded as an unknown subject)"
-        print(f"wrote {result.path}: {result.n_segments} segments{note}")
-    return 0

@@ -1,6 +1,6 @@
 """Evaluation metrics for mel reconstruction, each with a chance level and a p-value.
 
-Two scores are reported (DESIGN.md, "Protocols and metrics"):
+Two scores are reported (``book/architecture.md``, "Protocols and metrics"):
 
 * **paper metric** (Fan et al. 2025): Pearson r over time within each 10 s window, per band; mean
   over bands and windows per recording; mean over recordings.

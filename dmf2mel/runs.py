@@ -12,13 +12,14 @@ already hashes the simulation code, its parameters and the numerical libraries),
 training profile and its number of epochs, the seed, the package version, the torch version and a
 hash of the package source that training and evaluation run (every module but the figures and the
 command line). Change any of them and the run is trained again; older runs of the same corpus,
-model, profile, epochs and seed are then deleted.
+model, profile, epochs and seed are deleted once nobody has used them for a day.
 
-Reliability: a run is trained in a temporary folder and renamed into place only when it is
-complete, so a killed build never leaves half a run behind; a cached run is verified before it is
-reused (its identity, ``config.json``, ``history.csv``, ``metrics.json`` and a ``best.pt`` that
-loads); concurrent processes asking for the same run wait for one another (a file lock) instead
-of training it twice, and the one that waits says whom it waits for.
+Reliability (the rules of :mod:`dmf2mel.cache`, which the corpus cache follows too): a run is trained
+in a temporary folder and renamed into place only when it is complete, so a killed build never leaves
+half a run behind; a cached run is verified before it is reused (its identity, ``config.json``,
+``history.csv``, ``metrics.json`` and a ``best.pt`` that loads); concurrent processes asking for the
+same run wait for one another (a file lock) instead of training it twice, and the one that waits says
+whom it waits for.
 
 A run that fails (an error, or a cell interrupted at the book build's time limit) leaves a note
 (``.NAME.failed.json`` beside the runs) saying how and when. Within the same book build (the build id
@@ -32,20 +33,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 import dmf2mel
+from dmf2mel import cache
 from dmf2mel.checkpoint import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -64,6 +62,7 @@ from dmf2mel.evaluate import open_data_for, predict_recordings
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction
 from dmf2mel.train import PROFILES, train
+from dmf2mel.validation import check_option
 
 #: Epochs of the ``quick`` profile the book's chapters train (its default; ~2 min for DMF2Mel on the
 #: teaching corpus on one CPU thread).
@@ -106,8 +105,7 @@ def run_identity(data: str | Path, model: str, profile: str, epochs: int | None,
         None: the profile's number of epochs.
     seed : int
     """
-    if profile not in PROFILES:
-        raise UserError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    check_option("profile", profile, PROFILES)
     data = Path(data).resolve()
     metadata_file = data / "dmf2mel_corpus.json"
     corpus_version = None
@@ -170,32 +168,6 @@ def verify_run(folder: str | Path, identity: dict | None = None) -> dict:
     return metrics
 
 
-@contextlib.contextmanager
-def _locked(path: Path, what: str, verbose: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed): one process trains, the others wait.
-
-    The holder writes its pid and start time into ``path``; a process that has to wait prints them once.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if verbose:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                print(f"waiting for {holder}, which is training {what}", flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"process {os.getpid()} (since {time.strftime('%H:%M:%S')})")
-            handle.flush()
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _failure_note(root: Path, folder: Path) -> Path:
     return root / f".{folder.name}.failed.json"
 
@@ -219,17 +191,6 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _remove_stale(root: Path, keep: Path) -> None:
-    """Delete older runs of the same corpus, model, profile, epochs and seed (other code versions), and
-    temporary folders of builds killed long ago."""
-    stem = keep.name.rsplit("-", 1)[0]
-    for path in root.iterdir():
-        older_version = path.name.rsplit("-", 1)[0] == stem and path != keep and (path / IDENTITY_FILE).is_file()
-        abandoned = path.name.startswith(".") and ".tmp-" in path.name and time.time() - path.stat().st_mtime > STALE_TEMP_S
-        if path.is_dir() and (older_version or abandoned):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def cached_run(
     model: str = "dmf2mel",
     preset: str = "teaching",
@@ -248,8 +209,9 @@ def cached_run(
 
     Parameters
     ----------
-    model : {"dmf2mel", "linear", "cnn", "vlaai"}
-        Which model to train (:data:`dmf2mel.checkpoint.MODELS`).
+    model : str
+        Which model to train: a name in :data:`dmf2mel.models.registry.MODELS` (``"dmf2mel"``, ``"linear"``,
+        ``"cnn"``, ``"vlaai"``, an ablation such as ``"dmf2mel-no-mamba"``).
     preset : {"teaching", "sparrkulee"}
         The built-in corpus to train on (ignored when ``data`` is given).
     profile : {"quick", "paper"}
@@ -287,10 +249,11 @@ def cached_run(
     folder = root / run_name(identity)
     what = f"the {model} run ({profile} profile, {identity['epochs']} epochs, seed {seed})"
     note = _failure_note(root, folder)
-    with _locked(root / f".{folder.name}.lock", what, verbose):
-        _remove_stale(root, folder)
+    with cache.entry_lock(root, folder.name, f"training {what}", verbose):
+        cache.remove_stale(root, folder, lambda path: (path / IDENTITY_FILE).is_file(), stale_temp_s=STALE_TEMP_S)
         with contextlib.suppress(DataError):
             verify_run(folder, identity)
+            cache.mark_used(folder)
             if verbose:
                 print(f"using the cached {model} run {folder}")
             return folder
@@ -312,6 +275,7 @@ def cached_run(
                 raise
             raise TrainingFailed(f"training {what} failed after {seconds:.0f} s: {reason}") from error
         note.unlink(missing_ok=True)
+        cache.mark_used(folder)
     if verbose:
         print(f"trained {model} ({profile} profile) in {time.perf_counter() - started:.0f} s: {folder}")
     return folder
@@ -319,10 +283,9 @@ def cached_run(
 
 def _train_into(folder: Path, root: Path, data: Path, identity: dict, model: str, profile: str, seed: int,
                 device: str | None, progress: bool, n_null: int) -> None:
-    """Train and evaluate in a temporary folder, then rename it to ``folder`` (never half a run in place)."""
-    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=root))
-    try:
-        run = work / "run"
+    """Train and evaluate into a temporary folder, then rename it to ``folder`` (never half a run in place)."""
+
+    def build(run: Path) -> None:
         train(data, run, model=model, profile=profile, epochs=identity["epochs"], seed=seed, device=device,
               quiet=not progress, n_null=n_null)
         # metrics.json names the checkpoint it scored: name it where it will be, not in the temporary folder
@@ -331,11 +294,8 @@ def _train_into(folder: Path, root: Path, data: Path, identity: dict, model: str
         save_json(run / METRICS_FILE, metrics)
         save_json(run / IDENTITY_FILE, identity)
         verify_run(run, identity)
-        if folder.exists():  # an unverifiable leftover (e.g. from an older layout): replace it
-            shutil.rmtree(folder)
-        os.rename(run, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    cache.build_entry(folder, build)
 
 
 def book_run(model: str = "dmf2mel", progress: bool = True, verbose: bool = True, retry: bool = False) -> Path:
@@ -405,8 +365,7 @@ class RunPredictions:
         -------
         (time, n_mels) float64 array
         """
-        if which not in ("pred", "true"):
-            raise UserError(f"which must be 'pred' or 'true', got {which!r}")
+        check_option("which", which, ("pred", "true"))
         recordings = self.by_recording()
         if (subject, stimulus) not in recordings:
             raise UserError(f"no test prediction for {subject} / {stimulus}; available: {sorted(recordings)}")

@@ -303,3 +303,11 @@ def test_busy_report_renders_in_the_markdown_and_the_readme():
     line = readme.busy_section(report)[0]
     assert "10.0 s quietly and 16.0 s (1.6x) beside 2 busy processes" in line
     assert "with 2 threads fixed (PyTorch's default here) it takes did not finish" in line
+
+
+def test_reports_record_no_machine_paths(random_corpus):
+    assert quality.corpus_info(random_corpus)["folder"] == random_corpus.name
+    for path in (BENCHMARKS / "results").glob("*.*"):
+        text = path.read_text(encoding="utf-8")
+        for home in ("/root/", "/home/", "/Users/", "/tmp/", "/work/"):
+            assert home not in text, f"{path.name} records a machine path ({home}...)"

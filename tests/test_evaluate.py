@@ -9,12 +9,11 @@ import torch
 from torch import nn
 
 import train_fixtures as tf
+from dmf2mel.cli import add_evaluate_parser, add_predict_parser
 from dmf2mel.data import sparrkulee as sk
 from dmf2mel.data.datasets import SubjectIndex
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.evaluate import (
-    add_evaluate_parser,
-    add_predict_parser,
     default_held_out,
     evaluate_run,
     predict_recording,

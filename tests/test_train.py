@@ -147,7 +147,7 @@ def test_early_stopping_after_patience_validations_without_improvement(corpus, t
 def test_refuses_to_overwrite_an_existing_run(corpus, finished):
     run, _ = finished
     before = _snapshot(run)
-    with pytest.raises(UserError, match="not empty.*--resume"):
+    with pytest.raises(UserError, match="not empty.*resume=True"):
         train(corpus, run, model="tiny", profile="tiny", epochs=EPOCHS, quiet=True)
     assert _snapshot(run) == before
 

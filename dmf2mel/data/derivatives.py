@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SPLIT_FRACTIONS, SPLITS, format_filename
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
+from dmf2mel.validation import check_folder
 
 PREPROCESSED_EEG = "preprocessed_eeg"
 PREPROCESSED_STIMULI = "preprocessed_stimuli"
@@ -176,9 +177,7 @@ def split_derivatives(
     The written paths. Every file is written atomically; all inputs are checked first, so bad input
     leaves ``out`` as it was.
     """
-    derivatives, out = Path(derivatives), Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: expected a folder, found a file")
+    derivatives, out = Path(derivatives), check_folder("out", out)
     recordings = find_recordings(derivatives)
     names: dict[Path, Path] = {}
     for rec in recordings:
@@ -195,8 +194,9 @@ def split_derivatives(
     existing = [path for path in names if path.exists()]
     if existing and not overwrite:
         raise UserError(
-            f"--out {out}: {len(existing)} of the {len(names)} files to write already exist (first: {existing[0].name}); "
-            "pass --overwrite to replace them"
+            f"out: {len(existing)} of the {len(names)} files to write to {out} already exist "
+            f"(first: {existing[0].name}); overwrite=True replaces them",
+            parameter="out",
         )
     written = []
     for rec in tqdm(recordings, desc="splitting recordings", unit="recording", disable=not progress):

@@ -57,6 +57,7 @@ from dmf2mel.data import features, mwf
 from dmf2mel.data.derivatives import PREPROCESSED_EEG, feature_path, preprocessed_eeg_name
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
+from dmf2mel.validation import check_folder
 
 N_CHANS = 64
 STATUS_CHANNEL = "Status"
@@ -380,9 +381,7 @@ def preprocess_bids(bids_root: str | Path, out: str | Path, overwrite: bool = Fa
     A :class:`PreprocessReport`. A recording that fails is reported and skipped; it leaves no file
     (every file is written atomically, and a recording's files only once all its stimuli worked).
     """
-    bids_root, out = Path(bids_root), Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: expected a folder, found a file")
+    bids_root, out = Path(bids_root), check_folder("out", out)
     recordings = find_raw_recordings(bids_root)
     written, skipped, failed = [], [], []
     done_stimuli: set[str] = set()

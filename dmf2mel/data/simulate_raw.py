@@ -42,6 +42,7 @@ import numpy as np
 import scipy.signal
 from tqdm.auto import tqdm
 
+from dmf2mel import cache
 from dmf2mel.data import raw as rawchain
 from dmf2mel.data import simulate
 from dmf2mel.data.derivatives import preprocessed_eeg_name
@@ -198,7 +199,8 @@ def simulate_raw_corpus(
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER_FILE).is_file())):
-        raise UserError(f"--out {out}: expected a new or empty folder (or an earlier raw simulated corpus to replace)")
+        raise UserError(f"out: {out} must be a new or empty folder (or an earlier raw simulated corpus to replace)",
+                        parameter="out")
     if params is None:
         params = simulate.preset_params(preset, n_subjects, 0, n_stories, minutes)
     subjects = simulate.subject_names(params.n_subjects)
@@ -236,7 +238,7 @@ def simulate_raw_corpus(
                     bar.update()
         save_json(root / MARKER_FILE, {"generator": "dmf2mel.data.simulate_raw", "preset": preset, "seed": seed,
                                        "subjects": subjects, "stimuli": stories, "sfreq": RAW_SFREQ})
-        simulate._replace_folder(root, out)
+        cache.replace_folder(root, out)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return out

@@ -1,6 +1,6 @@
 """SplineMap attention: multi-head attention whose Q, K, V and output projections are AGKAN layers.
 
-Implements DMF2Mel's SplineMap attention (ARCHITECTURE.md, "SplineMap attention and AGKAN"), used in the stem
+Implements DMF2Mel's SplineMap attention (``book/architecture.md``, "SplineMap attention and AGKAN"), used in the stem
 (self-attention) and in the fusion of the HAMS-Net and DC-FAM branches (self- and cross-attention).
 """
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from dmf2mel.models.dropout import Dropout, dropout
 from dmf2mel.models.kan import AGKANLinear
+from dmf2mel.validation import check_divides
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,7 @@ class SplineMapAttention(nn.Module):
         use_splinemap: bool = True,
     ):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"SplineMapAttention: n_heads={n_heads} must divide d_model={d_model}")
+        check_divides("n_heads", n_heads, "d_model", d_model, "SplineMapAttention")
         self.d_model, self.n_heads = d_model, n_heads
         self.head_size = d_model // n_heads
         self.attn_dropout = attn_dropout

@@ -1,6 +1,6 @@
 """DC-FAM: Dynamic Contrastive Feature Aggregation Module (foreground / background separation).
 
-Implements DMF2Mel's DC-FAM (ARCHITECTURE.md, "DC-FAM"). A local convolutional view ("foreground": speech-related
+Implements DMF2Mel's DC-FAM (``book/architecture.md``). A local convolutional view ("foreground": speech-related
 features) and a global channel-attention view ("background": noise) each predict, per time step and head, weights
 over a small neighbourhood of the values in time; both weightings are applied to the values and added.
 
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmf2mel.models.dropout import Dropout
+from dmf2mel.validation import check_divides
 
 # The dynamic feature adjustment starts by damping its branch to a tenth, so both branches begin as small corrections.
 ADJUSTMENT_SCALE_INIT = 0.1
@@ -135,8 +136,7 @@ class DCFAM(nn.Module):
         attn_dropout: float = 0.1,
     ):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"DCFAM: n_heads={n_heads} must divide d_model={d_model}")
+        check_divides("n_heads", n_heads, "d_model", d_model, "DCFAM")
         if kernel_size % 2 == 0:
             raise ValueError(f"DCFAM: kernel_size must be odd, got {kernel_size}")
         self.d_model, self.n_heads, self.head_size = d_model, n_heads, d_model // n_heads

@@ -1,8 +1,8 @@
 """DMF2Mel, assembled: stem, HAMS-Net and DC-FAM branches, SplineMap fusion, convMamba, mel head.
 
 Fan et al., "DMF2Mel: A Dynamic Multiscale Fusion Network for EEG-Driven Mel Spectrogram
-Reconstruction", ACM MM 2025 (arXiv 2507.07526). The flow follows ``shared/ARCHITECTURE.md``
-("Overall flow"); :class:`DMF2MelConfig` holds every size, repeat count, weight-sharing choice and
+Reconstruction", ACM MM 2025 (arXiv 2507.07526). The flow is described in the book's appendix
+``book/architecture.md`` ("The model"); :class:`DMF2MelConfig` holds every size, repeat count, weight-sharing choice and
 ablation switch, with the official sizes in :meth:`DMF2MelConfig.paper`.
 
 Input EEG is time-major, ``(batch, time, n_chans)``, at 64 Hz; the output is the mel spectrogram
@@ -27,6 +27,7 @@ from dmf2mel.models.dropout import Dropout
 from dmf2mel.models.hams import HAMSNet
 from dmf2mel.models.mamba import ConvMamba
 from dmf2mel.models.scan import BACKENDS
+from dmf2mel.validation import check_divides, check_eeg
 
 HEADS = ("bands", "single")
 #: The official fusion chain: (query source, key/value source) per cross-attention layer. "fused"
@@ -185,14 +186,8 @@ class DMF2MelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UserError(f"DMF2MelConfig.{name} must be an integer >= 0, got {value!r}")
-        if self.d_model % self.n_heads:
-            raise UserError(
-                f"DMF2MelConfig: n_heads={self.n_heads} must divide d_model={self.d_model}"
-            )
-        if self.d_model % self.dcfam_n_heads:
-            raise UserError(
-                f"DMF2MelConfig: dcfam_n_heads={self.dcfam_n_heads} must divide d_model={self.d_model}"
-            )
+        check_divides("n_heads", self.n_heads, "d_model", self.d_model, "DMF2MelConfig")
+        check_divides("dcfam_n_heads", self.dcfam_n_heads, "d_model", self.d_model, "DMF2MelConfig")
         if self.dcfam_kernel_size % 2 == 0:
             raise UserError(f"DMF2MelConfig.dcfam_kernel_size must be odd, got {self.dcfam_kernel_size}")
         if self.head not in HEADS:
@@ -463,15 +458,7 @@ class DMF2Mel(nn.Module):
 
     def _subject_ids(self, eeg: torch.Tensor, subject: torch.Tensor | None) -> torch.Tensor:
         """Validate the inputs; ids with -1 (and None) mapped to the unknown row, subject dropout applied."""
-        expected = f"(batch, time, {self.config.n_chans})"
-        if not isinstance(eeg, torch.Tensor):
-            raise DataError(f"DMF2Mel: eeg must be a torch.Tensor of shape {expected}, got {type(eeg).__name__}")
-        if eeg.ndim != 3 or eeg.shape[-1] != self.config.n_chans:
-            raise DataError(f"DMF2Mel: eeg must have shape {expected}, got {tuple(eeg.shape)}")
-        if not eeg.is_floating_point():
-            raise DataError(f"DMF2Mel: eeg must be a floating-point tensor, got dtype {eeg.dtype}")
-        if eeg.shape[1] < 1:
-            raise DataError(f"DMF2Mel: eeg must have at least one time step, got shape {tuple(eeg.shape)}")
+        check_eeg(eeg, self.config.n_chans, "DMF2Mel")
         batch = eeg.shape[0]
         if subject is None:
             return torch.full((batch,), self.unknown_subject, dtype=torch.long, device=eeg.device)

@@ -1,6 +1,6 @@
 """Kolmogorov–Arnold layers: KANLinear and the adaptive gated AGKANLinear of SplineMap attention.
 
-Implements the projections of DMF2Mel's SplineMap attention (ARCHITECTURE.md, "SplineMap attention and AGKAN").
+Implements the projections of DMF2Mel's SplineMap attention (``book/architecture.md``, "SplineMap attention and AGKAN").
 
 A KAN layer (efficient-KAN formulation) maps ``x (..., in)`` to
 
@@ -304,7 +304,7 @@ class AGKANLinear(nn.Module):
     """Adaptive gated KAN layer: a per-token gate between a KAN and a prototype (soft codebook) path.
 
     ``y = LayerNorm( g * KAN(x) + (1 - g) * W_r softmax_S(W_c x) )``, ``g = sigmoid(w_g . x + b_g)`` one scalar per
-    token (ARCHITECTURE.md, "SplineMap attention and AGKAN").
+    token (``book/architecture.md``, "SplineMap attention and AGKAN").
 
     Parameters
     ----------

@@ -7,7 +7,8 @@ scan itself lives in :mod:`dmf2mel.models.scan` (a reference loop, a fused CPU k
 CUDA kernel), chosen by ``scan_backend``.
 
 :class:`BiMamba` runs one Mamba forwards and one over the time-reversed sequence, as DMF2Mel's
-convMamba does. :class:`ConvMamba` is the last stage of DMF2Mel (ARCHITECTURE.md, "convMamba").
+convMamba does. :class:`ConvMamba` is the last stage of DMF2Mel (``book/architecture.md``, "Fusion,
+convMamba and the selective scan").
 
 All modules take and return time-major tensors ``(batch, time, d_model)``.
 """

@@ -96,7 +96,7 @@ def test_split_never_overwrites_without_overwrite(tmp_path):
     victim = next(out.iterdir())
     victim.write_bytes(b"mine")
     before = digest(out)
-    with pytest.raises(UserError, match="already exist.*--overwrite"):
+    with pytest.raises(UserError, match="already exist.*overwrite=True"):
         dv.split_derivatives(root, out, progress=False)
     assert digest(out) == before
     dv.split_derivatives(root, out, overwrite=True, progress=False)
