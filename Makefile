@@ -5,14 +5,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test book lab student bench bench-quality data clean
+.PHONY: install test book lab student bench bench-busy bench-quality data clean
 
 install: $(STAMP)
 
-# torch is installed first and alone: its pinned CPU build lies on disk, other versions pull CUDA builds.
+# torch is installed first and alone, from TORCH_INDEX when given: on a plain Linux laptop PyPI's torch wheel
+# pulls gigabytes of CUDA libraries, PyTorch's CPU index (make install TORCH_INDEX=https://download.pytorch.org/whl/cpu)
+# does not.
+TORCH_INDEX ?=
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "$$(grep -E '^torch==' requirements.txt)"
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$$(grep -E '^torch==' requirements.txt)"
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -23,13 +26,11 @@ test: $(STAMP)
 data: $(STAMP)
 	$(PY) -m dmf2mel simulate --preset teaching --seed 0 --out data/teaching
 
-# Vendors the book's scripts from npm (no CDN at read time), then executes every chapter; warnings and
-# cell errors fail the build. The chapters generate the built-in corpus and train their runs once per machine.
+# scripts/build_book.py vendors the book's scripts from npm (no CDN at read time), then executes every chapter;
+# warnings and cell errors fail the build. The chapters generate the built-in corpus and train their runs once
+# per machine.
 book: $(STAMP)
-	$(PY) scripts/vendor_js.py
-	rm -f _build/.book-build-ok
-	$(VENV)/bin/jupyter-book build --all -W -n --keep-going .
-	touch _build/.book-build-ok
+	$(PY) scripts/build_book.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --allow-root notebooks
@@ -41,6 +42,10 @@ student: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/scan.py
 	$(PY) benchmarks/train_speed.py --threads 1
+
+# One quick-profile epoch quietly, then beside two busy processes (about 5 min on 2 cores).
+bench-busy: $(STAMP)
+	$(PY) benchmarks/busy.py
 
 bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py

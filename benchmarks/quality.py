@@ -22,11 +22,21 @@ Models: ``linear``, ``cnn``, ``vlaai``, ``dmf2mel`` and the ablations of DMF2Mel
                            official code compares it (:class:`dmf2mel.models.SingleHeadBroadcast`)
 =========================  ==================================================================================
 
-They are defined in :data:`dmf2mel.checkpoint.ABLATIONS` and registered in :data:`dmf2mel.checkpoint.MODELS`, so the
+They are defined in :data:`dmf2mel.models.registry.ABLATIONS` and registered in :data:`~dmf2mel.models.registry.MODELS`, so the
 trainer, the checkpoints, ``python -m dmf2mel evaluate`` and the book treat them like any other model.
 
 Several seeds: every model is trained once per seed; a row reports the mean over seeds (and the standard
-deviation), the mean chance level, the largest p-value over seeds, and every seed's numbers under ``per_seed``.
+deviation), the mean chance level, the largest p-value over seeds, and every seed's numbers (with its per-subject
+paper r) under ``per_seed``.
+
+Comparisons are paired: two models scored on the same test recordings are compared subject by subject
+(:func:`dmf2mel.metrics.paired_difference`: mean difference in r, 95 % bootstrap interval over subjects and seeds,
+sign-flip p-value). A model "beats" another only when the interval excludes 0; otherwise the report says "no
+detectable difference". Reports written before per-subject scores were kept have no paired test, and say so.
+
+The corpus: the book's built-in corpora are small (each recording's test part is one 10 s window, 24 windows in
+all). The benchmark simulates its own, larger corpus of each preset (:data:`BENCHMARK_CORPUS`: more subjects, more
+held out, 10-minute stories), whose test parts hold about ten times as many windows for each protocol.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -48,16 +59,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 
 from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
 
-from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
+from dmf2mel.models.registry import model_names  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRESETS = ("teaching", "sparrkulee")
-BASELINES = ("linear", "cnn", "vlaai")
-MODELS = (*BASELINES, "dmf2mel", *ABLATIONS)
+MODELS = model_names()  # the baselines, dmf2mel and its ablations, in table order
 #: The trainer's profile every model trains with.
 PROFILE = "quick"
 #: Epochs per gradient-trained model: the quick profile's default. On one thread of the quiet 2-core machine one
-#: seed of the nine models takes about 14 minutes per preset (run the presets in two processes to use both cores).
+#: seed of the nine models took about 14 minutes per preset on the book's default corpus (run the presets in two
+#: processes to use both cores); the benchmark corpus has 2.3 times the training recordings (not yet timed).
 DEFAULT_EPOCHS = 10
 #: Validate (and keep the best checkpoint) every this many epochs.
 DEFAULT_VAL_EVERY = 2
@@ -65,6 +76,14 @@ DEFAULT_VAL_EVERY = 2
 DEFAULT_SEEDS = (0, 1, 2)
 #: torch threads: one, because the machine is shared (see train_speed.set_threads).
 DEFAULT_THREADS = 1
+#: Sizes of the benchmark's corpus (:func:`dmf2mel.data.simulate.simulate_corpus`, seed 0): 14 training and 6
+#: held-out subjects, 3 stories of 10 minutes each, so every recording's test part holds six 10 s windows: 252 known
+#: and 108 unknown test windows (the default corpus: 18 and 6), with 42 training recordings (default 18), so an epoch
+#: costs about 2.3 times as much. Generating it takes minutes (2 subjects of it took 130 s on one core; about 20 minutes
+#: for all 20, estimated).
+BENCHMARK_CORPUS = {"n_subjects": 20, "n_held_out": 6, "minutes": 10.0}
+#: Seed of the bootstrap and the sign flips of the paired comparisons.
+PAIRED_SEED = 0
 #: Score fields averaged over seeds.
 SCORES = ("paper_r", "challenge_r", "chance_r", "challenge_chance_r")
 #: p-values: the largest over seeds is reported.
@@ -100,7 +119,7 @@ def aggregate(per_seed: list[dict | None], seeds: Sequence[int]) -> dict | None:
     out["subjects"] = results[0]["subjects"]
     out["n_recordings"] = results[0]["n_recordings"]
     out["per_seed"] = [
-        {"seed": seed, **({name: r[name] for name in (*SCORES, *P_VALUES)} if r is not None else {})}
+        {"seed": seed, **({name: r.get(name) for name in (*SCORES, *P_VALUES, "per_subject")} if r is not None else {})}
         for seed, r in zip(seeds, per_seed)
     ]
     return out
@@ -193,7 +212,7 @@ def corpus_info(data: Path) -> dict:
         "preset": meta.get("preset"),
         "seed": meta.get("seed"),
         "version": meta.get("version"),
-        "folder": str(data),
+        "folder": Path(data).name,  # the name only: a committed report must not record the machine's paths
         "subjects": split.subjects,
         "held_out": default_held_out(split),
         "recordings": split.summary()["recordings"],
@@ -209,12 +228,13 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
     Parameters
     ----------
     preset : str
-        ``"teaching"`` or ``"sparrkulee"``; the corpus is ``default_corpus(preset)`` unless ``data`` is given.
+        ``"teaching"`` or ``"sparrkulee"``; the corpus is the benchmark's corpus of that preset unless ``data`` is
+        given.
     models, seeds, epochs : the models, the seeds and the epochs of each gradient-trained model.
     data : Path, optional
-        A split_data folder to use instead of the preset's built-in corpus.
+        A split_data folder to use instead of the benchmark's corpus of ``preset`` (:data:`BENCHMARK_CORPUS`).
     runs : Path, optional
-        Where the run folders (and the private copy of the built-in corpus) go (default: a temporary
+        Where the run folders (and the benchmark's corpus, generated on first use) go (default: a temporary
         folder, deleted at the end).
     n_null : int, optional
         Null draws of the chance levels (default: the package's, :data:`dmf2mel.metrics.N_NULL`).
@@ -228,7 +248,7 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
     threads : int, optional
         torch threads (default 1; None keeps torch's default).
     """
-    from dmf2mel.data.simulate import default_corpus
+    from dmf2mel.data.simulate import simulate_corpus
     from dmf2mel.metrics import N_NULL
 
     unknown = sorted(set(models) - set(MODELS))
@@ -242,12 +262,11 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
     runs.mkdir(parents=True, exist_ok=True)
     source = data
     if data is None:
-        # A private copy: default_corpus deletes cached corpora of other code versions, which another
-        # process running different code could do to ours in the middle of this benchmark.
-        source = default_corpus(preset, progress=False)
+        # the benchmark's own, larger corpus (deterministic: seed 0), in the run folder
         data = runs / f"corpus-{preset}"
         if not data.is_dir():
-            shutil.copytree(source, data)
+            simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
+        source = data
     data = Path(data)
     report = {
         "preset": preset,
@@ -255,7 +274,7 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
         "machine": machine_info(),
         "code": code_state(),
         "budget": budget(epochs, seeds, n_null, val_every, threads),
-        "corpus": {**corpus_info(data), "folder": str(source)},
+        "corpus": {**corpus_info(data), "folder": Path(source).name},
         "rows": [],
     }
     done = {}
@@ -285,23 +304,75 @@ def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int]
     return report
 
 
+def per_subject_scores(result: dict | None) -> list[dict] | None:
+    """The per-subject paper r of each seed of a protocol result, or None when the report does not have them."""
+    if result is None:
+        return None
+    scores = [seed.get("per_subject") for seed in result.get("per_seed", [])]
+    return scores if scores and all(scores) else None
+
+
+def paired(row: dict | None, reference: dict | None, protocol: str) -> dict | None:
+    """:func:`dmf2mel.metrics.paired_difference` of ``row`` minus ``reference`` on ``protocol`` (None: not possible)."""
+    from dmf2mel.metrics import paired_difference
+
+    if row is None or reference is None:
+        return None
+    a, b = per_subject_scores(row.get(protocol)), per_subject_scores(reference.get(protocol))
+    if a is None or b is None:
+        return None
+    try:
+        result = paired_difference(a, b, seed=PAIRED_SEED)
+    except ValueError:  # no subject in common
+        return None
+    result.pop("subjects")
+    return result
+
+
+def verdict(comparison: dict | None) -> str:
+    """``"beats"``, ``"below"``, ``"no detectable difference"`` or ``"untested"`` (no per-subject scores)."""
+    if comparison is None:
+        return "untested"
+    if comparison["ci_low"] > 0:
+        return "beats"
+    if comparison["ci_high"] < 0:
+        return "below"
+    return "no detectable difference"
+
+
 def comparisons(report: dict) -> dict:
-    """Known/unknown paper r of each model relative to DMF2Mel and to the linear decoder (ratios)."""
+    """Paired comparisons per protocol: DMF2Mel against the linear decoder, every other model against DMF2Mel.
+
+    Computed from the rows, so a report written before per-subject scores were kept gets ``"untested"`` verdicts.
+    """
     rows = {row["model"]: row for row in report["rows"]}
-
-    def r(model, protocol):
-        result = rows.get(model, {}).get(protocol)
-        return None if result is None else result["paper_r"]
-
     out = {}
     for protocol in ("known", "unknown"):
-        full, linear = r("dmf2mel", protocol), r("linear", protocol)
+        vs_linear = paired(rows.get("dmf2mel"), rows.get("linear"), protocol)
+        vs_full = {m: paired(row, rows.get("dmf2mel"), protocol) for m, row in rows.items() if m != "dmf2mel"}
+        verdicts = {m: verdict(c) for m, c in vs_full.items()}
         out[protocol] = {
-            "dmf2mel_beats_linear": None if full is None or linear is None else full > linear,
-            "beat_dmf2mel": sorted(m for m in rows if m != "dmf2mel" and full is not None
-                                   and r(m, protocol) is not None and r(m, protocol) > full),
+            "dmf2mel_vs_linear": vs_linear,
+            "dmf2mel_vs_linear_verdict": verdict(vs_linear),
+            "vs_dmf2mel": vs_full,
+            "vs_dmf2mel_verdict": verdicts,
+            "beat_dmf2mel": sorted(m for m, v in verdicts.items() if v == "beats"),
         }
     return out
+
+
+def difference_sentence(model: str, reference: str, comparison: dict | None) -> str:
+    """One sentence: whether ``model`` beats ``reference``, with the paired difference and its interval."""
+    if comparison is None:
+        return f"{model} vs {reference}: no paired test (the report has no per-subject scores of both)"
+    c = comparison
+    numbers = (f"Δr = {c['difference']:+.4f}, {c['confidence']:.0%} CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], "
+               f"p = {c['p_value']:.3f}, {c['n_subjects']} subjects x {c['n_seeds_a']}/{c['n_seeds_b']} seeds")
+    if c["ci_low"] > 0:
+        return f"{model} beats {reference} ({numbers})"
+    if c["ci_high"] < 0:
+        return f"{model} is below {reference} ({numbers})"
+    return f"no detectable difference between {model} and {reference} ({numbers})"
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -346,12 +417,22 @@ def markdown(report: dict) -> str:
             f"{_fmt(unknown.get('challenge_r'))} | {_fmt(unknown.get('chance_r'))} | {_fmt(unknown.get('p_value'), '.3f')} | "
             f"{_fmt(row.get('train_seconds'), '.0f')} |"
         )
-    if "comparisons" in report:
-        for protocol, comparison in report["comparisons"].items():
-            beaten = ", ".join(comparison["beat_dmf2mel"]) or "none"
+    names = {row["model"] for row in report["rows"]}
+    if "dmf2mel" in names:
+        lines += ["", "Paired comparisons (subject by subject on the same test recordings; a model beats another only "
+                      "when the 95 % bootstrap interval of the difference excludes 0):"]
+        for protocol, comparison in comparisons(report).items():
             lines.append("")
-            lines.append(f"{protocol.capitalize()} subjects: DMF2Mel beats the linear decoder: "
-                         f"**{comparison['dmf2mel_beats_linear']}**; models above DMF2Mel: {beaten}.")
+            lines.append(f"- {protocol.capitalize()} subjects: "
+                         + difference_sentence("dmf2mel", "linear", comparison["dmf2mel_vs_linear"]) + ".")
+            for model, result in comparison["vs_dmf2mel"].items():
+                if model != "linear":
+                    lines.append(f"  - {difference_sentence(model, 'dmf2mel', result)}.")
+            widths = [c["ci_high"] - c["ci_low"] for c in (comparison["dmf2mel_vs_linear"],
+                                                             *comparison["vs_dmf2mel"].values()) if c is not None]
+            if widths:
+                lines.append(f"  - Width of the 95 % intervals on {protocol} subjects: median {statistics.median(widths):.4f} "
+                             f"(from {min(widths):.4f} to {max(widths):.4f}).")
     lines += ["", f"Wall-clock time of the whole table: {_fmt(report.get('wall_seconds'), '.0f')} s "
               f"(load average {machine['load_average'][0]:.1f} at the start).", ""]
     return "\n".join(lines)

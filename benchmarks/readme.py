@@ -1,7 +1,7 @@
 """The README's results section, rendered from the benchmark reports in ``benchmarks/results/``.
 
 ``python benchmarks/readme.py`` rewrites the block between the two markers in ``README.md`` from
-``quality_teaching.json``, ``quality_sparrkulee.json`` and ``train_speed.json``; ``--check`` only says whether the
+``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json`` and ``busy.json``; ``--check`` only says whether the
 block is up to date (exit 1 if not). ``benchmarks/quality.py`` and ``benchmarks/train_speed.py`` call it after
 writing their default reports, and a test checks that the committed README matches the committed reports, so the
 numbers in the README are never typed in by hand and never drift from the files they come from.
@@ -13,6 +13,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+
+import quality  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -63,18 +67,25 @@ def quality_section(reports: dict[str, dict]) -> list[str]:
         report = reports[preset]
         b, train, machine = report["budget"], report["budget"]["train"], report["machine"]
         verdicts = "; ".join(
-            f"{protocol}: DMF2Mel {'beats' if c['dmf2mel_beats_linear'] else 'does not beat'} the linear decoder"
-            for protocol, c in report.get("comparisons", {}).items()
-            if c.get("dmf2mel_beats_linear") is not None
+            f"{protocol}: {quality.difference_sentence('DMF2Mel', 'the linear decoder', c['dmf2mel_vs_linear'])}"
+            for protocol, c in quality.comparisons(report).items()
         )
         lines.append(
             f"- `{preset}` ({_day(report['date'])}, {machine['cpu_count']}-core {machine['cpu']}, "
             f"{b['threads']} torch thread(s)): profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), "
             f"{b['epochs']} epochs of {train['windows_per_recording']} random {train['window_seconds']:g} s windows "
             f"per training recording, batch {train['batch_size']}, Adam lr {train['lr']:g}, best val epoch; "
-            f"seeds {', '.join(map(str, b['seeds']))}. {verdicts}."
+            f"seeds {', '.join(map(str, b['seeds']))}.{_stale(report)} Paired comparison (a model beats another only when the 95 % "
+            f"interval of the subject-by-subject difference excludes 0) - {verdicts}."
         )
     return lines
+
+
+def _stale(report: dict, rerun: str = "make bench-quality") -> str:
+    from dmf2mel.viz.results import stale_results_sentence
+
+    stale = stale_results_sentence(report, rerun)
+    return f" **{stale}**" if stale else ""
 
 
 def speed_section(report: dict) -> list[str]:
@@ -86,7 +97,8 @@ def speed_section(report: dict) -> list[str]:
     lines = [
         f"One training step (forward, paper loss, backward, Adam) on windows of {report['window']} samples, numba scan "
         f"({_day(report['date'])}, {report['machine']['cpu_count']}-core {report['machine']['cpu']}, "
-        f"{report['threads']} torch thread(s), load average {report['machine']['load_average'][0]:.1f} at the start):",
+        f"{report['threads']} torch thread(s), load average {report['machine']['load_average'][0]:.1f} at the start)"
+        f":{_stale(report, 'make bench')}",
         "",
         "| config | params | batch | step (s) | train windows/s | peak RSS (GB) | inference windows/s |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -97,9 +109,34 @@ def speed_section(report: dict) -> list[str]:
             f"{row['windows_per_s']:.2f} | {row['peak_rss_mb'] / 1024:.2f} | {row['inference_windows_per_s']:.2f} |"
         )
     if official:
-        lines += ["", f"The official code at batch 2 on this CPU: {official['step_seconds']} s per step, "
-                      f"{official['peak_gb']} GB peak; at batch 16 it runs out of memory."]
+        lines += ["", "The official code, measured once and separately (not by this repository's scripts, on a CPU, with "
+                      "a pure-PyTorch selective scan standing in for mamba-ssm's CUDA kernel), for orientation only: "
+                      f"batch 2, {official['step_seconds']} s per step, {official['peak_gb']} GB peak; at batch 16 it "
+                      "ran out of memory."]
     return lines
+
+
+def busy_section(report: dict) -> list[str]:
+    """One quick-profile epoch quietly and beside busy processes (``benchmarks/busy.py``)."""
+    phases = {phase["phase"]: phase for phase in report["phases"]}
+    quiet, busy = phases.get("quiet"), phases.get("busy")
+    if not quiet or not busy or quiet["median_epoch_s"] is None:
+        return []
+    machine = report["machine"]
+    busy_text = "did not finish" if busy["median_epoch_s"] is None else (
+        f"{busy['median_epoch_s']:.1f} s ({busy['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)")
+    text = (
+        f"Training on a busy machine ({_day(report['date'])}, {machine.get('usable_cores', machine['cpu_count'])} "
+        f"usable cores, `benchmarks/busy.py`): one quick-profile DMF2Mel epoch takes "
+        f"{quiet['median_epoch_s']:.1f} s quietly and {busy_text} beside {report['busy']} busy processes with the "
+        "package's thread policy"
+    )
+    for phase in report["phases"]:
+        if phase.get("fixed_threads"):
+            fixed = "did not finish" if phase["median_epoch_s"] is None else (
+                f"{phase['median_epoch_s']:.1f} s ({phase['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)")
+            text += f"; with {phase['fixed_threads']} threads fixed (PyTorch's default here) it takes {fixed}"
+    return [text + "."]
 
 
 def render(results_dir: Path = RESULTS_DIR) -> str:
@@ -109,6 +146,9 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     body = quality_section(quality)
     if speed is not None:
         body += ([""] if body else []) + speed_section(speed)
+    busy = _load(results_dir / "busy.json")
+    if busy is not None and (lines := busy_section(busy)):
+        body += ([""] if body else []) + lines
     if not body:
         body = ["(no benchmark reports yet: run `make bench` and `make bench-quality`)"]
     return "\n".join([START, *body, END])

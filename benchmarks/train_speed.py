@@ -58,7 +58,8 @@ N_CHANS = 64
 N_MELS = 10
 #: Subjects of the model's embedding table (SparrKULee has 85; the size does not matter for speed).
 N_SUBJECTS = 85
-#: The issue's target: a paper-config step at batch 16 peaks below this many GB (cpu backend).
+#: The memory target: a paper-config training step at batch 16 peaks below this many GB (cpu backend), so the
+#: paper profile trains on an ordinary laptop.
 TARGET_PEAK_GB = 3.0
 MB = 2**20
 #: Module attribution rows kept in the report (the largest).
@@ -68,7 +69,8 @@ ATTRIBUTION_ROWS = 25
 MEMORY_GUARD_FRACTION = 0.5
 #: Seconds between the parent's RSS polls of a worker.
 POLL_S = 0.5
-#: The official code (batch 2, CPU), as reported to this project: seconds per step and peak GB.
+#: The official code (batch 2, CPU), measured once, separately from these scripts, with a pure-PyTorch selective scan
+#: standing in for mamba-ssm's CUDA kernel: seconds per step and peak GB. Quoted for orientation, not reproduced here.
 OFFICIAL_BATCH2 = {"step_seconds": "7-9", "peak_gb": 8.4}
 
 METHOD = (
@@ -120,15 +122,20 @@ def _maxrss_mb() -> float:
 
 
 def set_threads(threads: int | None) -> None:
-    """Intra-op threads of torch (the numba scan follows torch's count); None keeps torch's default.
+    """Intra-op threads of torch (the numba scan follows torch's count); None: the package's policy
+    (:func:`dmf2mel.threads.configure`: the cores other programs leave free).
 
-    On a machine shared with other jobs one thread is much faster than two: torch's OpenMP threads spin while
-    they wait for each other, and a descheduled one stalls every parallel region (measured here: a small-config
-    step at 8 x 320 took 7 s with one thread and 100 s with two, at a load average of 14 on two cores).
+    Speed benchmarks fix the count (one thread by default in ``make bench``) so that their numbers compare across
+    runs; a shared machine then costs them a fair share of the cores, not the barrier stalls of two spinning
+    threads (see :mod:`dmf2mel.threads`).
     """
     import torch
 
-    if threads is not None:
+    from dmf2mel import threads as thread_policy
+
+    if threads is None:
+        thread_policy.configure()
+    else:
         torch.set_num_threads(threads)
 
 
@@ -237,7 +244,10 @@ def worker(spec: dict) -> dict:
     """Measure one configuration (runs in its own process); returns the numbers as a dict."""
     import torch
 
+    from dmf2mel.models import dropout
+
     set_threads(spec.get("threads"))
+    dropout.set_backend(spec.get("dropout", "numba"))
     model, optimizer, loss_fn, inputs = build(spec["preset"], spec["backend"], spec["batch"], spec["window"])
     result = {
         "params": sum(p.numel() for p in model.parameters()),
@@ -381,7 +391,7 @@ def code_state() -> dict:
     }
 
 
-def configurations(presets, batches, backends, window, repeats, attribute, threads=None) -> list[dict]:
+def configurations(presets, batches, backends, window, repeats, attribute, threads=None, dropout="numba") -> list[dict]:
     """Every (preset, batch, backend) to measure, cpu backend first (the default on the CPU)."""
     specs = []
     for backend in backends:
@@ -394,13 +404,14 @@ def configurations(presets, batches, backends, window, repeats, attribute, threa
                     "backend": backend,
                     "repeats": repeats,
                     "threads": threads,
+                    "dropout": dropout,
                     "attribute": attribute and backend == "cpu" and batch == max(batches),
                 })
     return specs
 
 
 def target(report: dict) -> dict:
-    """The issue's memory target: paper config, batch 16, cpu backend, peak RSS below 3 GB."""
+    """The memory target: paper config, batch 16, cpu backend, peak RSS below ``TARGET_PEAK_GB``."""
     for row in report["rows"]:
         if (row["preset"], row["batch"], row["backend"], row["window"]) == ("paper", 16, "cpu", WINDOW):
             peak = row.get("peak_rss_mb")
@@ -472,7 +483,8 @@ def _key(row: dict) -> tuple:
 
 
 def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repeats=1, attribute=True,
-        timeout_s=1800.0, max_rss_mb=None, progress=True, out=None, reuse=False, threads=None) -> dict:
+        timeout_s=1800.0, max_rss_mb=None, progress=True, out=None, reuse=False, threads=None,
+        dropout="numba") -> dict:
     """Measure every configuration (one subprocess each) and return the report.
 
     Parameters
@@ -490,7 +502,10 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     out : Path, optional
         Write the report there after every configuration (a long run killed midway keeps what it measured).
     threads : int, optional
-        torch threads of every worker (default: torch's default, the number of cores).
+        torch threads of every worker (default: the package's policy, :func:`dmf2mel.threads.configure`).
+    dropout : {"numba", "torch"}
+        Who draws the dropout masks (:mod:`dmf2mel.models.dropout`); ``"torch"`` is the path before the numba
+        masks, for a before/after comparison.
     reuse : bool
         Keep the rows of ``out`` that were measured (status ok) with the same window and repeats, and measure
         only the rest (finish a run that was cut short).
@@ -504,6 +519,7 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
         "window": window,
         "repeats": repeats,
         "threads": threads,
+        "dropout": dropout,
         "method": METHOD,
         "official_batch2": OFFICIAL_BATCH2,
         "rows": [],
@@ -511,9 +527,10 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     done = {}
     if reuse and out is not None and out.is_file():
         old = json.loads(out.read_text(encoding="utf-8"))
-        if (old.get("window"), old.get("repeats"), old.get("threads")) == (window, repeats, threads):
+        if (old.get("window"), old.get("repeats"), old.get("threads"), old.get("dropout", "torch")) == (
+                window, repeats, threads, dropout):
             done = {_key(row): row for row in old["rows"] if row.get("status") == "ok"}
-    for spec in configurations(presets, batches, backends, window, repeats, attribute, threads):
+    for spec in configurations(presets, batches, backends, window, repeats, attribute, threads, dropout):
         row = {key: spec[key] for key in ("preset", "batch", "window", "backend")}
         if _key(row) in done:
             report["rows"].append(done[_key(row)])
@@ -565,7 +582,9 @@ def main(argv=None) -> None:
     parser.add_argument("--max-rss-gb", type=float,
                         help=f"kill a worker past this RSS (default: {MEMORY_GUARD_FRACTION:g} x the available memory)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_speed.json")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: torch's, = cores)")
+    parser.add_argument("--threads", type=int, help="torch threads per worker (default: the cores other programs leave free)")
+    parser.add_argument("--dropout", choices=("numba", "torch"), default="numba",
+                        help="who draws the dropout masks (torch: the path before the numba masks)")
     parser.add_argument("--reuse", action="store_true", help="keep the configurations already measured in --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -574,7 +593,7 @@ def main(argv=None) -> None:
         return
     max_rss_mb = None if args.max_rss_gb is None else args.max_rss_gb * 1024
     report = run(args.presets, args.batches, args.backends, args.window, args.repeats, args.attribute, args.timeout,
-                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads)
+                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads, dropout=args.dropout)
     print(json.dumps(report["target"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     if args.out.resolve() == (RESULTS_DIR / "train_speed.json").resolve():

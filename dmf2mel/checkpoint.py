@@ -19,9 +19,8 @@ import csv
 import io
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from torch import nn
 
 from dmf2mel.errors import UserError
 from dmf2mel.io import atomic_path, save_json
+from dmf2mel.models import registry
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -43,113 +43,21 @@ CHECKPOINT_FORMAT = 1
 # --- models a run can hold ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to configure and build one kind of model.
-
-    Attributes
-    ----------
-    default_config : callable (preset, n_subjects, n_chans, n_mels) -> dict
-        The model's config as plain JSON values; ``preset`` is ``"small"`` or ``"paper"``.
-    build : callable (config dict) -> nn.Module
-        A module with ``forward(eeg (batch, time, n_chans), subject (batch,) or None) ->
-        (batch, time, n_mels)``.
-    closed_form : bool
-        Fitted by ``model.fit(train_pairs, val_pairs)`` instead of gradient descent.
-    """
-
-    default_config: Callable[[str, int, int, int], dict]
-    build: Callable[[dict], nn.Module]
-    closed_form: bool = False
+# The registry lives in dmf2mel.models.registry; these names stay importable from here.
+ABLATIONS = registry.ABLATIONS
+MODELS = registry.MODELS
+ModelSpec = registry.ModelSpec
+model_spec = registry.model_spec
 
 
-def _dmf2mel_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) -> dict:
-    from dmf2mel.models import DMF2MelConfig
-
-    base = DMF2MelConfig.small() if preset == "small" else DMF2MelConfig.paper()
-    config = base.to_dict()
-    config.update(n_subjects=n_subjects, n_chans=n_chans, n_mels=n_mels)
-    return config
+def model_from_config(config: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The (untrained) model a run config describes: ``config["model"]`` built from ``config["model_config"]``
+    (:func:`dmf2mel.models.build_model` builds one from keyword arguments instead)."""
+    return model_spec(config["model"]).build(dict(config["model_config"])).to(device)
 
 
-def _dmf2mel_build(config: dict) -> nn.Module:
-    from dmf2mel.models import DMF2Mel, DMF2MelConfig
-
-    return DMF2Mel(DMF2MelConfig.from_dict(config))
-
-
-def _baseline_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) -> dict:
-    return {"n_chans": n_chans, "n_mels": n_mels}
-
-
-def _linear_build(config: dict) -> nn.Module:
-    from dmf2mel.models.linear import LinearDecoder
-
-    return LinearDecoder(**config)
-
-
-def _builder(name: str) -> Callable[[dict], nn.Module]:
-    def build(config: dict) -> nn.Module:
-        from dmf2mel.models import build_model
-
-        return build_model(name, **config)
-
-    return build
-
-
-#: The ablations of DMF2Mel (chapter 11, ``benchmarks/quality.py``): model name -> the
-#: :class:`~dmf2mel.models.DMF2MelConfig` fields that differ from the full model.
-ABLATIONS: dict[str, dict] = {
-    "dmf2mel-no-dcfam": {"use_dcfam": False},  # the DC-FAM branch is the identity
-    "dmf2mel-no-hams": {"use_hams": False},  # the HAMS-Net branch is the identity
-    "dmf2mel-no-splinemap": {"use_splinemap": False},  # linear projections instead of AGKAN in every attention
-    "dmf2mel-no-mamba": {"use_mamba": False},  # convMamba without its BiMamba
-    "dmf2mel-single-head": {"head": "single"},  # the official one-channel output, broadcast to the bands
-}
-
-
-def _ablation_spec(overrides: dict) -> ModelSpec:
-    """DMF2Mel's spec with ``overrides`` applied to its default config."""
-
-    def default_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) -> dict:
-        return {**_dmf2mel_config(preset, n_subjects, n_chans, n_mels), **overrides}
-
-    if overrides.get("head") == "single":
-
-        def build(config: dict) -> nn.Module:
-            from dmf2mel.models import DMF2MelConfig, SingleHeadBroadcast
-
-            return SingleHeadBroadcast(DMF2MelConfig.from_dict(config))
-
-        return ModelSpec(default_config, build)
-    return ModelSpec(default_config, _dmf2mel_build)
-
-
-#: Models ``train`` knows by name. Add an entry to train your own module with the same trainer.
-MODELS: dict[str, ModelSpec] = {
-    "dmf2mel": ModelSpec(_dmf2mel_config, _dmf2mel_build),
-    "cnn": ModelSpec(_baseline_config, _builder("cnn")),
-    "vlaai": ModelSpec(_baseline_config, _builder("vlaai")),
-    "linear": ModelSpec(_baseline_config, _linear_build, closed_form=True),
-    **{name: _ablation_spec(overrides) for name, overrides in ABLATIONS.items()},
-}
-
-
-def model_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of ``name`` (UserError for an unknown name)."""
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}")
-    return MODELS[name]
-
-
-def build_model(config: dict, device: str | torch.device = "cpu") -> nn.Module:
-    """The (untrained) model a run config describes: ``config["model"]`` built from ``config["model_config"]``."""
-    model = model_spec(config["model"]).build(dict(config["model_config"]))
-    # Modules are built on the CPU; moving only when needed also spares models that override
-    # nn.Module._apply (LinearDecoder does), which breaks Module.to.
-    if torch.device(device).type != "cpu":
-        model = model.to(device)
-    return model
+#: The former name of :func:`model_from_config`.
+build_model = model_from_config
 
 
 # --- RNG states as weights-only values ----------------------------------------------------------
@@ -243,7 +151,7 @@ def load_model(run: str | Path, which: str = BEST_CHECKPOINT, device: str | torc
     """The run's config and its model with the weights of ``which`` (``best.pt``), in eval mode."""
     config = read_config(run)
     state = load_checkpoint(Path(run) / which, map_location=device)
-    model = build_model(config, device)
+    model = model_from_config(config, device)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

@@ -14,10 +14,8 @@ their chance levels and p-values, per band and per subject. Predictions are made
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -25,10 +23,19 @@ from torch import nn
 
 from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, load_model
 from dmf2mel.data.datasets import SubjectIndex, sequential_spans
-from dmf2mel.data.sparrkulee import Recording, SplitData, read_challenge_subject, write_predictions
+from dmf2mel.data.sparrkulee import (
+    ChallengeSubject,
+    Recording,
+    SplitData,
+    challenge_subject_id,
+    read_challenge_subject,
+    write_predictions,
+)
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction, challenge_metric, paper_metric
+from dmf2mel.threads import configure as configure_threads
+from dmf2mel.validation import check_folder
 
 #: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
 SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
@@ -187,6 +194,7 @@ def evaluate_run(
         ``{"known": {...}, "unknown": {...} or None}`` (see :func:`score_predictions`).
     """
     run = Path(run)
+    configure_threads()
     config, model = load_model(run, BEST_CHECKPOINT, device)
     data = open_data_for(config, data_folder or config["data"]["folder"])
     index = SubjectIndex(config["data"]["subjects"])
@@ -194,7 +202,10 @@ def evaluate_run(
     held = list(config["data"]["held_out"]) if held_out is None else list(held_out)
     trained_on = sorted(set(held) & set(index.subjects))
     if trained_on:
-        raise UserError(f"--held-out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw")
+        raise UserError(
+            f"held_out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw",
+            parameter="held_out",
+        )
 
     results: dict = {}
     known = data.recordings_in("test", subjects=index.subjects)
@@ -215,6 +226,62 @@ def evaluate_run(
     return results
 
 
+class SubjectPrediction(NamedTuple):
+    """What ``predict`` wrote for one test-set subject."""
+
+    subject: str
+    path: Path
+    known: bool
+    n_segments: int
+
+
+def predict_subjects(
+    run: str | Path,
+    subjects: Sequence[ChallengeSubject],
+    out_dir: str | Path,
+    device: str = "cpu",
+) -> list[SubjectPrediction]:
+    """Write the challenge submission ``OUT/sub-XXX.json`` ``{segment_id: mel (time, n_mels)}`` of each subject.
+
+    Every subject's files are read and checked before anything is written, so a bad file leaves
+    ``out_dir`` as it was. Each EEG segment is z-scored per channel over its own samples (a test
+    segment has no train part to take statistics from) and predicted with the subject's id if the
+    run was trained on that subject, else with the unknown-subject conditioning (``known`` False).
+    """
+    out_dir = check_folder("out_dir", out_dir)
+    config, model = load_model(run, BEST_CHECKPOINT, device)
+    n_chans = config["data"]["n_chans"]
+    for entry in subjects:
+        read_challenge_subject(entry.eeg_npz, entry.mapping_json, n_chans=n_chans)
+    index = SubjectIndex(config["data"]["subjects"])
+    written = []
+    for entry in subjects:
+        segments = read_challenge_subject(entry.eeg_npz, entry.mapping_json, n_chans=n_chans)
+        predictions = {}
+        for segment_id, eeg in segments.items():
+            std = eeg.std(axis=0)
+            eeg = (eeg - eeg.mean(axis=0)) / np.where(std > 0, std, 1.0)
+            predictions[segment_id] = predict_recording(model, eeg, index[entry.subject], config["data"]["window"], device)
+        path = write_predictions(out_dir / f"{entry.subject}.json", predictions, n_mels=config["data"]["n_mels"])
+        written.append(SubjectPrediction(entry.subject, path, entry.subject in index, len(predictions)))
+    return written
+
+
+def challenge_files(eeg_npz: str | Path, mapping_json: str | Path) -> ChallengeSubject:
+    """One subject given by its two files; the subject id comes from the mapping file's name.
+
+    The EEG archive must belong to the same subject: ``sub-XXX_eeg.npz`` as released (or ``sub-XXX.npz``).
+    """
+    subject = challenge_subject_id(mapping_json)
+    eeg_npz = Path(eeg_npz)
+    if eeg_npz.name not in (f"{subject}_eeg.npz", f"{subject}.npz"):
+        raise DataError(
+            f"{eeg_npz}: expected the EEG of {subject} (named {subject}_eeg.npz, as {Path(mapping_json).name} "
+            f"names the subject), found the name {eeg_npz.name!r}"
+        )
+    return ChallengeSubject(subject, eeg_npz, Path(mapping_json))
+
+
 def predict_challenge(
     run: str | Path,
     eeg_npz: str | Path,
@@ -222,25 +289,15 @@ def predict_challenge(
     out_dir: str | Path,
     device: str = "cpu",
 ) -> Path:
-    """Write the challenge submission of one subject: ``OUT/sub-XXX.json`` ``{segment_id: mel}``.
+    """Write the challenge submission of one subject, ``OUT/sub-XXX.json``; returns its path.
 
-    Each EEG segment is z-scored per channel over its own samples (a test segment has no train
-    part to take statistics from) and predicted with the subject's id if the run was trained on
-    that subject (named by the ``.npz`` file), else with the unknown-subject conditioning.
+    The subject id comes from the mapping file's name (``sub-XXX_mapping.json``); see
+    :func:`predict_subjects`.
     """
-    config, model = load_model(run, BEST_CHECKPOINT, device)
-    segments = read_challenge_subject(eeg_npz, mapping_json, n_chans=config["data"]["n_chans"])
-    subject = Path(eeg_npz).stem
-    subject_id = SubjectIndex(config["data"]["subjects"])[subject]
-    predictions = {}
-    for segment_id, eeg in segments.items():
-        std = eeg.std(axis=0)
-        eeg = (eeg - eeg.mean(axis=0)) / np.where(std > 0, std, 1.0)
-        predictions[segment_id] = predict_recording(model, eeg, subject_id, config["data"]["window"], device)
-    return write_predictions(Path(out_dir) / f"{subject}.json", predictions, n_mels=config["data"]["n_mels"])
+    return predict_subjects(run, [challenge_files(eeg_npz, mapping_json)], out_dir, device)[0].path
 
 
-# --- command line -------------------------------------------------------------------------------
+# --- one-line summaries -----------------------------------------------------------------------
 
 
 def summary_line(name: str, result: dict | None) -> str:
@@ -256,59 +313,3 @@ def summary_line(name: str, result: dict | None) -> str:
         f"challenge r {fmt(result['challenge_r'])} (chance {fmt(result['challenge_chance_r'])}), "
         f"{len(result['subjects'])} subjects"
     )
-
-
-def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``evaluate``: score a run on the known- and unknown-subject protocols."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a trained run on known and unknown subjects (paper and challenge metrics, chance levels)",
-        description="Evaluate RUN/best.pt on the test parts of the training subjects (known) and of the held-out "
-        "subjects (unknown, with the unknown-subject conditioning); write RUN/metrics.json.",
-    )
-    parser.add_argument("--data", help="split_data folder (default: the one the run was trained on)")
-    parser.add_argument("--run", required=True, help="the run folder")
-    parser.add_argument("--held-out", help="comma-separated subjects for the unknown protocol (default: the run's)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--n-null", type=int, default=N_NULL, help="null draws for the chance levels")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the null distribution")
-    parser.add_argument("--json", action="store_true", help='print one JSON object {"known": ..., "unknown": ...}')
-    parser.set_defaults(func=run_evaluate)
-    return parser
-
-
-def run_evaluate(args) -> int:
-    """``python -m dmf2mel evaluate``."""
-    results = evaluate_run(
-        args.run, args.data, parse_subjects(args.held_out), device=args.device, n_null=args.n_null, seed=args.seed
-    )
-    if args.json:
-        print(json.dumps({"known": results["known"], "unknown": results["unknown"]}))
-    else:
-        print(summary_line("known", results["known"]))
-        print(summary_line("unknown", results["unknown"]))
-        print(f"wrote {Path(args.run) / METRICS_FILE}")
-    return 0
-
-
-def add_predict_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``predict``: the challenge submission JSON of one subject."""
-    parser = subparsers.add_parser(
-        "predict",
-        help="predict the mel of challenge test segments (sub-XXX.npz + sub-XXX_mapping.json)",
-        description="Write OUT/sub-XXX.json = {segment_id: mel (time x 10)} with RUN/best.pt.",
-    )
-    parser.add_argument("--run", required=True, help="the run folder")
-    parser.add_argument("--eeg", required=True, help="sub-XXX.npz of EEG segments")
-    parser.add_argument("--mapping", required=True, help="sub-XXX_mapping.json")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.set_defaults(func=run_predict)
-    return parser
-
-
-def run_predict(args) -> int:
-    """``python -m dmf2mel predict``."""
-    path = predict_challenge(args.run, args.eeg, args.mapping, args.out, device=args.device)
-    print(f"wrote {path}")
-    return 0

@@ -425,29 +425,36 @@ def check_neighbourhood_aggregation(aggregate: Callable) -> CheckResult:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def top_down_pass(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
-    """HAMS-Net's top-down pass ``d0 + up(d1 + up(d2))``, ``up`` doubling each step (nearest neighbour).
+def top_down_pass(decoded: Sequence[torch.Tensor]) -> torch.Tensor:
+    """HAMS-Net's top-down pass: from the coarsest decoder map to the finest, each map plus the running sum upsampled.
 
-    Shapes: ``d0 (batch, channels, T)``, ``d1 (batch, channels, T/2)``, ``d2 (batch, channels, T/4)``
-    -> ``(batch, channels, T)``, as in :meth:`dmf2mel.models.HAMSNet.forward`.
+    ``decoded`` holds the decoder maps coarse to fine, ``(batch, channels, T/8)``, ``(.., T/4)``, ``(.., T/2)``,
+    ``(.., T)``; the result ``d_T + up(d_{T/2} + up(d_{T/4} + up(d_{T/8})))`` is ``(batch, channels, T)``, ``up``
+    doubling each step (nearest neighbour), as in :meth:`dmf2mel.models.HAMSNet.forward`.
     """
-    def up(x):
-        return x.repeat_interleave(2, dim=-1)
-
-    return d0 + up(d1 + up(d2))
+    total = decoded[0]
+    for finer in decoded[1:]:
+        total = finer + total.repeat_interleave(2, dim=-1)
+    return total
 
 
 def check_top_down_pass(top_down: Callable) -> CheckResult:
-    """Check ``top_down(d0, d1, d2) -> out``, HAMS-Net's coarse-to-fine sum (see :func:`top_down_pass`)."""
+    """Check ``top_down(decoded) -> out``, HAMS-Net's coarse-to-fine sum (see :func:`top_down_pass`)."""
     generator = torch.Generator().manual_seed(SEED + 4)
     cases = []
     for batch, channels, time in ((2, 3, 16), (1, 5, 8), (2, 2, 24)):
-        cases.append(
-            tuple(torch.randn(batch, channels, time // 2**s, generator=generator, dtype=torch.float64) for s in range(3))
-        )
+        maps = [torch.randn(batch, channels, time // 2**s, generator=generator, dtype=torch.float64)
+                for s in (3, 2, 1, 0)]
+        cases.append((maps,))
 
     def with_up(up):
-        return lambda d0, d1, d2: d0 + up(d1 + up(d2))
+        def top_down_with(decoded):
+            total = decoded[0]
+            for finer in decoded[1:]:
+                total = finer + up(total)
+            return total
+
+        return top_down_with
 
     def linear_up(x):
         return F.interpolate(x, scale_factor=2, mode="linear", align_corners=False)
@@ -459,7 +466,7 @@ def check_top_down_pass(top_down: Callable) -> CheckResult:
             "(x.repeat_interleave(2, dim=-1)).",
         ),
         _Mistake(with_up(linear_up), "HAMS-Net upsamples by repeating each step (nearest neighbour), not linearly."),
-        _Mistake(lambda d0, d1, d2: d0 + d1.repeat_interleave(2, -1), "d2 is missing: it enters through d1."),
+        _Mistake(lambda decoded: top_down_pass(decoded[1:]), "the coarsest map (T/8) is missing: start from it."),
     ]
     return _check(
         "top-down pass",

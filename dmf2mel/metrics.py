@@ -1,6 +1,6 @@
 """Evaluation metrics for mel reconstruction, each with a chance level and a p-value.
 
-Two scores are reported (DESIGN.md, "Protocols and metrics"):
+Two scores are reported (``book/architecture.md``, "Protocols and metrics"):
 
 * **paper metric** (Fan et al. 2025): Pearson r over time within each 10 s window, per band; mean
   over bands and windows per recording; mean over recordings.
@@ -28,7 +28,8 @@ convention) and is left out of the means.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import itertools
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -46,6 +47,12 @@ CHANCE_QUANTILE = 0.95
 MIN_SHIFT_SECONDS = 1.0
 #: Windows per chunk when drawing the null (bounds memory to chunk x n_null x n_mels values).
 _CHUNK_WINDOWS = 256
+#: Bootstrap resamples of :func:`paired_difference`.
+N_BOOT = 10_000
+#: Random sign flips of :func:`paired_difference` (all 2^n are enumerated when that is fewer).
+N_FLIPS = 10_000
+#: Coverage of the bootstrap interval of :func:`paired_difference`.
+CONFIDENCE = 0.95
 
 
 class RecordingPrediction(NamedTuple):
@@ -334,3 +341,101 @@ def challenge_metric(
     """
     window = int(round(segment_seconds * sfreq))
     return windowed_score(recordings, window, "subject", n_null=n_null, seed=seed, sfreq=sfreq)
+
+
+def _seed_by_subject(scores: Mapping[str, float] | Sequence[Mapping[str, float]]) -> list[Mapping[str, float]]:
+    """One mapping subject -> score, or one per seed, as a list of mappings."""
+    return [scores] if isinstance(scores, Mapping) else list(scores)
+
+
+def paired_difference(
+    scores_a: Mapping[str, float] | Sequence[Mapping[str, float]],
+    scores_b: Mapping[str, float] | Sequence[Mapping[str, float]],
+    n_boot: int = N_BOOT,
+    n_flips: int = N_FLIPS,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> dict:
+    """Mean difference in r between two models scored on the same subjects, with a bootstrap interval and a p-value.
+
+    Parameters
+    ----------
+    scores_a, scores_b : mapping subject -> r, or a sequence of them (one per seed)
+        Per-subject scores of model A and model B on the same test recordings (e.g. ``per_subject`` of
+        :func:`dmf2mel.evaluate.score_predictions`). Only subjects with a finite score in every seed of both
+        models are used.
+    n_boot : int
+        Bootstrap resamples. Each resamples the subjects with replacement (the same subjects for both models: the
+        pairing) and, where a model has several seeds, its seeds with replacement.
+    n_flips : int
+        Random sign flips of the per-subject differences for the p-value; with ``2**n_subjects <= n_flips`` every
+        flip is enumerated (an exact test).
+    confidence : float
+        Coverage of the percentile interval (default 0.95).
+    seed : int
+        Seed of the resampling; the result is a deterministic function of the inputs and ``seed``.
+
+    Returns
+    -------
+    dict
+        ``difference``: mean over subjects of (A's mean over seeds - B's); ``ci_low``, ``ci_high``: the percentile
+        bootstrap interval; ``p_value``: two-sided sign-flip permutation p-value of the paired per-subject
+        differences (how often flipping the sign of each subject's difference at random gives a mean at least as far
+        from 0); ``detectable``: the interval excludes 0; ``n_subjects``, ``n_seeds_a``, ``n_seeds_b``,
+        ``subjects``, ``confidence``, ``n_boot``, ``n_flips`` (the flips actually used), ``exact``.
+
+    Raises
+    ------
+    ValueError
+        When no subject has finite scores in both models.
+    """
+    seeds_a, seeds_b = _seed_by_subject(scores_a), _seed_by_subject(scores_b)
+    subjects = sorted(
+        subject
+        for subject in set.intersection(*(set(scores) for scores in (*seeds_a, *seeds_b)))
+        if all(scores[subject] is not None and np.isfinite(scores[subject]) for scores in (*seeds_a, *seeds_b))
+    )
+    if not subjects:
+        raise ValueError("paired_difference: no subject has a finite score in every seed of both models")
+    a = np.array([[scores[s] for s in subjects] for scores in seeds_a], dtype=np.float64)  # (seeds_a, subjects)
+    b = np.array([[scores[s] for s in subjects] for scores in seeds_b], dtype=np.float64)
+    per_subject = a.mean(axis=0) - b.mean(axis=0)
+    difference = float(per_subject.mean())
+    n_subjects = len(subjects)
+
+    rng = np.random.default_rng(seed)
+    pick_subjects = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
+    pick_a = rng.integers(0, len(a), size=(n_boot, len(a)))
+    pick_b = rng.integers(0, len(b), size=(n_boot, len(b)))
+    # mean over resampled seeds of each model's per-subject scores, then over the resampled subjects
+    boot_a = a[pick_a].mean(axis=1)  # (n_boot, subjects)
+    boot_b = b[pick_b].mean(axis=1)
+    rows = np.arange(n_boot)[:, None]
+    boot = (boot_a[rows, pick_subjects] - boot_b[rows, pick_subjects]).mean(axis=1)
+    tail = (1 - confidence) / 2
+    ci_low, ci_high = (float(q) for q in np.quantile(boot, [tail, 1 - tail]))
+
+    exact = 2**n_subjects <= n_flips
+    if exact:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n_subjects)))
+    else:
+        signs = rng.choice((1.0, -1.0), size=(n_flips, n_subjects))
+    flipped = np.abs((signs * per_subject).mean(axis=1))
+    # a tolerance so that the identity flip (and its mirror) always count, whatever the rounding
+    extreme = int((flipped >= abs(difference) - 1e-12).sum())
+    p_value = extreme / len(signs) if exact else (1 + extreme) / (1 + len(signs))
+    return {
+        "difference": difference,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": float(p_value),
+        "detectable": bool(ci_low > 0 or ci_high < 0),
+        "n_subjects": n_subjects,
+        "n_seeds_a": len(a),
+        "n_seeds_b": len(b),
+        "subjects": subjects,
+        "confidence": confidence,
+        "n_boot": n_boot,
+        "n_flips": len(signs),
+        "exact": exact,
+    }

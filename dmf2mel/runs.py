@@ -12,33 +12,38 @@ already hashes the simulation code, its parameters and the numerical libraries),
 training profile and its number of epochs, the seed, the package version, the torch version and a
 hash of the package source that training and evaluation run (every module but the figures and the
 command line). Change any of them and the run is trained again; older runs of the same corpus,
-model, profile, epochs and seed are then deleted.
+model, profile, epochs and seed are deleted once nobody has used them for a day.
 
-Reliability: a run is trained in a temporary folder and renamed into place only when it is
-complete, so a killed build never leaves half a run behind; a cached run is verified before it is
-reused (its identity, ``config.json``, ``history.csv``, ``metrics.json`` and a ``best.pt`` that
-loads); concurrent processes asking for the same run wait for one another (a file lock) instead
-of training it twice.
+Reliability (the rules of :mod:`dmf2mel.cache`, which the corpus cache follows too): a run is trained
+in a temporary folder and renamed into place only when it is complete, so a killed build never leaves
+half a run behind; a cached run is verified before it is reused (its identity, ``config.json``,
+``history.csv``, ``metrics.json`` and a ``best.pt`` that loads); concurrent processes asking for the
+same run wait for one another (a file lock) instead of training it twice, and the one that waits says
+whom it waits for.
+
+A run that fails (an error, or a cell interrupted at the book build's time limit) leaves a note
+(``.NAME.failed.json`` beside the runs) saying how and when. Within the same book build (the build id
+in ``DMF2MEL_BUILD``, which ``make book`` and the tests set), a later chapter asking for that run
+reports the failure in one sentence instead of starting the same long training again inside its own
+time limit; the next build, or ``retry=True``, trains it again. Without a build id (JupyterLab, a
+script) every call trains again, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 import dmf2mel
+from dmf2mel import cache
 from dmf2mel.checkpoint import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -52,11 +57,12 @@ from dmf2mel.checkpoint import (
 from dmf2mel.data.datasets import SubjectIndex
 from dmf2mel.data.simulate import cache_dir, default_corpus
 from dmf2mel.data.sparrkulee import SplitData
-from dmf2mel.errors import DataError, UserError
+from dmf2mel.errors import DataError, TrainingFailed, UserError
 from dmf2mel.evaluate import open_data_for, predict_recordings
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, RecordingPrediction
 from dmf2mel.train import PROFILES, train
+from dmf2mel.validation import check_option
 
 #: Epochs of the ``quick`` profile the book's chapters train (its default; ~2 min for DMF2Mel on the
 #: teaching corpus on one CPU thread).
@@ -67,6 +73,8 @@ RUNS_FOLDER = "runs"
 IDENTITY_FILE = "cached_run.json"
 #: A temporary run folder this old belongs to a killed build.
 STALE_TEMP_S = 6 * 3600.0
+#: Environment variable holding the id of the book build in progress (set by ``scripts/build_book.py``).
+BUILD_ENV = "DMF2MEL_BUILD"
 #: Parts of the package that cannot change a trained run (figures, command line, this module).
 _NOT_IN_RUNS = ("viz", "cli.py", "__main__.py", "runs.py")
 _PACKAGE_ROOT = Path(dmf2mel.__file__).parent
@@ -97,8 +105,7 @@ def run_identity(data: str | Path, model: str, profile: str, epochs: int | None,
         None: the profile's number of epochs.
     seed : int
     """
-    if profile not in PROFILES:
-        raise UserError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    check_option("profile", profile, PROFILES)
     data = Path(data).resolve()
     metadata_file = data / "dmf2mel_corpus.json"
     corpus_version = None
@@ -161,27 +168,27 @@ def verify_run(folder: str | Path, identity: dict | None = None) -> dict:
     return metrics
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed): one process trains, the others wait."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _failure_note(root: Path, folder: Path) -> Path:
+    return root / f".{folder.name}.failed.json"
 
 
-def _remove_stale(root: Path, keep: Path) -> None:
-    """Delete older runs of the same corpus, model, profile, epochs and seed (other code versions), and
-    temporary folders of builds killed long ago."""
-    stem = keep.name.rsplit("-", 1)[0]
-    for path in root.iterdir():
-        older_version = path.name.rsplit("-", 1)[0] == stem and path != keep and (path / IDENTITY_FILE).is_file()
-        abandoned = path.name.startswith(".") and ".tmp-" in path.name and time.time() - path.stat().st_mtime > STALE_TEMP_S
-        if path.is_dir() and (older_version or abandoned):
-            shutil.rmtree(path, ignore_errors=True)
+def _earlier_failure(note: Path) -> dict | None:
+    """The failure recorded in ``note`` if it happened in the book build now running, else None."""
+    build = os.environ.get(BUILD_ENV)
+    if not build or not note.is_file():
+        return None
+    try:
+        failure = json.loads(note.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return failure if failure.get("build") == build else None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "it was interrupted (stopped by hand, or past the time limit of a book cell)"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def cached_run(
@@ -196,13 +203,15 @@ def cached_run(
     n_null: int = N_NULL,
     device: str | None = None,
     verbose: bool = True,
+    retry: bool = False,
 ) -> Path:
     """The folder of a trained and evaluated run, trained now only if no verified copy is cached.
 
     Parameters
     ----------
-    model : {"dmf2mel", "linear", "cnn", "vlaai"}
-        Which model to train (:data:`dmf2mel.checkpoint.MODELS`).
+    model : str
+        Which model to train: a name in :data:`dmf2mel.models.registry.MODELS` (``"dmf2mel"``, ``"linear"``,
+        ``"cnn"``, ``"vlaai"``, an ablation such as ``"dmf2mel-no-mamba"``).
     preset : {"teaching", "sparrkulee"}
         The built-in corpus to train on (ignored when ``data`` is given).
     profile : {"quick", "paper"}
@@ -224,6 +233,8 @@ def cached_run(
         ``"cpu"`` or ``"cuda"`` (default: cuda when available).
     verbose : bool
         Print one line saying whether the run was reused or trained.
+    retry : bool
+        Train again even if this run already failed in the book build now running (see the module docstring).
 
     Returns
     -------
@@ -236,40 +247,62 @@ def cached_run(
     identity = run_identity(data, model, profile, epochs, seed)
     root = Path(root) if root is not None else cache_dir() / RUNS_FOLDER
     folder = root / run_name(identity)
-    with _locked(root / f".{folder.name}.lock"):
-        _remove_stale(root, folder)
+    what = f"the {model} run ({profile} profile, {identity['epochs']} epochs, seed {seed})"
+    note = _failure_note(root, folder)
+    with cache.entry_lock(root, folder.name, f"training {what}", verbose):
+        cache.remove_stale(root, folder, lambda path: (path / IDENTITY_FILE).is_file(), stale_temp_s=STALE_TEMP_S)
         with contextlib.suppress(DataError):
             verify_run(folder, identity)
+            cache.mark_used(folder)
             if verbose:
                 print(f"using the cached {model} run {folder}")
             return folder
-        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=root))
+        failure = None if retry else _earlier_failure(note)
+        if failure is not None:
+            raise TrainingFailed(
+                f"{what} already failed in this build at {failure['at']} after {failure['seconds']:.0f} s: "
+                f"{failure['reason']}; not training it again here (retry=True forces it)"
+            )
+        started = time.perf_counter()
         try:
-            run = work / "run"
-            started = time.perf_counter()
-            train(data, run, model=model, profile=profile, epochs=identity["epochs"], seed=seed, device=device,
-                  quiet=not progress, n_null=n_null)
-            # metrics.json names the checkpoint it scored: name it where it will be, not in the temporary folder
-            metrics = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
-            metrics["checkpoint"] = str(folder / BEST_CHECKPOINT)
-            save_json(run / METRICS_FILE, metrics)
-            save_json(run / IDENTITY_FILE, identity)
-            verify_run(run, identity)
-            if folder.exists():  # an unverifiable leftover (e.g. from an older layout): replace it
-                shutil.rmtree(folder)
-            os.rename(run, folder)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            _train_into(folder, root, data, identity, model, profile, seed, device, progress, n_null)
+        except BaseException as error:  # noqa: BLE001 - recorded, then reported in one sentence
+            seconds = time.perf_counter() - started
+            reason = _describe(error)
+            save_json(note, {"build": os.environ.get(BUILD_ENV), "at": time.strftime("%H:%M:%S"),
+                             "seconds": round(seconds, 1), "reason": reason, "identity": identity})
+            if isinstance(error, UserError):
+                raise
+            raise TrainingFailed(f"training {what} failed after {seconds:.0f} s: {reason}") from error
+        note.unlink(missing_ok=True)
+        cache.mark_used(folder)
     if verbose:
         print(f"trained {model} ({profile} profile) in {time.perf_counter() - started:.0f} s: {folder}")
     return folder
 
 
-def book_run(model: str = "dmf2mel", progress: bool = True, verbose: bool = True) -> Path:
+def _train_into(folder: Path, root: Path, data: Path, identity: dict, model: str, profile: str, seed: int,
+                device: str | None, progress: bool, n_null: int) -> None:
+    """Train and evaluate into a temporary folder, then rename it to ``folder`` (never half a run in place)."""
+
+    def build(run: Path) -> None:
+        train(data, run, model=model, profile=profile, epochs=identity["epochs"], seed=seed, device=device,
+              quiet=not progress, n_null=n_null)
+        # metrics.json names the checkpoint it scored: name it where it will be, not in the temporary folder
+        metrics = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
+        metrics["checkpoint"] = str(folder / BEST_CHECKPOINT)
+        save_json(run / METRICS_FILE, metrics)
+        save_json(run / IDENTITY_FILE, identity)
+        verify_run(run, identity)
+
+    cache.build_entry(folder, build)
+
+
+def book_run(model: str = "dmf2mel", progress: bool = True, verbose: bool = True, retry: bool = False) -> Path:
     """The run the book's chapters share: ``model`` on the built-in ``teaching`` corpus, ``quick`` profile,
     :data:`BOOK_EPOCHS` epochs, seed 0 (:func:`cached_run` with those arguments)."""
     return cached_run(model, preset="teaching", profile="quick", epochs=BOOK_EPOCHS, seed=0, progress=progress,
-                      verbose=verbose)
+                      verbose=verbose, retry=retry)
 
 
 def read_metrics(run: str | Path) -> dict:
@@ -332,8 +365,7 @@ class RunPredictions:
         -------
         (time, n_mels) float64 array
         """
-        if which not in ("pred", "true"):
-            raise UserError(f"which must be 'pred' or 'true', got {which!r}")
+        check_option("which", which, ("pred", "true"))
         recordings = self.by_recording()
         if (subject, stimulus) not in recordings:
             raise UserError(f"no test prediction for {subject} / {stimulus}; available: {sorted(recordings)}")

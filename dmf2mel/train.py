@@ -1,6 +1,6 @@
 """The trainer: DMF2Mel and the baselines, with model selection on val, checkpoints, resume and DDP.
 
-Protocol (DESIGN.md, "Protocols and metrics"): train on the *train* parts of every training subject,
+Protocol (``book/architecture.md``, "From split_data to scores"): train on the *train* parts of every training subject,
 validate on their *val* parts (Pearson r, the paper metric without its null) to keep the best epoch
 and to stop early, and touch the *test* parts only once, at the end, through
 :func:`dmf2mel.evaluate.evaluate_run`. Held-out subjects (the unknown-subject protocol) are never
@@ -26,7 +26,6 @@ only rank 0 writes files.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -49,10 +48,8 @@ from dmf2mel.checkpoint import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
     LAST_CHECKPOINT,
-    MODELS,
-    build_model,
     load_checkpoint,
-    model_spec,
+    model_from_config,
     read_config,
     rng_state,
     save_checkpoint,
@@ -63,13 +60,15 @@ from dmf2mel.checkpoint import (
 from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
 from dmf2mel.errors import UserError
+from dmf2mel.models.registry import model_spec
+from dmf2mel.validation import check_folder, check_option
+from dmf2mel.threads import ThreadGovernor
+from dmf2mel.threads import configure as configure_threads
 from dmf2mel.evaluate import (
     default_held_out,
     evaluate_run,
     open_data_for,
-    parse_subjects,
     predict_recordings,
-    summary_line,
 )
 from dmf2mel.losses import PaperLoss
 from dmf2mel.metrics import N_NULL, paper_metric
@@ -189,7 +188,7 @@ def _start_process(device: str | None) -> _Process:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
+        raise UserError(f"device {device!r}: no CUDA GPU is available here (use 'cpu')", parameter="device")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return _Process(0, 1, torch.device(device))
@@ -237,10 +236,11 @@ def make_config(
     held = default_held_out(data) if held_out is None else sorted(held_out)
     missing = sorted(set(held) - set(data.subjects))
     if missing:
-        raise UserError(f"--held-out: {', '.join(missing)} not in {data.folder} (subjects: {', '.join(data.subjects)})")
+        raise UserError(f"held_out: {', '.join(missing)} not in {data.folder} (subjects: {', '.join(data.subjects)})",
+                        parameter="held_out")
     subjects = [s for s in data.subjects if s not in held]
     if not subjects:
-        raise UserError(f"--held-out leaves no training subjects in {data.folder}")
+        raise UserError(f"held_out leaves no training subjects in {data.folder}", parameter="held_out")
     spec = model_spec(model)
     return _plain(
         {
@@ -280,15 +280,16 @@ def _differences(stored: dict, requested: dict, prefix: tuple = ()) -> list[str]
 
 def _check_run_folder(run: Path, resume: bool) -> None:
     """Refuse to clobber an existing run, or to resume one that is not there."""
-    if run.exists() and not run.is_dir():
-        raise UserError(f"--run {run}: exists and is not a folder")
+    check_folder("run", run)
     if resume:
         if not (run / LAST_CHECKPOINT).is_file() or not (run / CONFIG_FILE).is_file():
-            raise UserError(f"--resume: {run} holds no run to resume (no {CONFIG_FILE} and {LAST_CHECKPOINT})")
+            raise UserError(f"resume: {run} holds no run to resume (no {CONFIG_FILE} and {LAST_CHECKPOINT})",
+                            parameter="resume")
     elif run.is_dir() and any(run.iterdir()):
         raise UserError(
-            f"--run {run}: the folder exists and is not empty; pass --resume to continue that run "
-            "or choose a new folder (nothing was changed)"
+            f"run: {run} exists and is not empty; resume=True continues that run, "
+            "or choose a new folder (nothing was changed)",
+            parameter="run",
         )
 
 
@@ -297,12 +298,19 @@ def _check_run_folder(run: Path, resume: bool) -> None:
 
 def _epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, proc: _Process) -> list[list[int]]:
     """This process's batches of item indices for ``epoch``: one shuffled order shared by all processes,
-    padded to a multiple of the process count (as DistributedSampler does), then dealt out by rank."""
+    padded to a multiple of the process count (as DistributedSampler does), then dealt out by rank.
+
+    A last incomplete batch is dropped, as the official loader does (``drop_last=True``), unless it is the only
+    batch (a corpus smaller than one batch still trains). Every process has as many items, so all drop alike.
+    """
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
     order = torch.randperm(n_items, generator=generator).tolist()
     order += order[: (-len(order)) % proc.world]
     mine = order[proc.rank :: proc.world]
-    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
 
 
 def validate(
@@ -353,7 +361,7 @@ class _Trainer:
         if not self.train_recs or not self.val_recs:
             raise UserError(f"{data.folder}: the training subjects need both train and val parts")
         _seed(self.seed)
-        self.model = build_model(config, proc.device)
+        self.model = model_from_config(config, proc.device)
         self.history: list[dict] = []
         self.epoch = 0
         self.best_val_r = -math.inf
@@ -437,83 +445,113 @@ class _Trainer:
     # gradient descent --------------------------------------------------------------------------
 
     def fit(self, state: dict | None) -> None:
-        profile, proc = self.profile, self.proc
+        """Train by gradient descent from scratch, or on from ``state`` (a ``last.pt``), to the last epoch."""
+        optimizer, scheduler = self._optimizer()
+        if state is not None:
+            self.restore(state, optimizer, scheduler)
+        else:
+            _seed(self.seed + self.proc.rank)  # dropout masks differ between processes
+        net = self._network()
+        loss_fn = PaperLoss()
+        dataset = self._windows()
+        epochs = self.profile["epochs"]
+        show = self.proc.main and not self.quiet
+        bar = tqdm(total=epochs, initial=self.epoch, desc=f"train {self.config['model']}", unit="epoch", disable=not show)
+        # One batch bar reset every epoch: a new bar per epoch leaves an empty box per epoch in saved notebooks.
+        batch_bar = tqdm(total=0, leave=False, unit="batch", disable=not show)
+        governor = ThreadGovernor()  # fewer threads while other programs load the cores (dmf2mel.threads)
+        while self.epoch < epochs and not self.stopped_early:
+            start = time.perf_counter()
+            means = self._train_epoch(net, dataset, optimizer, loss_fn, batch_bar, governor)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            self.epoch += 1
+            val_r, improved = self._validate_if_due(epochs)
+            self.history.append(_history_row(self.epoch, lr, means, val_r, self.best_val_r, time.perf_counter() - start))
+            self._save(improved, optimizer, scheduler)
+            self._report_epoch(bar, means, val_r, improved, epochs)
+        batch_bar.close()
+        bar.close()
+        if self.stopped_early:
+            patience = self.profile["patience"]
+            self._log(f"stopped early after epoch {self.epoch}: no val improvement in {patience} validations")
+
+    def _optimizer(self):
+        """Adam and the StepLR schedule with the profile's hyper-parameters."""
+        profile = self.profile
         optimizer = torch.optim.Adam(
             self.model.parameters(), lr=profile["lr"], betas=tuple(profile["betas"]), eps=profile["eps"]
         )
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=profile["step_size"], gamma=profile["gamma"])
-        if state is not None:
-            self.restore(state, optimizer, scheduler)
-        else:
-            _seed(self.seed + proc.rank)  # dropout masks differ between processes
-        net = self.model
-        if proc.world > 1:
-            device_ids = [proc.device.index] if proc.device.type == "cuda" else None
-            net = DistributedDataParallel(self.model, device_ids=device_ids)
-        loss_fn = PaperLoss()
-        dataset = RandomWindows(
+        return optimizer, scheduler
+
+    def _network(self) -> nn.Module:
+        """The model, wrapped for gradient averaging when several processes train it."""
+        if self.proc.world == 1:
+            return self.model
+        device_ids = [self.proc.device.index] if self.proc.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def _windows(self) -> RandomWindows:
+        """The training windows: random windows of the train parts, redrawn every epoch."""
+        return RandomWindows(
             self.data,
             "train",
             self.train_recs,
             self.window,
             self.index,
-            windows_per_recording=profile["windows_per_recording"],
-            unknown_fraction=profile["unknown_fraction"],
+            windows_per_recording=self.profile["windows_per_recording"],
+            unknown_fraction=self.profile["unknown_fraction"],
             seed=self.seed,
         )
-        epochs = profile["epochs"]
-        show = proc.main and not self.quiet
-        bar = tqdm(total=epochs, initial=self.epoch, desc=f"train {self.config['model']}", unit="epoch", disable=not show)
-        # One batch bar reset every epoch: a new bar per epoch leaves an empty box per epoch in saved notebooks.
-        batch_bar = tqdm(total=0, leave=False, unit="batch", disable=not show)
-        while self.epoch < epochs and not self.stopped_early:
-            start = time.perf_counter()
-            dataset.set_epoch(self.epoch)
-            batches = _epoch_batches(len(dataset), profile["batch_size"], self.seed, self.epoch, proc)
-            loader = DataLoader(
-                dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=proc.device.type == "cuda"
-            )
-            sums = torch.zeros(5, dtype=torch.float64)  # loss, r, l1, infonce, windows
-            net.train()
-            batch_bar.reset(total=len(batches))
-            batch_bar.set_description(f"epoch {self.epoch + 1}")
-            for batch in loader:
-                eeg = batch["eeg"].to(proc.device, non_blocking=True)
-                mel = batch["mel"].to(proc.device, non_blocking=True)
-                subject = batch["subject"].to(proc.device, non_blocking=True)
-                terms = loss_fn.terms(net(eeg, subject), mel)
-                loss = loss_fn.combine(terms)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                n = len(eeg)
-                values = [loss, terms["r"], terms["l1"], terms["infonce"]]
-                sums += torch.tensor([float(v.detach()) * n for v in values] + [n], dtype=torch.float64)
-                batch_bar.update(1)
-            if proc.world > 1:
-                dist.all_reduce(sums)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            self.epoch += 1
-            means = dict(zip(("loss", "r", "l1", "infonce"), (sums[:4] / sums[4]).tolist()))
-            val_r, improved = None, False
-            if self.epoch % profile["val_every"] == 0 or self.epoch == epochs:
-                val_r, improved = self._validate_and_select()
-                patience = profile["patience"]
-                self.stopped_early = patience is not None and self.bad_validations >= patience
-            self.history.append(_history_row(self.epoch, lr, means, val_r, self.best_val_r, time.perf_counter() - start))
-            self._save(improved, optimizer, scheduler)
-            bar.update(1)
-            bar.set_postfix(loss=f"{means['loss']:.3f}", val_r="-" if val_r is None else f"{val_r:.4f}",
-                            best=f"{self.best_val_r:.4f}")
-            self._log(
-                f"epoch {self.epoch}/{epochs}  loss {means['loss']:.4f}  train r {means['r']:.4f}  "
-                + ("" if val_r is None else f"val r {val_r:.4f}{'  (best)' if improved else ''}")
-            )
-        batch_bar.close()
-        bar.close()
-        if self.stopped_early:
-            self._log(f"stopped early after epoch {self.epoch}: no val improvement in {profile['patience']} validations")
+
+    def _train_epoch(self, net, dataset, optimizer, loss_fn, batch_bar, governor) -> dict[str, float]:
+        """One pass over this epoch's windows; the mean loss terms over every process's windows."""
+        proc = self.proc
+        dataset.set_epoch(self.epoch)
+        batches = _epoch_batches(len(dataset), self.profile["batch_size"], self.seed, self.epoch, proc)
+        loader = DataLoader(
+            dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=proc.device.type == "cuda"
+        )
+        sums = torch.zeros(5, dtype=torch.float64)  # loss, r, l1, infonce, windows
+        net.train()
+        batch_bar.reset(total=len(batches))
+        batch_bar.set_description(f"epoch {self.epoch + 1}")
+        for batch in loader:
+            eeg = batch["eeg"].to(proc.device, non_blocking=True)
+            mel = batch["mel"].to(proc.device, non_blocking=True)
+            subject = batch["subject"].to(proc.device, non_blocking=True)
+            terms = loss_fn.terms(net(eeg, subject), mel)
+            loss = loss_fn.combine(terms)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = len(eeg)
+            values = [loss, terms["r"], terms["l1"], terms["infonce"]]
+            sums += torch.tensor([float(v.detach()) * n for v in values] + [n], dtype=torch.float64)
+            batch_bar.update(1)
+            governor.update()
+        if proc.world > 1:
+            dist.all_reduce(sums)
+        return dict(zip(("loss", "r", "l1", "infonce"), (sums[:4] / sums[4]).tolist()))
+
+    def _validate_if_due(self, epochs: int) -> tuple[float | None, bool]:
+        """Validate every ``val_every`` epochs and after the last; decide on early stopping."""
+        if self.epoch % self.profile["val_every"] and self.epoch != epochs:
+            return None, False
+        val_r, improved = self._validate_and_select()
+        patience = self.profile["patience"]
+        self.stopped_early = patience is not None and self.bad_validations >= patience
+        return val_r, improved
+
+    def _report_epoch(self, bar, means: dict[str, float], val_r: float | None, improved: bool, epochs: int) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{means['loss']:.3f}", val_r="-" if val_r is None else f"{val_r:.4f}",
+                        best=f"{self.best_val_r:.4f}")
+        self._log(
+            f"epoch {self.epoch}/{epochs}  loss {means['loss']:.4f}  train r {means['r']:.4f}  "
+            + ("" if val_r is None else f"val r {val_r:.4f}{'  (best)' if improved else ''}")
+        )
 
 
 def train(
@@ -542,8 +580,8 @@ def train(
     run : path
         The run folder: new or empty, or an existing run with ``resume=True``.
     model : str, optional
-        A name in :data:`dmf2mel.checkpoint.MODELS`: ``"dmf2mel"``, ``"cnn"``, ``"vlaai"``, ``"linear"`` or an
-        ablation such as ``"dmf2mel-no-mamba"`` (:data:`~dmf2mel.checkpoint.ABLATIONS`). Default: ``"dmf2mel"``
+        A name in :data:`dmf2mel.models.registry.MODELS`: ``"dmf2mel"``, ``"cnn"``, ``"vlaai"``, ``"linear"`` or an
+        ablation such as ``"dmf2mel-no-mamba"`` (:data:`~dmf2mel.models.registry.ABLATIONS`). Default: ``"dmf2mel"``
         (on resume: the run's model).
     profile : {"quick", "paper"}, optional
         Default: ``"quick"`` (on resume: the run's profile).
@@ -580,9 +618,9 @@ def train(
     model = model or (stored["model"] if stored else "dmf2mel")
     profile = profile or (stored["profile"] if stored else "quick")
     seed = seed if seed is not None else (stored["seed"] if stored else 0)
-    if profile not in PROFILES:
-        raise UserError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    check_option("profile", profile, PROFILES)
     proc = _start_process(device)
+    configure_threads()
     started = time.perf_counter()
     try:
         overrides = {"epochs": epochs, "val_every": val_every, "patience": patience}
@@ -601,7 +639,8 @@ def train(
         if stored is not None:
             differences = _differences(stored, config)
             if differences:
-                raise UserError(f"--resume: {run} was trained with another setup:\n  " + "\n  ".join(differences))
+                raise UserError(f"resume: {run} was trained with another setup:\n  " + "\n  ".join(differences),
+                                parameter="resume")
             state = load_checkpoint(run / LAST_CHECKPOINT)
         trainer = _Trainer(config, data, run, proc, quiet, workers)
         if proc.main and (stored is None or stored != config):
@@ -627,65 +666,3 @@ def train(
     finally:
         if proc.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``train``."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train DMF2Mel or a baseline on a split_data folder",
-        description="Train on the train parts of every training subject, select the best epoch on val, "
-        "evaluate it on test at the end. RUN/ gets config.json, history.csv, last.pt, best.pt, metrics.json. "
-        "Multi-GPU: torchrun --nproc_per_node N -m dmf2mel train ...",
-    )
-    parser.add_argument("--data", required=True, help="split_data folder")
-    parser.add_argument("--run", required=True, help="run folder (new or empty; or an existing run with --resume)")
-    parser.add_argument(
-        "--model", choices=tuple(MODELS), help="default: dmf2mel (on --resume: the run's)"
-    )
-    parser.add_argument("--profile", choices=("quick", "paper"), help="default: quick (on --resume: the run's)")
-    parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    parser.add_argument("--seed", type=int, help="default: 0 (on --resume: the run's)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
-    parser.add_argument("--held-out", help="comma-separated subjects kept out of training (default: the corpus's)")
-    parser.add_argument("--val-every", type=int, help="validate every N epochs")
-    parser.add_argument("--patience", type=int, help="stop after N validations without improvement")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--no-test", dest="test", action="store_false", help="skip the final test evaluation")
-    parser.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
-    parser.set_defaults(func=run_train)
-    return parser
-
-
-def run_train(args) -> int:
-    """``python -m dmf2mel train``."""
-    summary = train(
-        args.data,
-        args.run,
-        model=args.model,
-        profile=args.profile,
-        epochs=args.epochs,
-        seed=args.seed,
-        device=args.device,
-        resume=args.resume,
-        held_out=parse_subjects(args.held_out),
-        quiet=args.quiet,
-        val_every=args.val_every,
-        patience=args.patience,
-        workers=args.workers,
-        test=args.test,
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(
-            f"{summary['run']}: {summary['epochs']} epochs, best val r {summary['best_val_r']:.4f} "
-            f"at epoch {summary['best_epoch']} ({summary['seconds']:.0f} s)"
-        )
-        if summary["metrics"] is not None:
-            print("test, best.pt:")
-            for name in ("known", "unknown"):
-                print(summary_line(name, summary["metrics"][name]))
-    return 0

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-# Keep torch and numba to the machine's cores and the test output quiet.
+# No progress bars in the test output. (Thread counts follow dmf2mel.threads: the cores other programs leave
+# free; set DMF2MEL_NUM_THREADS or OMP_NUM_THREADS to fix them.)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 TINY = dict(n_subjects=4, n_held_out=1, n_stories=2, minutes=1.0)

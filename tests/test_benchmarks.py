@@ -84,6 +84,88 @@ def test_aggregate_means_over_seeds_and_keeps_the_largest_p():
     assert quality.aggregate([None, None], [0, 1]) is None
 
 
+def _synthetic_report(offsets: dict, n_subjects=12, seeds=(0, 1, 2), per_subject=True):
+    """A quality report whose models score ``base + offset + noise`` on every subject and seed."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.1, 0.05, n_subjects)
+    subjects = [f"sub-{i:03d}" for i in range(n_subjects)]
+    rows = []
+    for model, offset in offsets.items():
+        protocols = {}
+        for protocol in ("known", "unknown"):
+            per_seed = []
+            for seed in seeds:
+                scores = base + offset + rng.normal(0, 0.002, n_subjects)
+                entry = {"seed": seed, "paper_r": float(scores.mean())}
+                if per_subject:
+                    entry["per_subject"] = dict(zip(subjects, map(float, scores)))
+                per_seed.append(entry)
+            protocols[protocol] = {"paper_r": float(np.mean([e["paper_r"] for e in per_seed])), "per_seed": per_seed}
+        rows.append({"model": model, "params": 1, **protocols})
+    return {"rows": rows}
+
+
+def test_paired_comparisons_on_synthetic_results():
+    report = _synthetic_report({"linear": 0.0, "dmf2mel": 0.02, "dmf2mel-no-hams": 0.0201, "dmf2mel-no-dcfam": 0.03})
+    result = quality.comparisons(report)
+    for protocol in ("known", "unknown"):
+        c = result[protocol]
+        assert c["dmf2mel_vs_linear_verdict"] == "beats"
+        assert c["dmf2mel_vs_linear"]["difference"] == pytest.approx(0.02, abs=0.002)
+        assert c["vs_dmf2mel_verdict"] == {"linear": "below", "dmf2mel-no-hams": "no detectable difference",
+                                            "dmf2mel-no-dcfam": "beats"}
+        assert c["beat_dmf2mel"] == ["dmf2mel-no-dcfam"]
+        assert c["vs_dmf2mel"]["dmf2mel-no-hams"]["ci_low"] < 0 < c["vs_dmf2mel"]["dmf2mel-no-hams"]["ci_high"]
+    assert quality.comparisons(report) == result  # deterministic
+    sentence = quality.difference_sentence("dmf2mel-no-hams", "dmf2mel", result["known"]["vs_dmf2mel"]["dmf2mel-no-hams"])
+    assert sentence.startswith("no detectable difference between dmf2mel-no-hams and dmf2mel (Δr = ")
+    assert "95% CI" in sentence and "12 subjects x 3/3 seeds" in sentence
+    report.update(budget={"train": {"windows_per_recording": 1, "window_seconds": 10, "batch_size": 8, "lr": 1e-3},
+                          "profile": "quick", "model_preset": "small", "epochs": 1, "val_every": 1, "seeds": [0, 1, 2],
+                          "closed_form": "-", "n_null": 10},
+                  corpus={"preset": "x", "seed": 0, "version": "v", "subjects": ["a"], "held_out": []},
+                  machine={"cpu": "cpu", "cpu_count": 2, "torch": "t", "load_average": [0.0]},
+                  date="today", preset="x")
+    table = quality.markdown(report)
+    assert "- Known subjects: dmf2mel beats linear (" in table
+    assert "no detectable difference between dmf2mel-no-hams and dmf2mel" in table
+    assert "Width of the 95 % intervals on known subjects: median" in table
+
+
+def test_reports_without_per_subject_scores_are_untested_not_ranked():
+    report = _synthetic_report({"linear": 0.0, "dmf2mel": 0.02}, per_subject=False)
+    c = quality.comparisons(report)["known"]
+    assert c["dmf2mel_vs_linear"] is None and c["dmf2mel_vs_linear_verdict"] == "untested"
+    assert c["beat_dmf2mel"] == []
+    assert "no paired test" in quality.difference_sentence("dmf2mel", "linear", None)
+    committed = json.loads((readme.RESULTS_DIR / "quality_teaching.json").read_text())
+    assert quality.comparisons(committed)["known"]["dmf2mel_vs_linear_verdict"] in {"untested", "beats", "below",
+                                                                                      "no detectable difference"}
+
+
+def test_aggregate_keeps_each_seeds_per_subject_scores():
+    def result(r):
+        return {"paper_r": r, "challenge_r": r, "chance_r": 0.0, "challenge_chance_r": 0.0, "p_value": 0.1,
+                "challenge_p_value": 0.1, "per_band": [r] * 10, "subjects": ["sub-001"], "n_recordings": 1,
+                "per_subject": {"sub-001": r}}
+
+    out = quality.aggregate([result(0.1), result(0.2)], [0, 1])
+    assert [s["per_subject"] for s in out["per_seed"]] == [{"sub-001": 0.1}, {"sub-001": 0.2}]
+
+
+def test_benchmark_corpus_has_ten_times_the_test_windows():
+    from dmf2mel.data.simulate import preset_params
+
+    default, bench = preset_params("teaching"), preset_params("teaching", **quality.BENCHMARK_CORPUS)
+
+    def test_windows(params, held_out: bool):
+        subjects = params.n_held_out if held_out else params.n_subjects - params.n_held_out
+        return subjects * params.stories_per_subject * int(params.minutes * 60 * 0.1 // 10)
+
+    for held_out in (False, True):
+        assert test_windows(bench, held_out) >= 10 * test_windows(default, held_out)
+
+
 def test_quality_report_layout(random_corpus, tmp_path):
     out = tmp_path / "quality_random.json"
     report = quality.run_preset("teaching", models=["linear", "cnn"], seeds=[0], epochs=1, data=random_corpus,
@@ -103,6 +185,7 @@ def test_quality_report_layout(random_corpus, tmp_path):
     assert written["corpus"]["held_out"] == ["sub-003"]
     assert {"cpu", "torch", "cpu_count"} <= set(written["machine"])
     assert set(written["comparisons"]) == {"known", "unknown"}
+    assert set(written["rows"][0]["known"]["per_seed"][0]["per_subject"]) == {"sub-001", "sub-002"}
     table = out.with_suffix(".md").read_text()
     assert "| linear |" in table and "| cnn |" in table and "1 epochs" in table
 
@@ -172,3 +255,59 @@ def test_readme_update_rewrites_only_the_block(tmp_path):
     page.write_text("no markers here\n")
     with pytest.raises(SystemExit, match="no results block"):
         readme.update(page, results)
+
+
+def test_busy_phase_spins_beside_the_child_and_stops_the_spinners(monkeypatch):
+    import busy
+
+    # the child stands in for training: it reports how many processes spin beside it
+    monkeypatch.setattr(busy, "CHILD", (
+        "import json, subprocess, time\n"
+        "time.sleep(0.3)\n"
+        "out = subprocess.run(['pgrep', '-fc', 'test-spinner-tag'], capture_output=True, text=True).stdout\n"
+        "print(json.dumps({'epoch_s': [9.0, 2.0, 4.0, int(out or 0)], 'threads': 1}))\n"
+    ))
+    phase = busy.run_phase("busy", Path("corpus"), 4, 2, timeout=60, log=lambda text: None, tag="test-spinner-tag")
+    assert phase["epoch_s"][-1] >= 2, "two spinning processes run beside the child"
+    assert phase["median_epoch_s"] == pytest.approx(np.median(phase["epoch_s"][1:]))  # the warm-up epoch left out
+    import subprocess
+    left = subprocess.run(["pgrep", "-fc", "test-spinner-tag"], capture_output=True, text=True).stdout.strip()
+    assert int(left or 0) == 0, "the spinners are killed after the phase"
+
+
+def test_busy_child_environment_leaves_the_thread_choice_to_the_policy(monkeypatch):
+    import busy
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("DMF2MEL_NUM_THREADS", "1")
+    assert not set(busy.THREAD_VARIABLES) & set(busy.child_env(None))
+    assert busy.child_env(2)["DMF2MEL_NUM_THREADS"] == "2"
+
+
+def test_busy_report_renders_in_the_markdown_and_the_readme():
+    import busy
+
+    phase = dict(busy_processes=0, fixed_threads=None, threads_at_end=2, timed_out=False)
+    report = {
+        "date": "2026-11-26T12:00:00+00:00", "machine": {"cpu": "cpu", "cpu_count": 2, "usable_cores": 2},
+        "corpus": busy.CORPUS, "busy": 2, "target": 3.0, "met": True, "phases": [
+            {**phase, "phase": "quiet", "epoch_s": [20.0, 10.0, 10.0], "median_epoch_s": 10.0},
+            {**phase, "phase": "busy", "busy_processes": 2, "epoch_s": [30.0, 15.0, 17.0], "median_epoch_s": 16.0},
+            {**phase, "phase": "busy, 2 threads fixed", "busy_processes": 2, "fixed_threads": 2,
+             "epoch_s": [], "median_epoch_s": None, "timed_out": True},
+        ],
+    }
+    text = busy.markdown(report)
+    assert "| busy | 2 | policy (2 at the end) | 30.0, 15.0, 17.0 | 16.0 | 1.60x |" in text
+    assert "| timed out | - |" in text and "met." in text
+    line = readme.busy_section(report)[0]
+    assert "10.0 s quietly and 16.0 s (1.6x) beside 2 busy processes" in line
+    assert "with 2 threads fixed (PyTorch's default here) it takes did not finish" in line
+
+
+def test_reports_record_no_machine_paths(random_corpus):
+    assert quality.corpus_info(random_corpus)["folder"] == random_corpus.name
+    for path in (BENCHMARKS / "results").glob("*.*"):
+        text = path.read_text(encoding="utf-8")
+        for home in ("/root/", "/home/", "/Users/", "/tmp/", "/work/"):
+            assert home not in text, f"{path.name} records a machine path ({home}...)"

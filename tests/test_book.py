@@ -8,12 +8,15 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+import yaml
 
 from book_build import ROOT, ensure_built, toc_files
 
 pytestmark = pytest.mark.slow
 
 # Hosts that serve scripts to web pages; nothing in the book may load from them (or from any other host).
+# The limit per cell of a chapter that may train the book's run: 20x its quiet training time on two cores.
+TRAINING_CELL_LIMIT_S = 1800
 CDN_HINTS = ("cdn.", "jsdelivr", "unpkg", "cdnjs", "cloudflare", "googleapis", "plot.ly", "mathjax.org")
 
 
@@ -179,3 +182,18 @@ def test_pages_ship_no_duplicate_theme_or_thebe_script(html_dir):
         html = page.read_text(errors="replace")
         assert html.count("const THEBE_JS_URL") <= 1, f"{page.name} declares THEBE_JS_URL twice"
         assert 'localStorage.getItem("mode") || ""' not in html, f"{page.name} has no default colour mode"
+
+
+def test_cell_time_limits_match_what_the_cells_do():
+    """Chapters that may train a run get the training limit; the others the short default of _config.yml."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    default = config["execute"]["timeout"]
+    assert default <= 600, "a hung ordinary cell must end the build within minutes"
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        source = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+        limit = notebook["metadata"].get("mystnb", {}).get("execution_timeout", default)
+        if "book_run(" in source or "cached_run(" in source:
+            assert limit >= TRAINING_CELL_LIMIT_S, f"{path.name} may train a run: limit {limit} s"
+        else:
+            assert limit == default, f"{path.name} trains nothing but has its own limit ({limit} s)"

@@ -9,12 +9,11 @@ import torch
 from torch import nn
 
 import train_fixtures as tf
+from dmf2mel.cli import add_evaluate_parser, add_predict_parser
 from dmf2mel.data import sparrkulee as sk
 from dmf2mel.data.datasets import SubjectIndex
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.evaluate import (
-    add_evaluate_parser,
-    add_predict_parser,
     default_held_out,
     evaluate_run,
     predict_recording,
@@ -125,6 +124,64 @@ def test_predict_writes_a_challenge_submission(trained, tmp_path):
     predictions = sk.read_predictions(tmp_path / "out" / "sub-002.json")
     assert sorted(predictions) == sorted(segments)
     assert all(p.shape == (1920, 10) and np.isfinite(p).all() for p in predictions.values())
+
+
+def _predict_main(*argv):
+    from dmf2mel.cli import main
+
+    return main(["predict", *map(str, argv)])
+
+
+def test_predict_test_folder_writes_one_submission_per_subject(trained, tmp_path, capsys):
+    corpus, run = trained
+    known = json.loads((run / "config.json").read_text())["data"]["subjects"][0]
+    task2 = tmp_path / "test_set" / "TASK2_regression"
+    rng = np.random.default_rng(2)
+    segments = {}
+    for subject in (known, "sub-099"):
+        segments[subject] = {f"{subject}_seg_{k}": rng.standard_normal((1920, 64)).astype(np.float32) for k in range(2)}
+        sk.write_challenge_subject(task2, subject, segments[subject])
+    capsys.readouterr()
+    assert _predict_main("--run", run, "--test-folder", task2, "--out", tmp_path / "out") == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([f"{known}.json", "sub-099.json"])
+    for subject, segs in segments.items():
+        predictions = sk.read_predictions(tmp_path / "out" / f"{subject}.json")
+        assert list(predictions) == list(segs) and all(p.shape == (1920, 10) for p in predictions.values())
+    assert "sub-099 is not a training subject" in printed and f"{known} is not" not in printed
+    # the single-subject form names the subject the same way and gives the same predictions
+    single = tmp_path / "single"
+    npz, mapping = task2 / "preprocessed_eeg" / f"{known}_eeg.npz", task2 / f"{known}_mapping.json"
+    assert _predict_main("--run", run, "--eeg", npz, "--mapping", mapping, "--out", single) == 0
+    assert (single / f"{known}.json").read_bytes() == (tmp_path / "out" / f"{known}.json").read_bytes()
+
+
+def test_predict_with_a_bad_subject_writes_nothing(trained, tmp_path, capsys):
+    corpus, run = trained
+    task2 = tmp_path / "TASK2_regression"
+    sk.write_challenge_subject(task2, "sub-001", {"a": np.zeros((1920, 64))})
+    _, mapping = sk.write_challenge_subject(task2, "sub-002", {"b": np.zeros((1920, 64))})
+    mapping.write_text(json.dumps({"b": {"eeg": "eeg_7"}}))
+    with pytest.raises(DataError, match=r"sub-002_eeg.npz: has no array 'eeg_7'"):
+        _predict_args_run(run, task2, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    capsys.readouterr()
+    assert _predict_main("--run", run, "--test-folder", task2, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "sub-002_mapping.json" in err and "eeg_7" in err
+    assert not (tmp_path / "out").exists()
+    npz = task2 / "preprocessed_eeg" / "sub-001_eeg.npz"
+    args = _parse("predict", "--run", str(run), "--eeg", str(npz), "--mapping", str(mapping), "--out", str(tmp_path / "o"))
+    with pytest.raises(DataError, match="expected the EEG of sub-002"):
+        args.func(args)
+    with pytest.raises(UserError, match="either --test-folder"):
+        args = _parse("predict", "--run", str(run), "--eeg", str(npz), "--out", str(tmp_path / "o"))
+        args.func(args)
+
+
+def _predict_args_run(run, folder, out):
+    args = _parse("predict", "--run", str(run), "--test-folder", str(folder), "--out", str(out))
+    return args.func(args)
 
 
 def test_predict_refuses_a_missing_run(tmp_path):

@@ -112,21 +112,25 @@ def test_neighbourhood_aggregation_is_dcfams():
 # Chapter 6 ---------------------------------------------------------------------------------------------------
 
 
-def top_down(d0, d1, d2):
-    return d0 + torch.repeat_interleave(d1 + torch.repeat_interleave(d2, 2, dim=-1), 2, dim=-1)
+def top_down(decoded):
+    total = decoded[0]
+    for finer in decoded[1:]:
+        total = finer + torch.repeat_interleave(total, 2, dim=-1)
+    return total
 
 
 def test_top_down_pass():
     assert exercises.check_top_down_pass(top_down)
-    tiled = exercises.check_top_down_pass(lambda d0, d1, d2: d0 + (d1 + d2.repeat(1, 1, 2)).repeat(1, 1, 2))
+    tiled = exercises.check_top_down_pass(
+        lambda maps: maps[3] + (maps[2] + (maps[1] + maps[0].repeat(1, 1, 2)).repeat(1, 1, 2)).repeat(1, 1, 2))
     assert not tiled and "repeat_interleave" in said(tiled)
-    missing = exercises.check_top_down_pass(lambda d0, d1, d2: d0 + d1.repeat_interleave(2, -1))
-    assert not missing and "d2 is missing" in said(missing)
-    crashes = exercises.check_top_down_pass(lambda d0, d1, d2: d0 + d1)
+    missing = exercises.check_top_down_pass(lambda maps: top_down(maps[1:]))
+    assert not missing and "coarsest map" in said(missing)
+    crashes = exercises.check_top_down_pass(lambda maps: maps[0] + maps[1])
     assert not crashes and "raised RuntimeError" in said(crashes)
 
 
-# Chapter 7 ---------------------------------------------------------------------------------------------------
+# # Chapter 7 ---------------------------------------------------------------------------------------------------
 
 
 def scan(u, delta, A, B, C, D, euler=False, scale_b=True):

@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 import torch
 
-from dmf2mel.losses import PaperLoss, info_nce, l1_loss, pearson_loss, pearson_r
+from dmf2mel.losses import PaperLoss, info_nce, info_nce_windows, l1_loss, pearson_loss, pearson_r
 
 
 def _random(batch=4, time=50, n_mels=10, seed=0):
@@ -52,19 +52,62 @@ def test_l1_matches_numpy():
 
 
 @pytest.mark.parametrize("temperature", [0.1, 1.0])
-def test_info_nce_matches_numpy(temperature):
+def test_info_nce_windows_matches_numpy(temperature):
     pred, target = _random(batch=6, seed=2)
-    got = info_nce(torch.tensor(pred), torch.tensor(target), temperature).item()
+    got = info_nce_windows(torch.tensor(pred), torch.tensor(target), temperature).item()
     assert got == pytest.approx(_numpy_info_nce(pred, target, temperature), rel=1e-6)
 
 
-def test_info_nce_is_symmetric_and_rewards_matching_windows():
+@pytest.mark.parametrize("loss", [info_nce, info_nce_windows])
+def test_info_nce_is_symmetric_and_rewards_matching_windows(loss):
     pred, target = _random(batch=5, seed=3)
     p, t = torch.tensor(pred), torch.tensor(target)
+    info_nce = loss
     assert info_nce(p, t).item() == pytest.approx(info_nce(t, p).item(), rel=1e-9)
     # perfect predictions beat shuffled ones; a batch of one carries no contrast
     assert info_nce(t, t).item() < info_nce(t[torch.randperm(5)], t).item()
     assert info_nce(p[:1], t[:1]).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def _official_info_nce_loop(anchor, other, tau):
+    """The official ``info_nce_loss`` of ``util/cal_pearson.py``, as a plain loop (float64 torch)."""
+    cos = torch.nn.functional.cosine_similarity
+    positive = torch.exp(cos(anchor, other, dim=-1) / tau).sum()
+    losses = []
+    for i in range(len(anchor)):
+        negative = torch.exp(cos(anchor[i], other[torch.arange(len(anchor)) != i], dim=-1) / tau).sum()
+        losses.append(-torch.log(positive / (positive + negative)))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_info_nce_is_the_official_formula(temperature):
+    pred, target = _random(batch=6, seed=5)
+    p, t = torch.tensor(pred), torch.tensor(target)
+    expected = 0.5 * (_official_info_nce_loop(p, t, temperature) + _official_info_nce_loop(t, p, temperature))
+    assert info_nce(p, t, temperature).item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_official_info_nce_is_inert_for_a_broadcast_single_channel():
+    """The official one-channel head: cosine similarity over bands of a constant vector ignores its size."""
+    torch.manual_seed(1)
+    pred = torch.randn(4, 30, 1, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(4, 30, 10, dtype=torch.float64)
+    info_nce(pred.expand(-1, -1, 10), target).backward()
+    assert pred.grad.abs().max() < 1e-9
+    pred.grad = None
+    info_nce_windows(pred.expand(-1, -1, 10), target).backward()
+    assert pred.grad.abs().max() > 1e-4
+
+
+def test_paper_loss_contrastive_option():
+    pred, target = _random(seed=6)
+    p, t = torch.tensor(pred), torch.tensor(target)
+    assert PaperLoss().terms(p, t)["infonce"].item() == pytest.approx(info_nce(p, t).item())
+    windows = PaperLoss(contrastive="windows").terms(p, t)["infonce"].item()
+    assert windows == pytest.approx(info_nce_windows(p, t).item())
+    with pytest.raises(ValueError, match="contrastive"):
+        PaperLoss(contrastive="frames")
 
 
 def test_paper_loss_is_the_weighted_sum_and_has_gradient_on_every_band():

@@ -8,6 +8,7 @@ from dmf2mel.metrics import (
     RecordingPrediction,
     _circular_xcorr,
     challenge_metric,
+    paired_difference,
     paper_metric,
     pearsonr_time,
 )
@@ -130,3 +131,51 @@ def test_null_is_deterministic_for_a_seed_and_validates_shapes():
     bad = [recs[0]._replace(pred=recs[0].pred[:-1])]
     with pytest.raises(ValueError, match="sub-000"):
         paper_metric(bad)
+
+
+# --- paired comparison of two models -------------------------------------------------------------
+
+
+def _subject_scores(values, prefix="sub"):
+    return {f"{prefix}-{i:03d}": float(v) for i, v in enumerate(values)}
+
+
+def test_paired_difference_detects_a_known_difference():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.1, 0.05, size=20)  # subjects differ a lot from one another ...
+    a = _subject_scores(base + 0.02 + rng.normal(0, 0.005, 20))  # ... but A is 0.02 above B in every one
+    b = _subject_scores(base)
+    result = paired_difference(a, b, seed=1)
+    assert result["difference"] == pytest.approx(0.02, abs=0.004)
+    assert 0 < result["ci_low"] < result["difference"] < result["ci_high"]
+    assert result["detectable"] and result["p_value"] < 0.001
+    assert result["n_subjects"] == 20 and not result["exact"]
+    assert paired_difference(a, b, seed=1) == result
+    assert paired_difference(a, b, seed=2)["ci_low"] != result["ci_low"]  # the seed drives the resampling
+    reverse = paired_difference(b, a, seed=1)
+    assert reverse["difference"] == pytest.approx(-result["difference"]) and reverse["ci_high"] < 0
+
+
+def test_paired_difference_without_a_difference_includes_zero():
+    rng = np.random.default_rng(2)
+    base = rng.normal(0.1, 0.05, size=12)
+    seeds_a = [_subject_scores(base + rng.normal(0, 0.01, 12)) for _ in range(3)]
+    seeds_b = [_subject_scores(base + rng.normal(0, 0.01, 12)) for _ in range(3)]
+    result = paired_difference(seeds_a, seeds_b, seed=3)
+    assert result["ci_low"] < 0 < result["ci_high"]
+    assert not result["detectable"] and result["p_value"] > 0.05
+    assert (result["n_seeds_a"], result["n_seeds_b"]) == (3, 3)
+    assert result["exact"] and result["n_flips"] == 2**12  # few subjects: every sign flip enumerated
+
+
+def test_paired_difference_is_deterministic_given_a_seed_and_uses_common_finite_subjects():
+    a = {"sub-001": 0.10, "sub-002": 0.20, "sub-003": 0.15, "sub-004": float("nan"), "sub-005": 0.3}
+    b = {"sub-001": 0.05, "sub-002": 0.12, "sub-003": 0.16, "sub-004": 0.2}
+    first = paired_difference(a, b, seed=7)
+    assert first == paired_difference(a, b, seed=7)
+    assert first["subjects"] == ["sub-001", "sub-002", "sub-003"]
+    assert first["difference"] == pytest.approx((0.05 + 0.08 - 0.01) / 3)
+    # exact over the 8 flips: the identity, its mirror, and flipping the negative subject (and its mirror)
+    assert first["p_value"] == pytest.approx(4 / 8)
+    with pytest.raises(ValueError, match="no subject"):
+        paired_difference({"sub-001": 0.1}, {"sub-002": 0.1})

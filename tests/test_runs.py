@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 import train_fixtures as tf
 from dmf2mel import runs
 from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE
-from dmf2mel.errors import DataError, UserError
+from dmf2mel.errors import DataError, TrainingFailed, UserError
 from dmf2mel.evaluate import score_predictions
 
 N_NULL = 20  # chance levels are not under test here; keep the evaluation fast
@@ -77,8 +79,8 @@ def test_trains_once_then_reuses_the_verified_run(tiny_corpus, trained, count_tr
     # the metrics name the checkpoint in the final folder, not in the temporary one it was trained in
     assert metrics["checkpoint"] == str(trained / BEST_CHECKPOINT)
     assert metrics["known"]["paper_r"] > metrics["known"]["chance_r"]
-    # nothing but the run and its lock is left in the cache
-    assert sorted(p.name for p in trained.parent.iterdir()) == sorted([trained.name, f".{trained.name}.lock"])
+    # nothing but the run is left in the cache (the lock file goes with its release)
+    assert [p.name for p in trained.parent.iterdir()] == [trained.name]
 
 
 def test_every_part_of_the_identity_names_another_run(tiny_corpus):
@@ -120,16 +122,88 @@ def test_a_broken_cached_run_is_trained_again(tiny_corpus, trained, tmp_path, co
     runs.verify_run(again)
 
 
-def test_a_failed_training_leaves_nothing_behind(tiny_corpus, tmp_path, monkeypatch):
-    def failing_train(data, run, **kwargs):
-        run.mkdir(parents=True)
-        (run / "config.json").write_text("{}")
-        raise KeyboardInterrupt  # as when a build is interrupted
+def interrupted_train(data, run, **kwargs):
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    raise KeyboardInterrupt  # as when a book cell runs past its time limit
 
-    monkeypatch.setattr(runs, "train", failing_train)
-    with pytest.raises(KeyboardInterrupt):
+
+def test_a_failed_training_leaves_nothing_but_a_note(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "train", interrupted_train)
+    with pytest.raises(TrainingFailed, match=r"training the tiny run \(tiny profile.*interrupted"):
         cached(tiny_corpus, tmp_path)
-    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert len(left) == 1 and left[0].endswith(".failed.json"), "no half-written run, no temporary folder"
+
+
+def test_a_failure_is_reported_later_in_the_same_build_not_trained_again(tiny_corpus, tmp_path, monkeypatch,
+                                                                       count_training):
+    monkeypatch.setenv(runs.BUILD_ENV, "build-1")
+    real_train = runs.train
+    monkeypatch.setattr(runs, "train", interrupted_train)
+    with pytest.raises(TrainingFailed):
+        cached(tiny_corpus, tmp_path)
+    monkeypatch.setattr(runs, "train", real_train)
+    # a later chapter of the same build: one sentence, no second training
+    with pytest.raises(TrainingFailed, match=r"already failed in this build at \d\d:\d\d:\d\d after \d+ s: it was "
+                                             r"interrupted.*retry=True"):
+        cached(tiny_corpus, tmp_path)
+    assert count_training == []
+    # the next build trains again, and a success removes the note
+    monkeypatch.setenv(runs.BUILD_ENV, "build-2")
+    monkeypatch.setattr(runs, "train", real_train)  # the counting trainer of the fixture
+    folder = cached(tiny_corpus, tmp_path)
+    assert len(count_training) == 1 and runs.verify_run(folder)
+    assert not list(tmp_path.glob("*.failed.json"))
+
+
+def test_retry_and_sessions_without_a_build_id_train_again(tiny_corpus, tmp_path, monkeypatch, count_training):
+    monkeypatch.setenv(runs.BUILD_ENV, "build-1")
+    real_train = runs.train
+    monkeypatch.setattr(runs, "train", interrupted_train)
+    with pytest.raises(TrainingFailed):
+        cached(tiny_corpus, tmp_path)
+    monkeypatch.setattr(runs, "train", real_train)  # the counting trainer of the fixture
+    with pytest.raises(TrainingFailed, match="already failed"):
+        cached(tiny_corpus, tmp_path)
+    cached(tiny_corpus, tmp_path, retry=True)
+    assert len(count_training) == 1
+    shutil.rmtree(next(p for p in tmp_path.iterdir() if p.is_dir()))
+    monkeypatch.setattr(runs, "train", interrupted_train)
+    with pytest.raises(TrainingFailed):
+        cached(tiny_corpus, tmp_path)
+    monkeypatch.delenv(runs.BUILD_ENV)  # JupyterLab or a script: the user sees the training and may retry it
+    monkeypatch.setattr(runs, "train", real_train)  # the counting trainer of the fixture
+    cached(tiny_corpus, tmp_path)
+    assert len(count_training) == 2
+
+
+def test_a_data_error_keeps_its_own_message(tiny_corpus, tmp_path, monkeypatch):
+    def bad_data(data, run, **kwargs):
+        raise DataError("train_-_sub-001_-_x_-_eeg.npy: expected 64 channels, found 63")
+
+    monkeypatch.setattr(runs, "train", bad_data)
+    with pytest.raises(DataError, match="found 63"):
+        cached(tiny_corpus, tmp_path)
+
+
+def test_a_waiting_process_says_whom_it_waits_for(tiny_corpus, trained, tmp_path, capsys):
+    folder = copy_run(trained, tmp_path)
+    lock = tmp_path / f".{folder.name}.lock"
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write("process 4242 (since 10:00:00)")
+        handle.flush()
+        waiter = threading.Thread(target=lambda: runs.cached_run(model="tiny", profile="tiny", data=tiny_corpus,
+                                                                 root=tmp_path, n_null=N_NULL, progress=False))
+        waiter.start()
+        time.sleep(0.5)
+        assert waiter.is_alive(), "the lock holder must be waited for"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    waiter.join(timeout=60)
+    out = capsys.readouterr().out
+    assert "waiting for process 4242 (since 10:00:00), which is training the tiny run (tiny profile" in out
+    assert f"using the cached tiny run {folder}" in out
 
 
 def test_older_versions_of_the_same_run_are_removed(tiny_corpus, trained, tmp_path, count_training):

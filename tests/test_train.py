@@ -147,7 +147,7 @@ def test_early_stopping_after_patience_validations_without_improvement(corpus, t
 def test_refuses_to_overwrite_an_existing_run(corpus, finished):
     run, _ = finished
     before = _snapshot(run)
-    with pytest.raises(UserError, match="not empty.*--resume"):
+    with pytest.raises(UserError, match="not empty.*resume=True"):
         train(corpus, run, model="tiny", profile="tiny", epochs=EPOCHS, quiet=True)
     assert _snapshot(run) == before
 
@@ -185,3 +185,14 @@ def test_refuses_data_with_another_channel_count(tmp_path):
 def test_refuses_unknown_held_out_subjects(corpus, tmp_path):
     with pytest.raises(UserError, match="sub-099"):
         train(corpus, tmp_path / "run", model="tiny", profile="tiny", held_out=["sub-099"])
+
+
+def test_epoch_batches_drop_the_last_incomplete_batch_as_the_official_loader():
+    from dmf2mel.train import _epoch_batches, _Process
+
+    one = _Process(rank=0, world=1, device=torch.device("cpu"))
+    batches = _epoch_batches(10, 4, seed=0, epoch=0, proc=one)
+    assert [len(b) for b in batches] == [4, 4]
+    assert [len(b) for b in _epoch_batches(3, 4, seed=0, epoch=0, proc=one)] == [3]  # the only batch stays
+    ranks = [_epoch_batches(11, 2, seed=0, epoch=1, proc=_Process(rank, 2, torch.device("cpu"))) for rank in (0, 1)]
+    assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [2, 2, 2]

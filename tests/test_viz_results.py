@@ -47,11 +47,12 @@ def test_scores_table_has_one_row_per_model_and_protocol():
     assert lines[-1] == "| cnn | unknown | – | – | – | – | – |"
 
 
-def test_comparison_sentences_say_plainly_when_a_model_beats_the_reference():
+def test_comparison_sentences_without_per_subject_scores_do_not_rank():
     known = vr.comparison_sentences(RESULTS, "dmf2mel", "known", names={"dmf2mel": "DMF2Mel"})
     assert known[0] == "On known subjects DMF2Mel reaches r = 0.200, above its chance level of 0.050 (p = 0.010)."
-    assert known[1].startswith("**Linear beats DMF2Mel** by 0.050")
-    assert known[2].startswith("Cnn stays 0.050 below DMF2Mel")
+    assert known[1].startswith("Linear is 0.050 above DMF2Mel in the mean, untested")
+    assert known[2].startswith("Cnn is 0.050 below DMF2Mel in the mean, untested")
+    assert not any("beats" in sentence for sentence in known)
     unknown = vr.comparison_sentences(RESULTS, "dmf2mel", "unknown")
     assert len(unknown) == 2, "cnn was not evaluated on unknown subjects"
     assert "not above its chance level of 0.050 (p = 0.300)" in unknown[1]
@@ -59,18 +60,27 @@ def test_comparison_sentences_say_plainly_when_a_model_beats_the_reference():
     assert vr.comparison_sentences(RESULTS, "vlaai", "known") == ["vlaai is not among these results (dmf2mel, linear, cnn)."]
 
 
-def test_comparison_sentences_flag_ties_and_differences_within_the_seed_spread():
-    def result(r, std):
-        return {"known": {"paper_r": r, "paper_r_std": std, "chance_r": 0.01, "p_value": 0.001}}
+def test_comparison_sentences_beat_only_when_the_paired_interval_excludes_zero():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.2, 0.05, 10)
+    subjects = [f"sub-{i:03d}" for i in range(10)]
 
-    rows = {"full": result(0.2730, 0.001), "tie": result(0.2732, 0.009), "close": result(0.2800, 0.010),
-            "far": result(0.3000, 0.002), "the baseline": result(0.2000, None)}
-    sentences = vr.comparison_sentences(rows, "full", "known")
-    far, close, tie, baseline = sentences[1:]
-    assert far.startswith("**Far beats full** by 0.027:")  # larger than both spreads: no caveat
-    assert close.startswith("**Close beats full** by 0.007 (less than the standard deviation between seeds, 0.010")
-    assert tie.startswith("Tie matches full to three decimals:")
-    assert baseline.startswith("The baseline stays 0.073 below full:")
+    def result(offset, noise):
+        seeds = [dict(zip(subjects, map(float, base + offset + rng.normal(0, noise, 10)))) for _ in range(3)]
+        mean = float(np.mean([list(seed.values()) for seed in seeds]))
+        return {"known": {"paper_r": mean, "chance_r": 0.01, "p_value": 0.001,
+                          "per_seed": [{"seed": i, "per_subject": seed} for i, seed in enumerate(seeds)]}}
+
+    rows = {"full": result(0.0, 0.002), "far": result(0.03, 0.002), "close": result(0.001, 0.01),
+            "low": result(-0.02, 0.002)}
+    far, close, low = vr.comparison_sentences(rows, "full", "known")[1:]
+    assert far.startswith("**Far beats full** (+0.03") and "over 10 subjects" in far
+    assert close.startswith("No detectable difference between close and full (")
+    assert low.startswith("Low stays below full (-0.02")
+    # a run's metrics.json: one per-subject mapping, no seeds
+    single = {m: {"known": {**r["known"], "per_seed": [], "per_subject": r["known"]["per_seed"][0]["per_subject"]}}
+              for m, r in rows.items()}
+    assert vr.comparison_sentences(single, "full", "known")[1].startswith("**Far beats full**")
 
 
 def test_best_epoch_sentence_reads_the_validation_curve():
@@ -140,3 +150,29 @@ def test_quality_budget_sentence_reads_the_report():
     assert vr.quality_budget_sentence(report) == (
         "`teaching` corpus (6 training subjects, 2 held out); profile `quick`, 3 epochs per gradient-trained model "
         "(early stopping off, best validation epoch kept), seed 0; chance levels from 1000 null draws; run on 2026-11-25.")
+
+
+def test_a_report_from_older_trained_code_says_so(tmp_path):
+    import subprocess
+
+    from dmf2mel.viz import results as res
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (tmp_path / "dmf2mel" / "models").mkdir(parents=True)
+    (tmp_path / "dmf2mel" / "models" / "hams.py").write_text("A = 1\n")
+    (tmp_path / "README.md").write_text("x\n")
+    git("add", "-A")
+    git("commit", "-qm", "measured here")
+    report = {"code": {"commit": git("rev-parse", "HEAD")}}
+    assert res.trained_code_changes(report, tmp_path) == []
+    (tmp_path / "README.md").write_text("y\n")  # not trained code
+    assert res.trained_code_changes(report, tmp_path) == []
+    (tmp_path / "dmf2mel" / "models" / "hams.py").write_text("A = 2\n")
+    assert res.trained_code_changes(report, tmp_path) == ["dmf2mel/models/hams.py"]
+    assert res.trained_code_changes({"code": {"commit": "0" * 40}}, tmp_path) is None
+    assert res.trained_code_changes({}, tmp_path) is None

@@ -88,7 +88,7 @@ class RandomWindows(Dataset):
     windows_per_recording : int
     unknown_fraction : float
         Probability that a window's subject id is replaced by -1, which trains the model's
-        "unknown subject" conditioning (ARCHITECTURE.md, stem).
+        "unknown subject" conditioning (``book/architecture.md``, "Stem and subject conditioning").
     seed : int
     feature : str
         The target feature (``"mel"``).

@@ -41,9 +41,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -52,10 +49,12 @@ import numpy as np
 import scipy.signal
 from tqdm.auto import tqdm
 
+from dmf2mel import cache
 from dmf2mel.data import features, preprocess, speech
 from dmf2mel.data import sparrkulee
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
+from dmf2mel.validation import check_int, check_option
 
 # Bump by hand for changes the source hash cannot see (none so far); the version also hashes the code.
 SIMULATION_VERSION = "1"
@@ -64,9 +63,9 @@ CACHE_ENV = "DMF2MEL_CACHE"
 STALE_TEMP_S = 3600.0  # a temporary corpus folder this old belongs to a killed run
 #: A cached corpus of other code or parameters is deleted only when no process has asked for it for this long:
 #: a run started before the code changed may still be reading it (``default_corpus`` marks each use).
-STALE_CORPUS_S = 24 * 3600.0
+STALE_CORPUS_S = cache.UNUSED_FOR_S
 #: The file whose modification time records a cached corpus's last use.
-LAST_USED_FILE = ".last_used"
+LAST_USED_FILE = cache.LAST_USED_FILE
 SIM_SFREQ = float(features.MEL_FRAME_RATE)  # 128 Hz: the mel frame rate; above the 50 Hz line and muscles
 NAM = 1e-9  # one nanoampere-metre in A*m (dipole moments)
 UV = 1e-6  # one microvolt in V
@@ -160,22 +159,21 @@ def preset_params(
     minutes: float | None = None,
 ) -> SimulationParams:
     """The parameters of ``preset`` with the given sizes overridden (None keeps the preset's)."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    check_option("preset", preset, PRESETS)
     overrides = dict(n_subjects=n_subjects, n_held_out=n_held_out, n_stories=n_stories, minutes=minutes)
     params = dataclasses.replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    if params.n_subjects < 1:
-        raise UserError(f"--subjects must be at least 1, got {params.n_subjects}")
-    if not 0 <= params.n_held_out < params.n_subjects:
+    check_int("n_subjects", params.n_subjects, minimum=1)
+    if not 0 <= check_int("n_held_out", params.n_held_out) < params.n_subjects:
         raise UserError(
-            f"--held-out must be between 0 and the number of subjects minus one ({params.n_subjects - 1}), "
-            f"got {params.n_held_out}"
+            f"n_held_out must be between 0 and the number of subjects minus one ({params.n_subjects - 1}), "
+            f"got {params.n_held_out}",
+            parameter="n_held_out",
         )
-    if params.n_stories < 1:
-        raise UserError(f"--stories must be at least 1, got {params.n_stories}")
+    check_int("n_stories", params.n_stories, minimum=1)
     if params.minutes * 60 < speech.MIN_STIMULUS_SECONDS:
         raise UserError(
-            f"--minutes must give at least {speech.MIN_STIMULUS_SECONDS:g} s per story, got {params.minutes} min"
+            f"minutes must give at least {speech.MIN_STIMULUS_SECONDS:g} s per story, got {params.minutes} min",
+            parameter="minutes",
         )
     return dataclasses.replace(params, stories_per_subject=min(params.stories_per_subject, params.n_stories))
 
@@ -568,17 +566,6 @@ def _is_corpus(folder: Path) -> bool:
     return meta is not None and meta.get("generator") == "dmf2mel.data.simulate"
 
 
-def _replace_folder(source: Path, target: Path) -> None:
-    """Move the finished ``source`` onto ``target`` (an absent folder or an old corpus) atomically."""
-    if not target.exists():
-        os.rename(source, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.rename(target, old / target.name)
-    os.rename(source, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def simulate_corpus(
     out: str | Path,
     preset: str = "teaching",
@@ -621,25 +608,17 @@ def simulate_corpus(
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_corpus(out))):
         raise UserError(
-            f"--out {out}: expected a new or empty folder (or an earlier simulated corpus to replace), "
-            "found a file or a folder with other content"
+            f"out: {out} must be a new or empty folder (or an earlier simulated corpus to replace); "
+            "found a file or a folder with other content",
+            parameter="out",
         )
-    seed = int(seed)
-    if seed < 0:
-        raise UserError(f"--seed must be a non-negative integer, got {seed}")
+    seed = check_int("seed", seed, minimum=0)
     params = preset_params(preset, n_subjects, n_held_out, n_stories, minutes)
     stories = _stimuli(params, seed, stimuli_dir, minutes_given=minutes is not None)
     params = dataclasses.replace(
         params, n_stories=len(stories), stories_per_subject=min(params.stories_per_subject, len(stories))
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        _write_corpus(work, preset, seed, params, stories, stimuli_dir, progress)
-        _replace_folder(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return out
+    return cache.build_entry(out, lambda path: _write_corpus(path, preset, seed, params, stories, stimuli_dir, progress))
 
 
 def verify_corpus(folder: str | Path, version: str | None = None) -> dict:
@@ -685,73 +664,29 @@ def corpus_key(preset: str, seed: int = 0) -> str:
     return f"{preset}-{digest}"
 
 
-def _remove_stale(folder: Path) -> None:
-    """Delete cached corpora of the same preset from older code or parameters (each is ~100 MB), and
-    temporary folders that killed runs left behind more than an hour ago."""
-    preset = folder.name.rsplit("-", 1)[0]
-    if not folder.parent.is_dir():
-        return
-    now = time.time()
-    for path in folder.parent.iterdir():
-        stale_corpus = (path.name.startswith(f"{preset}-") and path != folder and _is_corpus(path)
-                        and now - _last_used(path) > STALE_CORPUS_S)
-        abandoned = path.name.startswith(f".{preset}-") and now - path.stat().st_mtime > STALE_TEMP_S
-        if path.is_dir() and (stale_corpus or abandoned):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _last_used(folder: Path) -> float:
-    """When ``default_corpus`` last handed out ``folder`` (its metadata's time for older caches)."""
-    for name in (LAST_USED_FILE, sparrkulee.METADATA_FILE):
-        try:
-            return (folder / name).stat().st_mtime
-        except OSError:
-            continue
-    return 0.0
-
-
-def _mark_used(folder: Path) -> None:
-    """Record that ``folder`` is in use now (best effort: a read-only cache still works)."""
-    try:
-        (folder / LAST_USED_FILE).touch()
-    except OSError:
-        pass
-
-
 def default_corpus(preset: str = "teaching", progress: bool = True) -> Path:
     """The built-in corpus of ``preset`` (seed 0), generated on first use and cached.
 
     The cached copy is verified before use (metadata, every file, every shape) and regenerated when
     it is incomplete or when the parameters, the simulation code or the numerical libraries changed
-    (they are part of the folder name). Generation happens in a temporary folder that is renamed
-    into place, so a killed run never leaves half a corpus; when two processes race, the first
-    complete corpus wins.
+    (they are part of the folder name). The cache follows :mod:`dmf2mel.cache`: generation happens in a
+    temporary folder that is renamed into place, so a killed run never leaves half a corpus; a second
+    process asking for the same corpus waits for the first instead of generating it again; a corpus
+    of older code or parameters is deleted once nobody has used it for a day.
 
     Returns
     -------
     Path of the corpus folder (``split_data`` layout).
     """
     version = simulation_version()
-    folder = cache_dir() / corpus_key(preset)
-    try:
-        verify_corpus(folder, version)
-        _mark_used(folder)
-        return folder
-    except DataError:
-        pass
-    _remove_stale(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        fresh = simulate_corpus(work / "corpus", preset=preset, seed=0, progress=progress)
+    root = cache_dir()
+    folder = root / corpus_key(preset)
+    with cache.entry_lock(root, folder.name, f"generating the {preset} corpus"):
+        cache.remove_stale(root, folder, _is_corpus, STALE_CORPUS_S, (sparrkulee.METADATA_FILE,), STALE_TEMP_S)
         try:
-            verify_corpus(folder, version)  # another process finished first: keep its corpus
+            verify_corpus(folder, version)
         except DataError:
-            if folder.exists():
-                _replace_folder(fresh, folder)
-            else:
-                os.rename(fresh, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    _mark_used(folder)
+            cache.build_entry(folder, lambda path: simulate_corpus(path, preset=preset, seed=0, progress=progress))
+            verify_corpus(folder, version)
+        cache.mark_used(folder)
     return folder

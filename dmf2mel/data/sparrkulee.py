@@ -14,9 +14,14 @@ samples, and z-scores each recording with the statistics of its own *train* part
 challenge script computes those statistics but never saves the normalised arrays, so every user
 re-derives them; here it is one method, :meth:`SplitData.pair`.
 
-It also reads and writes the ICASSP-2024 regression test-set format: per subject a
-``sub-XXX_mapping.json`` (``{segment_id: {"eeg": eeg_id}}``) and a ``sub-XXX.npz``
-(``{eeg_id: (1920, 64) EEG}``); predictions go back as one JSON ``{segment_id: mel}`` per subject.
+It also reads and writes the ICASSP-2024 regression test-set format as released::
+
+    TASK2_regression/sub-XXX_mapping.json                 {segment_id: {"eeg": eeg_id}}
+    TASK2_regression/preprocessed_eeg/sub-XXX_eeg.npz     {eeg_id: (1920, 64) EEG}
+
+The subject id is the part of the mapping file's name before ``_mapping.json`` (the EEG archive
+carries an ``_eeg`` suffix, so its stem is *not* the subject id). Predictions go back as one JSON
+``sub-XXX.json`` ``{segment_id: mel}`` per subject.
 """
 
 from __future__ import annotations
@@ -379,13 +384,73 @@ def window_starts(n_samples: int, window: int, hop: int | None = None) -> np.nda
 # --- the ICASSP-2024 regression test-set format -------------------------------------------------
 
 
+#: Sub-folder of the challenge's ``TASK2_regression`` folder that holds the EEG archives.
+CHALLENGE_EEG_FOLDER = "preprocessed_eeg"
+_MAPPING_NAME = re.compile(r"^(?P<subject>sub-[A-Za-z0-9]+)_mapping\.json$")
+
+
+class ChallengeSubject(NamedTuple):
+    """One subject of the challenge test set: its id and its two files."""
+
+    subject: str
+    eeg_npz: Path
+    mapping_json: Path
+
+
+def challenge_subject_id(mapping_json: str | Path) -> str:
+    """The subject id a test-set mapping file names: ``.../sub-003_mapping.json`` -> ``"sub-003"``."""
+    mapping_json = Path(mapping_json)
+    match = _MAPPING_NAME.match(mapping_json.name)
+    if match is None:
+        raise DataError(
+            f"{mapping_json}: expected a challenge mapping file named 'sub-XXX_mapping.json' "
+            f"(the subject id comes from its name), found the name {mapping_json.name!r}"
+        )
+    return match["subject"]
+
+
+def challenge_eeg_path(mapping_json: str | Path) -> Path:
+    """Where the release keeps the EEG of a mapping file: ``preprocessed_eeg/sub-XXX_eeg.npz`` beside it."""
+    mapping_json = Path(mapping_json)
+    return mapping_json.parent / CHALLENGE_EEG_FOLDER / f"{challenge_subject_id(mapping_json)}_eeg.npz"
+
+
+def find_challenge_subjects(folder: str | Path) -> list[ChallengeSubject]:
+    """Every subject of a challenge test-set folder (``TASK2_regression`` as released), sorted by id.
+
+    ``folder`` may also be the folder above it that holds ``TASK2_regression/``. Raises
+    :class:`DataError` naming the folder when it has no ``sub-XXX_mapping.json``, and naming the
+    missing file when a mapping has no ``preprocessed_eeg/sub-XXX_eeg.npz``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder (expected the challenge's TASK2_regression folder)")
+    if not any(folder.glob("sub-*_mapping.json")) and (folder / "TASK2_regression").is_dir():
+        folder = folder / "TASK2_regression"
+    subjects = []
+    for mapping_json in sorted(folder.glob("sub-*_mapping.json")):
+        eeg_npz = challenge_eeg_path(mapping_json)
+        if not eeg_npz.is_file():
+            raise DataError(
+                f"{eeg_npz}: file not found (expected the EEG of {mapping_json.name} there, as the challenge "
+                f"test set lays it out: {CHALLENGE_EEG_FOLDER}/{eeg_npz.name})"
+            )
+        subjects.append(ChallengeSubject(challenge_subject_id(mapping_json), eeg_npz, mapping_json))
+    if not subjects:
+        raise DataError(
+            f"{folder}: no challenge test set found (expected files named 'sub-XXX_mapping.json' with "
+            f"'{CHALLENGE_EEG_FOLDER}/sub-XXX_eeg.npz', as in the release's TASK2_regression folder)"
+        )
+    return subjects
+
+
 def read_challenge_subject(eeg_npz: str | Path, mapping_json: str | Path, n_chans: int = N_CHANS) -> dict[str, np.ndarray]:
     """EEG segments of one subject of the challenge test set, keyed by segment id.
 
     Parameters
     ----------
     eeg_npz : path
-        ``sub-XXX.npz`` holding ``{eeg_id: (time, n_chans)}``.
+        ``sub-XXX_eeg.npz`` holding ``{eeg_id: (time, n_chans)}``.
     mapping_json : path
         ``sub-XXX_mapping.json`` holding ``{segment_id: {"eeg": eeg_id}}``.
 
@@ -402,6 +467,8 @@ def read_challenge_subject(eeg_npz: str | Path, mapping_json: str | Path, n_chan
         raise DataError(f"{mapping_json}: not valid JSON ({err})") from None
     if not isinstance(mapping, dict) or not all(isinstance(v, dict) and "eeg" in v for v in mapping.values()):
         raise DataError(f'{mapping_json}: expected {{segment_id: {{"eeg": eeg_id}}}}, found another structure')
+    if not mapping:
+        raise DataError(f"{mapping_json}: names no segments")
     try:
         archive = np.load(eeg_npz, allow_pickle=False)
     except FileNotFoundError:
@@ -424,14 +491,15 @@ def read_challenge_subject(eeg_npz: str | Path, mapping_json: str | Path, n_chan
 
 
 def write_challenge_subject(folder: str | Path, subject: str, segments: dict[str, np.ndarray]) -> tuple[Path, Path]:
-    """Write one subject's EEG segments in the challenge test-set format (for tests and the book).
+    """Write one subject's EEG segments in the challenge test-set layout (for tests and the book).
 
-    Segment ``k`` (in dictionary order) is stored under the EEG id ``"eeg_{k}"``.
-    Returns the paths of ``{subject}.npz`` and ``{subject}_mapping.json``.
+    ``folder`` plays the release's ``TASK2_regression``. Segment ``k`` (in dictionary order) is
+    stored under the EEG id ``"eeg_{k}"``. Returns the paths of
+    ``preprocessed_eeg/{subject}_eeg.npz`` and ``{subject}_mapping.json``.
     """
     folder = Path(folder)
     eeg_ids = {segment_id: f"eeg_{k}" for k, segment_id in enumerate(segments)}
-    npz_path = folder / f"{subject}.npz"
+    npz_path = folder / CHALLENGE_EEG_FOLDER / f"{subject}_eeg.npz"
     with atomic_path(npz_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **{eeg_ids[s]: np.asarray(eeg, dtype=np.float32) for s, eeg in segments.items()})
@@ -468,6 +536,7 @@ def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
 
 
 __all__ = [
+    "CHALLENGE_EEG_FOLDER",
     "FEATURES",
     "METADATA_FILE",
     "N_CHANS",
@@ -475,9 +544,13 @@ __all__ = [
     "SFREQ",
     "SPLITS",
     "SPLIT_FRACTIONS",
+    "ChallengeSubject",
     "FileKey",
     "Recording",
     "SplitData",
+    "challenge_eeg_path",
+    "challenge_subject_id",
+    "find_challenge_subjects",
     "format_filename",
     "load_array",
     "parse_filename",

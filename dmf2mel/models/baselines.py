@@ -1,4 +1,4 @@
-"""Baselines for EEG → mel reconstruction, with DMF2Mel's call signature, and :func:`build_model`.
+"""Baselines for EEG → mel reconstruction, with DMF2Mel's call signature.
 
 - ``linear``: :class:`~dmf2mel.models.linear.LinearDecoder`, ridge regression on time-lagged EEG.
 - ``cnn``: :class:`CNNBaseline`, the ICASSP-2024 challenge's linear baseline (one Conv1d).
@@ -11,31 +11,19 @@ Every model maps ``eeg (batch, time, n_chans)`` (and an ignored ``subject``) to
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmf2mel.errors import DataError, UserError
-from dmf2mel.models.dmf2mel import DMF2Mel, DMF2MelConfig
+from dmf2mel.errors import DataError
 from dmf2mel.models.linear import LinearDecoder
+from dmf2mel.validation import check_eeg
 
 #: Keras' defaults, which the published VLAAI uses: LeakyReLU slope and LayerNormalization epsilon.
 KERAS_LEAKY_RELU_SLOPE = 0.3
 KERAS_LAYER_NORM_EPS = 1e-3
-
-
-def check_eeg(eeg: torch.Tensor, n_chans: int, model: str) -> None:
-    """Raise :class:`~dmf2mel.errors.DataError` unless ``eeg`` is a float ``(batch, time, n_chans)`` tensor."""
-    expected = f"(batch, time, {n_chans})"
-    if not isinstance(eeg, torch.Tensor):
-        raise DataError(f"{model}: eeg must be a torch.Tensor of shape {expected}, got {type(eeg).__name__}")
-    if eeg.ndim != 3 or eeg.shape[-1] != n_chans or eeg.shape[1] < 1:
-        raise DataError(f"{model}: eeg must have shape {expected}, got {tuple(eeg.shape)}")
-    if not eeg.is_floating_point():
-        raise DataError(f"{model}: eeg must be a floating-point tensor, got dtype {eeg.dtype}")
 
 
 def lagged_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
@@ -162,55 +150,13 @@ class VLAAI(nn.Module):
         return self.head(x.transpose(1, 2))
 
 
-def _build_dmf2mel(config: DMF2MelConfig | None = None, preset: str = "paper", **overrides: Any) -> DMF2Mel:
-    """DMF2Mel from a config, or from a preset ("paper", "small") with field overrides."""
-    presets = {"paper": DMF2MelConfig.paper, "small": DMF2MelConfig.small}
-    fields = set(DMF2MelConfig().to_dict())
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise UserError(f"build_model('dmf2mel'): unknown config fields {unknown}; expected some of {sorted(fields)}")
-    if config is None:
-        if preset not in presets:
-            raise UserError(f"build_model('dmf2mel'): preset must be one of {sorted(presets)}, got {preset!r}")
-        config = presets[preset](**overrides)
-    elif overrides:
-        config = DMF2MelConfig.from_dict({**config.to_dict(), **overrides})
-    return DMF2Mel(config)
+def __getattr__(name: str) -> Any:
+    """``MODELS`` and ``build_model`` moved to :mod:`dmf2mel.models.registry`; the old names still work."""
+    if name in ("MODELS", "build_model"):
+        from dmf2mel.models import registry
 
-
-#: Model names accepted by :func:`build_model`.
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "dmf2mel": _build_dmf2mel,
-    "cnn": CNNBaseline,
-    "vlaai": VLAAI,
-    "linear": LinearDecoder,
-}
-
-
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a model by name: ``"dmf2mel"``, ``"cnn"``, ``"vlaai"`` or ``"linear"``.
-
-    Parameters
-    ----------
-    name : str
-    **kwargs
-        Constructor arguments. For ``"dmf2mel"``: ``config=DMF2MelConfig(...)``, or
-        ``preset="paper" | "small"`` plus any config field, e.g. ``build_model("dmf2mel",
-        preset="small", n_subjects=12)``.
-
-    Raises
-    ------
-    UserError
-        On an unknown name or argument.
-    """
-    if name not in MODELS:
-        raise UserError(f"build_model: unknown model {name!r}; choose one of {sorted(MODELS)}")
-    builder = MODELS[name]
-    try:
-        inspect.signature(builder).bind(**kwargs)
-    except TypeError as error:
-        raise UserError(f"build_model({name!r}): {error}") from None
-    return builder(**kwargs)
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["CNNBaseline", "LinearDecoder", "MODELS", "VLAAI", "build_model", "check_eeg", "lagged_conv1d"]

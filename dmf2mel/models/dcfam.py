@@ -1,6 +1,6 @@
 """DC-FAM: Dynamic Contrastive Feature Aggregation Module (foreground / background separation).
 
-Implements DMF2Mel's DC-FAM (ARCHITECTURE.md, "DC-FAM"). A local convolutional view ("foreground": speech-related
+Implements DMF2Mel's DC-FAM (``book/architecture.md``). A local convolutional view ("foreground": speech-related
 features) and a global channel-attention view ("background": noise) each predict, per time step and head, weights
 over a small neighbourhood of the values in time; both weightings are applied to the values and added.
 
@@ -16,6 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dmf2mel.models.dropout import Dropout
+from dmf2mel.validation import check_divides
 
 # The dynamic feature adjustment starts by damping its branch to a tenth, so both branches begin as small corrections.
 ADJUSTMENT_SCALE_INIT = 0.1
@@ -68,7 +71,7 @@ class ChannelAttention(nn.Module):
     """Restormer-style transposed attention: a ``(head_size x head_size)`` map per head, cost linear in time.
 
     q and k are L2-normalised along time; ``softmax(temperature * q k^T)`` mixes the channels of v; then a 1x1
-    projection.
+    projection without bias.
 
     Shapes: q, k, v ``(batch, d_model, time)`` -> ``(batch, d_model, time)``; the attention map is
     ``(batch, n_heads, head_size, head_size)``, independent of time.
@@ -78,7 +81,7 @@ class ChannelAttention(nn.Module):
         super().__init__()
         self.n_heads, self.head_size = n_heads, d_model // n_heads
         self.temperature = nn.Parameter(torch.ones(n_heads, 1, 1))
-        self.proj = nn.Conv1d(d_model, d_model, kernel_size=1)
+        self.proj = nn.Conv1d(d_model, d_model, kernel_size=1, bias=False)  # no bias, as the official project_out
 
     def attention_map(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """(batch, d_model, time) x 2 -> (batch, n_heads, head_size, head_size)."""
@@ -100,30 +103,40 @@ class DCFAM(nn.Module):
     1. ``q, k, v = depthwise_conv3(pointwise_conv(x))`` (d -> 3d).
     2. Foreground (local) branch: :class:`LocalMixer` of q, k, v, then :class:`DynamicFeatureAdjustment`.
     3. Background (global) branch: :class:`ChannelAttention`, then :class:`DynamicFeatureAdjustment`.
-    4. Contrast-driven aggregation: from each branch a 1x1 conv predicts, per time step and head, weights over the
-       ``kernel_size`` neighbouring time steps of v (zero-padded at the ends), softmax-normalised over the
-       neighbourhood; both weighted sums of v are added and projected.
-    5. Output = aggregation + foreground. The caller adds the residual to the branch input.
+    4. Contrast-driven aggregation: the values are a linear projection of the foreground features (the official
+       ``self.v(out_conv)``). From each branch a 1x1 conv predicts, per time step and head, weights over the
+       ``kernel_size`` neighbouring time steps of the values (zero-padded at the ends), softmax-normalised over the
+       neighbourhood, with dropout ``attn_dropout`` on the weights in training; both weighted sums are added.
+    5. Output = aggregation + foreground, no residual: the caller adds the branch input.
 
     Parameters
     ----------
     d_model : int, default 64
-    n_heads : int, default 2
-        Must divide ``d_model``.
+    n_heads : int, default 8
+        Heads of the channel attention and of the aggregation weights (the official DC-FAM has 8); must divide
+        ``d_model``.
     kernel_size : int, default 3
         Odd neighbourhood size in time steps.
     normalise_weights : bool, default True
         Softmax over the neighbourhood. ``False`` reproduces the official code, which applies the raw predictions.
+    attn_dropout : float, default 0.1
+        Dropout on the neighbourhood weights (official).
 
     Shapes
     ------
     ``(batch, time, d_model) -> (batch, time, d_model)``, any ``time >= 1``.
     """
 
-    def __init__(self, d_model: int = 64, n_heads: int = 2, kernel_size: int = 3, normalise_weights: bool = True):
+    def __init__(
+        self,
+        d_model: int = 64,
+        n_heads: int = 8,
+        kernel_size: int = 3,
+        normalise_weights: bool = True,
+        attn_dropout: float = 0.1,
+    ):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"DCFAM: n_heads={n_heads} must divide d_model={d_model}")
+        check_divides("n_heads", n_heads, "d_model", d_model, "DCFAM")
         if kernel_size % 2 == 0:
             raise ValueError(f"DCFAM: kernel_size must be odd, got {kernel_size}")
         self.d_model, self.n_heads, self.head_size = d_model, n_heads, d_model // n_heads
@@ -138,7 +151,8 @@ class DCFAM(nn.Module):
         self.background_adjust = DynamicFeatureAdjustment(d_model)
         self.foreground_weights = nn.Conv1d(d_model, n_heads * kernel_size, kernel_size=1)
         self.background_weights = nn.Conv1d(d_model, n_heads * kernel_size, kernel_size=1)
-        self.aggregation_proj = nn.Conv1d(d_model, d_model, kernel_size=1)
+        self.value_proj = nn.Conv1d(d_model, d_model, kernel_size=1)
+        self.weight_dropout = Dropout(attn_dropout)
 
     def neighbourhood_weights(self, predictor: nn.Conv1d, features: torch.Tensor) -> torch.Tensor:
         """(batch, d_model, time) -> (batch, n_heads, kernel_size, time) weights over each step's neighbourhood."""
@@ -166,9 +180,10 @@ class DCFAM(nn.Module):
         weights_fg = self.neighbourhood_weights(self.foreground_weights, foreground)
         weights_bg = self.neighbourhood_weights(self.background_weights, background)
         # both weightings share the values, so sum them first: one pass over the unfolded values
-        combined = (weights_fg + weights_bg).unsqueeze(2)  # (batch, heads, 1, kernel, time)
-        aggregated = (self._neighbourhoods(v) * combined).sum(dim=3).flatten(1, 2)
-        out = (self.aggregation_proj(aggregated) + foreground).transpose(1, 2)
+        combined = (self.weight_dropout(weights_fg) + self.weight_dropout(weights_bg)).unsqueeze(2)  # (b, h, 1, k, t)
+        values = self.value_proj(foreground)
+        aggregated = (self._neighbourhoods(values) * combined).sum(dim=3).flatten(1, 2)
+        out = (aggregated + foreground).transpose(1, 2)
         if not return_weights:
             return out
         channel = self.channel_attention.attention_map(q, k)

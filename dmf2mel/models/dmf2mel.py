@@ -1,8 +1,8 @@
 """DMF2Mel, assembled: stem, HAMS-Net and DC-FAM branches, SplineMap fusion, convMamba, mel head.
 
 Fan et al., "DMF2Mel: A Dynamic Multiscale Fusion Network for EEG-Driven Mel Spectrogram
-Reconstruction", ACM MM 2025 (arXiv 2507.07526). The flow follows ``shared/ARCHITECTURE.md``
-("Overall flow"); :class:`DMF2MelConfig` holds every size, repeat count, weight-sharing choice and
+Reconstruction", ACM MM 2025 (arXiv 2507.07526). The flow is described in the book's appendix
+``book/architecture.md`` ("The model"); :class:`DMF2MelConfig` holds every size, repeat count, weight-sharing choice and
 ablation switch, with the official sizes in :meth:`DMF2MelConfig.paper`.
 
 Input EEG is time-major, ``(batch, time, n_chans)``, at 64 Hz; the output is the mel spectrogram
@@ -23,9 +23,11 @@ from torch.utils.checkpoint import checkpoint
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.models.attention import SplineMapAttention
 from dmf2mel.models.dcfam import DCFAM
+from dmf2mel.models.dropout import Dropout
 from dmf2mel.models.hams import HAMSNet
 from dmf2mel.models.mamba import ConvMamba
 from dmf2mel.models.scan import BACKENDS
+from dmf2mel.validation import check_divides, check_eeg
 
 HEADS = ("bands", "single")
 #: The official fusion chain: (query source, key/value source) per cross-attention layer. "fused"
@@ -60,7 +62,7 @@ class DMF2MelConfig:
     d_model : int, default 64
         Feature size throughout the network.
     n_heads : int, default 2
-        Attention heads of every SplineMap attention and of DC-FAM.
+        Attention heads of every SplineMap attention.
     d_inner : int, default 1024
         Hidden channels of the stem's convolutional feed-forward.
     stem_kernel_size : int, default 9
@@ -69,7 +71,7 @@ class DMF2MelConfig:
         Output dropout of the attentions, dropout of the stem feed-forward and of the convMamba
         feed-forward.
     attn_dropout : float, default 0.1
-        Dropout on attention weights.
+        Dropout on attention weights (SplineMap attention) and on DC-FAM's aggregation weights.
     d_state, d_conv, expand : int, default 128, 4, 2
         Mamba state size, causal conv kernel and expansion.
     d_ff_mamba : int, default 2048
@@ -81,11 +83,14 @@ class DMF2MelConfig:
     n_cross_layers : int, default 6
         Cross-attention layers of the fusion chain (see ``CROSS_ATTENTION_CHAIN``), at least 1.
     n_convmamba_repeats : int, default 2
-        Residual applications of convMamba.
+        Applications of convMamba (each but the last with a residual).
     share_hams, share_dcfam, share_convmamba : bool, default True
         One instance applied at every repeat (the official code) instead of one per repeat.
     share_fusion_self_attention : bool, default True
         One self-attention layer for both branches before the cross-attention chain (official).
+    share_first_cross_attention : bool, default True
+        The first cross-attention of the chain is the (HAMS-Net branch's) self-attention layer applied once more, as
+        in the official code, which builds six fusion attention layers in all; False gives it its own layer.
     use_dcfam, use_hams : bool, default True
         False makes the branch the identity: it passes the stem output on unchanged (the fusion
         still runs between the two streams).
@@ -102,13 +107,17 @@ class DMF2MelConfig:
         Selective-scan backend (see :mod:`dmf2mel.models.scan`).
     dcfam_kernel_size : int, default 3
         Neighbourhood (along time) of DC-FAM's aggregation.
+    dcfam_n_heads : int, default 8
+        Heads of DC-FAM (the official 8; the attentions have ``n_heads``); must divide ``d_model``.
     dcfam_normalise_weights : bool, default True
         Softmax over DC-FAM's neighbourhood weights; False reproduces the official code, which
         leaves them unnormalised.
     hams_reduction : int, default 16
         Channel reduction of HAMS-Net's ADAF blocks.
     hams_n_bottleneck_adaf : int, default 3
-        ADAF blocks at the HAMS-Net bottleneck.
+        ADAF blocks at the HAMS-Net bottleneck (before its residual).
+    share_hams_adaf : bool, default True
+        One ADAF instance for all of a HAMS-Net's ADAF uses (the official code); False builds one per use.
     hams_position_window : int or None, default None
         Window (samples) of HAMS-Net's time × time attention; None: HAMS-Net's default of 640-sample
         windows (exact full attention up to 640 samples). Pass a window at least as long as the input for
@@ -146,6 +155,7 @@ class DMF2MelConfig:
     share_dcfam: bool = True
     share_convmamba: bool = True
     share_fusion_self_attention: bool = True
+    share_first_cross_attention: bool = True
     use_dcfam: bool = True
     use_hams: bool = True
     use_splinemap: bool = True
@@ -154,9 +164,11 @@ class DMF2MelConfig:
     subject_dropout: float = 0.1
     scan_backend: str = "auto"
     dcfam_kernel_size: int = 3
+    dcfam_n_heads: int = 8
     dcfam_normalise_weights: bool = True
     hams_reduction: int = 16
     hams_n_bottleneck_adaf: int = 3
+    share_hams_adaf: bool = True
     hams_position_window: int | None = None
     checkpoint_activations: bool = True
 
@@ -164,7 +176,7 @@ class DMF2MelConfig:
         positive = (
             "n_chans", "n_mels", "n_subjects", "d_model", "n_heads", "d_inner", "stem_kernel_size",
             "d_state", "d_conv", "expand", "d_ff_mamba", "convmamba_kernel_size", "n_cross_layers",
-            "dcfam_kernel_size", "hams_reduction",
+            "dcfam_kernel_size", "dcfam_n_heads", "hams_reduction",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -174,10 +186,8 @@ class DMF2MelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UserError(f"DMF2MelConfig.{name} must be an integer >= 0, got {value!r}")
-        if self.d_model % self.n_heads:
-            raise UserError(
-                f"DMF2MelConfig: n_heads={self.n_heads} must divide d_model={self.d_model}"
-            )
+        check_divides("n_heads", self.n_heads, "d_model", self.d_model, "DMF2MelConfig")
+        check_divides("dcfam_n_heads", self.dcfam_n_heads, "d_model", self.d_model, "DMF2MelConfig")
         if self.dcfam_kernel_size % 2 == 0:
             raise UserError(f"DMF2MelConfig.dcfam_kernel_size must be odd, got {self.dcfam_kernel_size}")
         if self.head not in HEADS:
@@ -275,7 +285,7 @@ class ConvFeedForward(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.expand = nn.Conv1d(d_model, d_inner, kernel_size, padding="same")
         self.contract = nn.Conv1d(d_inner, d_model, kernel_size=1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, d_model) -> (batch, time, d_model)."""
@@ -296,12 +306,18 @@ def repeated_blocks(make: Callable[[], nn.Module], n_repeats: int, share: bool) 
 class DMF2Mel(nn.Module):
     """DMF2Mel: EEG ``(batch, time, n_chans)`` to mel spectrogram ``(batch, time, n_mels)``.
 
-    1. Stem: input projection (if ``n_chans != d_model``); SplineMap attention with query = EEG +
-       sinusoidal position and key/value = EEG + layer-normed subject embedding; LayerNorm; a
-       convolutional feed-forward; added back to the (projected) input.
-    2. Branches: HAMS-Net and DC-FAM, each applied repeatedly with a residual.
-    3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``.
-    4. convMamba, applied repeatedly with a residual.
+    1. Stem: input projection (if ``n_chans != d_model``) giving ``x``; ``c = x + s`` with ``s`` the
+       layer-normed subject embedding; ``y = LN(SplineMapAttention(query = x + position, key/value = c))``
+       (one LayerNorm for ``s`` and ``y``); ``h = c + y + FFN(y)`` with ``FFN`` the convolutional
+       feed-forward, which has its own residual (so ``y`` enters twice, as in the official code).
+    2. Branches: HAMS-Net and DC-FAM, each applied repeatedly; every repeat adds the branch input ``h`` to the
+       block's output, ``z <- h + block(z)``, and the blocks have no residual of their own: one identity path per
+       repeat. (The official DC-FAM loop is this one; the official HAMS-Net adds its input inside the module too,
+       see :mod:`dmf2mel.models.hams`.)
+    3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``
+       (its first layer is the self-attention layer again, with ``share_first_cross_attention``).
+    4. convMamba, applied repeatedly; every pass but the last adds its input (official: ``y = m(x) + x``,
+       then ``m(y)``).
     5. Head: Linear ``d_model -> n_mels`` (or ``-> 1`` with ``head="single"``).
 
     Parameters
@@ -336,7 +352,8 @@ class DMF2Mel(nn.Module):
         self.subject_embedding = nn.Embedding(config.n_subjects + 1, d)
         self.subject_norm = nn.LayerNorm(d)
         self.stem_attention = attention()
-        self.stem_norm = nn.LayerNorm(d)
+        # one LayerNorm for the subject code and the attention output, as in the official code
+        self.stem_norm = self.subject_norm
         self.stem_ffn = ConvFeedForward(d, config.d_inner, config.stem_kernel_size, config.dropout)
 
         # 2. branches; a switched-off branch has no blocks, i.e. is the identity
@@ -347,6 +364,7 @@ class DMF2Mel(nn.Module):
                 reduction=config.hams_reduction,
                 n_bottleneck_adaf=config.hams_n_bottleneck_adaf,
                 position_window=config.hams_position_window,
+                share_adaf=config.share_hams_adaf,
             ),
             n_hams,
             config.share_hams,
@@ -355,9 +373,10 @@ class DMF2Mel(nn.Module):
         self.dcfam = repeated_blocks(
             lambda: DCFAM(
                 d_model=d,
-                n_heads=config.n_heads,
+                n_heads=config.dcfam_n_heads,
                 kernel_size=config.dcfam_kernel_size,
                 normalise_weights=config.dcfam_normalise_weights,
+                attn_dropout=config.attn_dropout,
             ),
             n_dcfam,
             config.share_dcfam,
@@ -368,7 +387,10 @@ class DMF2Mel(nn.Module):
         self.dcfam_self_attention = (
             self.hams_self_attention if config.share_fusion_self_attention else attention()
         )
-        self.cross_attention = nn.ModuleList([attention() for _ in range(config.n_cross_layers)])
+        reused = [self.hams_self_attention] if config.share_first_cross_attention else []
+        self.cross_attention = nn.ModuleList(
+            reused + [attention() for _ in range(config.n_cross_layers - len(reused))]
+        )
 
         # 4. convMamba
         self.convmamba = repeated_blocks(
@@ -412,16 +434,19 @@ class DMF2Mel(nn.Module):
         """
         subject = self._subject_ids(eeg, subject)
         h = self._stem(eeg, subject)
+        # each repeat adds the branch input h once (the official loops); the blocks have no residual of their own
         hams_out = h
         for block in self.hams:
             # not checkpointed: a HAMS-Net pass costs more to recompute than its activations cost to keep
-            hams_out = hams_out + block(hams_out)
+            hams_out = h + block(hams_out)
         dcfam_out = h
         for block in self.dcfam:
-            dcfam_out = dcfam_out + self._run(block, dcfam_out)
+            dcfam_out = h + self._run(block, dcfam_out)
         fused = self._fuse(hams_out, dcfam_out)
-        for block in self.convmamba:
-            fused = fused + block(fused)
+        last = len(self.convmamba) - 1
+        for index, block in enumerate(self.convmamba):
+            # official: every pass but the last adds its input
+            fused = block(fused) + fused if index < last else block(fused)
         return self.head(fused)
 
     def _run(self, block: nn.Module, *inputs: torch.Tensor | None) -> torch.Tensor:
@@ -433,15 +458,7 @@ class DMF2Mel(nn.Module):
 
     def _subject_ids(self, eeg: torch.Tensor, subject: torch.Tensor | None) -> torch.Tensor:
         """Validate the inputs; ids with -1 (and None) mapped to the unknown row, subject dropout applied."""
-        expected = f"(batch, time, {self.config.n_chans})"
-        if not isinstance(eeg, torch.Tensor):
-            raise DataError(f"DMF2Mel: eeg must be a torch.Tensor of shape {expected}, got {type(eeg).__name__}")
-        if eeg.ndim != 3 or eeg.shape[-1] != self.config.n_chans:
-            raise DataError(f"DMF2Mel: eeg must have shape {expected}, got {tuple(eeg.shape)}")
-        if not eeg.is_floating_point():
-            raise DataError(f"DMF2Mel: eeg must be a floating-point tensor, got dtype {eeg.dtype}")
-        if eeg.shape[1] < 1:
-            raise DataError(f"DMF2Mel: eeg must have at least one time step, got shape {tuple(eeg.shape)}")
+        check_eeg(eeg, self.config.n_chans, "DMF2Mel")
         batch = eeg.shape[0]
         if subject is None:
             return torch.full((batch,), self.unknown_subject, dtype=torch.long, device=eeg.device)
@@ -467,8 +484,10 @@ class DMF2Mel(nn.Module):
         x = self.input_proj(eeg)
         position = sinusoidal_position_encoding(x.shape[1], self.config.d_model, x.device, x.dtype)
         subject_code = self.subject_norm(self.subject_embedding(subject))[:, None, :]
-        attended = self._run(self.stem_attention, x + position, x + subject_code)
-        return x + self._run(self.stem_ffn, self.stem_norm(attended))
+        conditioned = x + subject_code
+        attended = self.stem_norm(self._run(self.stem_attention, x + position, conditioned))
+        # the official sum: the feed-forward has its own residual and the attended features are added once more
+        return conditioned + attended + self._run(self.stem_ffn, attended)
 
     def _fuse(self, hams_out: torch.Tensor, dcfam_out: torch.Tensor) -> torch.Tensor:
         """Self-attention on each branch, then the cross-attention chain. Shapes (batch, time, d_model)."""

@@ -1,8 +1,15 @@
 """HAMS-Net: Hierarchical Attention-guided Multi-Scale network, a U-Net over time with ADAF attention blocks.
 
-Implements DMF2Mel's HAMS-Net and its ADAF block (ARCHITECTURE.md, "HAMS-Net"). Sizes derive from the input length:
-the input is padded to a multiple of 8 (three stride-2 stages) and cropped back, so any length works. The official
-code hard-codes 640 / 320 / 160 and computes three sigmoid side outputs it never uses; they are left out here.
+Implements DMF2Mel's HAMS-Net and its ADAF block as the official code builds them (``HAMSnet`` and ``ADAF`` in the
+authors' ``models/DMF2Mel.py``), with two changes, both listed in the book's comparison page:
+
+* any length: the input is padded to a multiple of 8 (three stride-2 stages) and cropped back, where the official code
+  hard-codes 640 / 320 / 160 (it also computes three sigmoid side outputs it never uses, and builds an ADAF
+  "feedback" convolution it never calls: both are left out);
+* one identity path per repeat: the official module adds its input twice (a full-scale skip and a final residual) and
+  its caller adds the branch input a third time, so activations grow about tenfold per repeat at initialisation. Here
+  the module returns the U-Net's output *without* a residual, through a 1x1 convolution that starts at zero, and the
+  caller adds the branch input once per repeat (see :class:`~dmf2mel.models.dmf2mel.DMF2Mel`).
 
 All maps inside are channel-first, ``(batch, channels, time)``; :class:`HAMSNet`'s ``forward`` is time-major.
 """
@@ -19,25 +26,50 @@ N_STAGES = 3  # stride-2 encoder stages: scales T/2, T/4, T/8
 LENGTH_MULTIPLE = 2**N_STAGES
 # Position attention is exact (one window) up to this many input samples: the training window length.
 DEFAULT_POSITION_WINDOW = 640
+#: ADAF's channel dropout (the official ``Dropout2d(0.05)`` on a 1 x T map drops whole channels).
+ADAF_DROPOUT = 0.05
+#: Initial logits of ADAF's two mixing weights: sigmoid(1) = 0.73 each, as the official ``torch.ones(2)``.
+ADAF_MIX_INIT = 1.0
+#: Scales (as divisors of the padded length) of the decoder's ADAF applications, coarsest first.
+DECODER_SCALES = (8, 4, 2, 1)
+
+
+class SeparableConv1d(nn.Module):
+    """Depthwise convolution over time followed by a pointwise (1x1) convolution, no biases.
+
+    The official ``DepthWiseConv2d`` on a ``1 x T`` map: its ``k x k`` depthwise kernel sees only its middle row
+    (the rows above and below fall on zero padding), so it is a ``k``-tap convolution along time.
+
+    Shapes: ``(batch, in_channels, time) -> (batch, out_channels, time)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1):
+        super().__init__()
+        self.depthwise = nn.Conv1d(
+            in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=False
+        )
+        self.pointwise = nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
 
 
 class PositionAttention(nn.Module):
     """DANet position attention over time, optionally in non-overlapping windows.
 
-    ``out = x + gamma * V softmax(Q^T K)^T`` with ``gamma`` initialised to zero (the block starts as the identity).
-    The ``(time x time)`` map costs O(T^2) memory; with ``window`` set, time is cut into consecutive windows of
-    ``window`` steps (the last one shorter) and each attends only within itself. With ``window >= time`` this is
-    exactly full attention.
+    ``out = x + gamma * V softmax(Q^T K)^T`` with ``Q, K, V`` :class:`SeparableConv1d` 1x1 projections and ``gamma``
+    initialised to zero (the block starts as the identity). The ``(time x time)`` map costs O(T^2) memory; with
+    ``window`` given, time is cut into consecutive windows of ``window`` steps (the last one shorter) and each attends
+    only within itself. With ``window >= time`` this is exactly full attention.
 
     Shapes: ``(batch, channels, time) -> (batch, channels, time)``.
     """
 
-    def __init__(self, channels: int, window: int | None = None):
+    def __init__(self, channels: int):
         super().__init__()
-        self.window = window
-        self.query = nn.Conv1d(channels, channels, kernel_size=1)
-        self.key = nn.Conv1d(channels, channels, kernel_size=1)
-        self.value = nn.Conv1d(channels, channels, kernel_size=1)
+        self.query = SeparableConv1d(channels, channels)
+        self.key = SeparableConv1d(channels, channels)
+        self.value = SeparableConv1d(channels, channels)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     @staticmethod
@@ -46,16 +78,16 @@ class PositionAttention(nn.Module):
         weights = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (batch, time, time): row = query position
         return v @ weights.transpose(1, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         q, k, v = self.query(x), self.key(x), self.value(x)
         time = x.shape[-1]
-        if self.window is None or self.window >= time:
+        if window is None or window >= time:
             attended = self._attend(q, k, v)
         else:
             attended = torch.cat(
                 [
-                    self._attend(*(t[..., start : start + self.window] for t in (q, k, v)))
-                    for start in range(0, time, self.window)
+                    self._attend(*(t[..., start : start + window] for t in (q, k, v)))
+                    for start in range(0, time, window)
                 ],
                 dim=-1,
             )
@@ -80,58 +112,85 @@ class ChannelSelfAttention(nn.Module):
         return x + self.gamma * (torch.softmax(energy, dim=-1) @ x)
 
 
-class ADAF(nn.Module):
-    """Attention-driven adaptive fusion: position and channel attention on a channel-reduced map.
+def _conv_relu(in_channels: int, out_channels: int, kernel_size: int, dropout: float = 0.0) -> nn.Sequential:
+    """``[Dropout1d] -> SeparableConv1d -> ReLU``, the official ADAF's building block."""
+    layers = [nn.Dropout1d(dropout)] if dropout else []
+    return nn.Sequential(*layers, SeparableConv1d(in_channels, out_channels, kernel_size), nn.ReLU())
 
-    ``ReLU( expand( sigmoid(a) * PositionAttention(r) + sigmoid(b) * ChannelSelfAttention(r) ) )``,
-    ``r = reduce(x)`` with ``channels // reduction`` channels (at least one), ``a``, ``b`` learned scalars
-    (initially 0, an even mix).
+
+class ADAF(nn.Module):
+    """Attention-driven adaptive fusion: position and channel attention on two channel-reduced maps.
+
+    Two paths, each ``channels -> channels // reduction`` (at least one) by its own 3-tap separable convolution with
+    ReLU, an attention, and a 3-tap refinement with ReLU; weighted by ``sigmoid(a)`` and ``sigmoid(b)`` (``a, b``
+    learned, initially 1: 0.73 each); expanded back by a 1x1 convolution with ReLU each; summed; one more 1x1
+    convolution with ReLU. Every 1x1 expansion is preceded by channel dropout (``dropout``)::
+
+        p = sigmoid(a) * refine_p(PositionAttention(reduce_p(x)))
+        c = sigmoid(b) * refine_c(ChannelSelfAttention(reduce_c(x)))
+        out = fuse(expand_p(p) + expand_c(c))
+
+    The output is non-negative (a ReLU) and has no residual: callers add it to their input.
 
     Parameters
     ----------
     channels : int
     reduction : int, default 16
-    position_window : int or None
-        Window (in time steps of this block's input) of the position attention; ``None`` for full attention.
+    dropout : float, default 0.05
 
     Shapes
     ------
-    ``(batch, channels, time) -> (batch, channels, time)``.
+    ``(batch, channels, time) -> (batch, channels, time)``; ``forward(x, window)`` passes ``window`` (time steps of
+    this input, or ``None`` for full attention) to the position attention.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, position_window: int | None = None):
+    def __init__(self, channels: int, reduction: int = 16, dropout: float = ADAF_DROPOUT):
         super().__init__()
         reduced = max(1, channels // reduction)
-        self.reduce = nn.Conv1d(channels, reduced, kernel_size=1)
-        self.position_attention = PositionAttention(reduced, position_window)
+        self.reduce_position = _conv_relu(channels, reduced, 3)
+        self.reduce_channel = _conv_relu(channels, reduced, 3)
+        self.position_attention = PositionAttention(reduced)
         self.channel_attention = ChannelSelfAttention()
-        self.mix_logits = nn.Parameter(torch.zeros(2))
-        self.expand = nn.Conv1d(reduced, channels, kernel_size=1)
+        self.refine_position = _conv_relu(reduced, reduced, 3)
+        self.refine_channel = _conv_relu(reduced, reduced, 3)
+        self.mix_logits = nn.Parameter(torch.full((2,), ADAF_MIX_INIT))
+        self.expand_position = _conv_relu(reduced, channels, 1, dropout)
+        self.expand_channel = _conv_relu(reduced, channels, 1, dropout)
+        self.fuse = _conv_relu(channels, channels, 1, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        reduced = self.reduce(x)
+    def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         mix = torch.sigmoid(self.mix_logits)
-        fused = mix[0] * self.position_attention(reduced) + mix[1] * self.channel_attention(reduced)
-        return F.relu(self.expand(fused))
+        position = mix[0] * self.refine_position(self.position_attention(self.reduce_position(x), window))
+        channel = mix[1] * self.refine_channel(self.channel_attention(self.reduce_channel(x)))
+        return self.fuse(self.expand_position(position) + self.expand_channel(channel))
 
 
-def _upsample(x: torch.Tensor) -> torch.Tensor:
-    """Nearest-neighbour doubling along time: (batch, channels, time) -> (batch, channels, 2 * time)."""
-    return x.repeat_interleave(2, dim=-1)
+def _upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Nearest-neighbour upsampling along time: (batch, channels, time) -> (batch, channels, factor * time)."""
+    return x.repeat_interleave(factor, dim=-1)
 
 
 class HAMSNet(nn.Module):
-    """Multi-scale U-Net over time with ADAF blocks, any length.
+    """Multi-scale U-Net over time with ADAF blocks, any length; returns the branch update (no residual).
 
-    Encoder: ``e1, e2, e3 = `` three stride-2 convolutions (kernel 3, then 2, 2) with ReLU: T/2, T/4, T/8.
-    Bottleneck: ``m = maxpool(e1) + maxpool(e2) + e3`` at T/8; ``b = ADAF(ADAF(ADAF(m)))``; ``b = ADAF(b + m)``.
-    Decoder (coarse to fine): ``d2 = ADAF(up(b) + e2)``, ``d1 = ADAF(up(d2) + e1)``, ``d0 = ADAF(up(d1) + x)``.
-    Top-down pass: ``t = d0 + up(d1 + up(d2))``, a 1x1 output convolution, and the *internal* residual
-    ``out = x + conv(t)``. (The assembly's repeat loop adds its own outer residual to the branch input on top.)
+    On the padded, channel-first input ``x`` (``A`` is an ADAF block, ``up_f``/``pool_f`` nearest upsampling and max
+    pooling by ``f``)::
+
+        e1, e2, e3 = conv_k3s2(x), conv_k2s2(e1), conv_k2s2(e2)          # T/2, T/4, T/8; no activation
+        m = pool_8(x) + pool_4(e1) + pool_2(e2) + e3                      # multi-scale sum at T/8
+        b = A(...A(m)) + m                                                 # n_bottleneck_adaf blocks, residual
+        c = b + A(b)
+        d8, d4, d2, d1 = e3 + c, e2 + up_2(c), e1 + up_4(c), x + up_8(c)  # the bottleneck to every scale, skips
+        d_s = d_s + A(d_s)                                                 # at each of the four scales
+        t = d1 + up_2(d2 + up_2(d4 + up_2(d8)))                            # top-down pass
+        out = out_proj(t)
+
+    ``out_proj`` is a 1x1 convolution initialised to zero, so an untrained HAMS-Net contributes nothing and the
+    repeated branch starts as its input (the official code has no projection and returns ``t + x``; see the module
+    docstring). With ``share_adaf`` (the official code) one ADAF instance serves all ``n_bottleneck_adaf + 5`` uses.
 
     The input is zero-padded on the right to a multiple of 8 and the output cropped back to the input length: the
-    result is exactly that of the zero-padded input, cropped (the padded steps take part in the convolutions and the
-    attention like any other step).
+    result is exactly that of the zero-padded input, cropped.
 
     Parameters
     ----------
@@ -139,13 +198,15 @@ class HAMSNet(nn.Module):
     reduction : int, default 16
         Channel reduction inside every ADAF.
     n_bottleneck_adaf : int, default 3
-        ADAF blocks in sequence at the bottleneck, before the residual and the last bottleneck ADAF.
+        ADAF blocks in sequence at the bottleneck, before its residual.
     position_window : int or None, default None
-        Window of the O(T^2) position attention, in *input* samples (at scale T/2^s each ADAF uses
+        Window of the O(T^2) position attention, in *input* samples (at scale T/2^s each ADAF use attends within
         ``ceil(position_window / 2^s)`` steps). ``None`` means :data:`DEFAULT_POSITION_WINDOW` = 640: exact full
         attention for the 640-sample training windows, consecutive 640-sample windows for longer inputs (1920-sample
         challenge segments, whole recordings), so memory stays linear in T. For exact full attention at any length
         pass a window at least as long as the input.
+    share_adaf : bool, default True
+        One ADAF instance for every use (official); False builds one per use.
 
     Shapes
     ------
@@ -153,16 +214,18 @@ class HAMSNet(nn.Module):
     """
 
     def __init__(
-        self, d_model: int = 64, reduction: int = 16, n_bottleneck_adaf: int = 3, position_window: int | None = None
+        self,
+        d_model: int = 64,
+        reduction: int = 16,
+        n_bottleneck_adaf: int = 3,
+        position_window: int | None = None,
+        share_adaf: bool = True,
     ):
         super().__init__()
         self.position_window = DEFAULT_POSITION_WINDOW if position_window is None else position_window
         if self.position_window < 1:
             raise ValueError(f"HAMSNet: position_window must be >= 1 sample, got {position_window}")
-
-        def adaf(scale: int) -> ADAF:
-            return ADAF(d_model, reduction, math.ceil(self.position_window / scale))
-
+        self.n_bottleneck_adaf = n_bottleneck_adaf
         # the first stage sees one step either side (kernel 3, padding 1); the next two merge adjacent pairs
         self.encoder = nn.ModuleList(
             [
@@ -171,37 +234,42 @@ class HAMSNet(nn.Module):
                 nn.Conv1d(d_model, d_model, kernel_size=2, stride=2),
             ]
         )
-        bottom = LENGTH_MULTIPLE
-        self.bottleneck = nn.Sequential(*[adaf(bottom) for _ in range(n_bottleneck_adaf)])
-        self.bottleneck_after_residual = adaf(bottom)
-        # decoder blocks at T/4, T/2, T: finest last
-        self.decoder = nn.ModuleList([adaf(4), adaf(2), adaf(1)])
+        # uses in call order: the bottleneck chain, the one after its residual, the decoder's four scales
+        n_uses = n_bottleneck_adaf + 1 + len(DECODER_SCALES)
+        if share_adaf:
+            self.adaf = nn.ModuleList([ADAF(d_model, reduction)] * n_uses)
+        else:
+            self.adaf = nn.ModuleList([ADAF(d_model, reduction) for _ in range(n_uses)])
         self.out_proj = nn.Conv1d(d_model, d_model, kernel_size=1)
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _window(self, scale: int) -> int:
+        """Position-attention window (steps) of an ADAF use at ``time / scale``."""
+        return math.ceil(self.position_window / scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, d_model) -> (batch, time, d_model)."""
         time = x.shape[1]
         padded_time = math.ceil(time / LENGTH_MULTIPLE) * LENGTH_MULTIPLE
         h = F.pad(x.transpose(1, 2), (0, padded_time - time))
+        uses = iter(self.adaf)
+        bottom = self._window(LENGTH_MULTIPLE)
 
-        skips = []
-        current = h
-        for conv in self.encoder:
-            current = F.relu(conv(current))
-            skips.append(current)
-        e1, e2, e3 = skips
+        e1 = self.encoder[0](h)
+        e2 = self.encoder[1](e1)
+        e3 = self.encoder[2](e2)
+        multiscale = F.max_pool1d(h, 8) + F.max_pool1d(e1, 4) + F.max_pool1d(e2, 2) + e3
 
-        bottom_time = e3.shape[-1]
-        multiscale = F.adaptive_max_pool1d(e1, bottom_time) + F.adaptive_max_pool1d(e2, bottom_time) + e3
-        bottom = self.bottleneck_after_residual(self.bottleneck(multiscale) + multiscale)
+        bottleneck = multiscale
+        for _ in range(self.n_bottleneck_adaf):
+            bottleneck = next(uses)(bottleneck, bottom)
+        bottleneck = bottleneck + multiscale
+        bottleneck = bottleneck + next(uses)(bottleneck, bottom)
 
-        decoded = []
-        current = bottom
-        for block, skip in zip(self.decoder, (e2, e1, h)):
-            current = block(_upsample(current) + skip)
-            decoded.append(current)
-        d2, d1, d0 = decoded
-
-        top_down = d0 + _upsample(d1 + _upsample(d2))
-        out = h + self.out_proj(top_down)
-        return out[..., :time].transpose(1, 2)
+        top_down = None
+        for scale, skip in zip(DECODER_SCALES, (e3, e2, e1, h)):
+            decoded = skip + _upsample(bottleneck, LENGTH_MULTIPLE // scale)
+            decoded = decoded + next(uses)(decoded, self._window(scale))
+            top_down = decoded if top_down is None else decoded + _upsample(top_down, 2)
+        return self.out_proj(top_down)[..., :time].transpose(1, 2)

@@ -1,6 +1,6 @@
 """Kolmogorov–Arnold layers: KANLinear and the adaptive gated AGKANLinear of SplineMap attention.
 
-Implements the projections of DMF2Mel's SplineMap attention (ARCHITECTURE.md, "SplineMap attention and AGKAN").
+Implements the projections of DMF2Mel's SplineMap attention (``book/architecture.md``, "SplineMap attention and AGKAN").
 
 A KAN layer (efficient-KAN formulation) maps ``x (..., in)`` to
 
@@ -9,7 +9,7 @@ A KAN layer (efficient-KAN formulation) maps ``x (..., in)`` to
 where ``B_k`` are the ``grid_size + spline_order`` B-spline bases of order ``spline_order`` on a uniform grid over
 ``grid_range`` with ``grid_size`` intervals, extended by ``spline_order`` knots on each side.
 
-Memory. The paper-size model holds 32 such layers (36 applications per forward pass) over batch x time tokens. The textbook Cox–de Boor recursion keeps several
+Memory. The paper-size model holds 28 such layers (36 applications per forward pass) over batch x time tokens. The textbook Cox–de Boor recursion keeps several
 ``(tokens, in, grid_size + 3)`` intermediates per layer alive for the backward pass, which at batch 16 x 640 runs to
 gigabytes. On a uniform grid only four cubic bases are non-zero at any ``x``, with closed-form polynomial weights of
 the fractional position (:func:`uniform_cubic_bases`). :class:`KANLinear` evaluates those four and keeps only its
@@ -263,10 +263,19 @@ class KANLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """efficient-KAN's initialisation (the official code's): Kaiming-uniform base weights and scales; spline
+        coefficients of the (minimum-norm, least-squares) spline through uniform noise of half-width
+        ``SPLINE_NOISE / (2 * grid_size)`` at the ``grid_size + 1`` grid points of ``grid_range``."""
         nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
         nn.init.kaiming_uniform_(self.spline_scaler, a=math.sqrt(5))
-        bound = self.SPLINE_NOISE / self.grid_size
-        nn.init.uniform_(self.spline_weight, -bound, bound)
+        with torch.no_grad():
+            points = torch.linspace(*self.grid_range, self.grid_size + 1, dtype=torch.float64)
+            noise = (torch.rand(self.grid_size + 1, self.in_features, self.out_features) - 0.5).double()
+            noise *= self.SPLINE_NOISE / self.grid_size
+            bases = b_spline_bases_reference(points[:, None], self.knots().double())  # (points, 1, n_bases)
+            design = bases[:, 0].expand(self.in_features, -1, -1)  # (in, points, n_bases), the same for every input
+            solution = torch.linalg.lstsq(design, noise.transpose(0, 1), driver="gelsd").solution  # (in, n_bases, out)
+            self.spline_weight.copy_(solution.permute(2, 0, 1))
 
     def knots(self) -> torch.Tensor:
         """The extended uniform grid, ``(grid_size + 7,)``."""
@@ -295,7 +304,7 @@ class AGKANLinear(nn.Module):
     """Adaptive gated KAN layer: a per-token gate between a KAN and a prototype (soft codebook) path.
 
     ``y = LayerNorm( g * KAN(x) + (1 - g) * W_r softmax_S(W_c x) )``, ``g = sigmoid(w_g . x + b_g)`` one scalar per
-    token (ARCHITECTURE.md, "SplineMap attention and AGKAN").
+    token (``book/architecture.md``, "SplineMap attention and AGKAN").
 
     Parameters
     ----------
@@ -304,21 +313,33 @@ class AGKANLinear(nn.Module):
         Grid intervals of the KAN path (8 for Q and V, 6 for K and the output projection of SplineMap attention).
     n_prototypes : int
         ``S``, the size of the soft codebook (64 Q/V, 32 K, 128 output).
-    gate_bias : float
-        Initial ``b_g``; positive values lean towards the KAN path at initialisation (sigmoid(1) = 0.73).
+    gate_bias : float or None
+        Initial ``b_g``; positive values lean towards the KAN path at initialisation (sigmoid(1) = 0.73). ``None``
+        keeps PyTorch's default initialisation of the gate's bias.
+
+    Notes
+    -----
+    Initialisation as the official ``AGKANLinear``: ``W_c`` orthogonal, ``W_r`` Kaiming-uniform (gain for ReLU), the
+    KAN path as efficient-KAN. :class:`~dmf2mel.models.attention.SplineMapAttention` overrides some of these for its
+    query, key and value projections, as the official code does.
 
     Shapes
     ------
     ``(..., in_features) -> (..., out_features)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float):
+    def __init__(
+        self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float | None
+    ):
         super().__init__()
         self.kan = KANLinear(in_features, out_features, grid_size=grid_size)
         self.gate = nn.Linear(in_features, 1)
-        nn.init.constant_(self.gate.bias, gate_bias)
+        if gate_bias is not None:
+            nn.init.constant_(self.gate.bias, gate_bias)
         self.to_prototypes = nn.Linear(in_features, n_prototypes, bias=False)  # W_c
         self.from_prototypes = nn.Linear(n_prototypes, out_features, bias=False)  # W_r
+        nn.init.orthogonal_(self.to_prototypes.weight)
+        nn.init.kaiming_uniform_(self.from_prototypes.weight)
         self.norm = nn.LayerNorm(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

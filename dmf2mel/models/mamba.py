@@ -7,7 +7,8 @@ scan itself lives in :mod:`dmf2mel.models.scan` (a reference loop, a fused CPU k
 CUDA kernel), chosen by ``scan_backend``.
 
 :class:`BiMamba` runs one Mamba forwards and one over the time-reversed sequence, as DMF2Mel's
-convMamba does. :class:`ConvMamba` is the last stage of DMF2Mel (ARCHITECTURE.md, "convMamba").
+convMamba does. :class:`ConvMamba` is the last stage of DMF2Mel (``book/architecture.md``, "Fusion,
+convMamba and the selective scan").
 
 All modules take and return time-major tensors ``(batch, time, d_model)``.
 """
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dmf2mel.models.dropout import Dropout
 from dmf2mel.models.scan import BACKENDS, selective_scan
 
 #: dt_rank="auto" gives ceil(d_model / DT_RANK_DIVISOR), as mamba_ssm does.
@@ -212,7 +214,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.expand = nn.Linear(d_model, d_ff)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.contract = nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,7 +228,7 @@ class ConvMamba(nn.Module):
     ``x = ConvBNReLU(x); x = BiMamba(x); x = x + ½·FFN(x); x = x + ConvBNReLU(x); x = x + ½·FFN(x)``
 
     As in the official code the second convolution and feed-forward are the *same* modules as the
-    first (shared weights); the caller (DMF2Mel) wraps the whole block in a residual.
+    first (shared weights). The caller (DMF2Mel) adds the block's input to its output on every pass but the last.
 
     Parameters
     ----------

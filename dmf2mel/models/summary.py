@@ -10,8 +10,51 @@ from dataclasses import dataclass
 
 from torch import nn
 
-#: Parameter count of the official DMF2Mel implementation (with mambapy standing in for mamba_ssm).
-OFFICIAL_DMF2MEL_PARAMETERS = 5_880_000
+#: Parameters of the official DMF2Mel (``Decoder`` in ``models/DMF2Mel.py`` of github.com/fchest/DMF2Mel) by module,
+#: under the names of this package's modules. Counted by building the official classes with the arguments of its
+#: ``train.py`` (d_model 64, d_inner 1024, 2 heads, kernels (9, 1)) and summing ``p.numel()`` per child module, with
+#: this package's :class:`~dmf2mel.models.mamba.Mamba` standing in for ``mamba_ssm.Mamba`` (same parameter names and
+#: shapes). Shared modules count once: the fusion's six attention layers are ``slf_attn1`` .. ``slf_attn6``
+#: (``slf_attn1`` serves both self-attentions and the first cross-attention); ``layer_norm`` serves the subject code
+#: and the stem.
+OFFICIAL_PARAMETERS_BY_MODULE = {
+    "input projection": 0,
+    "subject conditioning": 5_504,  # sub_proj: Linear(85, 64) on a one-hot code
+    "stem LayerNorm": 128,
+    "stem attention": 234_372,
+    "stem feed-forward": 656_576,
+    "HAMS-Net": 35_396,
+    "DC-FAM": 3_091_449,
+    "fusion attention": 1_406_232,  # 6 x 234,372
+    "convMamba": 452_800,
+    "head": 65,  # Linear(64, 1)
+}
+#: Parameter count of the official DMF2Mel implementation (the sum of :data:`OFFICIAL_PARAMETERS_BY_MODULE`).
+OFFICIAL_DMF2MEL_PARAMETERS = sum(OFFICIAL_PARAMETERS_BY_MODULE.values())
+#: Which top-level modules of :class:`~dmf2mel.models.DMF2Mel` make up each official module.
+OUR_MODULES = {
+    "input projection": ("input_proj",),
+    "subject conditioning": ("subject_embedding",),
+    "stem LayerNorm": ("subject_norm", "stem_norm"),
+    "stem attention": ("stem_attention",),
+    "stem feed-forward": ("stem_ffn",),
+    "HAMS-Net": ("hams",),
+    "DC-FAM": ("dcfam",),
+    "fusion attention": ("hams_self_attention", "dcfam_self_attention", "cross_attention"),
+    "convMamba": ("convmamba",),
+    "head": ("head",),
+}
+#: Why a module's count differs from the official one (at the paper's sizes).
+DIFFERENCE_NOTES = {
+    "input projection": "only when the EEG has another channel count than d_model",
+    "subject conditioning": "an embedding table with an 'unknown' row instead of one-hot x Linear with a bias: same size",
+    "HAMS-Net": (
+        "+4,160 zero-initialised 1x1 output convolution; -816: 3-tap kernels where the official 3x3 kernels on a 1 x T "
+        "map use only their middle row; -20: the official ADAF's feedback convolution, never called"
+    ),
+    "DC-FAM": "the official runs with the 640 time steps as channels; here d_model channels along time",
+    "head": "10 mel bands instead of one channel",
+}
 
 
 @dataclass(frozen=True)
@@ -84,4 +127,31 @@ def format_summary(model_or_rows: nn.Module | list[SummaryRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["OFFICIAL_DMF2MEL_PARAMETERS", "SummaryRow", "format_summary", "summary"]
+def official_comparison(model: nn.Module) -> list[dict[str, object]]:
+    """Parameters per module of ``model`` (a :class:`~dmf2mel.models.DMF2Mel`) next to the official code's.
+
+    Returns
+    -------
+    list of dicts with keys ``"module"``, ``"official"``, ``"this book"``, ``"difference"`` (this book minus
+    official) and ``"why"``, one per entry of :data:`OFFICIAL_PARAMETERS_BY_MODULE`; the columns sum to the two
+    totals (every parameter of ``model`` is in exactly one row).
+    """
+    by_name = {row.name: row.parameters for row in summary(model)}
+    rows = []
+    for module, official in OFFICIAL_PARAMETERS_BY_MODULE.items():
+        ours = sum(by_name.pop(name, 0) for name in OUR_MODULES[module])
+        rows.append({"module": module, "official": official, "this book": ours, "difference": ours - official,
+                     "why": DIFFERENCE_NOTES.get(module, "") if ours != official else ""})
+    if by_name:
+        raise ValueError(f"official_comparison: modules without an official counterpart: {sorted(by_name)}")
+    return rows
+
+
+__all__ = [
+    "OFFICIAL_DMF2MEL_PARAMETERS",
+    "OFFICIAL_PARAMETERS_BY_MODULE",
+    "SummaryRow",
+    "format_summary",
+    "official_comparison",
+    "summary",
+]

@@ -11,6 +11,9 @@ quality benchmark): ``paper_r``, ``chance_r``, ``p_value``, ``challenge_r``, ``c
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -19,6 +22,7 @@ from plotly.subplots import make_subplots
 
 from dmf2mel.data.features import TARGET_SFREQ
 from dmf2mel.errors import UserError
+from dmf2mel.metrics import paired_difference
 from dmf2mel.viz.mel import ZSCORE_RANGE, _heatmap, band_correlations, check_pair, zscore_bands
 from dmf2mel.viz.scores import CHANCE_MARKER, _as_floats
 from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, SERIES_COLORS, TRUE_COLOR
@@ -150,6 +154,30 @@ def significance(result: dict | None) -> str:
     return f"r = {r:.3f}, {where} its chance level of {chance:.3f} (p = {p:.3f})"
 
 
+def per_subject_scores(result: dict | None) -> list[Mapping[str, float]] | None:
+    """Per-subject paper r of a protocol result: one mapping per seed (benchmark rows) or one (a run's metrics).
+
+    None when the result has none (e.g. a benchmark report written before per-subject scores were kept).
+    """
+    if not result:
+        return None
+    seeds = [seed.get("per_subject") for seed in result.get("per_seed", [])]
+    if seeds and all(seeds):
+        return seeds
+    return [result["per_subject"]] if result.get("per_subject") else None
+
+
+def paired_comparison(result: dict | None, reference: dict | None) -> dict | None:
+    """:func:`dmf2mel.metrics.paired_difference` of ``result`` minus ``reference`` (None without per-subject scores)."""
+    a, b = per_subject_scores(result), per_subject_scores(reference)
+    if a is None or b is None:
+        return None
+    try:
+        return paired_difference(a, b)
+    except ValueError:  # no subject in common
+        return None
+
+
 def comparison_sentences(
     results: Mapping[str, Mapping[str, dict | None]],
     reference: str,
@@ -158,10 +186,11 @@ def comparison_sentences(
 ) -> list[str]:
     """Sentences comparing every model with ``reference`` on one protocol (paper metric), best first.
 
-    Each sentence gives the model's r, chance level and p-value and says plainly whether it beats
-    the reference, and when both results carry a standard deviation over seeds (``paper_r_std``, from
-    ``benchmarks/quality.py``), whether the difference is smaller than it. Models not evaluated on the
-    protocol are left out.
+    Each sentence gives the model's r, chance level and p-value and a verdict from the paired comparison
+    (:func:`paired_comparison`, subject by subject on the same test recordings): the model **beats** the reference,
+    or stays below it, only when the 95 % bootstrap interval of the difference excludes 0; otherwise the sentence
+    says there is no detectable difference. Results without per-subject scores get the difference of the means and
+    the remark that it was not tested. Models not evaluated on the protocol are left out.
 
     Parameters
     ----------
@@ -186,19 +215,22 @@ def comparison_sentences(
     sentences = [f"On {protocol} subjects {name(reference)} reaches {significance(ref)}."]
     others = [(m, r[protocol]) for m, r in results.items() if m != reference and (r.get(protocol) or {}).get("paper_r") is not None]
     for model, result in sorted(others, key=lambda item: -item[1]["paper_r"]):
-        difference = result["paper_r"] - ref["paper_r"]
-        if round(difference, 3) == 0:
-            verdict = f"{_capitalised(name(model))} matches {name(reference)} to three decimals"
-        elif difference > 0:
-            verdict = f"**{_capitalised(name(model))} beats {name(reference)}** by {difference:.3f}"
+        model_name, ref_name = _capitalised(name(model)), name(reference)
+        paired = paired_comparison(result, ref)
+        if paired is None:
+            difference = result["paper_r"] - ref["paper_r"]
+            verdict = (f"{model_name} is {abs(difference):.3f} {'above' if difference >= 0 else 'below'} {ref_name} "
+                       "in the mean, untested (no per-subject scores for a paired comparison)")
         else:
-            verdict = f"{_capitalised(name(model))} stays {-difference:.3f} below {name(reference)}"
-        spreads = [x for x in (result.get("paper_r_std"), ref.get("paper_r_std")) if x is not None]
-        noise = ""
-        if spreads and round(difference, 3) != 0 and abs(difference) < max(spreads):
-            noise = (f" (less than the standard deviation between seeds, {max(spreads):.3f}: "
-                     "a difference this small is not a finding)")
-        sentences.append(f"{verdict}{noise}: {significance(result)}.")
+            interval = (f"{paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
+                        f"over {paired['n_subjects']} subjects, p = {paired['p_value']:.3f}")
+            if paired["ci_low"] > 0:
+                verdict = f"**{model_name} beats {ref_name}** ({interval})"
+            elif paired["ci_high"] < 0:
+                verdict = f"{model_name} stays below {ref_name} ({interval})"
+            else:
+                verdict = f"No detectable difference between {name(model)} and {ref_name} ({interval})"
+        sentences.append(f"{verdict}: {significance(result)}.")
     return sentences
 
 
@@ -217,15 +249,52 @@ def models_above(results: Mapping[str, Mapping[str, dict | None]], reference: st
     return sorted(above, key=lambda model: -scored[model])
 
 
+#: The code a quality report's numbers depend on: a change here since the report's commit makes it stale.
+TRAINED_CODE = ("dmf2mel/models", "dmf2mel/losses.py", "dmf2mel/train.py", "dmf2mel/data/datasets.py")
+
+
+def trained_code_changes(report: dict, root: str | Path | None = None) -> list[str] | None:
+    """The files of :data:`TRAINED_CODE` that changed since the commit a benchmark report was measured at.
+
+    ``[]``: the report measured the code as it is; None: unknown (no git, or the commit is not in this history).
+    """
+    commit = (report.get("code") or {}).get("commit")
+    if not commit:
+        return None
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    try:
+        diff = subprocess.run(["git", "diff", "--name-only", commit, "--", *TRAINED_CODE], cwd=root,
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if diff.returncode != 0:
+        return None
+    return sorted(line for line in diff.stdout.splitlines() if line)
+
+
+def stale_results_sentence(report: dict, rerun: str = "make bench-quality") -> str:
+    """A warning when a report's numbers come from an earlier version of the trained code, else ``""``."""
+    changed = trained_code_changes(report)
+    if not changed:
+        return ""
+    commit = report["code"]["commit"][:7]
+    return (f"These numbers were measured at commit {commit}; the trained code has changed since "
+            f"(`git diff {commit} -- dmf2mel/models`), so they describe the model as it was then, not as it is now "
+            f"(rerun `{rerun}`).")
+
+
 def quality_budget_sentence(report: dict) -> str:
-    """What a quality benchmark report (``benchmarks/results/quality_<preset>.json``) trained, and how long."""
+    """What a quality benchmark report (``benchmarks/results/quality_<preset>.json``) trained, and how long, with a
+    warning when the trained code has changed since (:func:`stale_results_sentence`)."""
     budget, corpus = report["budget"], report["corpus"]
     n_train = len(corpus["subjects"]) - len(corpus["held_out"])
     seeds = ", ".join(map(str, budget["seeds"]))
-    return (f"`{report['preset']}` corpus ({n_train} training subjects, {len(corpus['held_out'])} held out); profile "
+    text = (f"`{report['preset']}` corpus ({n_train} training subjects, {len(corpus['held_out'])} held out); profile "
             f"`{budget['profile']}`, {budget['epochs']} epochs per gradient-trained model (early stopping off, best "
             f"validation epoch kept), seed{'s' if len(budget['seeds']) > 1 else ''} {seeds}; chance levels from "
             f"{budget['n_null']} null draws; run on {report['date'][:10]}.")
+    stale = stale_results_sentence(report)
+    return f"{text} **{stale}**" if stale else text
 
 
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:

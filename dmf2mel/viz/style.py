@@ -13,6 +13,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io.base_renderers import NotebookRenderer
 
+from dmf2mel import threads
+from dmf2mel.errors import UserError
+
 TRUE_COLOR = "#0072B2"
 PREDICTED_COLOR = "#D55E00"
 CHANCE_COLOR = "#7F7F7F"
@@ -93,6 +96,28 @@ def _template() -> go.layout.Template:
     return template
 
 
+def _brief_user_errors() -> None:
+    """In IPython, show a :class:`~dmf2mel.errors.UserError` (bad input, a failed training run) or an interrupt
+    as one sentence instead of a traceback through the package; other errors keep their traceback."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def show(shell, etype, value, tb, tb_offset=None):
+        if issubclass(etype, KeyboardInterrupt):
+            text = "interrupted: the cell was stopped by hand or ran past the book build's time limit for a cell"
+        else:
+            text = f"{etype.__name__}: {value}"
+        shell._showtraceback(etype, value, [text])  # the kernel reports the error (the cell still fails)
+        return [text]
+
+    shell.set_custom_exc((UserError, KeyboardInterrupt), show)
+
+
 def setup_notebook(renderer: str = NOTEBOOK_RENDERER) -> None:
     """Make plotly figures display in both JupyterLab and the built (offline) book.
 
@@ -106,6 +131,8 @@ def setup_notebook(renderer: str = NOTEBOOK_RENDERER) -> None:
         A plotly renderer name (see ``plotly.io.renderers``); the default is
         ``"plotly_mimetype+dmf2mel_notebook"``, i.e. ``"plotly_mimetype+notebook"`` without CDN MathJax.
     """
+    threads.configure()  # a chapter on a busy machine computes on the cores others leave free
+    _brief_user_errors()
     pio.templates[TEMPLATE_NAME] = _template()
     pio.templates.default = TEMPLATE_NAME
     pio.renderers[OFFLINE_RENDERER] = OfflineNotebookRenderer(config=pio.renderers["notebook"].config)

@@ -147,8 +147,8 @@ def test_refuses_to_overwrite_foreign_folders(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(preset="nope"), "unknown preset"),
-        (dict(n_subjects=2, n_held_out=2), "held-out"),
+        (dict(preset="nope"), "preset must be one of 'teaching', 'sparrkulee'; got 'nope'"),
+        (dict(n_subjects=2, n_held_out=2), "n_held_out must be between"),
         (dict(n_stories=0), "stories"),
         (dict(minutes=0.1), "minutes"),
         (dict(seed=-1), "seed"),

@@ -149,7 +149,8 @@ def test_challenge_format_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     segments = {f"seg{k}": rng.standard_normal((1920, 64)).astype(np.float32) for k in range(3)}
     npz, mapping = sk.write_challenge_subject(tmp_path, "sub-004", segments)
-    assert npz.name == "sub-004.npz" and mapping.name == "sub-004_mapping.json"
+    # the release's layout: TASK2_regression/sub-XXX_mapping.json + preprocessed_eeg/sub-XXX_eeg.npz
+    assert npz == tmp_path / "preprocessed_eeg" / "sub-004_eeg.npz" and mapping == tmp_path / "sub-004_mapping.json"
     assert json.loads(mapping.read_text())["seg1"] == {"eeg": "eeg_1"}
     loaded = sk.read_challenge_subject(npz, mapping)
     assert list(loaded) == list(segments)
@@ -167,6 +168,29 @@ def test_challenge_mapping_naming_a_missing_segment_is_refused(tmp_path):
     mapping.write_text(json.dumps({"a": {"eeg": "eeg_9"}}))
     with pytest.raises(DataError, match="eeg_9"):
         sk.read_challenge_subject(npz, mapping)
+
+
+def test_challenge_subject_id_comes_from_the_mapping_file_name(tmp_path):
+    assert sk.challenge_subject_id(tmp_path / "sub-072_mapping.json") == "sub-072"
+    assert sk.challenge_eeg_path(tmp_path / "sub-072_mapping.json") == tmp_path / "preprocessed_eeg" / "sub-072_eeg.npz"
+    with pytest.raises(DataError, match="sub-XXX_mapping.json"):
+        sk.challenge_subject_id(tmp_path / "mapping.json")
+
+
+def test_find_challenge_subjects_reads_the_release_layout(tmp_path):
+    task2 = tmp_path / "test_set" / "TASK2_regression"
+    for subject in ("sub-090", "sub-002"):
+        sk.write_challenge_subject(task2, subject, {"a": np.zeros((1920, 64))})
+    found = sk.find_challenge_subjects(task2)
+    assert [f.subject for f in found] == ["sub-002", "sub-090"]
+    assert found[0].eeg_npz == task2 / "preprocessed_eeg" / "sub-002_eeg.npz"
+    # the folder above TASK2_regression works too
+    assert sk.find_challenge_subjects(tmp_path / "test_set") == found
+    (task2 / "preprocessed_eeg" / "sub-090_eeg.npz").unlink()
+    with pytest.raises(DataError, match="sub-090_eeg.npz: file not found"):
+        sk.find_challenge_subjects(task2)
+    with pytest.raises(DataError, match="no challenge test set"):
+        sk.find_challenge_subjects(tmp_path)
 
 
 def test_write_recording_refuses_mismatched_lengths(tmp_path):

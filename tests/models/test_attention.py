@@ -67,9 +67,29 @@ def test_use_splinemap_switches_projection_type_and_parameter_count():
 
 def test_projection_sizes_follow_the_paper():
     attention = SplineMapAttention(64, 2)
-    sizes = [(p.kan.grid_size, p.to_prototypes.out_features, p.gate.bias.item()) for p in
+    sizes = [(p.kan.grid_size, p.to_prototypes.out_features) for p in
              (attention.query_proj, attention.key_proj, attention.value_proj, attention.out_proj)]
-    assert sizes == [(8, 64, 1.0), (6, 32, 0.5), (8, 64, 2.0), (6, 128, 1.0)]
+    assert sizes == [(8, 64), (6, 32), (8, 64), (6, 128)]
+    gate_biases = [p.gate.bias.item() for p in (attention.query_proj, attention.key_proj, attention.value_proj)]
+    assert gate_biases == [1.0, 0.5, 2.0]
+
+
+def test_official_initialisation():
+    """As the official ``_init_agkan_weights``: small normal KAN weights for Q, K, V; the output gate bias default."""
+    torch.manual_seed(0)
+    attention = SplineMapAttention(64, 2)
+    for projection in (attention.query_proj, attention.key_proj, attention.value_proj):
+        assert abs(projection.kan.base_weight.std().item() - 0.02) < 0.002
+        assert abs(projection.kan.spline_weight.std().item() - 0.01) < 0.001
+    # the output projection keeps efficient-KAN's uniform base weights (std 1 / sqrt(3 * 64) = 0.072)
+    assert attention.out_proj.kan.base_weight.std().item() > 0.05
+    bias = attention.out_proj.gate.bias.item()
+    assert abs(bias) <= 64**-0.5 and bias not in (0.0, 1.0)
+    # prototype compression: orthogonal rows except for the key's Kaiming-uniform
+    compress = attention.query_proj.to_prototypes.weight
+    torch.testing.assert_close(compress @ compress.T, torch.eye(64), atol=1e-5, rtol=0)
+    key_compress = attention.key_proj.to_prototypes.weight
+    assert key_compress.abs().max() <= (6 / 64) ** 0.5 and not torch.allclose(key_compress @ key_compress.T, torch.eye(32), atol=0.1)
 
 
 def test_eval_is_deterministic_and_train_uses_dropout():

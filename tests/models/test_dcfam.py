@@ -28,7 +28,7 @@ def test_any_length_keeps_shape_and_weights_sum_to_one(time):
 
 def test_official_unnormalised_weights_option():
     torch.manual_seed(1)
-    module = DCFAM(D_MODEL, normalise_weights=False).eval()
+    module = DCFAM(D_MODEL, n_heads=2, normalise_weights=False).eval()
     out, weights = module(torch.randn(2, 9, D_MODEL), return_weights=True)
     assert out.shape == (2, 9, D_MODEL)
     assert not torch.allclose(weights["foreground"].sum(2), torch.ones(2, 2, 9))
@@ -43,13 +43,14 @@ def test_aggregation_equals_explicit_neighbourhood_sum():
 
     q, k, v = module.qkv_depthwise(module.to_qkv(x.transpose(1, 2))).chunk(3, dim=1)
     foreground = module.foreground_adjust(module.local_mixer(q, k, v))
-    padded = F.pad(v, (2, 2))
+    values = module.value_proj(foreground)  # the official aggregates a projection of the local branch, not v
+    padded = F.pad(values, (2, 2))
     aggregated = torch.zeros_like(v)
     for offset in range(5):  # neighbour offset - 2 relative to each time step
         shifted = padded[:, :, offset : offset + time].view(2, 4, 4, time)
         weight = (weights["foreground"] + weights["background"])[:, :, offset].unsqueeze(2)
         aggregated += (weight * shifted).reshape(2, D_MODEL, time)
-    expected = (module.aggregation_proj(aggregated) + foreground).transpose(1, 2)
+    expected = (aggregated + foreground).transpose(1, 2)
     torch.testing.assert_close(out, expected)
 
 
@@ -94,6 +95,21 @@ def test_gradient_reaches_every_parameter(normalise_weights):
     (module(torch.randn(2, 7, D_MODEL)) * torch.randn(2, 7, D_MODEL)).sum().backward()
     for name, p in module.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_official_heads_bias_and_weight_dropout():
+    module = DCFAM(64)
+    assert module.n_heads == 8
+    assert module.channel_attention.proj.bias is None
+    torch.manual_seed(6)
+    x = torch.randn(2, 12, 64)
+    module.train()
+    _, weights = module(x, return_weights=True)  # the returned weights are before dropout
+    torch.manual_seed(7)
+    dropped = module(x)
+    module.eval()
+    assert not torch.allclose(dropped, module(x))
+    assert DCFAM(64, attn_dropout=0.0).train()(x).shape == x.shape
 
 
 def test_rejects_bad_sizes():

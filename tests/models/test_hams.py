@@ -1,4 +1,4 @@
-"""HAMS-Net and ADAF: exact pad/crop for any length, windowed position attention, gradients."""
+"""HAMS-Net and ADAF: the official structure, exact pad/crop for any length, windowed position attention, gradients."""
 
 import pytest
 import torch
@@ -11,10 +11,12 @@ FULL = 10**9  # a position window longer than any test input: exact full attenti
 
 
 def open_gates(module):
-    """Zero-initialised residual gates block gradients to the attention weights at init (by design); open them."""
+    """Zero-initialised gates and output projection block gradients at init (by design); open them."""
     for name, p in module.named_parameters():
         if name.endswith("gamma"):
             torch.nn.init.constant_(p, 0.5)
+        elif name.startswith("out_proj"):
+            torch.nn.init.normal_(p, std=0.1)
 
 
 @pytest.mark.parametrize("time", [1, 7, 64, 640, 641, 1920])
@@ -49,19 +51,18 @@ def test_windowed_attention_equals_full_attention_when_window_covers_the_input()
 def test_default_window_is_the_training_length():
     net = HAMSNet(D_MODEL)
     assert net.position_window == DEFAULT_POSITION_WINDOW
-    assert net.decoder[-1].position_attention.window == DEFAULT_POSITION_WINDOW
-    assert net.bottleneck[0].position_attention.window == DEFAULT_POSITION_WINDOW // 8
+    assert net._window(1) == DEFAULT_POSITION_WINDOW
+    assert net._window(8) == DEFAULT_POSITION_WINDOW // 8
 
 
 def test_position_attention_windows_are_independent_blocks():
     torch.manual_seed(2)
-    attention = PositionAttention(4, window=5)
+    attention = PositionAttention(4)
     torch.nn.init.constant_(attention.gamma, 1.0)
-    full = PositionAttention(4)
-    full.load_state_dict(attention.state_dict())
     x = torch.randn(2, 4, 12)  # windows [0, 5), [5, 10), [10, 12)
-    expected = torch.cat([full(x[..., s : s + 5]) for s in (0, 5, 10)], dim=-1)
-    torch.testing.assert_close(attention(x), expected)
+    expected = torch.cat([attention(x[..., s : s + 5]) for s in (0, 5, 10)], dim=-1)
+    torch.testing.assert_close(attention(x, window=5), expected)
+    torch.testing.assert_close(attention(x, window=12), attention(x))
 
 
 def test_position_attention_equals_explicit_formula():
@@ -77,15 +78,66 @@ def test_position_attention_equals_explicit_formula():
     torch.testing.assert_close(attention(x), out)
 
 
-def test_adaf_starts_with_closed_gates_and_an_even_mix():
+def test_adaf_starts_with_closed_gates_and_the_official_mix():
     torch.manual_seed(4)
-    block = ADAF(32, reduction=16)
-    assert block.reduce.out_channels == 2
+    block = ADAF(32, reduction=16).eval()
+    assert block.reduce_position[0].pointwise.out_channels == 2
+    assert block.reduce_channel[0].pointwise.out_channels == 2
     x = torch.randn(2, 32, 9)
-    # closed gates: both attentions are identities, sigmoid(0) = 0.5 each
-    expected = F.relu(block.expand(block.reduce(x)))
+    # closed gates: both attentions are identities; the official mixing weights start at sigmoid(1)
+    mix = torch.sigmoid(torch.tensor(1.0))
+    position = mix * block.refine_position(block.reduce_position(x))
+    channel = mix * block.refine_channel(block.reduce_channel(x))
+    expected = block.fuse(block.expand_position(position) + block.expand_channel(channel))
     torch.testing.assert_close(block(x), expected)
-    assert ADAF(8, reduction=16).reduce.out_channels == 1
+    assert ADAF(8, reduction=16).reduce_position[0].pointwise.out_channels == 1
+
+
+def test_adaf_reductions_are_three_tap_separable_convolutions_without_bias():
+    block = ADAF(32, reduction=8)
+    conv = block.reduce_position[0]
+    assert conv.depthwise.kernel_size == (3,) and conv.depthwise.groups == 32 and conv.depthwise.bias is None
+    assert conv.pointwise.bias is None
+    assert isinstance(block.expand_position[0], torch.nn.Dropout1d) and block.expand_position[0].p == 0.05
+
+
+def test_forward_is_the_official_u_net():
+    """The official HAMS-Net, written out: no ReLU after the encoder, max-pool of the input in the multi-scale sum,
+    residual bottleneck, the bottleneck upsampled to every scale, ``x + ADAF(x)`` at four scales, top-down pass."""
+    torch.manual_seed(7)
+    net = HAMSNet(D_MODEL, reduction=4, n_bottleneck_adaf=3, position_window=FULL).eval()
+    open_gates(net)
+    adaf = net.adaf[0]
+    x = torch.randn(2, 64, D_MODEL)
+    h = x.transpose(1, 2)
+    up = lambda t, f: t.repeat_interleave(f, dim=-1)  # noqa: E731
+    e1 = net.encoder[0](h)
+    e2 = net.encoder[1](e1)
+    e3 = net.encoder[2](e2)
+    m = F.max_pool1d(h, 8) + F.max_pool1d(e1, 4) + F.max_pool1d(e2, 2) + e3
+    b = adaf(adaf(adaf(m))) + m
+    c = b + adaf(b)
+    d8, d4, d2, d1 = (s + up(c, f) for s, f in ((e3, 1), (e2, 2), (e1, 4), (h, 8)))
+    d8, d4, d2, d1 = (d + adaf(d) for d in (d8, d4, d2, d1))
+    top_down = d1 + up(d2 + up(d4 + up(d8, 2), 2), 2)
+    torch.testing.assert_close(net(x), net.out_proj(top_down).transpose(1, 2))
+
+
+def test_one_shared_adaf_by_default():
+    shared = HAMSNet(D_MODEL, reduction=4, n_bottleneck_adaf=3)
+    assert len(shared.adaf) == 8 and len(set(map(id, shared.adaf))) == 1
+    separate = HAMSNet(D_MODEL, reduction=4, n_bottleneck_adaf=3, share_adaf=False)
+    assert len(set(map(id, separate.adaf))) == 8
+    adaf_parameters = sum(p.numel() for p in shared.adaf[0].parameters())
+    n_shared = sum(p.numel() for p in shared.parameters())
+    assert sum(p.numel() for p in separate.parameters()) == n_shared + 7 * adaf_parameters
+
+
+def test_untrained_net_contributes_nothing():
+    """The zero-initialised output projection: a repeated branch ``h + HAMSNet(...)`` starts as its input."""
+    net = HAMSNet(D_MODEL, reduction=4)
+    x = torch.randn(2, 40, D_MODEL)
+    assert torch.count_nonzero(net(x)) == 0
 
 
 # at least 9 steps, so the T/8 bottleneck has two positions: over a single position, softmax attention is constant

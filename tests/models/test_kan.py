@@ -154,3 +154,14 @@ def test_agkan_shapes_and_gradients(leading):
     (out * torch.randn_like(out)).sum().backward()
     for name, p in layer.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_spline_initialisation_interpolates_small_noise_at_the_grid_points():
+    """efficient-KAN's (and the official) start: the spline of each edge passes through noise of half-width 0.1 / 2G."""
+    torch.manual_seed(8)
+    layer = KANLinear(3, 2, grid_size=5).double()
+    points = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    bases = b_spline_bases_reference(points[:, None], layer.knots())[:, 0]  # (points, n_bases)
+    curves = torch.einsum("pk,oik->pio", bases, layer.spline_weight)
+    assert curves.abs().max() <= 0.1 / 5 / 2 + 1e-9
+    assert curves.abs().max() > 0.1 / 5 / 2 * 0.5

@@ -5,11 +5,14 @@
 - ``"cpu"`` (:mod:`.cpu`): numba forward and backward kernels that keep only the running state and recompute
   the rest in the backward pass; the default on the CPU.
 - ``"cuda"`` (:mod:`.cuda`): ``mamba_ssm``'s fused kernel for tensors on a GPU (optional dependency).
-- ``"auto"``: ``"cuda"`` for GPU tensors when ``mamba_ssm`` imports (else ``"reference"``, which runs anywhere);
-  ``"cpu"`` for floating-point CPU tensors; ``"reference"`` otherwise.
+- ``"auto"``: ``"cuda"`` for GPU tensors when ``mamba_ssm`` imports (else ``"reference"``, which runs anywhere,
+  slowly: a warning says so once per process); ``"cpu"`` for floating-point CPU tensors; ``"reference"`` otherwise.
 """
 
 from __future__ import annotations
+
+import functools
+import warnings
 
 import torch
 
@@ -51,9 +54,25 @@ def _check_inputs(u, delta, A, B, C, D, z, delta_bias):
         raise ValueError(f"selective_scan: all tensors must be on one device, found {sorted(map(str, devices))}")
 
 
+@functools.cache
+def _warn_reference_on_gpu(reason: str) -> None:
+    """Say once per process that GPU tensors go through the slow reference loop."""
+    warnings.warn(
+        "selective_scan: mamba_ssm's CUDA kernel is not available "
+        f"({reason}); on the GPU the scan falls back to the slow reference loop over time. "
+        "Install it with pip install 'dmf2mel[cuda]' for the fast kernel.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
 def _choose_backend(u):
     if u.is_cuda:
-        return "cuda" if load_mamba_ssm_scan()[0] is not None else "reference"
+        kernel, reason = load_mamba_ssm_scan()
+        if kernel is None:
+            _warn_reference_on_gpu(reason)
+            return "reference"
+        return "cuda"
     return "cpu" if u.dtype in _CPU_DTYPES else "reference"
 
 

@@ -7,10 +7,19 @@ checkpoints, shared by the batch items), never O(batch·dim·d_state·length) as
 
 Precision: float64 inputs are computed in float64, everything else (float32, float16, bfloat16) in float32, as
 ``mamba_ssm``'s CUDA kernel does; outputs and gradients come back in the inputs' dtypes.
+
+numba's threading layer. numba picks one threading layer per process, at its first parallel loop. Its OpenMP
+layer leaves the workers spinning after every loop, where they take the cores PyTorch's own OpenMP threads need
+(on 2 cores this backend's tests took 54 s instead of 7 s); the ``workqueue`` layer lets them sleep. So the first
+time one of the package's numba kernels runs (this backend, or the dropout masks of :mod:`dmf2mel.models.dropout`)
+-- not when the package is imported -- :func:`prefer_workqueue_layer` selects ``workqueue``, unless the choice is
+already made: ``NUMBA_THREADING_LAYER`` is set, ``numba.config.THREADING_LAYER`` was changed, or a numba parallel
+loop ran before. The layer then applies to the whole process, including the user's own numba code run later.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numba
@@ -20,11 +29,25 @@ from torch.autograd.function import once_differentiable
 
 from dmf2mel.models.scan.cpu_kernels import scan_backward, scan_forward
 
-# numba's OpenMP layer leaves its workers spinning after each parallel loop, where they starve PyTorch's own
-# OpenMP threads (on 2 cores: this module's tests took 54 s instead of 7 s). The workqueue layer sleeps.
-# It takes effect only if no numba parallel loop has run yet; NUMBA_THREADING_LAYER overrides it.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+#: The threading layer this backend selects at its first run (see the module docstring).
+PREFERRED_THREADING_LAYER = "workqueue"
+
+
+def _numba_threads_started() -> bool:
+    parallel = getattr(getattr(numba, "np", None), "ufunc", None)
+    return bool(getattr(getattr(parallel, "parallel", None), "_is_initialized", False))
+
+
+@functools.cache
+def prefer_workqueue_layer() -> str:
+    """Select numba's ``workqueue`` threading layer unless the user or earlier numba code chose one; once.
+
+    Returns the layer numba was configured with after the call (``numba.config.THREADING_LAYER``).
+    """
+    chosen = "NUMBA_THREADING_LAYER" in os.environ or numba.config.THREADING_LAYER != "default"
+    if not chosen and not _numba_threads_started():
+        numba.config.THREADING_LAYER = PREFERRED_THREADING_LAYER
+    return numba.config.THREADING_LAYER
 
 
 def _compute_dtype(u: torch.Tensor) -> torch.dtype:
@@ -57,12 +80,19 @@ class _NumbaThreads:
     """Run numba's parallel loops on as many threads as torch uses (torch.set_num_threads is the one knob)."""
 
     def __enter__(self):
+        prefer_workqueue_layer()  # before numba starts its threads
         self.previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         return self
 
     def __exit__(self, *exc):
         numba.set_num_threads(self.previous)
+
+
+def numba_threads() -> _NumbaThreads:
+    """A context in which numba's parallel loops run on as many threads as torch uses (shared by the numba kernels
+    of the package: this scan and :mod:`dmf2mel.models.dropout`)."""
+    return _NumbaThreads()
 
 
 class SelectiveScanCPU(torch.autograd.Function):

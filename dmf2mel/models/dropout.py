@@ -1,0 +1,151 @@
+"""Dropout whose masks are drawn by a numba kernel: torch's maths, a fraction of its cost on a CPU.
+
+``torch.nn.functional.dropout`` on a CPU draws every mask element with its Mersenne-Twister generator
+(``aten::bernoulli_``): in a DMF2Mel training step that was about a fifth of the time, more than all the attention's
+matrix products (``benchmarks/profile_step.py``). Here one numba pass draws the mask, scales the kept elements
+and writes both the output and a boolean mask for the backward pass:
+
+- **The generator** is counter based: element ``i`` of a call with seed ``s`` keeps its value when 32 bits of
+  ``splitmix64(mix(s) + k * golden)`` (``k = i // 2``: one 64-bit draw serves two elements) are at least
+  ``round(p * 2**32)``. So the dropped fraction is ``p`` to within 2.4e-10, every element is an independent draw,
+  and the result does not depend on how many threads run the kernel.
+- **The seed** of each call is drawn from torch's default generator (``torch.randint``): ``torch.manual_seed``
+  makes the masks reproducible, and a checkpoint that saves torch's RNG state resumes with the same masks.
+- **The maths** is torch's: ``out = x * mask / (1 - p)`` in training, ``x`` in evaluation, zeros for ``p = 1``;
+  the gradient is ``grad * mask / (1 - p)``.
+
+Tensors this kernel does not handle (CUDA, half precision) go to ``torch.nn.functional.dropout``, and so does
+everything when :data:`BACKEND` is ``"torch"`` (``DMF2MEL_DROPOUT=torch`` in the environment), which keeps the old
+path one switch away for benchmarks (``benchmarks/train_speed.py --dropout torch``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numba import njit, prange
+from torch import nn
+
+from dmf2mel.models.scan.cpu import numba_threads
+
+#: ``"numba"`` (default) or ``"torch"``: who draws the dropout masks of CPU float32/float64 tensors.
+BACKEND = os.environ.get("DMF2MEL_DROPOUT", "numba")
+_BACKENDS = ("numba", "torch")
+_DTYPES = (torch.float32, torch.float64)
+# Elements per parallel work item (a multiple of 2: one 64-bit draw serves two elements).
+_BLOCK = 8192
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@njit(inline="always")
+def _splitmix(z):
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(parallel=True, cache=True)
+def _dropout_forward(x, out, keep, seed, threshold, scale):
+    """``out = x * keep * scale`` with ``keep`` drawn from ``seed`` (see the module docstring); 1-d arrays."""
+    n = x.size
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    base = _splitmix(np.uint64(seed))
+    for block in prange(n_blocks):
+        start = block * _BLOCK
+        stop = min(start + _BLOCK, n)
+        for i in range(start, stop, 2):
+            bits = _splitmix(base + np.uint64(i // 2) * _GOLDEN)
+            first = (bits & _LOW32) >= threshold
+            keep[i] = first
+            out[i] = x[i] * (scale * first)
+            if i + 1 < stop:
+                second = (bits >> np.uint64(32)) >= threshold
+                keep[i + 1] = second
+                out[i + 1] = x[i + 1] * (scale * second)
+
+
+@njit(parallel=True, cache=True)
+def _apply_mask(grad, keep, scale, out):
+    n = grad.size
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for block in prange(n_blocks):
+        for i in range(block * _BLOCK, min((block + 1) * _BLOCK, n)):
+            out[i] = grad[i] * (scale * keep[i])
+
+
+def _threshold(p: float) -> np.uint64:
+    return np.uint64(min(round(p * 2.0**32), 2**32 - 1))
+
+
+class _NumbaDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, p):
+        seed = int(torch.randint(0, 2**62, (1,)))  # torch's generator decides: manual_seed and resume apply
+        array = x.detach().contiguous().numpy().reshape(-1)
+        out = np.empty_like(array)
+        keep = np.empty(array.shape, dtype=np.bool_)
+        scale = array.dtype.type(1.0 / (1.0 - p))
+        with numba_threads():
+            _dropout_forward(array, out, keep, seed, _threshold(p), scale)
+        ctx.save_for_backward(torch.from_numpy(keep))
+        ctx.scale = scale
+        return torch.from_numpy(out).view(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        array = grad.contiguous().numpy().reshape(-1)
+        out = np.empty_like(array)
+        with numba_threads():
+            _apply_mask(array, keep.numpy(), array.dtype.type(ctx.scale), out)
+        return torch.from_numpy(out).view(grad.shape), None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``torch.nn.functional.dropout(x, p, training)`` with the mask drawn by the numba kernel where it applies.
+
+    Parameters
+    ----------
+    x : tensor of any shape
+    p : float
+        Probability of zeroing an element, in [0, 1].
+    training : bool
+        False: ``x`` unchanged.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p={p!r}: expected a number in [0, 1]")
+    if not training or p == 0.0:
+        return x
+    if BACKEND == "torch" or p == 1.0 or x.device.type != "cpu" or x.dtype not in _DTYPES or x.numel() == 0:
+        return F.dropout(x, p, training)
+    return _NumbaDropout.apply(x, p)
+
+
+def set_backend(backend: str) -> None:
+    """Choose who draws the masks: ``"numba"`` (the default) or ``"torch"`` (``torch.nn.functional.dropout``)."""
+    global BACKEND
+    if backend not in _BACKENDS:
+        raise ValueError(f"dropout backend {backend!r}: expected one of {', '.join(_BACKENDS)}")
+    BACKEND = backend
+
+
+class Dropout(nn.Module):
+    """Drop-in replacement of :class:`torch.nn.Dropout` using :func:`dropout`; any shape in, same shape out."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability p={p!r}: expected a number in [0, 1]")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

@@ -1,0 +1,54 @@
+"""Build the book: vendor its scripts, execute every chapter, write ``_build/html``; exit non-zero on any error.
+
+Used by ``make book`` and by the tests (``tests/book_build.py``), so both build the same way:
+
+- ``scripts/vendor_js.py`` first (the pages' scripts come from npm packages, never a CDN);
+- a fresh build id in ``DMF2MEL_BUILD`` for the chapters' kernels: a cached training run that fails in one
+  chapter is then reported by the later chapters of the same build instead of being trained again in each
+  (:mod:`dmf2mel.runs`);
+- ``jupyter-book build --all -W -n --keep-going .``: every chapter executes, and a cell error or a warning fails
+  the build;
+- ``_build/.book-build-ok`` is written only after a build that succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAMP = ROOT / "_build" / ".book-build-ok"
+
+
+def jupyter_book() -> str:
+    candidate = Path(sys.executable).parent / "jupyter-book"
+    return str(candidate) if candidate.exists() else "jupyter-book"
+
+
+def main() -> int:
+    vendor = subprocess.run([sys.executable, str(ROOT / "scripts" / "vendor_js.py")], cwd=ROOT, check=False)
+    if vendor.returncode != 0:
+        print("error: vendoring the book's JavaScript failed (see above)", file=sys.stderr)
+        return vendor.returncode
+    STAMP.unlink(missing_ok=True)
+    env = dict(os.environ, DMF2MEL_BUILD=f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
+    started = time.perf_counter()
+    build = subprocess.run([jupyter_book(), "build", "--all", "-W", "-n", "--keep-going", "."], cwd=ROOT, env=env,
+                           check=False)
+    minutes = (time.perf_counter() - started) / 60
+    if build.returncode != 0:
+        print(f"error: the book build failed after {minutes:.1f} min (exit {build.returncode}); "
+              "the first failing chapter is named above", file=sys.stderr)
+        return build.returncode
+    STAMP.parent.mkdir(exist_ok=True)
+    STAMP.touch()
+    print(f"built the book in {minutes:.1f} min: {ROOT / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
