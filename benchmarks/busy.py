@@ -130,11 +130,14 @@ def markdown(report: dict) -> str:
     for phase in report["phases"]:
         threads = f"fixed {phase['fixed_threads']}" if phase["fixed_threads"] else f"policy ({phase['threads_at_end']} at the end)"
         times = ", ".join(f"{s:.1f}" for s in phase["epoch_s"]) or "-"
-        median = "timed out" if phase["timed_out"] else f"{phase['median_epoch_s']:.1f}"
+        median = (f"not done in {phase['wall_s']:.0f} s" if phase["timed_out"]
+                  else f"{phase['median_epoch_s']:.1f}")
         ratio = slowdown(quiet, phase)
         lines.append(f"| {phase['phase']} | {phase['busy_processes']} | {threads} | {times} | {median} | "
                      + ("-" if ratio is None else f"{ratio:.2f}x") + " |")
-    lines += ["", f"Target: at most {report['target']:g}x beside {report['busy']} busy processes; "
+    lines += ["", f"A phase trains {report['epochs']} epochs; one that is not done within its time limit is stopped "
+              f"(quietly the {report['epochs']} epochs took {sum(quiet['epoch_s']):.0f} s).", "",
+              f"Target: at most {report['target']:g}x beside {report['busy']} busy processes; "
               + ("met." if report["met"] else "NOT met.")]
     return "\n".join(lines) + "\n"
 

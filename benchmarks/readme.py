@@ -133,9 +133,11 @@ def busy_section(report: dict) -> list[str]:
     )
     for phase in report["phases"]:
         if phase.get("fixed_threads"):
-            fixed = "did not finish" if phase["median_epoch_s"] is None else (
+            fixed = (f"did not finish its {report['epochs']} epochs in {phase['wall_s']:.0f} s (quietly they take "
+                     f"{sum(quiet['epoch_s']):.0f} s)") if phase["median_epoch_s"] is None else (
                 f"{phase['median_epoch_s']:.1f} s ({phase['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)")
-            text += f"; with {phase['fixed_threads']} threads fixed (PyTorch's default here) it takes {fixed}"
+            verb = "it" if phase["median_epoch_s"] is None else "it takes"
+            text += f"; with {phase['fixed_threads']} threads fixed (PyTorch's default here) {verb} {fixed}"
     return [text + "."]
 
 

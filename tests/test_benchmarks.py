@@ -290,19 +290,19 @@ def test_busy_report_renders_in_the_markdown_and_the_readme():
     phase = dict(busy_processes=0, fixed_threads=None, threads_at_end=2, timed_out=False)
     report = {
         "date": "2026-11-26T12:00:00+00:00", "machine": {"cpu": "cpu", "cpu_count": 2, "usable_cores": 2},
-        "corpus": busy.CORPUS, "busy": 2, "target": 3.0, "met": True, "phases": [
+        "corpus": busy.CORPUS, "busy": 2, "epochs": 3, "target": 3.0, "met": True, "phases": [
             {**phase, "phase": "quiet", "epoch_s": [20.0, 10.0, 10.0], "median_epoch_s": 10.0},
             {**phase, "phase": "busy", "busy_processes": 2, "epoch_s": [30.0, 15.0, 17.0], "median_epoch_s": 16.0},
             {**phase, "phase": "busy, 2 threads fixed", "busy_processes": 2, "fixed_threads": 2,
-             "epoch_s": [], "median_epoch_s": None, "timed_out": True},
+             "epoch_s": [], "median_epoch_s": None, "timed_out": True, "wall_s": 300.0},
         ],
     }
     text = busy.markdown(report)
     assert "| busy | 2 | policy (2 at the end) | 30.0, 15.0, 17.0 | 16.0 | 1.60x |" in text
-    assert "| timed out | - |" in text and "met." in text
+    assert "| not done in 300 s | - |" in text and "quietly the 3 epochs took 40 s" in text and "met." in text
     line = readme.busy_section(report)[0]
     assert "10.0 s quietly and 16.0 s (1.6x) beside 2 busy processes" in line
-    assert "with 2 threads fixed (PyTorch's default here) it takes did not finish" in line
+    assert "with 2 threads fixed (PyTorch's default here) it did not finish its 3 epochs in 300 s (quietly they take 40 s)" in line
 
 
 def test_reports_record_no_machine_paths(random_corpus):
