@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SPLIT_FRACTIONS, SPLITS, format_filename
+from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SPLIT_FRACTIONS, SPLITS, format_filename, open_float_npy
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
 from dmf2mel.validation import check_folder
@@ -111,21 +111,9 @@ def split_lengths(n_samples: int, fractions: tuple[float, float, float] = SPLIT_
     return bounds
 
 
-def _open(path: Path, what: str) -> np.ndarray:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found ({what})") from None
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npy array (truncated or corrupt?): {err}") from None
-    if not np.issubdtype(array.dtype, np.floating):
-        raise DataError(f"{path}: expected a floating-point array, found dtype {array.dtype}")
-    return array
-
-
 def _open_recording(derivatives: Path, rec: DerivedRecording, features: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Memory-mapped arrays of one recording, all time-major, checked: ``{"eeg": (T, 64), feature: (T, k)}``."""
-    eeg = _open(rec.eeg_path, "a preprocessed EEG recording")
+    eeg = open_float_npy(rec.eeg_path, "a preprocessed EEG recording")
     if eeg.ndim != 2 or eeg.shape[0] < N_CHANS:
         raise DataError(
             f"{rec.eeg_path}: expected (channels, time) with at least {N_CHANS} EEG channels, found shape {eeg.shape}"
@@ -138,7 +126,7 @@ def _open_recording(derivatives: Path, rec: DerivedRecording, features: tuple[st
                 f"{rec.eeg_path}: its stimulus feature {PREPROCESSED_STIMULI}/{path.name} is missing (recording "
                 f"{rec.subject} / {rec.stimulus} needs {', '.join(features)} of stimulus {rec.stimulus!r})"
             )
-        array = _open(path, f"the {feature} of {rec.stimulus}")
+        array = open_float_npy(path, f"the {feature} of {rec.stimulus}")
         columns = array.shape[1] if array.ndim == 2 else None
         expected = {"mel": ("(time, 10)", array.ndim == 2 and columns == N_MELS),
                     "envelope": ("(time,) or (time, 1)", array.ndim == 1 or columns == 1)}

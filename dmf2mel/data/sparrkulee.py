@@ -168,6 +168,20 @@ def _expected_columns(feature: str, n_chans: int, n_mels: int) -> int:
     return {"eeg": n_chans, "mel": n_mels, "envelope": 1}[feature]
 
 
+def open_float_npy(path: Path, what: str | None = None) -> np.ndarray:
+    """Memory-map a ``.npy`` file of floats; :class:`DataError` naming the file (and ``what`` it should hold) if it
+    is missing, unreadable or not floating point."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found" + (f" ({what})" if what else "")) from None
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy array (truncated or corrupt?): {err}") from None
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DataError(f"{path}: expected a floating-point array, found dtype {array.dtype}")
+    return array
+
+
 def load_array(path: str | Path, feature: str, n_chans: int = N_CHANS, n_mels: int = N_MELS) -> np.ndarray:
     """Memory-map one ``split_data`` array and validate it.
 
@@ -176,14 +190,7 @@ def load_array(path: str | Path, feature: str, n_chans: int = N_CHANS, n_mels: i
     non-float dtype, a wrong number of columns, or NaN/infinite values.
     """
     path = Path(path)
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npy array (truncated or corrupt?): {err}") from None
-    if not np.issubdtype(array.dtype, np.floating):
-        raise DataError(f"{path}: expected a floating-point array, found dtype {array.dtype}")
+    array = open_float_npy(path)
     if feature == "envelope" and array.ndim == 1:
         array = array[:, None]
     expected = _expected_columns(feature, n_chans, n_mels)
