@@ -32,8 +32,12 @@ data: $(STAMP)
 book: $(STAMP)
 	$(PY) scripts/build_book.py
 
+# A class opens the chapters without JupyterLab's "official Jupyter news?" prompt (the plugin is disabled in the
+# venv's own config) and without a check for newer JupyterLab versions: neither can reach the network offline.
+LAB_NEWS_PLUGIN := @jupyterlab/apputils-extension:announcements
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --allow-root notebooks
+	$(VENV)/bin/jupyter labextension disable --level=sys_prefix "$(LAB_NEWS_PLUGIN)" >/dev/null 2>&1
+	$(VENV)/bin/jupyter lab --allow-root --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate notebooks
 
 # The chapters without the exercises' solutions, for a class: student/ (gitignored).
 student: $(STAMP)

@@ -197,3 +197,20 @@ def test_cell_time_limits_match_what_the_cells_do():
             assert limit >= TRAINING_CELL_LIMIT_S, f"{path.name} may train a run: limit {limit} s"
         else:
             assert limit == default, f"{path.name} trains nothing but has its own limit ({limit} s)"
+
+
+def test_make_lab_disables_a_news_plugin_that_exists():
+    """`make lab` turns off JupyterLab's news prompt by plugin id: the id must still exist in this JupyterLab."""
+    import sys
+    from pathlib import Path
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    plugin = re.search(r"^LAB_NEWS_PLUGIN := (\S+)$", makefile, re.M).group(1)
+    assert 'labextension disable --level=sys_prefix "$(LAB_NEWS_PLUGIN)"' in makefile
+    assert "NeverCheckForUpdate" in makefile
+    static = Path(sys.prefix) / "share" / "jupyter" / "lab" / "static"
+    bundles = list(static.glob("*.js"))
+    if not bundles:
+        pytest.skip(f"no JupyterLab bundles under {static}")
+    assert any(plugin in path.read_text(encoding="utf-8", errors="ignore") for path in bundles), plugin
+    from jupyterlab import NeverCheckForUpdate  # noqa: F401 - the class the Makefile names
