@@ -16,11 +16,10 @@ Usage: ``python benchmarks/book_cells.py [--chapters 09 10]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-
-import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

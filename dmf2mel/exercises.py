@@ -506,16 +506,15 @@ def check_selective_scan(scan: Callable) -> CheckResult:
         cases.append((u, delta, A, randn(batch, d_state, length), randn(batch, d_state, length), randn(dim)))
 
     def euler(u, delta, A, B, C, D):
-        state, out = u.new_zeros(u.shape[0], u.shape[1], A.shape[1]), []
-        for t in range(u.shape[-1]):
-            state = (1 + delta[..., t, None] * A) * state + (delta[..., t] * u[..., t])[..., None] * B[:, None, :, t]
-            out.append(torch.einsum("bdn,bn->bd", state, C[..., t]))
-        return torch.stack(out, -1) + u * D[:, None]
+        return _wrong_scan(u, delta, A, B, C, D, euler_decay=True)
+
+    def undelta_drive(u, delta, A, B, C, D):
+        return _wrong_scan(u, delta, A, B, C, D, undelta_drive=True)
 
     mistakes = [
         _Mistake(lambda u, dl, A, B, C, D: _scan_reference(u, dl, A, B, C, None), "the skip term D * u is missing."),
         _Mistake(euler, "the decay is exp(delta * A), not 1 + delta * A (that is only its first-order approximation)."),
-        _Mistake(_undelta_drive, "the input enters as delta_t * B_t * u_t: the step size multiplies B too."),
+        _Mistake(undelta_drive, "the input enters as delta_t * B_t * u_t: the step size multiplies B too."),
     ]
     return _check(
         "selective scan",
@@ -528,11 +527,16 @@ def check_selective_scan(scan: Callable) -> CheckResult:
     )
 
 
-def _undelta_drive(u, delta, A, B, C, D):
-    """The scan with ``B_t u_t`` instead of ``delta_t B_t u_t`` as the input (a typical slip)."""
+def _wrong_scan(u, delta, A, B, C, D, euler_decay=False, undelta_drive=False):
+    """The scan as a loop with a typical slip: a first-order decay ``1 + delta_t A`` instead of
+    ``exp(delta_t A)`` (``euler_decay``), or ``B_t u_t`` instead of ``delta_t B_t u_t`` as the input
+    (``undelta_drive``)."""
     state, out = u.new_zeros(u.shape[0], u.shape[1], A.shape[1]), []
     for t in range(u.shape[-1]):
-        state = torch.exp(delta[..., t, None] * A) * state + u[..., t, None] * B[:, None, :, t]
+        step = delta[..., t, None]
+        decay = 1 + step * A if euler_decay else torch.exp(step * A)
+        drive = u[..., t, None] if undelta_drive else step * u[..., t, None]
+        state = decay * state + drive * B[:, None, :, t]
         out.append(torch.einsum("bdn,bn->bd", state, C[..., t]))
     return torch.stack(out, -1) + u * D[:, None]
 

@@ -55,10 +55,8 @@ _torch_at_import = torch.get_num_threads()
 
 def usable_cores() -> int:
     """CPUs this process may use: its affinity set, capped by a cgroup v2/v1 CPU quota where one is set."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cpus = _allowed_cpus()
+    cores = len(cpus) if cpus is not None else os.cpu_count() or 1
     quota = _cgroup_quota()
     if quota is not None:
         cores = min(cores, max(1, math.floor(quota + 0.5)))
