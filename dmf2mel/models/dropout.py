@@ -31,9 +31,11 @@ from torch import nn
 
 from dmf2mel.models.scan.cpu import numba_threads
 
+_BACKENDS = ("numba", "torch")
 #: ``"numba"`` (default) or ``"torch"``: who draws the dropout masks of CPU float32/float64 tensors.
 BACKEND = os.environ.get("DMF2MEL_DROPOUT", "numba")
-_BACKENDS = ("numba", "torch")
+if BACKEND not in _BACKENDS:
+    raise ValueError(f"DMF2MEL_DROPOUT={BACKEND!r}: expected one of {', '.join(_BACKENDS)}")
 _DTYPES = (torch.float32, torch.float64)
 # Elements per parallel work item (a multiple of 2: one 64-bit draw serves two elements).
 _BLOCK = 8192

@@ -120,3 +120,14 @@ def test_module_is_a_drop_in_for_nn_dropout():
     ratios = (y / x)[y != 0]
     torch.testing.assert_close(ratios, torch.full_like(ratios, 4 / 3))
     assert 0 < (y == 0).sum() < y.numel()
+
+
+def test_an_unknown_backend_in_the_environment_is_refused():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DMF2MEL_DROPOUT="Torch")
+    result = subprocess.run([sys.executable, "-c", "import dmf2mel.models.dropout"], env=env, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode != 0 and "DMF2MEL_DROPOUT='Torch': expected one of numba, torch" in result.stderr
