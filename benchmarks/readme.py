@@ -123,8 +123,11 @@ def busy_section(report: dict) -> list[str]:
     if not quiet or not busy or quiet["median_epoch_s"] is None:
         return []
     machine = report["machine"]
-    busy_text = "did not finish" if busy["median_epoch_s"] is None else (
-        f"{busy['median_epoch_s']:.1f} s ({busy['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)")
+
+    def versus_quiet(phase: dict) -> str:
+        return f"{phase['median_epoch_s']:.1f} s ({phase['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)"
+
+    busy_text = "did not finish" if busy["median_epoch_s"] is None else versus_quiet(busy)
     text = (
         f"Training on a busy machine ({_day(report['date'])}, {machine.get('usable_cores', machine['cpu_count'])} "
         f"usable cores, `benchmarks/busy.py`): one quick-profile DMF2Mel epoch takes "
@@ -133,11 +136,12 @@ def busy_section(report: dict) -> list[str]:
     )
     for phase in report["phases"]:
         if phase.get("fixed_threads"):
-            fixed = (f"did not finish its {report['epochs']} epochs in {phase['wall_s']:.0f} s (quietly they take "
-                     f"{sum(quiet['epoch_s']):.0f} s)") if phase["median_epoch_s"] is None else (
-                f"{phase['median_epoch_s']:.1f} s ({phase['median_epoch_s'] / quiet['median_epoch_s']:.1f}x)")
-            verb = "it" if phase["median_epoch_s"] is None else "it takes"
-            text += f"; with {phase['fixed_threads']} threads fixed (PyTorch's default here) {verb} {fixed}"
+            if phase["median_epoch_s"] is None:
+                result = (f"it did not finish its {report['epochs']} epochs in {phase['wall_s']:.0f} s (quietly they "
+                          f"take {sum(quiet['epoch_s']):.0f} s)")
+            else:
+                result = f"it takes {versus_quiet(phase)}"
+            text += f"; with {phase['fixed_threads']} threads fixed (PyTorch's default here) {result}"
     return [text + "."]
 
 
