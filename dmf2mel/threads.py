@@ -4,8 +4,9 @@ The problem. PyTorch's intra-op pool (OpenMP) and the selective scan's numba ker
 threads wait for each other at the end of every loop. On a machine where other programs also want the cores (a
 shared lab server, a JupyterHub during a class, a second build), one of our threads is regularly descheduled and
 the others spin at the barrier, burning the time slice the late thread needs. Measured on a 2-core machine beside
-two busy processes: one training epoch of the quick profile took 7x to 20x its quiet time with PyTorch's default
-of one thread per core, but 1.5x with one thread -- what a fair share of the cores costs.
+two busy processes (``benchmarks/busy.py``, results in ``benchmarks/results/busy.md``): with PyTorch's default of
+one thread per core, four quick-profile epochs were not done in 300 s where they take 18 s quietly (more than
+16x); with this policy one epoch took 2x its quiet time, about what a fair share of the cores costs.
 
 The policy (one place, used by the trainer, the evaluation, the command line, the chapters through
 :func:`dmf2mel.viz.setup_notebook` and the benchmarks):
