@@ -15,7 +15,7 @@ from book_build import ROOT, ensure_built, toc_files
 pytestmark = pytest.mark.slow
 
 # Hosts that serve scripts to web pages; nothing in the book may load from them (or from any other host).
-# The limit per cell of a chapter that may train the book's run: 20x its quiet training time on two cores.
+# The limit per cell of a chapter that may train the book's run: 12x its quiet training time on two cores.
 TRAINING_CELL_LIMIT_S = 1800
 CDN_HINTS = ("cdn.", "jsdelivr", "unpkg", "cdnjs", "cloudflare", "googleapis", "plot.ly", "mathjax.org")
 
