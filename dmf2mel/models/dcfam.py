@@ -174,7 +174,9 @@ class DCFAM(nn.Module):
         weights ``(batch, n_heads, kernel_size, time)`` and the ``"channel"`` attention map
         ``(batch, n_heads, head_size, head_size)``.
         """
-        q, k, v = self.qkv_depthwise(self.to_qkv(x.transpose(1, 2))).chunk(3, dim=1)
+        # the 1x1 projection then the depthwise taps, as one dense convolution: kernel[o, i, j] = to_qkv[o, i] * taps[o, j]
+        kernel = self.to_qkv.weight * self.qkv_depthwise.weight
+        q, k, v = F.conv1d(x.transpose(1, 2), kernel, padding=QKV_DEPTHWISE_TAPS // 2).chunk(3, dim=1)
         foreground = self.foreground_adjust(self.local_mixer(q, k, v))
         background = self.background_adjust(self.channel_attention(q, k, v))
         weights_fg = self.neighbourhood_weights(self.foreground_weights, foreground)

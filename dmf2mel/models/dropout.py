@@ -61,15 +61,21 @@ def _dropout_forward(x, out, keep, seed, threshold, scale):
     for block in prange(n_blocks):
         start = block * _BLOCK
         stop = min(start + _BLOCK, n)
-        for i in range(start, stop, 2):
-            bits = _splitmix(base + np.uint64(i // 2) * _GOLDEN)
+        # whole pairs without a branch in the loop (blocks start at even indices), then a last odd element
+        for pair in range(start // 2, stop // 2):
+            i = 2 * pair
+            bits = _splitmix(base + np.uint64(pair) * _GOLDEN)
             first = (bits & _LOW32) >= threshold
+            second = (bits >> np.uint64(32)) >= threshold
+            keep[i] = first
+            keep[i + 1] = second
+            out[i] = x[i] * (scale * first)
+            out[i + 1] = x[i + 1] * (scale * second)
+        if stop % 2:
+            i = stop - 1
+            first = (_splitmix(base + np.uint64(i // 2) * _GOLDEN) & _LOW32) >= threshold
             keep[i] = first
             out[i] = x[i] * (scale * first)
-            if i + 1 < stop:
-                second = (bits >> np.uint64(32)) >= threshold
-                keep[i + 1] = second
-                out[i + 1] = x[i + 1] * (scale * second)
 
 
 @njit(parallel=True, cache=True)

@@ -20,13 +20,34 @@ input for the backward pass; the dense basis matrix exists only transiently, ins
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CUBIC_ORDER = 3
+from dmf2mel.models import kan_kernels
+from dmf2mel.models.scan.cpu import numba_threads
+
+CUBIC_ORDER = kan_kernels.CUBIC_ORDER
 ACTIVE_CUBIC_BASES = CUBIC_ORDER + 1  # a cubic B-spline basis spans four knot intervals
+
+_BACKENDS = ("numba", "torch")
+#: ``"numba"`` (default): CPU float32/float64 inputs go through the one-pass feature kernels of
+#: :mod:`dmf2mel.models.kan_kernels`; ``"torch"`` (``DMF2MEL_KAN=torch``): torch ops only, as before those kernels
+#: (``benchmarks/train_speed.py --kan torch``). Other devices and dtypes always take the torch ops.
+BACKEND = os.environ.get("DMF2MEL_KAN", "numba")
+if BACKEND not in _BACKENDS:
+    raise ValueError(f"DMF2MEL_KAN={BACKEND!r}: expected one of {', '.join(_BACKENDS)}")
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def set_backend(backend: str) -> None:
+    """Choose how KAN layers evaluate on a CPU: ``"numba"`` (the default) or ``"torch"`` (torch ops only)."""
+    global BACKEND
+    if backend not in _BACKENDS:
+        raise ValueError(f"KAN backend {backend!r}: expected one of {', '.join(_BACKENDS)}")
+    BACKEND = backend
 
 
 def uniform_knots(grid_size: int, spline_order: int = CUBIC_ORDER, grid_range=(-1.0, 1.0), **tensor_kwargs):
@@ -196,6 +217,49 @@ class _LocalSplineContraction(torch.autograd.Function):
         return grad_x, grad_coeff, None, None
 
 
+class _FeatureKAN(torch.autograd.Function):
+    """``y = F(x) @ W.T`` with the features ``F`` of :mod:`dmf2mel.models.kan_kernels`, built by numba.
+
+    ``W`` is ``[W_base | c * s]`` flattened to ``(out, in * (1 + n_bases))``. Only ``x`` and ``W`` are kept for the
+    backward pass, which rebuilds ``F`` for ``dL/dW = dL/dy.T @ F`` and computes ``dL/dx`` from ``dL/dy @ W``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, grid_size, grid_range):
+        ctx.save_for_backward(x, weight)
+        ctx.grid_size, ctx.grid_range = grid_size, grid_range
+        return _features(x, grid_size, grid_range) @ weight.t()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = None
+        grad_out = grad_out.contiguous()
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad_out.t() @ _features(x, ctx.grid_size, ctx.grid_range)
+        if ctx.needs_input_grad[0]:
+            grad_features = (grad_out @ weight).numpy()
+            low, high = ctx.grid_range
+            out = torch.empty_like(x)
+            with numba_threads():
+                kan_kernels.kan_input_grad(
+                    x.numpy(), grad_features, ctx.grid_size, low, (high - low) / ctx.grid_size, out.numpy()
+                )
+            grad_x = out
+        return grad_x, grad_weight, None, None
+
+
+def _features(x: torch.Tensor, grid_size: int, grid_range) -> torch.Tensor:
+    """The feature matrix ``(tokens, in * (1 + grid_size + 3))`` of a contiguous ``(tokens, in)`` CPU tensor."""
+    low, high = grid_range
+    array = x.detach().numpy()
+    features = kan_kernels.empty_features(array.shape[0], array.shape[1], grid_size, array.dtype)
+    with numba_threads():
+        kan_kernels.kan_features(array, grid_size, low, (high - low) / grid_size, features)
+    return torch.from_numpy(features)
+
+
 def _active_slots(x: torch.Tensor, grid_size: int, grid_range):
     """Weights ``(tokens, in, 4)`` of the active bases and their slots ``(tokens, in, 4)`` in the padded basis axis.
 
@@ -291,6 +355,10 @@ class KANLinear(nn.Module):
         """(..., in_features) -> (..., out_features)."""
         leading = x.shape[:-1]
         tokens = x.reshape(-1, self.in_features)
+        if BACKEND == "numba" and tokens.device.type == "cpu" and tokens.dtype in _KERNEL_DTYPES:
+            weight = torch.cat([self.base_weight, self.scaled_spline_weight().flatten(1)], dim=1)
+            out = _FeatureKAN.apply(tokens.contiguous(), weight.to(tokens.dtype), self.grid_size, self.grid_range)
+            return out.reshape(*leading, self.out_features)
         base = F.linear(F.silu(tokens), self.base_weight)
         coeff_padded = F.pad(self.scaled_spline_weight(), (CUBIC_ORDER, CUBIC_ORDER))
         spline = _LocalSplineContraction.apply(tokens, coeff_padded, self.grid_size, self.grid_range)

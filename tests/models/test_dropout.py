@@ -42,6 +42,31 @@ def test_float64_and_non_contiguous_inputs():
     torch.testing.assert_close(y, x * keep * 2.0)
 
 
+def _splitmix_reference(z: int) -> int:
+    mask = 2**64 - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8192, 8193, 20001])
+def test_masks_are_the_documented_generator(n):
+    """Element i keeps its value iff 32 bits of splitmix64(splitmix64(seed) + (i // 2) * golden) reach p * 2**32
+    (low half for even i, high half for odd i): checked against plain Python integers, odd sizes and block edges."""
+    seed, p = 123456789, 0.3
+    x = np.ones(n, dtype=np.float32)
+    out, keep = np.empty_like(x), np.empty(n, dtype=np.bool_)
+    D._dropout_forward(x, out, keep, seed, D._threshold(p), np.float32(1 / (1 - p)))
+    base, threshold = _splitmix_reference(seed), int(D._threshold(p))
+    expected = []
+    for i in list(range(min(n, 40))) + list(range(max(0, n - 40), n)):
+        bits = _splitmix_reference((base + (i // 2) * 0x9E3779B97F4A7C15) & (2**64 - 1))
+        half = bits & 0xFFFFFFFF if i % 2 == 0 else bits >> 32
+        expected.append((i, half >= threshold))
+    assert [(i, bool(keep[i])) for i, _ in expected] == expected
+    np.testing.assert_array_equal(out, keep * np.float32(1 / (1 - p)))
+
+
 def test_rate_matches_p():
     torch.manual_seed(2)
     n = 1_000_000

@@ -101,6 +101,26 @@ def test_adaf_reductions_are_three_tap_separable_convolutions_without_bias():
     assert isinstance(block.expand_position[0], torch.nn.Dropout1d) and block.expand_position[0].p == 0.05
 
 
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_separable_convolution_is_depthwise_then_pointwise(kernel_size):
+    """The one dense convolution equals the two convolutions it stands for, in values and in all gradients."""
+    from dmf2mel.models.hams import SeparableConv1d
+
+    torch.manual_seed(3)
+    conv = SeparableConv1d(12, 5, kernel_size).double()
+    x = torch.randn(2, 12, 17, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 5, 17, dtype=torch.float64)
+    results = []
+    for forward in (conv, lambda t: conv.pointwise(conv.depthwise(t))):
+        conv.zero_grad()
+        x.grad = None
+        out = forward(x)
+        out.backward(upstream)
+        results.append([out.detach(), x.grad.clone(), conv.depthwise.weight.grad.clone(), conv.pointwise.weight.grad.clone()])
+    for fused, stepwise in zip(*results):
+        torch.testing.assert_close(fused, stepwise)
+
+
 def test_forward_is_the_official_u_net():
     """The official HAMS-Net, written out: no ReLU after the encoder, max-pool of the input in the multi-scale sum,
     residual bottleneck, the bottleneck upsampled to every scale, ``x + ADAF(x)`` at four scales, top-down pass."""

@@ -2,9 +2,13 @@
 
 import math
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
+from dmf2mel.models import kan
 from dmf2mel.models.kan import (
     AGKANLinear,
     KANLinear,
@@ -13,6 +17,15 @@ from dmf2mel.models.kan import (
     uniform_cubic_bases,
     uniform_knots,
 )
+
+
+@pytest.fixture(params=["numba", "torch"])
+def backend(request):
+    """Run a test with the numba feature kernels and with the torch-only path."""
+    previous = kan.BACKEND
+    kan.set_backend(request.param)
+    yield request.param
+    kan.set_backend(previous)
 
 
 def dense_kan_forward(layer: KANLinear, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +79,7 @@ def test_fast_bases_on_another_range():
 
 
 @pytest.mark.parametrize("leading", [(7,), (2, 5), (2, 3, 1)])
-def test_kan_layer_matches_dense_implementation_any_leading_shape(leading):
+def test_kan_layer_matches_dense_implementation_any_leading_shape(leading, backend):
     torch.manual_seed(0)
     layer = KANLinear(6, 5, grid_size=4).double()
     torch.nn.init.normal_(layer.spline_weight)  # make the spline path as large as the base path
@@ -76,7 +89,7 @@ def test_kan_layer_matches_dense_implementation_any_leading_shape(leading):
     torch.testing.assert_close(out, dense_kan_forward(layer, x))
 
 
-def test_kan_layer_gradients_match_dense_implementation():
+def test_kan_layer_gradients_match_dense_implementation(backend):
     torch.manual_seed(1)
     layer = KANLinear(5, 4, grid_size=6).double()
     torch.nn.init.normal_(layer.spline_weight)
@@ -93,7 +106,7 @@ def test_kan_layer_gradients_match_dense_implementation():
         torch.testing.assert_close(fast, dense)
 
 
-def test_kan_layer_gradcheck():
+def test_kan_layer_gradcheck(backend):
     torch.manual_seed(2)
     layer = KANLinear(3, 2, grid_size=5).double()
     # keep inputs away from knots, where the third derivative jumps, so finite differences are clean
@@ -112,7 +125,7 @@ def test_kan_gradient_reaches_every_parameter():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_kan_inputs_far_outside_the_grid_use_only_the_base_path():
+def test_kan_inputs_far_outside_the_grid_use_only_the_base_path(backend):
     layer = KANLinear(2, 3, grid_size=5)
     x = torch.tensor([[10.0, -10.0]])
     torch.testing.assert_close(layer(x), torch.nn.functional.silu(x) @ layer.base_weight.t())
@@ -165,3 +178,33 @@ def test_spline_initialisation_interpolates_small_noise_at_the_grid_points():
     curves = torch.einsum("pk,oik->pio", bases, layer.spline_weight)
     assert curves.abs().max() <= 0.1 / 5 / 2 + 1e-9
     assert curves.abs().max() > 0.1 / 5 / 2 * 0.5
+
+
+def test_numba_and_torch_paths_agree_in_float32_on_a_training_sized_batch():
+    torch.manual_seed(4)
+    layer = KANLinear(16, 12, grid_size=8)
+    torch.nn.init.normal_(layer.spline_weight)
+    # inside the grid, on its knots (x = -1 + 0.25 k), in the extension and beyond it
+    x = torch.cat([2.5 * torch.randn(3000, 16), torch.linspace(-2.5, 2.5, 41).repeat(16, 1).t()]).requires_grad_()
+    upstream = torch.randn(x.shape[0], 12)
+    results = {}
+    for name in ("torch", "numba"):
+        kan.set_backend(name)
+        layer.zero_grad()
+        x.grad = None
+        out = layer(x)
+        out.backward(upstream)
+        results[name] = [out.detach(), x.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+    kan.set_backend("numba")
+    for fast, slow in zip(results["numba"], results["torch"]):
+        torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+def test_kan_backend_switch_refuses_unknown_names():
+    with pytest.raises(ValueError, match="expected one of numba, torch"):
+        kan.set_backend("cuda")
+    env_run = subprocess.run(
+        [sys.executable, "-c", "import dmf2mel.models.kan"], env={"DMF2MEL_KAN": "Numba", "PATH": ""},
+        capture_output=True, text=True,
+    )
+    assert env_run.returncode != 0 and "DMF2MEL_KAN='Numba': expected one of numba, torch" in env_run.stderr
