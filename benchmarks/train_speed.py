@@ -244,10 +244,10 @@ def worker(spec: dict) -> dict:
     """Measure one configuration (runs in its own process); returns the numbers as a dict."""
     import torch
 
-    from dmf2mel.models import dropout
+    from dmf2mel.models import kernels
 
     set_threads(spec.get("threads"))
-    dropout.set_backend(spec.get("dropout", "numba"))
+    kernels.set_backend(spec.get("kernels", "numba"))
     model, optimizer, loss_fn, inputs = build(spec["preset"], spec["backend"], spec["batch"], spec["window"])
     result = {
         "params": sum(p.numel() for p in model.parameters()),
@@ -317,10 +317,17 @@ def _child_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_worker(spec: dict, max_rss_mb: float, timeout_s: float) -> dict:
-    """Run :func:`worker` in a fresh process; kill it past ``max_rss_mb`` of RSS or ``timeout_s`` seconds."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_worker(spec: dict, max_rss_mb: float, timeout_s: float, tree: Path | None = None) -> dict:
+    """Run :func:`worker` in a fresh process; kill it past ``max_rss_mb`` of RSS or ``timeout_s`` seconds.
+
+    ``tree``: another checkout of the repository whose ``benchmarks/train_speed.py`` and package to run (a baseline
+    commit, ``benchmarks/speedup.py``); default this one.
+    """
+    script = Path(__file__).resolve() if tree is None else tree / "benchmarks" / "train_speed.py"
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, str(script), "--worker", json.dumps(spec)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=None if tree is None else tree)
     reason: list = []
 
     def watch():
@@ -391,7 +398,7 @@ def code_state() -> dict:
     }
 
 
-def configurations(presets, batches, backends, window, repeats, attribute, threads=None, dropout="numba") -> list[dict]:
+def configurations(presets, batches, backends, window, repeats, attribute, threads=None, kernels="numba") -> list[dict]:
     """Every (preset, batch, backend) to measure, cpu backend first (the default on the CPU)."""
     specs = []
     for backend in backends:
@@ -404,7 +411,7 @@ def configurations(presets, batches, backends, window, repeats, attribute, threa
                     "backend": backend,
                     "repeats": repeats,
                     "threads": threads,
-                    "dropout": dropout,
+                    "kernels": kernels,
                     "attribute": attribute and backend == "cpu" and batch == max(batches),
                 })
     return specs
@@ -484,7 +491,7 @@ def _key(row: dict) -> tuple:
 
 def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repeats=1, attribute=True,
         timeout_s=1800.0, max_rss_mb=None, progress=True, out=None, reuse=False, threads=None,
-        dropout="numba") -> dict:
+        kernels="numba") -> dict:
     """Measure every configuration (one subprocess each) and return the report.
 
     Parameters
@@ -503,9 +510,9 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
         Write the report there after every configuration (a long run killed midway keeps what it measured).
     threads : int, optional
         torch threads of every worker (default: the package's policy, :func:`dmf2mel.threads.configure`).
-    dropout : {"numba", "torch"}
-        Who draws the dropout masks (:mod:`dmf2mel.models.dropout`); ``"torch"`` is the path before the numba
-        masks, for a before/after comparison.
+    kernels : {"numba", "torch"}
+        Dropout, KAN features and attention by the numba kernels or by torch ops (:mod:`dmf2mel.models.kernels`);
+        ``"torch"`` is the path before the kernels, for a before/after comparison.
     reuse : bool
         Keep the rows of ``out`` that were measured (status ok) with the same window and repeats, and measure
         only the rest (finish a run that was cut short).
@@ -519,7 +526,7 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
         "window": window,
         "repeats": repeats,
         "threads": threads,
-        "dropout": dropout,
+        "kernels": kernels,
         "method": METHOD,
         "official_batch2": OFFICIAL_BATCH2,
         "rows": [],
@@ -527,10 +534,10 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     done = {}
     if reuse and out is not None and out.is_file():
         old = json.loads(out.read_text(encoding="utf-8"))
-        if (old.get("window"), old.get("repeats"), old.get("threads"), old.get("dropout", "torch")) == (
-                window, repeats, threads, dropout):
+        if (old.get("window"), old.get("repeats"), old.get("threads"), old.get("kernels", "torch")) == (
+                window, repeats, threads, kernels):
             done = {_key(row): row for row in old["rows"] if row.get("status") == "ok"}
-    for spec in configurations(presets, batches, backends, window, repeats, attribute, threads, dropout):
+    for spec in configurations(presets, batches, backends, window, repeats, attribute, threads, kernels):
         row = {key: spec[key] for key in ("preset", "batch", "window", "backend")}
         if _key(row) in done:
             report["rows"].append(done[_key(row)])
@@ -583,8 +590,9 @@ def main(argv=None) -> None:
                         help=f"kill a worker past this RSS (default: {MEMORY_GUARD_FRACTION:g} x the available memory)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_speed.json")
     parser.add_argument("--threads", type=int, help="torch threads per worker (default: the cores other programs leave free)")
-    parser.add_argument("--dropout", choices=("numba", "torch"), default="numba",
-                        help="who draws the dropout masks (torch: the path before the numba masks)")
+    parser.add_argument("--kernels", choices=("numba", "torch"), default="numba",
+                        help="dropout, KAN features and attention by numba kernels or by torch ops (the path before "
+                             "the kernels; see dmf2mel.models.kernels)")
     parser.add_argument("--reuse", action="store_true", help="keep the configurations already measured in --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -593,7 +601,7 @@ def main(argv=None) -> None:
         return
     max_rss_mb = None if args.max_rss_gb is None else args.max_rss_gb * 1024
     report = run(args.presets, args.batches, args.backends, args.window, args.repeats, args.attribute, args.timeout,
-                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads, dropout=args.dropout)
+                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads, kernels=args.kernels)
     print(json.dumps(report["target"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     if args.out.resolve() == (RESULTS_DIR / "train_speed.json").resolve():

@@ -8,13 +8,84 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from dmf2mel.models.dropout import Dropout, dropout
+from dmf2mel.models import attention_kernels, kernels
+from dmf2mel.models.dropout import Dropout, _threshold, dropout
 from dmf2mel.models.kan import AGKANLinear
+from dmf2mel.models.scan.cpu import numba_threads
 from dmf2mel.validation import check_divides
+
+
+class _RowAttention(torch.autograd.Function):
+    """Attention with dropout by the numba kernels of :mod:`dmf2mel.models.attention_kernels`.
+
+    Inputs ``(groups, time, head_size)`` q and ``(groups, source_time, head_size)`` k, v; keeps q, k, v and one
+    log-sum-exp per row for the backward pass, which recomputes the weights and regenerates the dropout mask.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, p):
+        seed = int(torch.randint(0, 2**62, (1,))) if p > 0 else 0  # as dmf2mel.models.dropout draws its seeds
+        arrays = [t.detach().contiguous().numpy() for t in (q, k.transpose(1, 2), v.transpose(1, 2))]
+        arrays[1:] = [np.ascontiguousarray(a) for a in arrays[1:]]
+        settings = (scale, seed, _threshold(p), 1.0 / (1.0 - p), p > 0)
+        with numba_threads():
+            out, lse = attention_kernels.attention_forward(*arrays, *settings)
+        ctx.arrays, ctx.lse, ctx.settings = arrays, lse, settings
+        return torch.from_numpy(out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        with numba_threads():
+            grad_q, grad_k_t, grad_v_t = attention_kernels.attention_backward(
+                grad_out.contiguous().numpy(), *ctx.arrays, ctx.lse, *ctx.settings
+            )
+        return (torch.from_numpy(grad_q), torch.from_numpy(grad_k_t).transpose(1, 2),
+                torch.from_numpy(grad_v_t).transpose(1, 2), None, None)
+
+
+def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, training: bool = True,
+                           scale: float | None = None) -> torch.Tensor:
+    """``dropout(softmax(scale * q k^T), p) v`` over the last two dimensions, any leading dimensions.
+
+    On CPU float32/float64 tensors (with the numba kernels switched on) one numba pass per query row does it without
+    forming the ``(..., time, source_time)`` weights; elsewhere torch ops do it explicitly. Both paths draw the same
+    dropout mask for the same torch random state (the generator of :mod:`dmf2mel.models.dropout`).
+
+    Parameters
+    ----------
+    q : (..., time, head_size)
+    k, v : (..., source_time, head_size)
+    p : float
+        Dropout probability on the weights, in [0, 1).
+    training : bool
+        False: no dropout.
+    scale : float, optional
+        Multiplies the scores; default ``head_size ** -0.5``.
+
+    Returns
+    -------
+    (..., time, head_size)
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    p = p if training else 0.0
+    if uses_row_kernels(q):
+        leading = q.shape[:-2]
+        flat = [t.reshape(-1, *t.shape[-2:]) for t in (q, k, v)]
+        return _RowAttention.apply(*flat, scale, p).reshape(*leading, *q.shape[-2:])
+    weights = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
+    return dropout(weights, p, training) @ v
+
+
+def uses_row_kernels(x: torch.Tensor) -> bool:
+    """Whether :func:`attention_with_dropout` runs the numba row kernels on tensors like ``x``."""
+    return kernels.enabled() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -65,6 +136,12 @@ class SplineMapAttention(nn.Module):
     attn_dropout : float, default 0.1
         Dropout on the attention weights.
     use_splinemap : bool, default True
+    checkpoint_weights : bool, default False
+        Matters only where the attention runs on torch ops (:func:`attention_with_dropout`; the numba kernels never
+        keep the weights): while gradients are recorded, keep only q, k and v and recompute the
+        ``(batch, heads, time, source_time)`` weights (scores, softmax, dropout mask) in the backward pass
+        (activation checkpointing of the attention core, dropout masks reproduced from the saved RNG state). Outputs
+        and gradients are unchanged; the weights are the block's largest activations.
 
     Shapes
     ------
@@ -79,6 +156,7 @@ class SplineMapAttention(nn.Module):
         dropout: float = 0.5,
         attn_dropout: float = 0.1,
         use_splinemap: bool = True,
+        checkpoint_weights: bool = False,
     ):
         super().__init__()
         check_divides("n_heads", n_heads, "d_model", d_model, "SplineMapAttention")
@@ -86,6 +164,7 @@ class SplineMapAttention(nn.Module):
         self.head_size = d_model // n_heads
         self.attn_dropout = attn_dropout
         self.use_splinemap = use_splinemap
+        self.checkpoint_weights = checkpoint_weights
         self.norm = nn.LayerNorm(d_model)
         self.query_proj = _projection(d_model, QUERY, use_splinemap)
         self.key_proj = _projection(d_model, KEY, use_splinemap)
@@ -118,9 +197,9 @@ class SplineMapAttention(nn.Module):
         query : (batch, time, d_model)
         key_value : (batch, source_time, d_model) or None
         return_weights : bool
-            Also return the attention weights (before attention dropout). Attention is computed explicitly (as it
-            is anyway while training with attention dropout) instead of with the fused
-            ``scaled_dot_product_attention``; the output is the same.
+            Also return the attention weights (before attention dropout), computed explicitly with torch ops; the
+            output is the same. Otherwise training uses :func:`attention_with_dropout` and evaluation
+            ``scaled_dot_product_attention``.
 
         Returns
         -------
@@ -133,13 +212,17 @@ class SplineMapAttention(nn.Module):
         k = self._split_heads(self.key_proj(normed_source))
         v = self._split_heads(self.value_proj(normed_source))
         drop = self.attn_dropout if self.training else 0.0
-        if return_weights or drop > 0.0:
-            # explicit, as scaled_dot_product_attention computes it on a CPU when it drops weights, but with the
-            # cheaper masks of dmf2mel.models.dropout
+        if return_weights:
             weights = torch.softmax((q * self.head_size**-0.5) @ k.transpose(-2, -1), dim=-1)
             attended = dropout(weights, drop, self.training) @ v
-        else:
+        elif drop == 0.0:
             attended = F.scaled_dot_product_attention(q, k, v)
+        elif self.checkpoint_weights and torch.is_grad_enabled() and not uses_row_kernels(q):
+            # torch ops keep the (time x time) weights: recompute them in the backward pass instead (non-reentrant
+            # checkpointing restores the RNG state first, so the dropout mask repeats); the numba kernels keep none
+            attended = checkpoint(attention_with_dropout, q, k, v, drop, use_reentrant=False)
+        else:
+            attended = attention_with_dropout(q, k, v, drop)
         batch, _, time, _ = attended.shape
         merged = attended.transpose(1, 2).reshape(batch, time, self.d_model)
         out = query + self.dropout(self.out_proj(merged))

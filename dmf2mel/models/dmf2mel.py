@@ -123,14 +123,13 @@ class DMF2MelConfig:
         windows (exact full attention up to 640 samples). Pass a window at least as long as the input for
         full attention at any length.
     checkpoint_activations : bool, default True (False in :meth:`small`)
-        Activation checkpointing while gradients are recorded: every SplineMap attention, the stem
-        feed-forward, every DC-FAM repeat and the convMamba feed-forwards keep only their inputs and
-        are recomputed in the backward pass (dropout masks reproduced from the saved RNG state), so
-        outputs and gradients are unchanged. These blocks hold most of the activation memory for a
-        small share of the compute (the training step of the paper config at batch 16 x 640 would
-        otherwise peak near 6 GB); HAMS-Net (slow to recompute, small to keep) and the BiMamba (the
-        scan kernel already keeps only its inputs) are left as they are. No effect under
-        ``torch.no_grad``.
+        Activation checkpointing while gradients are recorded: the stem feed-forward, every DC-FAM repeat and the
+        convMamba feed-forwards keep only their inputs and are recomputed in the backward pass (dropout masks
+        reproduced from the saved RNG state), so outputs and gradients are unchanged; these hold most of the
+        activation memory for a small share of the compute. Attention weights (SplineMap attention, HAMS-Net's
+        position attention) are never kept by the numba row kernels (:mod:`dmf2mel.models.attention_kernels`);
+        where attention runs on torch ops (``DMF2MEL_KERNELS=torch``, other devices) this switch also recomputes
+        them instead of keeping them. No effect under ``torch.no_grad``.
     """
 
     n_chans: int = 64
@@ -345,6 +344,7 @@ class DMF2Mel(nn.Module):
                 dropout=config.dropout,
                 attn_dropout=config.attn_dropout,
                 use_splinemap=config.use_splinemap,
+                checkpoint_weights=config.checkpoint_activations,
             )
 
         # 1. stem
@@ -365,6 +365,7 @@ class DMF2Mel(nn.Module):
                 n_bottleneck_adaf=config.hams_n_bottleneck_adaf,
                 position_window=config.hams_position_window,
                 share_adaf=config.share_hams_adaf,
+                checkpoint_weights=config.checkpoint_activations,
             ),
             n_hams,
             config.share_hams,
@@ -485,19 +486,19 @@ class DMF2Mel(nn.Module):
         position = sinusoidal_position_encoding(x.shape[1], self.config.d_model, x.device, x.dtype)
         subject_code = self.subject_norm(self.subject_embedding(subject))[:, None, :]
         conditioned = x + subject_code
-        attended = self.stem_norm(self._run(self.stem_attention, x + position, conditioned))
+        attended = self.stem_norm(self.stem_attention(x + position, conditioned))
         # the official sum: the feed-forward has its own residual and the attended features are added once more
         return conditioned + attended + self._run(self.stem_ffn, attended)
 
     def _fuse(self, hams_out: torch.Tensor, dcfam_out: torch.Tensor) -> torch.Tensor:
         """Self-attention on each branch, then the cross-attention chain. Shapes (batch, time, d_model)."""
         streams = {
-            "hams": self._run(self.hams_self_attention, hams_out),
-            "dcfam": self._run(self.dcfam_self_attention, dcfam_out),
+            "hams": self.hams_self_attention(hams_out),
+            "dcfam": self.dcfam_self_attention(dcfam_out),
         }
         for index, layer in enumerate(self.cross_attention):
             query, key_value = CROSS_ATTENTION_CHAIN[index % len(CROSS_ATTENTION_CHAIN)]
-            streams["fused"] = self._run(layer, streams[query], streams[key_value])
+            streams["fused"] = layer(streams[query], streams[key_value])
         return streams["fused"]
 
 

@@ -15,13 +15,11 @@ and writes both the output and a boolean mask for the backward pass:
   the gradient is ``grad * mask / (1 - p)``.
 
 Tensors this kernel does not handle (CUDA, half precision) go to ``torch.nn.functional.dropout``, and so does
-everything when :data:`BACKEND` is ``"torch"`` (``DMF2MEL_DROPOUT=torch`` in the environment), which keeps the old
-path one switch away for benchmarks (``benchmarks/train_speed.py --dropout torch``).
+everything when the package's numba kernels are switched off (``DMF2MEL_KERNELS=torch``, see
+:mod:`dmf2mel.models.kernels`), which keeps the old path one switch away for benchmarks.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
@@ -29,13 +27,9 @@ import torch.nn.functional as F
 from numba import njit, prange
 from torch import nn
 
+from dmf2mel.models import kernels
 from dmf2mel.models.scan.cpu import numba_threads
 
-_BACKENDS = ("numba", "torch")
-#: ``"numba"`` (default) or ``"torch"``: who draws the dropout masks of CPU float32/float64 tensors.
-BACKEND = os.environ.get("DMF2MEL_DROPOUT", "numba")
-if BACKEND not in _BACKENDS:
-    raise ValueError(f"DMF2MEL_DROPOUT={BACKEND!r}: expected one of {', '.join(_BACKENDS)}")
 _DTYPES = (torch.float32, torch.float64)
 # Elements per parallel work item (a multiple of 2: one 64-bit draw serves two elements).
 _BLOCK = 8192
@@ -130,17 +124,9 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         raise ValueError(f"dropout probability p={p!r}: expected a number in [0, 1]")
     if not training or p == 0.0:
         return x
-    if BACKEND == "torch" or p == 1.0 or x.device.type != "cpu" or x.dtype not in _DTYPES or x.numel() == 0:
+    if not kernels.enabled() or p == 1.0 or x.device.type != "cpu" or x.dtype not in _DTYPES or x.numel() == 0:
         return F.dropout(x, p, training)
     return _NumbaDropout.apply(x, p)
-
-
-def set_backend(backend: str) -> None:
-    """Choose who draws the masks: ``"numba"`` (the default) or ``"torch"`` (``torch.nn.functional.dropout``)."""
-    global BACKEND
-    if backend not in _BACKENDS:
-        raise ValueError(f"dropout backend {backend!r}: expected one of {', '.join(_BACKENDS)}")
-    BACKEND = backend
 
 
 class Dropout(nn.Module):

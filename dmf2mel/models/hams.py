@@ -21,6 +21,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from dmf2mel.models.attention import attention_with_dropout, uses_row_kernels
 
 N_STAGES = 3  # stride-2 encoder stages: scales T/2, T/4, T/8
 LENGTH_MULTIPLE = 2**N_STAGES
@@ -68,11 +71,16 @@ class PositionAttention(nn.Module):
     ``window`` given, time is cut into consecutive windows of ``window`` steps (the last one shorter) and each attends
     only within itself. With ``window >= time`` this is exactly full attention.
 
+    With ``checkpoint_weights``, while gradients are recorded only q, k and v are kept and the ``(time x time)``
+    weights are recomputed in the backward pass (the same gradients; the weights are by far the largest activation of
+    HAMS-Net at full scale). This matters only on torch ops: the numba row kernels never keep the weights.
+
     Shapes: ``(batch, channels, time) -> (batch, channels, time)``.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, checkpoint_weights: bool = False):
         super().__init__()
+        self.checkpoint_weights = checkpoint_weights
         self.query = SeparableConv1d(channels, channels)
         self.key = SeparableConv1d(channels, channels)
         self.value = SeparableConv1d(channels, channels)
@@ -80,24 +88,30 @@ class PositionAttention(nn.Module):
 
     @staticmethod
     def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, time) x 3 -> (batch, channels, time), full attention within the given span."""
-        weights = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (batch, time, time): row = query position
-        return v @ weights.transpose(1, 2)
+        """(batch, channels, time) x 3 -> (batch, channels, time), full attention within the given span.
+
+        ``weights = softmax(q^T k)`` (row = query position, no scaling) applied to ``v``: attention over time with the
+        channels as features, computed by :func:`~dmf2mel.models.attention.attention_with_dropout` (without dropout).
+        """
+        as_rows = [t.transpose(1, 2) for t in (q, k, v)]  # (batch, time, channels)
+        return attention_with_dropout(*as_rows, 0.0, scale=1.0).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         q, k, v = self.query(x), self.key(x), self.value(x)
-        time = x.shape[-1]
-        if window is None or window >= time:
-            attended = self._attend(q, k, v)
+        if self.checkpoint_weights and torch.is_grad_enabled() and not uses_row_kernels(x):
+            attended = checkpoint(self._attend_windows, q, k, v, window, use_reentrant=False)
         else:
-            attended = torch.cat(
-                [
-                    self._attend(*(t[..., start : start + window] for t in (q, k, v)))
-                    for start in range(0, time, window)
-                ],
-                dim=-1,
-            )
+            attended = self._attend_windows(q, k, v, window)
         return x + self.gamma * attended
+
+    def _attend_windows(self, q, k, v, window: int | None) -> torch.Tensor:
+        time = q.shape[-1]
+        if window is None or window >= time:
+            return self._attend(q, k, v)
+        return torch.cat(
+            [self._attend(*(t[..., start : start + window] for t in (q, k, v))) for start in range(0, time, window)],
+            dim=-1,
+        )
 
 
 class ChannelSelfAttention(nn.Module):
@@ -143,6 +157,8 @@ class ADAF(nn.Module):
     channels : int
     reduction : int, default 16
     dropout : float, default 0.05
+    checkpoint_weights : bool, default False
+        Recompute the position attention's weights in the backward pass (see :class:`PositionAttention`).
 
     Shapes
     ------
@@ -150,12 +166,14 @@ class ADAF(nn.Module):
     this input, or ``None`` for full attention) to the position attention.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, dropout: float = ADAF_DROPOUT):
+    def __init__(
+        self, channels: int, reduction: int = 16, dropout: float = ADAF_DROPOUT, checkpoint_weights: bool = False
+    ):
         super().__init__()
         reduced = max(1, channels // reduction)
         self.reduce_position = _conv_relu(channels, reduced, 3)
         self.reduce_channel = _conv_relu(channels, reduced, 3)
-        self.position_attention = PositionAttention(reduced)
+        self.position_attention = PositionAttention(reduced, checkpoint_weights)
         self.channel_attention = ChannelSelfAttention()
         self.refine_position = _conv_relu(reduced, reduced, 3)
         self.refine_channel = _conv_relu(reduced, reduced, 3)
@@ -213,6 +231,8 @@ class HAMSNet(nn.Module):
         pass a window at least as long as the input.
     share_adaf : bool, default True
         One ADAF instance for every use (official); False builds one per use.
+    checkpoint_weights : bool, default False
+        Recompute the position attentions' ``time x time`` weights in the backward pass instead of keeping them.
 
     Shapes
     ------
@@ -226,6 +246,7 @@ class HAMSNet(nn.Module):
         n_bottleneck_adaf: int = 3,
         position_window: int | None = None,
         share_adaf: bool = True,
+        checkpoint_weights: bool = False,
     ):
         super().__init__()
         self.position_window = DEFAULT_POSITION_WINDOW if position_window is None else position_window
@@ -243,9 +264,11 @@ class HAMSNet(nn.Module):
         # uses in call order: the bottleneck chain, the one after its residual, the decoder's four scales
         n_uses = n_bottleneck_adaf + 1 + len(DECODER_SCALES)
         if share_adaf:
-            self.adaf = nn.ModuleList([ADAF(d_model, reduction)] * n_uses)
+            self.adaf = nn.ModuleList([ADAF(d_model, reduction, checkpoint_weights=checkpoint_weights)] * n_uses)
         else:
-            self.adaf = nn.ModuleList([ADAF(d_model, reduction) for _ in range(n_uses)])
+            self.adaf = nn.ModuleList(
+                [ADAF(d_model, reduction, checkpoint_weights=checkpoint_weights) for _ in range(n_uses)]
+            )
         self.out_proj = nn.Conv1d(d_model, d_model, kernel_size=1)
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)

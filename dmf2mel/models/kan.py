@@ -20,34 +20,18 @@ input for the backward pass; the dense basis matrix exists only transiently, ins
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmf2mel.models import kan_kernels
+from dmf2mel.models import kan_kernels, kernels
 from dmf2mel.models.scan.cpu import numba_threads
 
 CUBIC_ORDER = kan_kernels.CUBIC_ORDER
 ACTIVE_CUBIC_BASES = CUBIC_ORDER + 1  # a cubic B-spline basis spans four knot intervals
 
-_BACKENDS = ("numba", "torch")
-#: ``"numba"`` (default): CPU float32/float64 inputs go through the one-pass feature kernels of
-#: :mod:`dmf2mel.models.kan_kernels`; ``"torch"`` (``DMF2MEL_KAN=torch``): torch ops only, as before those kernels
-#: (``benchmarks/train_speed.py --kan torch``). Other devices and dtypes always take the torch ops.
-BACKEND = os.environ.get("DMF2MEL_KAN", "numba")
-if BACKEND not in _BACKENDS:
-    raise ValueError(f"DMF2MEL_KAN={BACKEND!r}: expected one of {', '.join(_BACKENDS)}")
 _KERNEL_DTYPES = (torch.float32, torch.float64)
-
-
-def set_backend(backend: str) -> None:
-    """Choose how KAN layers evaluate on a CPU: ``"numba"`` (the default) or ``"torch"`` (torch ops only)."""
-    global BACKEND
-    if backend not in _BACKENDS:
-        raise ValueError(f"KAN backend {backend!r}: expected one of {', '.join(_BACKENDS)}")
-    BACKEND = backend
 
 
 def uniform_knots(grid_size: int, spline_order: int = CUBIC_ORDER, grid_range=(-1.0, 1.0), **tensor_kwargs):
@@ -355,7 +339,7 @@ class KANLinear(nn.Module):
         """(..., in_features) -> (..., out_features)."""
         leading = x.shape[:-1]
         tokens = x.reshape(-1, self.in_features)
-        if BACKEND == "numba" and tokens.device.type == "cpu" and tokens.dtype in _KERNEL_DTYPES:
+        if kernels.enabled() and tokens.device.type == "cpu" and tokens.dtype in _KERNEL_DTYPES:
             weight = torch.cat([self.base_weight, self.scaled_spline_weight().flatten(1)], dim=1)
             out = _FeatureKAN.apply(tokens.contiguous(), weight.to(tokens.dtype), self.grid_size, self.grid_range)
             return out.reshape(*leading, self.out_features)

@@ -115,3 +115,103 @@ def test_gradient_reaches_every_parameter(use_splinemap):
 def test_rejects_heads_that_do_not_divide_d_model():
     with pytest.raises(ValueError, match="n_heads"):
         SplineMapAttention(10, 3)
+
+
+# ---------------------------------------------------------------- attention with dropout: numba kernels vs torch ops
+
+
+def explicit_attention(q, k, v, p):
+    """softmax(q k^T / sqrt(d)), dropped by the package's numba dropout (same generator, same seed), times v."""
+    from dmf2mel.models.dropout import _NumbaDropout
+
+    weights = torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1)
+    return (_NumbaDropout.apply(weights, p) if p > 0 else weights) @ v
+
+
+def _grads(function, tensors, upstream, seed=5):
+    for tensor in tensors:
+        tensor.grad = None
+    torch.manual_seed(seed)
+    out = function(*tensors)
+    out.backward(upstream)
+    return [out.detach()] + [tensor.grad.clone() for tensor in tensors]
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("time, source_time, head_size", [(37, 41, 8), (6, 5, 3), (1, 1, 16)])
+def test_row_kernels_equal_explicit_attention_with_the_same_dropout_mask(dtype, tolerance, p, time, source_time,
+                                                                         head_size):
+    """Values and all three gradients; odd source lengths put mask elements on both halves of a 64-bit draw."""
+    from dmf2mel.models.attention import attention_with_dropout
+
+    torch.manual_seed(0)
+    q = torch.randn(3, 2, time, head_size, dtype=dtype, requires_grad=True)
+    k, v = (torch.randn(3, 2, source_time, head_size, dtype=dtype, requires_grad=True) for _ in range(2))
+    upstream = torch.randn(3, 2, time, head_size, dtype=dtype)
+    fused = _grads(lambda *t: attention_with_dropout(*t, p), (q, k, v), upstream)
+    explicit = _grads(lambda *t: explicit_attention(*t, p), (q, k, v), upstream)
+    for a, b in zip(fused, explicit):
+        torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance)
+
+
+def test_row_kernels_survive_scores_far_above_the_first_one():
+    """The softmax is shifted by the first score; a score ~200 above it overflows that sum and takes the exact path."""
+    from dmf2mel.models.attention import attention_with_dropout
+
+    q = torch.zeros(1, 1, 3, 2)
+    q[..., 0] = 20.0
+    k = torch.tensor([[[[-10.0, 0.0], [0.0, 1.0], [10.0, 0.0], [-3.0, 2.0]]]], requires_grad=True)
+    v = torch.randn(1, 1, 4, 2)
+    out = attention_with_dropout(q, k, v, 0.0)
+    torch.testing.assert_close(out, explicit_attention(q, k, v, 0.0))
+    assert torch.isfinite(out).all()
+
+
+def test_row_kernels_gradcheck_with_dropout():
+    from dmf2mel.models.attention import attention_with_dropout
+
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+
+    def seeded(q, k, v):  # the same mask on every call gradcheck makes
+        torch.manual_seed(7)
+        return attention_with_dropout(q, k, v, 0.3)
+
+    assert torch.autograd.gradcheck(seeded, (q, k, v))
+
+
+def test_attention_with_dropout_keeps_its_rate_and_switches_off_in_evaluation():
+    from dmf2mel.models.attention import attention_with_dropout
+
+    torch.manual_seed(2)
+    q = torch.zeros(1, 200, 4)  # uniform weights 1/S: the output is the mean of the kept values, rescaled
+    k = torch.randn(1, 500, 4)
+    v = torch.ones(1, 500, 4)
+    dropped = attention_with_dropout(q, k, v, 0.2)
+    kept_fraction = dropped[..., 0] * 0.8  # = (kept values / 500) per row
+    assert abs(kept_fraction.mean().item() - 0.8) < 5 * (0.2 * 0.8 / (200 * 500)) ** 0.5
+    torch.testing.assert_close(attention_with_dropout(q, k, v, 0.2, training=False), torch.ones(1, 200, 4))
+
+
+def test_training_step_of_the_block_matches_the_torch_path():
+    """SplineMapAttention in training mode: the kernels and the torch ops (with the numba dropout) agree."""
+    from dmf2mel.models import kernels
+
+    torch.manual_seed(3)
+    attention = SplineMapAttention(D_MODEL, n_heads=2, dropout=0.0, attn_dropout=0.2).double().train()
+    x = torch.randn(2, 19, D_MODEL, dtype=torch.float64, requires_grad=True)
+    results = []
+    for explicit in (False, True):
+        torch.manual_seed(11)
+        attention.zero_grad()
+        x.grad = None
+        if explicit:
+            out, _ = attention(x, return_weights=True)  # the explicit torch path, numba dropout
+        else:
+            out = attention(x)
+        out.pow(2).sum().backward()
+        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in attention.parameters()])
+    for fused, explicit in zip(*results):
+        torch.testing.assert_close(fused, explicit)
+    assert kernels.enabled()

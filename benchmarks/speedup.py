@@ -1,0 +1,120 @@
+"""The training step now against a baseline commit, side by side in one run: step time and peak memory.
+
+The baseline (default ``083b7f6``, the main branch before the speed work, with the model as it was then) is
+extracted with ``git archive`` into a temporary directory. For each configuration (``small`` at batch 8 and 16,
+``paper`` at batch 16; 640-sample windows, one torch thread, the numba scan) the baseline's and this tree's
+``benchmarks/train_speed.py`` worker run in turn, each in a fresh process on the same random inputs: one warm-up
+step, then ``--repeats`` timed steps, the fastest kept. Peak memory is the worker's lifetime peak resident set size
+(model, optimiser, warm-up and timed steps). The report (``benchmarks/results/speedup.json`` and ``.md``) gives
+both step times, their ratio and both peaks; the machine's load average is recorded at the start, so compare only
+rows of one run.
+
+Usage: ``python benchmarks/speedup.py [--baseline 083b7f6] [--repeats 3]`` (``make bench`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_speed import RESULTS_DIR, WINDOW, code_state, machine_info, run_worker, write_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "083b7f6"
+#: (preset, batch) of the target: at least twice as fast, peak memory no higher.
+CONFIGURATIONS = (("small", 8), ("small", 16), ("paper", 16))
+TARGET_SPEEDUP = 2.0
+TIMEOUT_S = 1800.0
+MAX_RSS_MB = 12 * 1024.0
+
+
+def extract(commit: str, into: Path) -> str:
+    """The tree of ``commit`` under ``into``; returns the full commit id."""
+    full = subprocess.run(["git", "rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    if full.returncode != 0:
+        raise SystemExit(f"speedup.py: baseline {commit!r} is not a commit of {ROOT} (a shallow clone lacks history: "
+                         "git fetch --unshallow)")
+    archive = into / "baseline.tar"
+    subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), full.stdout.strip()], cwd=ROOT, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "tree", filter="data")
+    return full.stdout.strip()
+
+
+def measure(baseline: str, repeats: int, configurations=CONFIGURATIONS) -> dict:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dmf2mel-baseline-") as tmp:
+        baseline_commit = extract(baseline, Path(tmp))
+        tree = Path(tmp) / "tree"
+        for preset, batch in configurations:
+            spec = {"preset": preset, "backend": "cpu", "batch": batch, "window": WINDOW, "repeats": repeats,
+                    "attribute": False, "threads": 1}
+            row = {"preset": preset, "batch": batch}
+            for label, where in (("baseline", tree), ("now", None)):
+                result = run_worker(spec, MAX_RSS_MB, TIMEOUT_S, tree=where)
+                row[label] = {key: result.get(key) for key in ("status", "params", "step_s", "step_times_s",
+                                                                "peak_rss_mb", "torch_threads")}
+                print(f"{preset} b{batch} {label}: {result.get('status')} step {result.get('step_s')} s, "
+                      f"peak {result.get('peak_rss_mb')} MB", flush=True)
+            ok = row["baseline"]["status"] == "ok" and row["now"]["status"] == "ok"
+            row["speedup"] = row["baseline"]["step_s"] / row["now"]["step_s"] if ok else None
+            row["memory_ratio"] = row["now"]["peak_rss_mb"] / row["baseline"]["peak_rss_mb"] if ok else None
+            row["target_met"] = bool(ok and row["speedup"] >= TARGET_SPEEDUP and row["memory_ratio"] <= 1.0)
+            rows.append(row)
+    return {"baseline": baseline, "baseline_commit": baseline_commit, "repeats": repeats, "window": WINDOW,
+            "target_speedup": TARGET_SPEEDUP, "rows": rows}
+
+
+def markdown(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        "# Training step against the baseline",
+        "",
+        f"{report['date'][:10]}, {machine['cpu']}, one torch thread, load average "
+        f"{machine['load_average'][0]:.1f} at the start. Baseline: commit `{report['baseline_commit'][:7]}`; now: "
+        f"`{(report['code']['commit'] or 'unknown')[:7]}`. Each step: forward, paper loss, backward, Adam on "
+        f"{report['window']}-sample windows, the fastest of {report['repeats']} after a warm-up, each tree in its own "
+        "process in turn. Peak: the worker's lifetime peak RSS.",
+        "",
+        "| config | batch | baseline step (s) | now step (s) | speed-up | baseline peak (MB) | now peak (MB) | "
+        f"target (>= {report['target_speedup']:.0f}x, peak no higher) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in report["rows"]:
+        base, now = row["baseline"], row["now"]
+        if row["speedup"] is None:
+            lines.append(f"| {row['preset']} | {row['batch']} | {base['status']} | {now['status']} | - | - | - | - |")
+            continue
+        verdict = "met" if row["target_met"] else "not met"
+        lines.append(
+            f"| {row['preset']} | {row['batch']} | {base['step_s']:.2f} | {now['step_s']:.2f} | "
+            f"{row['speedup']:.2f}x | {base['peak_rss_mb']:.0f} | {now['peak_rss_mb']:.0f} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default=BASELINE, help=f"commit to compare with (default {BASELINE})")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration and tree")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "speedup.json")
+    args = parser.parse_args(argv)
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
+              "code": code_state()}
+    report.update(measure(args.baseline, args.repeats))
+    text = markdown(report)
+    write_report(report, args.out, text)
+    print(text)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""numba kernels of scaled dot-product attention with dropout on the CPU, one query row at a time.
+
+``out = dropout(softmax(scale * q k^T)) v`` written with torch ops on a CPU makes and keeps several
+``(batch, heads, time, source_time)`` tensors: the scores, the weights (kept for the softmax's backward pass), the
+dropout mask and the dropped weights (kept for the product's backward pass), each read and written a few times. For
+DMF2Mel's short heads (16 or 32 features) those passes over memory cost more than the arithmetic: in a training step
+of the small config the attention's matrix products, softmax and dropout took about 45 % of the time
+(``benchmarks/profile_step.py``). These kernels do the work of one query row in a few ``source_time``-long buffers
+that stay in the cache, and keep only the row's log-sum-exp for the backward pass, which recomputes the row's scores
+(the FlashAttention recipe, Dao et al. 2022, one row per block):
+
+forward, for each query row ``i``::
+
+    s_j = scale * q_i . k_j            m = max_j s_j       l = sum_j exp(s_j - m)      lse_i = m + log(l)
+    o_i = sum_j exp(s_j - lse_i) * keep_ij / (1 - p) * v_j
+
+backward, with ``P_j = exp(s_j - lse_i)`` and ``dP_j = keep_ij / (1 - p) * dO_i . v_j``::
+
+    dS_j = P_j * (dP_j - sum_k P_k dP_k)
+    dq_i = scale * sum_j dS_j k_j      dk_j += scale * dS_j q_i      dv_j += P_j keep_ij / (1 - p) * dO_i
+
+**The dropout mask** is the generator of :mod:`dmf2mel.models.dropout`: element ``e`` of the
+``(batch * heads, time, source_time)`` weights (row-major) keeps its value when 32 bits of
+``splitmix64(splitmix64(seed) + (e // 2) * golden)`` (the low half for even ``e``, the high half for odd) reach
+``round(p * 2**32)``. So for the same seed the masks are exactly those that :func:`dmf2mel.models.dropout.dropout`
+draws on the explicit weights; the backward pass regenerates them instead of storing them.
+
+Keys and values are passed transposed, ``(batch * heads, head_size, source_time)``, so that every inner loop runs
+along ``source_time`` (contiguous; vectorised by LLVM, with :func:`~dmf2mel.models.scan.fast_exp.fast_exp`) whatever
+the head size. Work is split over ``batch * heads``: each parallel task owns its rows of dk and dv.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from dmf2mel.models.dropout import _GOLDEN, _LOW32, _splitmix
+from dmf2mel.models.scan.fast_exp import fast_exp
+
+# ``reassoc`` lets LLVM vectorise the sums over source_time (float sums in another order: rounding-level differences);
+# ``contract`` allows fused multiply-adds. No assumptions about NaN or infinity.
+_FASTMATH = {"reassoc", "contract"}
+# Query rows per block of the backward pass (the unrolled case of _outer_add).
+ROWS = 4
+
+
+@njit(inline="always")
+def _keep_mask(keep, element0, base, threshold):
+    """``keep[j]`` = 1 if element ``element0 + j`` of the weights is kept, else 0 (the generator above)."""
+    for j in range(keep.size):
+        element = np.uint64(element0 + j)
+        bits = _splitmix(base + (element >> np.uint64(1)) * _GOLDEN)
+        half = (bits >> np.uint64(32)) if (element & np.uint64(1)) else (bits & _LOW32)
+        keep[j] = half >= threshold
+
+
+@njit(inline="always")
+def _combine_rows(target, rows, coefficients, scale):
+    """``target[j] += scale * sum_d coefficients[d] * rows[d, j]``, four rows per pass over ``target``."""
+    n_rows = coefficients.size
+    blocked = n_rows - n_rows % 4
+    for d in range(0, blocked, 4):
+        c0, c1 = coefficients[d] * scale, coefficients[d + 1] * scale
+        c2, c3 = coefficients[d + 2] * scale, coefficients[d + 3] * scale
+        r0, r1, r2, r3 = rows[d], rows[d + 1], rows[d + 2], rows[d + 3]
+        for j in range(target.size):
+            target[j] += c0 * r0[j] + c1 * r1[j] + c2 * r2[j] + c3 * r3[j]
+    for d in range(blocked, n_rows):
+        c, row = coefficients[d] * scale, rows[d]
+        for j in range(target.size):
+            target[j] += c * row[j]
+
+
+@njit(inline="always")
+def _dot_rows(out, weights, rows):
+    """``out[d] = sum_j weights[j] * rows[d, j]``, four rows per pass over ``weights``."""
+    n_rows = out.size
+    blocked = n_rows - n_rows % 4
+    zero = weights.dtype.type(0.0)
+    for d in range(0, blocked, 4):
+        r0, r1, r2, r3 = rows[d], rows[d + 1], rows[d + 2], rows[d + 3]
+        a0 = a1 = a2 = a3 = zero
+        for j in range(weights.size):
+            w = weights[j]
+            a0 += w * r0[j]
+            a1 += w * r1[j]
+            a2 += w * r2[j]
+            a3 += w * r3[j]
+        out[d], out[d + 1], out[d + 2], out[d + 3] = a0, a1, a2, a3
+    for d in range(blocked, n_rows):
+        row = rows[d]
+        acc = zero
+        for j in range(weights.size):
+            acc += weights[j] * row[j]
+        out[d] = acc
+
+
+@njit(inline="always")
+def _outer_add(rows, coefficients, weights, n_terms):
+    """``rows[d, j] += sum_r coefficients[r, d] * weights[r, j]`` over ``r < n_terms`` (at most :data:`ROWS`)."""
+    n_rows, source = rows.shape
+    for d in range(n_rows):
+        row = rows[d]
+        if n_terms == 4:
+            c0, c1, c2, c3 = coefficients[0, d], coefficients[1, d], coefficients[2, d], coefficients[3, d]
+            w0, w1, w2, w3 = weights[0], weights[1], weights[2], weights[3]
+            for j in range(source):
+                row[j] += c0 * w0[j] + c1 * w1[j] + c2 * w2[j] + c3 * w3[j]
+        else:
+            for r in range(n_terms):
+                c, w = coefficients[r, d], weights[r]
+                for j in range(source):
+                    row[j] += c * w[j]
+
+
+@njit(inline="always")
+def _exp_sum(scores, shift):
+    """``scores[j] = exp(scores[j] - shift)`` in place; returns their sum."""
+    total = scores.dtype.type(0.0)
+    for j in range(scores.size):
+        value = fast_exp(scores[j] - shift)
+        scores[j] = value
+        total += value
+    return total
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropout):
+    """Forward pass.
+
+    Parameters
+    ----------
+    q : (groups, time, head_size)
+    k_t, v_t : (groups, head_size, source_time)
+    scale : float, multiplies the scores
+    seed : int, the dropout call's seed (ignored without dropout)
+    threshold : uint64, ``round(p * 2**32)``
+    drop_scale : float, ``1 / (1 - p)``
+    has_dropout : bool
+
+    Returns
+    -------
+    out : (groups, time, head_size)
+    lse : (groups, time), the log-sum-exp of each row's scores
+    """
+    groups, time, head_size = q.shape
+    source = k_t.shape[2]
+    dtype = q.dtype
+    out = np.empty_like(q)
+    lse = np.empty((groups, time), dtype=dtype)
+    base = _splitmix(np.uint64(seed))
+    scale = dtype.type(scale)
+    drop_scale = dtype.type(drop_scale)
+    for g in prange(groups):
+        scores = np.empty(source, dtype=dtype)
+        keep = np.ones(source, dtype=dtype)
+        for i in range(time):
+            scores[:] = 0
+            _combine_rows(scores, k_t[g], q[g, i], scale)
+            # shifted by the first score, so the sum is at least 1; the maximum (a slow, unvectorised pass) is
+            # needed only when a score exceeds the first by ~88 and the float32 sum overflows
+            peak = scores[0]
+            total = _exp_sum(scores, peak)
+            if not total < np.inf:
+                scores[:] = 0
+                _combine_rows(scores, k_t[g], q[g, i], scale)
+                peak = scores.max()
+                total = _exp_sum(scores, peak)
+            log_total = math.log(total)
+            lse[g, i] = peak + log_total
+            norm = drop_scale / total if has_dropout else dtype.type(1.0) / total
+            if has_dropout:
+                _keep_mask(keep, (g * time + i) * source, base, threshold)
+                for j in range(source):
+                    scores[j] *= keep[j] * norm
+            else:
+                for j in range(source):
+                    scores[j] *= norm
+            _dot_rows(out[g, i], scores, v_t[g])
+    return out, lse
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_scale, has_dropout):
+    """Backward pass: gradients with respect to q, k_t and v_t (shapes as the inputs).
+
+    Parameters as :func:`attention_forward`, plus ``grad_out`` (groups, time, head_size) and its ``lse``.
+    """
+    groups, time, head_size = q.shape
+    source = k_t.shape[2]
+    dtype = q.dtype
+    grad_q = np.empty_like(q)
+    grad_k_t = np.zeros_like(k_t)
+    grad_v_t = np.zeros_like(v_t)
+    base = _splitmix(np.uint64(seed))
+    scale = dtype.type(scale)
+    drop_scale = dtype.type(drop_scale)
+    for g in prange(groups):
+        # a block of ROWS query rows at a time, so that the rank-one updates of dk and dv pass over them once per block
+        weights = np.empty((ROWS, source), dtype=dtype)  # P_j
+        dropped = np.empty((ROWS, source), dtype=dtype)  # P_j keep_ij / (1 - p)
+        grad_weights = np.empty((ROWS, source), dtype=dtype)  # dP_j, then dS_j
+        keep = np.ones(source, dtype=dtype)
+        one = dtype.type(1.0)
+        for first in range(0, time, ROWS):
+            n_rows = min(ROWS, time - first)
+            for r in range(n_rows):
+                i = first + r
+                row_weights, row_grad = weights[r], grad_weights[r]
+                row_weights[:] = 0
+                _combine_rows(row_weights, k_t[g], q[g, i], scale)
+                row_lse = lse[g, i]
+                for j in range(source):
+                    row_weights[j] = fast_exp(row_weights[j] - row_lse)
+                row_grad[:] = 0
+                _combine_rows(row_grad, v_t[g], grad_out[g, i], one)
+                if has_dropout:
+                    _keep_mask(keep, (g * time + i) * source, base, threshold)
+                    for j in range(source):
+                        keep[j] *= drop_scale
+                centre = dtype.type(0.0)
+                for j in range(source):
+                    dropped[r, j] = row_weights[j] * keep[j]
+                    row_grad[j] *= keep[j]
+                    centre += row_weights[j] * row_grad[j]
+                for j in range(source):
+                    row_grad[j] = row_weights[j] * (row_grad[j] - centre) * scale
+                _dot_rows(grad_q[g, i], row_grad, k_t[g])
+            # dv += (P keep / (1 - p)) dO_i and dk += dS q_i, for the block's rows
+            _outer_add(grad_v_t[g], grad_out[g, first : first + n_rows], dropped, n_rows)
+            _outer_add(grad_k_t[g], q[g, first : first + n_rows], grad_weights, n_rows)
+    return grad_q, grad_k_t, grad_v_t
