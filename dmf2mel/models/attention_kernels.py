@@ -49,12 +49,26 @@ ROWS = 4
 
 @njit(inline="always")
 def _keep_mask(keep, element0, base, threshold):
-    """``keep[j]`` = 1 if element ``element0 + j`` of the weights is kept, else 0 (the generator above)."""
-    for j in range(keep.size):
-        element = np.uint64(element0 + j)
-        bits = _splitmix(base + (element >> np.uint64(1)) * _GOLDEN)
-        half = (bits >> np.uint64(32)) if (element & np.uint64(1)) else (bits & _LOW32)
-        keep[j] = half >= threshold
+    """``keep[j]`` = 1 if element ``element0 + j`` of the weights is kept, else 0 (the generator above).
+
+    One 64-bit draw serves a pair of elements (even, odd); a row that starts or ends inside a pair draws that pair
+    for its one element.
+    """
+    n = keep.size
+    start = 0
+    if element0 % 2 == 1:
+        bits = _splitmix(base + np.uint64(element0 >> 1) * _GOLDEN)
+        keep[0] = (bits >> np.uint64(32)) >= threshold
+        start = 1
+    first_pair = (element0 + start) >> 1
+    n_pairs = (n - start) // 2
+    for pair in range(n_pairs):
+        bits = _splitmix(base + np.uint64(first_pair + pair) * _GOLDEN)
+        keep[start + 2 * pair] = (bits & _LOW32) >= threshold
+        keep[start + 2 * pair + 1] = (bits >> np.uint64(32)) >= threshold
+    if start + 2 * n_pairs < n:
+        bits = _splitmix(base + np.uint64(first_pair + n_pairs) * _GOLDEN)
+        keep[n - 1] = (bits & _LOW32) >= threshold
 
 
 @njit(inline="always")
