@@ -20,7 +20,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# style first (seconds): lint and formatting as configured in pyproject.toml; then the tests
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 data: $(STAMP)
@@ -46,6 +49,7 @@ student: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/scan.py
 	$(PY) benchmarks/train_speed.py --threads 1
+	$(PY) benchmarks/speedup.py
 
 # One quick-profile epoch quietly, then beside two busy processes (about 5 min on 2 cores).
 bench-busy: $(STAMP)

@@ -47,8 +47,9 @@ def time_cells(path: Path, kernel_timeout: int = 3600) -> list[dict]:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=kernel_timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        notebook, timeout=kernel_timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     cells = []
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
@@ -56,8 +57,14 @@ def time_cells(path: Path, kernel_timeout: int = 3600) -> list[dict]:
                 continue
             started = time.perf_counter()
             client.execute_cell(cell, index)
-            cells.append({"cell": index, "id": cell.get("id"), "seconds": round(time.perf_counter() - started, 2),
-                          "first_line": cell.source.splitlines()[0][:80] if cell.source else ""})
+            cells.append(
+                {
+                    "cell": index,
+                    "id": cell.get("id"),
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "first_line": cell.source.splitlines()[0][:80] if cell.source else "",
+                }
+            )
     return cells
 
 
@@ -96,12 +103,26 @@ def main(argv=None) -> dict:
     for path in paths:
         cells = time_cells(path)
         timeout = notebook_timeout(nbformat.read(path, as_version=4), default)
-        chapters.append({"notebook": path.stem, "cells": cells, "total_s": round(sum(c["seconds"] for c in cells), 1),
-                         "timeout_s": timeout})
-        print(f"{path.stem}: {chapters[-1]['total_s']:.0f} s, longest cell "
-              f"{max(c['seconds'] for c in cells):.1f} s, limit {timeout} s", flush=True)
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
-              "code": code_state(), "default_timeout_s": default, "chapters": chapters}
+        chapters.append(
+            {
+                "notebook": path.stem,
+                "cells": cells,
+                "total_s": round(sum(c["seconds"] for c in cells), 1),
+                "timeout_s": timeout,
+            }
+        )
+        print(
+            f"{path.stem}: {chapters[-1]['total_s']:.0f} s, longest cell "
+            f"{max(c['seconds'] for c in cells):.1f} s, limit {timeout} s",
+            flush=True,
+        )
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "code": code_state(),
+        "default_timeout_s": default,
+        "chapters": chapters,
+    }
     write_report(report, args.out, markdown(report))
     return report
 

@@ -66,8 +66,16 @@ def child_env(fixed_threads: int | None) -> dict:
     return env
 
 
-def run_phase(name: str, corpus: Path, epochs: int, busy: int, timeout: float, fixed_threads: int | None = None,
-              log=print, tag: str | None = None) -> dict:
+def run_phase(
+    name: str,
+    corpus: Path,
+    epochs: int,
+    busy: int,
+    timeout: float,
+    fixed_threads: int | None = None,
+    log=print,
+    tag: str | None = None,
+) -> dict:
     """Train ``epochs`` epochs in a fresh process beside ``busy`` spinning processes; the epoch times."""
     spin = SPIN.format(tag=tag or f"dmf2mel-busy-{os.getpid()}")
     spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(busy)]
@@ -77,7 +85,11 @@ def run_phase(name: str, corpus: Path, epochs: int, busy: int, timeout: float, f
         with tempfile.TemporaryDirectory() as tmp:
             child = subprocess.run(
                 [sys.executable, "-c", CHILD, str(corpus), str(Path(tmp) / "run"), str(epochs)],
-                env=child_env(fixed_threads), capture_output=True, text=True, timeout=timeout, check=False,
+                env=child_env(fixed_threads),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         if child.returncode != 0:
             raise RuntimeError(f"phase {name}: training failed:\n{child.stderr[-2000:]}")
@@ -102,8 +114,10 @@ def run_phase(name: str, corpus: Path, epochs: int, busy: int, timeout: float, f
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
     }
-    log(f"{name}: epochs {[round(s, 1) for s in result['epoch_s']]} s"
-        + (" (timed out)" if timed_out else f", median {phase['median_epoch_s']:.1f} s"))
+    log(
+        f"{name}: epochs {[round(s, 1) for s in result['epoch_s']]} s"
+        + (" (timed out)" if timed_out else f", median {phase['median_epoch_s']:.1f} s")
+    )
     return phase
 
 
@@ -128,17 +142,27 @@ def markdown(report: dict) -> str:
     ]
     quiet = report["phases"][0]
     for phase in report["phases"]:
-        threads = f"fixed {phase['fixed_threads']}" if phase["fixed_threads"] else f"policy ({phase['threads_at_end']} at the end)"
+        threads = (
+            f"fixed {phase['fixed_threads']}"
+            if phase["fixed_threads"]
+            else f"policy ({phase['threads_at_end']} at the end)"
+        )
         times = ", ".join(f"{s:.1f}" for s in phase["epoch_s"]) or "-"
-        median = (f"not done in {phase['wall_s']:.0f} s" if phase["timed_out"]
-                  else f"{phase['median_epoch_s']:.1f}")
+        median = f"not done in {phase['wall_s']:.0f} s" if phase["timed_out"] else f"{phase['median_epoch_s']:.1f}"
         ratio = slowdown(quiet, phase)
-        lines.append(f"| {phase['phase']} | {phase['busy_processes']} | {threads} | {times} | {median} | "
-                     + ("-" if ratio is None else f"{ratio:.2f}x") + " |")
-    lines += ["", f"A phase trains {report['epochs']} epochs; one that is not done within its time limit is stopped "
-              f"(quietly the {report['epochs']} epochs took {sum(quiet['epoch_s']):.0f} s).", "",
-              f"Target: at most {report['target']:g}x beside {report['busy']} busy processes; "
-              + ("met." if report["met"] else "NOT met.")]
+        lines.append(
+            f"| {phase['phase']} | {phase['busy_processes']} | {threads} | {times} | {median} | "
+            + ("-" if ratio is None else f"{ratio:.2f}x")
+            + " |"
+        )
+    lines += [
+        "",
+        f"A phase trains {report['epochs']} epochs; one that is not done within its time limit is stopped "
+        f"(quietly the {report['epochs']} epochs took {sum(quiet['epoch_s']):.0f} s).",
+        "",
+        f"Target: at most {report['target']:g}x beside {report['busy']} busy processes; "
+        + ("met." if report["met"] else "NOT met."),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -159,8 +183,16 @@ def main(argv=None) -> dict:
         phases = [run_phase("quiet", corpus, args.epochs, 0, args.phase_timeout)]
         phases.append(run_phase("busy", corpus, args.epochs, args.busy, args.phase_timeout))
         if args.fixed_threads:
-            phases.append(run_phase(f"busy, {args.fixed_threads} threads fixed", corpus, args.epochs, args.busy,
-                                    args.phase_timeout, fixed_threads=args.fixed_threads))
+            phases.append(
+                run_phase(
+                    f"busy, {args.fixed_threads} threads fixed",
+                    corpus,
+                    args.epochs,
+                    args.busy,
+                    args.phase_timeout,
+                    fixed_threads=args.fixed_threads,
+                )
+            )
     ratio = slowdown(phases[0], phases[1])
     machine = machine_info()
     machine["usable_cores"] = usable_cores()

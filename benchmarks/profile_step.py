@@ -39,12 +39,28 @@ def profile(config: str, batch: int, window: int = WINDOW, steps: int = 2, backe
     events = prof.key_averages()
     total_us = sum(event.self_cpu_time_total for event in events)
     ops = sorted(
-        ({"op": event.key, "calls": event.count // steps, "self_ms": event.self_cpu_time_total / steps / 1e3,
-          "share": event.self_cpu_time_total / total_us} for event in events if event.self_cpu_time_total > 0),
+        (
+            {
+                "op": event.key,
+                "calls": event.count // steps,
+                "self_ms": event.self_cpu_time_total / steps / 1e3,
+                "share": event.self_cpu_time_total / total_us,
+            }
+            for event in events
+            if event.self_cpu_time_total > 0
+        ),
         key=lambda op: -op["self_ms"],
     )
-    return {"config": config, "batch": batch, "window": window, "steps": steps, "backend": backend,
-            "step_s_profiled": wall, "threads": torch.get_num_threads(), "ops": ops}
+    return {
+        "config": config,
+        "batch": batch,
+        "window": window,
+        "steps": steps,
+        "backend": backend,
+        "step_s_profiled": wall,
+        "threads": torch.get_num_threads(),
+        "ops": ops,
+    }
 
 
 def markdown(report: dict, top: int) -> str:
@@ -75,8 +91,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     set_threads(args.threads)
     report = profile(args.config, args.batch, args.window, args.steps)
-    report.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine_info(),
-                  code=code_state())
+    report.update(
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=machine_info(), code=code_state()
+    )
     out = args.out or RESULTS_DIR / f"profile_{args.config}_b{args.batch}.json"
     text = markdown(report, args.top)
     write_report(report, out, text)

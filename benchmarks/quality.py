@@ -133,8 +133,19 @@ def train_and_score(model: str, data: Path, run: Path, seed: int, epochs: int, v
 
     start = time.perf_counter()
     # patience = epochs: early stopping never fires, so every model gets the whole budget
-    summary = train(data, run, model=model, profile=PROFILE, epochs=epochs, seed=seed, device="cpu",
-                    quiet=True, patience=epochs, val_every=val_every, test=False)
+    summary = train(
+        data,
+        run,
+        model=model,
+        profile=PROFILE,
+        epochs=epochs,
+        seed=seed,
+        device="cpu",
+        quiet=True,
+        patience=epochs,
+        val_every=val_every,
+        test=False,
+    )
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     metrics = evaluate_run(run, data, device="cpu", n_null=n_null, seed=seed, write=False)
@@ -152,17 +163,20 @@ def train_and_score(model: str, data: Path, run: Path, seed: int, epochs: int, v
     }
 
 
-def model_row(model: str, data: Path, runs: Path, seeds: Sequence[int], epochs: int, val_every: int,
-              n_null: int, log=print) -> dict:
+def model_row(
+    model: str, data: Path, runs: Path, seeds: Sequence[int], epochs: int, val_every: int, n_null: int, log=print
+) -> dict:
     """Train and score ``model`` once per seed; the row of the quality table."""
     per_seed = []
     for seed in seeds:
         result = train_and_score(model, data, runs / f"{model}-seed{seed}", seed, epochs, val_every, n_null)
         per_seed.append(result)
         unknown = result["unknown"] or {}
-        log(f"  {model:<22} seed {seed}: known r {_fmt(result['known']['paper_r'])} (chance "
+        log(
+            f"  {model:<22} seed {seed}: known r {_fmt(result['known']['paper_r'])} (chance "
             f"{_fmt(result['known']['chance_r'])}), unknown r {_fmt(unknown.get('paper_r'))}, "
-            f"train {result['train_seconds']:.0f} s, eval {result['eval_seconds']:.0f} s")
+            f"train {result['train_seconds']:.0f} s, eval {result['eval_seconds']:.0f} s"
+        )
     return {
         "model": model,
         "params": per_seed[0]["params"],
@@ -219,10 +233,20 @@ def corpus_info(data: Path) -> dict:
     }
 
 
-def run_preset(preset: str, models: Sequence[str] = MODELS, seeds: Sequence[int] = DEFAULT_SEEDS,
-               epochs: int = DEFAULT_EPOCHS, data: Path | None = None, runs: Path | None = None,
-               n_null: int | None = None, out: Path | None = None, reuse: bool = False, val_every: int | None = None,
-               threads: int | None = DEFAULT_THREADS, log=print) -> dict:
+def run_preset(
+    preset: str,
+    models: Sequence[str] = MODELS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    epochs: int = DEFAULT_EPOCHS,
+    data: Path | None = None,
+    runs: Path | None = None,
+    n_null: int | None = None,
+    out: Path | None = None,
+    reuse: bool = False,
+    val_every: int | None = None,
+    threads: int | None = DEFAULT_THREADS,
+    log=print,
+) -> dict:
     """Train and score every model on the corpus of ``preset``; the report (written to ``out`` as it grows).
 
     Parameters
@@ -366,8 +390,10 @@ def difference_sentence(model: str, reference: str, comparison: dict | None) -> 
     if comparison is None:
         return f"{model} vs {reference}: no paired test (the report has no per-subject scores of both)"
     c = comparison
-    numbers = (f"Δr = {c['difference']:+.4f}, {c['confidence']:.0%} CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], "
-               f"p = {c['p_value']:.3f}, {c['n_subjects']} subjects x {c['n_seeds_a']}/{c['n_seeds_b']} seeds")
+    numbers = (
+        f"Δr = {c['difference']:+.4f}, {c['confidence']:.0%} CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], "
+        f"p = {c['p_value']:.3f}, {c['n_subjects']} subjects x {c['n_seeds_a']}/{c['n_seeds_b']} seeds"
+    )
     if c["ci_low"] > 0:
         return f"{model} beats {reference} ({numbers})"
     if c["ci_high"] < 0:
@@ -419,22 +445,37 @@ def markdown(report: dict) -> str:
         )
     names = {row["model"] for row in report["rows"]}
     if "dmf2mel" in names:
-        lines += ["", "Paired comparisons (subject by subject on the same test recordings; a model beats another only "
-                      "when the 95 % bootstrap interval of the difference excludes 0):"]
+        lines += [
+            "",
+            "Paired comparisons (subject by subject on the same test recordings; a model beats another only "
+            "when the 95 % bootstrap interval of the difference excludes 0):",
+        ]
         for protocol, comparison in comparisons(report).items():
             lines.append("")
-            lines.append(f"- {protocol.capitalize()} subjects: "
-                         + difference_sentence("dmf2mel", "linear", comparison["dmf2mel_vs_linear"]) + ".")
+            lines.append(
+                f"- {protocol.capitalize()} subjects: "
+                + difference_sentence("dmf2mel", "linear", comparison["dmf2mel_vs_linear"])
+                + "."
+            )
             for model, result in comparison["vs_dmf2mel"].items():
                 if model != "linear":
                     lines.append(f"  - {difference_sentence(model, 'dmf2mel', result)}.")
-            widths = [c["ci_high"] - c["ci_low"] for c in (comparison["dmf2mel_vs_linear"],
-                                                             *comparison["vs_dmf2mel"].values()) if c is not None]
+            widths = [
+                c["ci_high"] - c["ci_low"]
+                for c in (comparison["dmf2mel_vs_linear"], *comparison["vs_dmf2mel"].values())
+                if c is not None
+            ]
             if widths:
-                lines.append(f"  - Width of the 95 % intervals on {protocol} subjects: median {statistics.median(widths):.4f} "
-                             f"(from {min(widths):.4f} to {max(widths):.4f}).")
-    lines += ["", f"Wall-clock time of the whole table: {_fmt(report.get('wall_seconds'), '.0f')} s "
-              f"(load average {machine['load_average'][0]:.1f} at the start).", ""]
+                lines.append(
+                    f"  - Width of the 95 % intervals on {protocol} subjects: median {statistics.median(widths):.4f} "
+                    f"(from {min(widths):.4f} to {max(widths):.4f})."
+                )
+    lines += [
+        "",
+        f"Wall-clock time of the whole table: {_fmt(report.get('wall_seconds'), '.0f')} s "
+        f"(load average {machine['load_average'][0]:.1f} at the start).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -446,27 +487,46 @@ def write(report: dict, out: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", nargs="+", default=list(PRESETS), choices=PRESETS)
-    parser.add_argument("--budget-epochs", type=int, default=DEFAULT_EPOCHS,
-                        help="epochs of every gradient-trained model (the quick profile's schedule otherwise)")
+    parser.add_argument(
+        "--budget-epochs",
+        type=int,
+        default=DEFAULT_EPOCHS,
+        help="epochs of every gradient-trained model (the quick profile's schedule otherwise)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="one run per seed and model")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder of quality_<preset>.json/.md")
     parser.add_argument("--runs", type=Path, help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--n-null", type=int, help="null draws of the chance levels (default: the package's)")
     parser.add_argument("--val-every", type=int, help=f"validate every N epochs (default {DEFAULT_VAL_EVERY})")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help="torch threads (default 1: on a shared machine one thread is much faster)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep rows already in the output files when budget and corpus match")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="torch threads (default 1: on a shared machine one thread is much faster)",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep rows already in the output files when budget and corpus match"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     for preset in args.preset:
         print(f"{preset}: {len(args.models)} models x seeds {args.seeds}, {args.budget_epochs} epochs", flush=True)
         out = args.out / f"quality_{preset}.json"
         runs = None if args.runs is None else args.runs / preset
-        report = run_preset(preset, args.models, args.seeds, args.budget_epochs, runs=runs, n_null=args.n_null,
-                            out=out, reuse=args.reuse, val_every=args.val_every, threads=args.threads,
-                            log=lambda text: print(text, flush=True))
+        report = run_preset(
+            preset,
+            args.models,
+            args.seeds,
+            args.budget_epochs,
+            runs=runs,
+            n_null=args.n_null,
+            out=out,
+            reuse=args.reuse,
+            val_every=args.val_every,
+            threads=args.threads,
+            log=lambda text: print(text, flush=True),
+        )
         print(markdown(report), flush=True)
         print(f"wrote {out} and {out.with_suffix('.md')}", flush=True)
     if args.out.resolve() == RESULTS_DIR.resolve():

@@ -1,7 +1,7 @@
 """The README's results section, rendered from the benchmark reports in ``benchmarks/results/``.
 
 ``python benchmarks/readme.py`` rewrites the block between the two markers in ``README.md`` from
-``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json`` and ``busy.json``; ``--check`` only says whether the
+``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json``, ``speedup.json`` and ``busy.json``; ``--check`` only says whether the
 block is up to date (exit 1 if not). ``benchmarks/quality.py`` and ``benchmarks/train_speed.py`` call it after
 writing their default reports, and a test checks that the committed README matches the committed reports, so the
 numbers in the README are never typed in by hand and never drift from the files they come from.
@@ -109,10 +109,35 @@ def speed_section(report: dict) -> list[str]:
             f"{row['windows_per_s']:.2f} | {row['peak_rss_mb'] / 1024:.2f} | {row['inference_windows_per_s']:.2f} |"
         )
     if official:
-        lines += ["", "The official code, measured once and separately (not by this repository's scripts, on a CPU, with "
-                      "a pure-PyTorch selective scan standing in for mamba-ssm's CUDA kernel), for orientation only: "
-                      f"batch 2, {official['step_seconds']} s per step, {official['peak_gb']} GB peak; at batch 16 it "
-                      "ran out of memory."]
+        lines += [
+            "",
+            "The official code, measured once and separately (not by this repository's scripts, on a CPU, with "
+            "a pure-PyTorch selective scan standing in for mamba-ssm's CUDA kernel), for orientation only: "
+            f"batch 2, {official['step_seconds']} s per step, {official['peak_gb']} GB peak; at batch 16 it "
+            "ran out of memory.",
+        ]
+    return lines
+
+
+def speedup_section(report: dict) -> list[str]:
+    """The training step against a baseline commit, side by side (``benchmarks/speedup.py``)."""
+    rows = [row for row in report["rows"] if row.get("speedup") is not None]
+    if not rows:
+        return []
+    lines = [
+        f"Against commit `{report['baseline_commit'][:7]}` (before the speed work; `benchmarks/speedup.py`, "
+        f"{_day(report['date'])}, one torch thread, both trees measured in turn in one run):"
+        f"{_stale(report, 'make bench')}",
+        "",
+        "| config | batch | step then (s) | step now (s) | speed-up | peak then (GB) | peak now (GB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['preset']} | {row['batch']} | {row['baseline']['step_s']:.2f} | {row['now']['step_s']:.2f} | "
+            f"{row['speedup']:.2f}x | {row['baseline']['peak_rss_mb'] / 1024:.2f} | "
+            f"{row['now']['peak_rss_mb'] / 1024:.2f} |"
+        )
     return lines
 
 
@@ -137,8 +162,10 @@ def busy_section(report: dict) -> list[str]:
     for phase in report["phases"]:
         if phase.get("fixed_threads"):
             if phase["median_epoch_s"] is None:
-                result = (f"it did not finish its {report['epochs']} epochs in {phase['wall_s']:.0f} s (quietly they "
-                          f"take {sum(quiet['epoch_s']):.0f} s)")
+                result = (
+                    f"it did not finish its {report['epochs']} epochs in {phase['wall_s']:.0f} s (quietly they "
+                    f"take {sum(quiet['epoch_s']):.0f} s)"
+                )
             else:
                 result = f"it takes {versus_quiet(phase)}"
             text += f"; with {phase['fixed_threads']} threads fixed (PyTorch's default here) {result}"
@@ -152,6 +179,9 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     body = quality_section(quality)
     if speed is not None:
         body += ([""] if body else []) + speed_section(speed)
+    speedup = _load(results_dir / "speedup.json")
+    if speedup is not None and (lines := speedup_section(speedup)):
+        body += ([""] if body else []) + lines
     busy = _load(results_dir / "busy.json")
     if busy is not None and (lines := busy_section(busy)):
         body += ([""] if body else []) + lines

@@ -213,7 +213,6 @@ def mambapy_estimate_mb(shape, pass_):
 
 def check_agreement():
     """Max |out - reference| / max |reference| of each backend at a small shape: a benchmark of wrong code is void."""
-    import torch
 
     inputs = make_inputs(2, 16, 50, 8, requires_grad=False)
     expected = scan_function("reference")(**inputs)
@@ -234,7 +233,9 @@ def machine_info():
         info["mambapy"] = version("mambapy")
     except Exception:  # noqa: BLE001 - mambapy is benchmark-only; record its absence
         info["mambapy"] = None
-    info["numba_threading_layer"] = os.environ.get("NUMBA_THREADING_LAYER", "workqueue (set by dmf2mel.models.scan.cpu)")
+    info["numba_threading_layer"] = os.environ.get(
+        "NUMBA_THREADING_LAYER", "workqueue (set by dmf2mel.models.scan.cpu)"
+    )
     return info
 
 
@@ -284,10 +285,12 @@ def targets_met(summary):
     memory = paper.get("memory_fraction_of_reference")
     memory_met = None if memory is None else memory <= TARGET_MEMORY_FRACTION_OF_REFERENCE
     return {
-        f"cpu >= {TARGET_SPEEDUP_VS_REFERENCE:g}x faster than reference":
-            at_least(paper.get("speedup_vs_reference"), TARGET_SPEEDUP_VS_REFERENCE),
-        f"cpu >= {TARGET_SPEEDUP_VS_MAMBAPY:g}x faster than mambapy":
-            at_least(paper.get("speedup_vs_mambapy"), TARGET_SPEEDUP_VS_MAMBAPY),
+        f"cpu >= {TARGET_SPEEDUP_VS_REFERENCE:g}x faster than reference": at_least(
+            paper.get("speedup_vs_reference"), TARGET_SPEEDUP_VS_REFERENCE
+        ),
+        f"cpu >= {TARGET_SPEEDUP_VS_MAMBAPY:g}x faster than mambapy": at_least(
+            paper.get("speedup_vs_mambapy"), TARGET_SPEEDUP_VS_MAMBAPY
+        ),
         f"cpu extra memory <= {TARGET_MEMORY_FRACTION_OF_REFERENCE:g} x reference's": memory_met,
     }
 
@@ -316,8 +319,10 @@ def markdown_table(report):
             f"{fmt(row.get('median_s'), '.4f')} | {fmt(row.get('peak_extra_mb'), '.1f')} | {row['status']} |"
         )
     lines += ["", "Ratios (cpu against the others, measured in this run):", ""]
-    lines += ["| shape | pass | speed-up vs reference | speed-up vs mambapy | memory / reference's "
-              "| memory / mambapy's |", "|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "| shape | pass | speed-up vs reference | speed-up vs mambapy | memory / reference's | memory / mambapy's |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for shape, per_pass in report["ratios"].items():
         for pass_, r in per_pass.items():
             lines.append(
@@ -345,8 +350,12 @@ def markdown_table(report):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["x".join(map(str, s)) for s in PAPER_SHAPES],
-                        help="batch x dim x length x d_state, e.g. 2x128x640x128")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["x".join(map(str, s)) for s in PAPER_SHAPES],
+        help="batch x dim x length x d_state, e.g. 2x128x640x128",
+    )
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (after a memory run)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "scan.json")
@@ -379,8 +388,10 @@ def main(argv=None):
                 row = {"shape": list(shape), "backend": backend, "pass": pass_}
                 needed_mb = mambapy_estimate_mb(shape, pass_) if backend == "mambapy" else 0.0
                 if needed_mb > MEMORY_SHARE * available_memory_mb():
-                    row["status"] = (f"skipped: needs about {needed_mb / 1024:.1f} GB, "
-                                     f"{available_memory_mb() / 1024:.1f} GB available")
+                    row["status"] = (
+                        f"skipped: needs about {needed_mb / 1024:.1f} GB, "
+                        f"{available_memory_mb() / 1024:.1f} GB available"
+                    )
                 else:
                     spec = {"backend": backend, "shape": shape, "pass": pass_, "repeats": args.repeats}
                     try:
@@ -388,9 +399,11 @@ def main(argv=None):
                     except subprocess.TimeoutExpired as error:
                         row["status"] = f"timed out after {error.timeout:.0f} s"
                 report["results"].append(row)
-                print(f"{'x'.join(map(str, shape)):>20} {backend:>10} {pass_:>17} {fmt(row.get('min_s'), '9.4f')} "
-                      f"{fmt(row.get('median_s'), '9.4f')} {fmt(row.get('peak_extra_mb'), '9.1f')}  {row['status']}",
-                      flush=True)
+                print(
+                    f"{'x'.join(map(str, shape)):>20} {backend:>10} {pass_:>17} {fmt(row.get('min_s'), '9.4f')} "
+                    f"{fmt(row.get('median_s'), '9.4f')} {fmt(row.get('peak_extra_mb'), '9.1f')}  {row['status']}",
+                    flush=True,
+                )
     report["ratios"] = {"x".join(map(str, shape)): summarise(report["results"], shape) for shape in shapes}
     report["targets"] = targets_met(report["ratios"])
     report["compile_time"] = measure_compile_time()

@@ -37,11 +37,14 @@ MAX_RSS_MB = 12 * 1024.0
 
 def extract(commit: str, into: Path) -> str:
     """The tree of ``commit`` under ``into``; returns the full commit id."""
-    full = subprocess.run(["git", "rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True,
-                          text=True, check=False)
+    full = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     if full.returncode != 0:
-        raise SystemExit(f"speedup.py: baseline {commit!r} is not a commit of {ROOT} (a shallow clone lacks history: "
-                         "git fetch --unshallow)")
+        raise SystemExit(
+            f"speedup.py: baseline {commit!r} is not a commit of {ROOT} (a shallow clone lacks history: "
+            "git fetch --unshallow)"
+        )
     archive = into / "baseline.tar"
     subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), full.stdout.strip()], cwd=ROOT, check=True)
     with tarfile.open(archive) as tar:
@@ -55,22 +58,40 @@ def measure(baseline: str, repeats: int, configurations=CONFIGURATIONS) -> dict:
         baseline_commit = extract(baseline, Path(tmp))
         tree = Path(tmp) / "tree"
         for preset, batch in configurations:
-            spec = {"preset": preset, "backend": "cpu", "batch": batch, "window": WINDOW, "repeats": repeats,
-                    "attribute": False, "threads": 1}
+            spec = {
+                "preset": preset,
+                "backend": "cpu",
+                "batch": batch,
+                "window": WINDOW,
+                "repeats": repeats,
+                "attribute": False,
+                "threads": 1,
+            }
             row = {"preset": preset, "batch": batch}
             for label, where in (("baseline", tree), ("now", None)):
                 result = run_worker(spec, MAX_RSS_MB, TIMEOUT_S, tree=where)
-                row[label] = {key: result.get(key) for key in ("status", "params", "step_s", "step_times_s",
-                                                                "peak_rss_mb", "torch_threads")}
-                print(f"{preset} b{batch} {label}: {result.get('status')} step {result.get('step_s')} s, "
-                      f"peak {result.get('peak_rss_mb')} MB", flush=True)
+                row[label] = {
+                    key: result.get(key)
+                    for key in ("status", "params", "step_s", "step_times_s", "peak_rss_mb", "torch_threads")
+                }
+                print(
+                    f"{preset} b{batch} {label}: {result.get('status')} step {result.get('step_s')} s, "
+                    f"peak {result.get('peak_rss_mb')} MB",
+                    flush=True,
+                )
             ok = row["baseline"]["status"] == "ok" and row["now"]["status"] == "ok"
             row["speedup"] = row["baseline"]["step_s"] / row["now"]["step_s"] if ok else None
             row["memory_ratio"] = row["now"]["peak_rss_mb"] / row["baseline"]["peak_rss_mb"] if ok else None
             row["target_met"] = bool(ok and row["speedup"] >= TARGET_SPEEDUP and row["memory_ratio"] <= 1.0)
             rows.append(row)
-    return {"baseline": baseline, "baseline_commit": baseline_commit, "repeats": repeats, "window": WINDOW,
-            "target_speedup": TARGET_SPEEDUP, "rows": rows}
+    return {
+        "baseline": baseline,
+        "baseline_commit": baseline_commit,
+        "repeats": repeats,
+        "window": WINDOW,
+        "target_speedup": TARGET_SPEEDUP,
+        "rows": rows,
+    }
 
 
 def markdown(report: dict) -> str:
@@ -107,12 +128,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration and tree")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "speedup.json")
     args = parser.parse_args(argv)
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
-              "code": code_state()}
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "code": code_state(),
+    }
     report.update(measure(args.baseline, args.repeats))
     text = markdown(report)
     write_report(report, args.out, text)
     print(text)
+    if args.out.resolve() == (RESULTS_DIR / "speedup.json").resolve():
+        import readme
+
+        readme.main([])
     return report
 
 

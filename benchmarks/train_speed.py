@@ -271,8 +271,9 @@ def worker(spec: dict) -> dict:
     result["windows_per_s"] = spec["batch"] / result["step_s"]
     result["step_peak_mb"] = _hwm_mb()
     result["step_increase_mb"] = result["step_peak_mb"] - result["rss_before_step_mb"]
-    # The kernel updates its high-water mark lazily: it can trail the current RSS by a few pages.
-    result["peak_rss_mb"] = max(_maxrss_mb(), _rss_mb())
+    # The kernel updates its high-water mark lazily: it can trail the current RSS by a few pages, so the peak is at
+    # least every RSS read here.
+    result["peak_rss_mb"] = max(_maxrss_mb(), _rss_mb(), result["rss_built_mb"], result["step_peak_mb"])
     result["peak_increase_mb"] = result["peak_rss_mb"] - result["rss_built_mb"]
 
     if spec.get("attribute"):
@@ -326,8 +327,9 @@ def run_worker(spec: dict, max_rss_mb: float, timeout_s: float, tree: Path | Non
     script = Path(__file__).resolve() if tree is None else tree / "benchmarks" / "train_speed.py"
     env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, str(script), "--worker", json.dumps(spec)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=None if tree is None else tree)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=None if tree is None else tree
+    )
     reason: list = []
 
     def watch():
@@ -404,16 +406,18 @@ def configurations(presets, batches, backends, window, repeats, attribute, threa
     for backend in backends:
         for preset in presets:
             for batch in batches:
-                specs.append({
-                    "preset": preset,
-                    "batch": batch,
-                    "window": window,
-                    "backend": backend,
-                    "repeats": repeats,
-                    "threads": threads,
-                    "kernels": kernels,
-                    "attribute": attribute and backend == "cpu" and batch == max(batches),
-                })
+                specs.append(
+                    {
+                        "preset": preset,
+                        "batch": batch,
+                        "window": window,
+                        "backend": backend,
+                        "repeats": repeats,
+                        "threads": threads,
+                        "kernels": kernels,
+                        "attribute": attribute and backend == "cpu" and batch == max(batches),
+                    }
+                )
     return specs
 
 
@@ -464,9 +468,13 @@ def markdown(report: dict) -> str:
         )
     goal = report["target"]
     verdict = {True: "met", False: "not met", None: "n/a"}[goal["met"]]
-    lines += ["", f"Target (issue 7): {goal['description']} - measured {fmt(goal.get('peak_rss_gb'), '.2f')} GB: **{verdict}**.",
-              "", f"Official code at batch 2 on a CPU, for comparison: {report['official_batch2']['step_seconds']} s "
-              f"per step, {report['official_batch2']['peak_gb']} GB peak."]
+    lines += [
+        "",
+        f"Target (issue 7): {goal['description']} - measured {fmt(goal.get('peak_rss_gb'), '.2f')} GB: **{verdict}**.",
+        "",
+        f"Official code at batch 2 on a CPU, for comparison: {report['official_batch2']['step_seconds']} s "
+        f"per step, {report['official_batch2']['peak_gb']} GB peak.",
+    ]
     for row in report["rows"]:
         saved = row.get("saved_activations")
         if not saved:
@@ -489,9 +497,21 @@ def _key(row: dict) -> tuple:
     return row["preset"], row["batch"], row["window"], row["backend"]
 
 
-def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repeats=1, attribute=True,
-        timeout_s=1800.0, max_rss_mb=None, progress=True, out=None, reuse=False, threads=None,
-        kernels="numba") -> dict:
+def run(
+    presets=PRESETS,
+    batches=BATCHES,
+    backends=BACKENDS,
+    window=WINDOW,
+    repeats=1,
+    attribute=True,
+    timeout_s=1800.0,
+    max_rss_mb=None,
+    progress=True,
+    out=None,
+    reuse=False,
+    threads=None,
+    kernels="numba",
+) -> dict:
     """Measure every configuration (one subprocess each) and return the report.
 
     Parameters
@@ -535,7 +555,11 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
     if reuse and out is not None and out.is_file():
         old = json.loads(out.read_text(encoding="utf-8"))
         if (old.get("window"), old.get("repeats"), old.get("threads"), old.get("kernels", "torch")) == (
-                window, repeats, threads, kernels):
+            window,
+            repeats,
+            threads,
+            kernels,
+        ):
             done = {_key(row): row for row in old["rows"] if row.get("status") == "ok"}
     for spec in configurations(presets, batches, backends, window, repeats, attribute, threads, kernels):
         row = {key: spec[key] for key in ("preset", "batch", "window", "backend")}
@@ -548,10 +572,13 @@ def run(presets=PRESETS, batches=BATCHES, backends=BACKENDS, window=WINDOW, repe
         if out is not None:
             write(report, out)
         if progress:
-            print(f"{row['preset']:>6} batch {row['batch']:>3} {row['backend']:>9}: step {fmt(row.get('step_s'), '8.2f')} s "
-                  f"({fmt(row.get('windows_per_s'), '.2f')} windows/s), peak RSS {fmt(row.get('peak_rss_mb'), '.0f')} MB "
-                  f"(+{fmt(row.get('peak_increase_mb'), '.0f')}), inference {fmt(row.get('inference_windows_per_s'), '.2f')} "
-                  f"windows/s  {row['status']}", flush=True)
+            print(
+                f"{row['preset']:>6} batch {row['batch']:>3} {row['backend']:>9}: step {fmt(row.get('step_s'), '8.2f')} s "
+                f"({fmt(row.get('windows_per_s'), '.2f')} windows/s), peak RSS {fmt(row.get('peak_rss_mb'), '.0f')} MB "
+                f"(+{fmt(row.get('peak_increase_mb'), '.0f')}), inference {fmt(row.get('inference_windows_per_s'), '.2f')} "
+                f"windows/s  {row['status']}",
+                flush=True,
+            )
     report["target"] = target(report)
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
     if out is not None:
@@ -583,16 +610,29 @@ def main(argv=None) -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--window", type=int, default=WINDOW, help="samples per window (640 = 10 s at 64 Hz)")
     parser.add_argument("--repeats", type=int, default=1, help="timed steps after the warm-up step")
-    parser.add_argument("--no-attribute", dest="attribute", action="store_false",
-                        help="skip the saved-activation attribution per module")
+    parser.add_argument(
+        "--no-attribute",
+        dest="attribute",
+        action="store_false",
+        help="skip the saved-activation attribution per module",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
-    parser.add_argument("--max-rss-gb", type=float,
-                        help=f"kill a worker past this RSS (default: {MEMORY_GUARD_FRACTION:g} x the available memory)")
+    parser.add_argument(
+        "--max-rss-gb",
+        type=float,
+        help=f"kill a worker past this RSS (default: {MEMORY_GUARD_FRACTION:g} x the available memory)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_speed.json")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: the cores other programs leave free)")
-    parser.add_argument("--kernels", choices=("numba", "torch"), default="numba",
-                        help="dropout, KAN features and attention by numba kernels or by torch ops (the path before "
-                             "the kernels; see dmf2mel.models.kernels)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per worker (default: the cores other programs leave free)"
+    )
+    parser.add_argument(
+        "--kernels",
+        choices=("numba", "torch"),
+        default="numba",
+        help="dropout, KAN features and attention by numba kernels or by torch ops (the path before "
+        "the kernels; see dmf2mel.models.kernels)",
+    )
     parser.add_argument("--reuse", action="store_true", help="keep the configurations already measured in --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -600,8 +640,20 @@ def main(argv=None) -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     max_rss_mb = None if args.max_rss_gb is None else args.max_rss_gb * 1024
-    report = run(args.presets, args.batches, args.backends, args.window, args.repeats, args.attribute, args.timeout,
-                 max_rss_mb=max_rss_mb, out=args.out, reuse=args.reuse, threads=args.threads, kernels=args.kernels)
+    report = run(
+        args.presets,
+        args.batches,
+        args.backends,
+        args.window,
+        args.repeats,
+        args.attribute,
+        args.timeout,
+        max_rss_mb=max_rss_mb,
+        out=args.out,
+        reuse=args.reuse,
+        threads=args.threads,
+        kernels=args.kernels,
+    )
     print(json.dumps(report["target"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     if args.out.resolve() == (RESULTS_DIR / "train_speed.json").resolve():

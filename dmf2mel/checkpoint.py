@@ -88,7 +88,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     numpy = state["numpy"]
     np.random.set_state(
-        (numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+        (
+            numpy["name"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
     )
     python = state["python"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
@@ -147,7 +153,9 @@ def write_config(run: str | Path, config: dict) -> Path:
     return save_json(Path(run) / CONFIG_FILE, config)
 
 
-def load_model(run: str | Path, which: str = BEST_CHECKPOINT, device: str | torch.device = "cpu") -> tuple[dict, nn.Module]:
+def load_model(
+    run: str | Path, which: str = BEST_CHECKPOINT, device: str | torch.device = "cpu"
+) -> tuple[dict, nn.Module]:
     """The run's config and its model with the weights of ``which`` (``best.pt``), in eval mode."""
     config = read_config(run)
     state = load_checkpoint(Path(run) / which, map_location=device)

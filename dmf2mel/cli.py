@@ -33,14 +33,17 @@ def _add_simulate(subparsers) -> None:
     )
     parser.add_argument("--preset", choices=("teaching", "sparrkulee"), default="teaching")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="output folder: new, empty, or an earlier simulated corpus (replaced whole)")
+    parser.add_argument(
+        "--out", required=True, help="output folder: new, empty, or an earlier simulated corpus (replaced whole)"
+    )
     parser.add_argument("--subjects", type=int, dest="n_subjects", help="number of subjects (incl. held out)")
     parser.add_argument("--held-out", type=int, dest="n_held_out", help="subjects held out entirely")
     parser.add_argument("--stories", type=int, dest="n_stories", help="number of stimuli")
     parser.add_argument("--minutes", type=float, help="length of each stimulus in minutes")
     parser.add_argument("--stimuli", dest="stimuli_dir", help="a folder of audio files to use as stimuli")
     parser.add_argument(
-        "--raw", action="store_true",
+        "--raw",
+        action="store_true",
         help="write the raw level instead: a BIDS dataset like SparrKULee's (BioSemi .bdf.gz at 1024 Hz with triggers, "
         "events.tsv, stimuli/eeg/*.npz.gz and their trigger files, the noise-free response under derivatives/)",
     )
@@ -75,8 +78,13 @@ def _run_simulate_raw(args) -> int:
     if args.stimuli_dir is not None or args.n_held_out is not None:
         raise UserError("simulate --raw: --stimuli and --held-out apply to the split_data corpus only")
     out = simulate_raw_corpus(
-        args.out, preset=args.preset, seed=args.seed, n_subjects=args.n_subjects, n_stories=args.n_stories,
-        minutes=args.minutes, progress=not args.quiet,
+        args.out,
+        preset=args.preset,
+        seed=args.seed,
+        n_subjects=args.n_subjects,
+        n_stories=args.n_stories,
+        minutes=args.minutes,
+        progress=not args.quiet,
     )
     print(f"wrote the raw {args.preset} corpus (seed {args.seed}) as a BIDS dataset to {out}")
     return 0
@@ -127,7 +135,9 @@ def _add_split(subparsers) -> None:
         "split_data layout, exactly as the challenge's split_and_normalize.py does (unnormalised; SplitData "
         "z-scores each recording with its train part when it reads).",
     )
-    parser.add_argument("derivatives", metavar="DERIVATIVES_DIR", help="folder with preprocessed_eeg/ and preprocessed_stimuli/")
+    parser.add_argument(
+        "derivatives", metavar="DERIVATIVES_DIR", help="folder with preprocessed_eeg/ and preprocessed_stimuli/"
+    )
     parser.add_argument("--out", required=True, help="the split_data folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace files that already exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -155,7 +165,9 @@ def _add_preprocess(subparsers) -> None:
     )
     parser.add_argument("bids_root", metavar="BIDS_ROOT", help="root of the raw BIDS dataset (sub-*/, stimuli/)")
     parser.add_argument("--out", required=True, help="the derivatives folder to write")
-    parser.add_argument("--overwrite", action="store_true", help="redo recordings whose output exists (default: skip them)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="redo recordings whose output exists (default: skip them)"
+    )
     parser.add_argument("--no-mwf", dest="mwf", action="store_false", help="skip the MWF eye-artifact removal")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run_preprocess)
@@ -167,11 +179,21 @@ def _run_preprocess(args) -> int:
     from dmf2mel.data.raw import preprocess_bids
 
     result = preprocess_bids(
-        args.bids_root, args.out, overwrite=args.overwrite, use_mwf=args.mwf, progress=not args.quiet,
+        args.bids_root,
+        args.out,
+        overwrite=args.overwrite,
+        use_mwf=args.mwf,
+        progress=not args.quiet,
         report=lambda line: tqdm.write(line, file=sys.stderr),
     )
-    print(f"wrote {len(result.written)} files to {args.out}"
-          + (f"; {len(result.skipped)} outputs already there were kept (--overwrite redoes them)" if result.skipped else ""))
+    print(
+        f"wrote {len(result.written)} files to {args.out}"
+        + (
+            f"; {len(result.skipped)} outputs already there were kept (--overwrite redoes them)"
+            if result.skipped
+            else ""
+        )
+    )
     if result.failed:
         print(f"error: {len(result.failed)} recording(s) failed (listed above) and were skipped", file=sys.stderr)
         return 1
@@ -189,9 +211,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, help="split_data folder")
     parser.add_argument("--run", required=True, help="run folder (new or empty; or an existing run with --resume)")
-    parser.add_argument(
-        "--model", choices=model_names(), help="default: dmf2mel (on --resume: the run's)"
-    )
+    parser.add_argument("--model", choices=model_names(), help="default: dmf2mel (on --resume: the run's)")
     parser.add_argument("--profile", choices=tuple(PROFILES), help="default: quick (on --resume: the run's)")
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
     parser.add_argument("--seed", type=int, help="default: 0 (on --resume: the run's)")
@@ -301,7 +321,11 @@ def _run_predict(args) -> int:
     else:
         subjects = [challenge_files(args.eeg, args.mapping)]
     for result in predict_subjects(args.run, subjects, args.out, device=args.device):
-        note = "" if result.known else f" ({result.subject} is not a training subject of the run: decoded as an unknown subject)"
+        note = (
+            ""
+            if result.known
+            else f" ({result.subject} is not a training subject of the run: decoded as an unknown subject)"
+        )
         print(f"wrote {result.path}: {result.n_segments} segments{note}")
     return 0
 
@@ -347,8 +371,8 @@ def error_message(error: UserError, flags: dict[str, str], switches: set[str] = 
     """
     message = str(error)
     name = error.parameter
-    if name in flags and message.startswith(name) and not message[len(name):][:1].isidentifier():
-        message = flags[name] + message[len(name):]
+    if name in flags and message.startswith(name) and not message[len(name) :][:1].isidentifier():
+        message = flags[name] + message[len(name) :]
     for dest in switches:
         message = message.replace(f"{dest}=True", flags[dest])
     return message

@@ -210,8 +210,12 @@ def evaluate_run(
     results: dict = {}
     known = data.recordings_in("test", subjects=index.subjects)
     if not known:
-        raise DataError(f"{data.folder}: no test recordings of the run's training subjects ({', '.join(index.subjects)})")
-    results["known"] = score_predictions(predict_recordings(model, data, "test", known, index, window, device), n_null, seed)
+        raise DataError(
+            f"{data.folder}: no test recordings of the run's training subjects ({', '.join(index.subjects)})"
+        )
+    results["known"] = score_predictions(
+        predict_recordings(model, data, "test", known, index, window, device), n_null, seed
+    )
     unknown = data.recordings_in("test", subjects=held)
     if unknown:
         # An empty index gives every subject id -1: the unknown-subject conditioning.
@@ -261,7 +265,9 @@ def predict_subjects(
         for segment_id, eeg in segments.items():
             std = eeg.std(axis=0)
             eeg = (eeg - eeg.mean(axis=0)) / np.where(std > 0, std, 1.0)
-            predictions[segment_id] = predict_recording(model, eeg, index[entry.subject], config["data"]["window"], device)
+            predictions[segment_id] = predict_recording(
+                model, eeg, index[entry.subject], config["data"]["window"], device
+            )
         path = write_predictions(out_dir / f"{entry.subject}.json", predictions, n_mels=config["data"]["n_mels"])
         written.append(SubjectPrediction(entry.subject, path, entry.subject in index, len(predictions)))
     return written

@@ -132,8 +132,10 @@ def _constant_factor(got: np.ndarray, expected: np.ndarray, atol: float) -> floa
 
 def _verdict(exercise: str, passed: bool, text: str, max_abs_error=None, where=None) -> CheckResult:
     """A :class:`CheckResult` whose message is wrapped to :data:`VERDICT_WIDTH` characters."""
-    lines = [textwrap.fill(line, VERDICT_WIDTH, subsequent_indent="  ", break_long_words=False,
-                           break_on_hyphens=False) for line in text.split("\n")]
+    lines = [
+        textwrap.fill(line, VERDICT_WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+        for line in text.split("\n")
+    ]
     return CheckResult(exercise, passed, "\n".join(lines), max_abs_error, where)
 
 
@@ -317,9 +319,7 @@ def check_cubic_bases(cubic_bases: Callable) -> CheckResult:
     over ``[-1, 1]``, three extra knots on each side), as in every KAN layer of the model.
     """
     rng = np.random.default_rng(SEED + 2)
-    cases = [
-        (torch.from_numpy(rng.uniform(-1, 1, 50)), grid_size) for grid_size in (5, 8, 3)[:N_TRIALS]
-    ]
+    cases = [(torch.from_numpy(rng.uniform(-1, 1, 50)), grid_size) for grid_size in (5, 8, 3)[:N_TRIALS]]
 
     def of_order(order):
         return lambda x, g: kan.b_spline_bases_reference(x, kan.uniform_knots(g, order, dtype=x.dtype), order)
@@ -443,8 +443,9 @@ def check_top_down_pass(top_down: Callable) -> CheckResult:
     generator = torch.Generator().manual_seed(SEED + 4)
     cases = []
     for batch, channels, time in ((2, 3, 16), (1, 5, 8), (2, 2, 24)):
-        maps = [torch.randn(batch, channels, time // 2**s, generator=generator, dtype=torch.float64)
-                for s in (3, 2, 1, 0)]
+        maps = [
+            torch.randn(batch, channels, time // 2**s, generator=generator, dtype=torch.float64) for s in (3, 2, 1, 0)
+        ]
         cases.append((maps,))
 
     def with_up(up):
@@ -498,6 +499,7 @@ def check_selective_scan(scan: Callable) -> CheckResult:
     generator = torch.Generator().manual_seed(SEED + 5)
     cases = []
     for batch, dim, d_state, length in ((2, 3, 4, 12), (1, 2, 8, 20), (3, 4, 2, 7)):
+
         def randn(*shape):
             return torch.randn(*shape, generator=generator, dtype=torch.float64)
 

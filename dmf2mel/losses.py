@@ -199,11 +199,7 @@ class PaperLoss(nn.Module):
 
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted sum of the terms from :meth:`terms` (a scalar to minimise)."""
-        return (
-            -self.pearson_weight * terms["r"]
-            + self.l1_weight * terms["l1"]
-            + self.infonce_weight * terms["infonce"]
-        )
+        return -self.pearson_weight * terms["r"] + self.l1_weight * terms["l1"] + self.infonce_weight * terms["infonce"]
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``(batch, time, n_mels)`` x 2 -> scalar loss."""

@@ -278,8 +278,7 @@ def windowed_score(
     overall_w = band_share * _nested_mean_weights(window_valid, groups, n_groups)[:, None]
     overall = score(overall_w)
     per_band = [
-        score(np.eye(n_mels)[m] * _nested_mean_weights(valid[:, m], groups, n_groups)[:, None])
-        for m in range(n_mels)
+        score(np.eye(n_mels)[m] * _nested_mean_weights(valid[:, m], groups, n_groups)[:, None]) for m in range(n_mels)
     ]
     per_subject = {}
     for s, name in enumerate(subjects):

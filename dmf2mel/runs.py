@@ -269,8 +269,16 @@ def cached_run(
         except BaseException as error:  # noqa: BLE001 - recorded, then reported in one sentence
             seconds = time.perf_counter() - started
             reason = _describe(error)
-            save_json(note, {"build": os.environ.get(BUILD_ENV), "at": time.strftime("%H:%M:%S"),
-                             "seconds": round(seconds, 1), "reason": reason, "identity": identity})
+            save_json(
+                note,
+                {
+                    "build": os.environ.get(BUILD_ENV),
+                    "at": time.strftime("%H:%M:%S"),
+                    "seconds": round(seconds, 1),
+                    "reason": reason,
+                    "identity": identity,
+                },
+            )
             if isinstance(error, UserError):
                 raise
             raise TrainingFailed(f"training {what} failed after {seconds:.0f} s: {reason}") from error
@@ -281,13 +289,32 @@ def cached_run(
     return folder
 
 
-def _train_into(folder: Path, root: Path, data: Path, identity: dict, model: str, profile: str, seed: int,
-                device: str | None, progress: bool, n_null: int) -> None:
+def _train_into(
+    folder: Path,
+    root: Path,
+    data: Path,
+    identity: dict,
+    model: str,
+    profile: str,
+    seed: int,
+    device: str | None,
+    progress: bool,
+    n_null: int,
+) -> None:
     """Train and evaluate into a temporary folder, then rename it to ``folder`` (never half a run in place)."""
 
     def build(run: Path) -> None:
-        train(data, run, model=model, profile=profile, epochs=identity["epochs"], seed=seed, device=device,
-              quiet=not progress, n_null=n_null)
+        train(
+            data,
+            run,
+            model=model,
+            profile=profile,
+            epochs=identity["epochs"],
+            seed=seed,
+            device=device,
+            quiet=not progress,
+            n_null=n_null,
+        )
         # metrics.json names the checkpoint it scored: name it where it will be, not in the temporary folder
         metrics = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
         metrics["checkpoint"] = str(folder / BEST_CHECKPOINT)
@@ -301,8 +328,16 @@ def _train_into(folder: Path, root: Path, data: Path, identity: dict, model: str
 def book_run(model: str = "dmf2mel", progress: bool = True, verbose: bool = True, retry: bool = False) -> Path:
     """The run the book's chapters share: ``model`` on the built-in ``teaching`` corpus, ``quick`` profile,
     :data:`BOOK_EPOCHS` epochs, seed 0 (:func:`cached_run` with those arguments)."""
-    return cached_run(model, preset="teaching", profile="quick", epochs=BOOK_EPOCHS, seed=0, progress=progress,
-                      verbose=verbose, retry=retry)
+    return cached_run(
+        model,
+        preset="teaching",
+        profile="quick",
+        epochs=BOOK_EPOCHS,
+        seed=0,
+        progress=progress,
+        verbose=verbose,
+        retry=retry,
+    )
 
 
 def read_metrics(run: str | Path) -> dict:
@@ -383,7 +418,9 @@ def run_predictions(run: str | Path, device: str = "cpu") -> RunPredictions:
     data = open_data_for(config, config["data"]["folder"])
     index = SubjectIndex(config["data"]["subjects"])
     window = config["data"]["window"]
-    known = predict_recordings(model, data, "test", data.recordings_in("test", subjects=index.subjects), index, window, device)
+    known = predict_recordings(
+        model, data, "test", data.recordings_in("test", subjects=index.subjects), index, window, device
+    )
     held = data.recordings_in("test", subjects=config["data"]["held_out"])
     unknown = predict_recordings(model, data, "test", held, SubjectIndex([]), window, device)
     return RunPredictions(known, unknown, data)

@@ -236,8 +236,10 @@ def make_config(
     held = default_held_out(data) if held_out is None else sorted(held_out)
     missing = sorted(set(held) - set(data.subjects))
     if missing:
-        raise UserError(f"held_out: {', '.join(missing)} not in {data.folder} (subjects: {', '.join(data.subjects)})",
-                        parameter="held_out")
+        raise UserError(
+            f"held_out: {', '.join(missing)} not in {data.folder} (subjects: {', '.join(data.subjects)})",
+            parameter="held_out",
+        )
     subjects = [s for s in data.subjects if s not in held]
     if not subjects:
         raise UserError(f"held_out leaves no training subjects in {data.folder}", parameter="held_out")
@@ -283,8 +285,9 @@ def _check_run_folder(run: Path, resume: bool) -> None:
     check_folder("run", run)
     if resume:
         if not (run / LAST_CHECKPOINT).is_file() or not (run / CONFIG_FILE).is_file():
-            raise UserError(f"resume: {run} holds no run to resume (no {CONFIG_FILE} and {LAST_CHECKPOINT})",
-                            parameter="resume")
+            raise UserError(
+                f"resume: {run} holds no run to resume (no {CONFIG_FILE} and {LAST_CHECKPOINT})", parameter="resume"
+            )
     elif run.is_dir() and any(run.iterdir()):
         raise UserError(
             f"run: {run} exists and is not empty; resume=True continues that run, "
@@ -332,7 +335,9 @@ def validate(
     return float("nan") if r is None else r
 
 
-def _history_row(epoch: int, lr: float, terms: dict[str, float], val_r: float | None, best: float, seconds: float) -> dict:
+def _history_row(
+    epoch: int, lr: float, terms: dict[str, float], val_r: float | None, best: float, seconds: float
+) -> dict:
     return {
         "epoch": epoch,
         "lr": lr,
@@ -433,8 +438,10 @@ class _Trainer:
             self.restore(state)
             return
         start = time.perf_counter()
-        pairs = {split: [self.data.pair(split, r.subject, r.stimulus) for r in recs]
-                 for split, recs in (("train", self.train_recs), ("val", self.val_recs))}
+        pairs = {
+            split: [self.data.pair(split, r.subject, r.stimulus) for r in recs]
+            for split, recs in (("train", self.train_recs), ("val", self.val_recs))
+        }
         self.model.fit(pairs["train"], pairs["val"])
         self.epoch = 1
         val_r, improved = self._validate_and_select()
@@ -456,7 +463,9 @@ class _Trainer:
         dataset = self._windows()
         epochs = self.profile["epochs"]
         show = self.proc.main and not self.quiet
-        bar = tqdm(total=epochs, initial=self.epoch, desc=f"train {self.config['model']}", unit="epoch", disable=not show)
+        bar = tqdm(
+            total=epochs, initial=self.epoch, desc=f"train {self.config['model']}", unit="epoch", disable=not show
+        )
         # One batch bar reset every epoch: a new bar per epoch leaves an empty box per epoch in saved notebooks.
         batch_bar = tqdm(total=0, leave=False, unit="batch", disable=not show)
         governor = ThreadGovernor()  # fewer threads while other programs load the cores (dmf2mel.threads)
@@ -467,7 +476,9 @@ class _Trainer:
             scheduler.step()
             self.epoch += 1
             val_r, improved = self._validate_if_due(epochs)
-            self.history.append(_history_row(self.epoch, lr, means, val_r, self.best_val_r, time.perf_counter() - start))
+            self.history.append(
+                _history_row(self.epoch, lr, means, val_r, self.best_val_r, time.perf_counter() - start)
+            )
             self._save(improved, optimizer, scheduler)
             self._report_epoch(bar, means, val_r, improved, epochs)
         batch_bar.close()
@@ -546,8 +557,9 @@ class _Trainer:
 
     def _report_epoch(self, bar, means: dict[str, float], val_r: float | None, improved: bool, epochs: int) -> None:
         bar.update(1)
-        bar.set_postfix(loss=f"{means['loss']:.3f}", val_r="-" if val_r is None else f"{val_r:.4f}",
-                        best=f"{self.best_val_r:.4f}")
+        bar.set_postfix(
+            loss=f"{means['loss']:.3f}", val_r="-" if val_r is None else f"{val_r:.4f}", best=f"{self.best_val_r:.4f}"
+        )
         self._log(
             f"epoch {self.epoch}/{epochs}  loss {means['loss']:.4f}  train r {means['r']:.4f}  "
             + ("" if val_r is None else f"val r {val_r:.4f}{'  (best)' if improved else ''}")
@@ -639,8 +651,9 @@ def train(
         if stored is not None:
             differences = _differences(stored, config)
             if differences:
-                raise UserError(f"resume: {run} was trained with another setup:\n  " + "\n  ".join(differences),
-                                parameter="resume")
+                raise UserError(
+                    f"resume: {run} was trained with another setup:\n  " + "\n  ".join(differences), parameter="resume"
+                )
             state = load_checkpoint(run / LAST_CHECKPOINT)
         trainer = _Trainer(config, data, run, proc, quiet, workers)
         if proc.main and (stored is None or stored != config):

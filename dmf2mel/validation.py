@@ -52,7 +52,9 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     try:
         number = operator.index(value)
     except TypeError:
-        raise UserTypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}", parameter=name) from None
+        raise UserTypeError(
+            f"{name} must be an integer; got {type(value).__name__} {value!r}", parameter=name
+        ) from None
     if minimum is not None and number < minimum:
         raise UserError(f"{name} must be an integer >= {minimum}; got {number}", parameter=name)
     return number

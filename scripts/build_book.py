@@ -37,12 +37,16 @@ def main() -> int:
     STAMP.unlink(missing_ok=True)
     env = dict(os.environ, DMF2MEL_BUILD=f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
-    build = subprocess.run([jupyter_book(), "build", "--all", "-W", "-n", "--keep-going", "."], cwd=ROOT, env=env,
-                           check=False)
+    build = subprocess.run(
+        [jupyter_book(), "build", "--all", "-W", "-n", "--keep-going", "."], cwd=ROOT, env=env, check=False
+    )
     minutes = (time.perf_counter() - started) / 60
     if build.returncode != 0:
-        print(f"error: the book build failed after {minutes:.1f} min (exit {build.returncode}); "
-              "the first failing chapter is named above", file=sys.stderr)
+        print(
+            f"error: the book build failed after {minutes:.1f} min (exit {build.returncode}); "
+            "the first failing chapter is named above",
+            file=sys.stderr,
+        )
         return build.returncode
     STAMP.parent.mkdir(exist_ok=True)
     STAMP.touch()

@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_TAG = "solution"
 WORK_CELL = "# Your code here."
 # The chapters' exercise introductions point at the hidden solutions, which this edition leaves out.
-SOLUTION_HINT = ("Try each exercise before opening its solution.",
-                 "The solutions are not in this edition; your instructor has them.")
+SOLUTION_HINT = (
+    "Try each exercise before opening its solution.",
+    "The solutions are not in this edition; your instructor has them.",
+)
 
 
 def is_solution(cell) -> bool:

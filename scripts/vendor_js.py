@@ -46,17 +46,28 @@ PACKAGES = (
         "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
         # embed-amd.js is self-contained (base, controls and the manager as AMD modules); the icon fonts it
         # references lie next to it.
-        {"dist/embed-amd.js": "html-manager/embed-amd.js", "dist/*.woff*": "html-manager/", "dist/*.ttf": "html-manager/",
-         "dist/*.eot": "html-manager/", "dist/*.svg": "html-manager/"},
+        {
+            "dist/embed-amd.js": "html-manager/embed-amd.js",
+            "dist/*.woff*": "html-manager/",
+            "dist/*.ttf": "html-manager/",
+            "dist/*.eot": "html-manager/",
+            "dist/*.svg": "html-manager/",
+        },
     ),
     (
         "mathjax",
         "3.2.2",
         "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
         # The combined TeX/MathML -> CHTML component finds its extensions and fonts relative to itself.
-        {"es5/tex-mml-chtml.js": "mathjax/tex-mml-chtml.js", "es5/output/chtml/": "mathjax/output/chtml/",
-         "es5/input/": "mathjax/input/", "es5/a11y/": "mathjax/a11y/", "es5/ui/": "mathjax/ui/",
-         "es5/sre/": "mathjax/sre/", "LICENSE": "mathjax/LICENSE"},
+        {
+            "es5/tex-mml-chtml.js": "mathjax/tex-mml-chtml.js",
+            "es5/output/chtml/": "mathjax/output/chtml/",
+            "es5/input/": "mathjax/input/",
+            "es5/a11y/": "mathjax/a11y/",
+            "es5/ui/": "mathjax/ui/",
+            "es5/sre/": "mathjax/sre/",
+            "LICENSE": "mathjax/LICENSE",
+        },
     ),
 )
 
@@ -115,8 +126,10 @@ def main(force: bool = False) -> int:
         for name, version, integrity, mapping in PACKAGES:
             data = fetch(name, version, workdir)
             if integrity_of(data) != integrity:
-                print(f"vendor_js: {name}@{version}: integrity mismatch, expected {integrity}, got "
-                      f"{integrity_of(data)}", file=sys.stderr)
+                print(
+                    f"vendor_js: {name}@{version}: integrity mismatch, expected {integrity}, got {integrity_of(data)}",
+                    file=sys.stderr,
+                )
                 return 1
             unpack(data, mapping, stage)
         (stage / "VERSIONS").write_text(wanted)

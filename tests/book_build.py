@@ -19,8 +19,19 @@ BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 STAMP = BUILD / ".book-build-ok"  # written only after a build that exited 0
 LOG = BUILD / "book-build.log"
-INPUT_GLOBS = ("_config.yml", "_toc.yml", "book/*.md", "book/*.bib", "book/static/*", "book/_ext/*.py", "notebooks/*.ipynb", "dmf2mel/**/*.py",
-               "book/_vendor/VERSIONS", "scripts/vendor_js.py", "scripts/build_book.py")
+INPUT_GLOBS = (
+    "_config.yml",
+    "_toc.yml",
+    "book/*.md",
+    "book/*.bib",
+    "book/static/*",
+    "book/_ext/*.py",
+    "notebooks/*.ipynb",
+    "dmf2mel/**/*.py",
+    "book/_vendor/VERSIONS",
+    "scripts/vendor_js.py",
+    "scripts/build_book.py",
+)
 BUILD_TIMEOUT_S = 3600  # a busy machine: each chapter cell has its own, tighter limit (_config.yml)
 # A failed build is reported once per test process and inputs; later tests fail fast with the same message.
 _failures: dict[float, str] = {}
@@ -66,8 +77,13 @@ def ensure_built() -> Path:
             return HTML
         with open(LOG, "w") as log:
             # the same build as `make book` (vendoring, a build id for the cached runs, --all, -W), stamped on success
-            build = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py")], cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+            build = subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "build_book.py")],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=BUILD_TIMEOUT_S,
+            )
         if build.returncode != 0:
             tail = LOG.read_text()[-5000:]
             _failures[inputs] = f"jupyter-book build failed (exit {build.returncode}); log {LOG}:\n{tail}"

@@ -16,4 +16,6 @@ def tiny_corpus(tmp_path_factory):
     """A small ``teaching`` corpus: 3 known subjects + 1 held out, 2 stories of 1 minute."""
     from dmf2mel.data.simulate import simulate_corpus
 
-    return simulate_corpus(tmp_path_factory.mktemp("corpus") / "teaching", preset="teaching", seed=0, progress=False, **TINY)
+    return simulate_corpus(
+        tmp_path_factory.mktemp("corpus") / "teaching", preset="teaching", seed=0, progress=False, **TINY
+    )

@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import quality  # noqa: E402
 import readme  # noqa: E402
+import speedup  # noqa: E402
 import train_speed  # noqa: E402
 
 from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
@@ -26,8 +27,17 @@ from dmf2mel.losses import PaperLoss  # noqa: E402
 
 PROTOCOL_KEYS = {"paper_r", "challenge_r", "chance_r", "p_value"}
 ROW_KEYS = {"model", "known", "unknown", "params", "train_seconds", "seeds", "epochs"}
-SPEED_KEYS = {"params", "step_s", "windows_per_s", "peak_rss_mb", "peak_increase_mb", "rss_built_mb",
-              "step_peak_mb", "inference_s", "inference_windows_per_s"}
+SPEED_KEYS = {
+    "params",
+    "step_s",
+    "windows_per_s",
+    "peak_rss_mb",
+    "peak_increase_mb",
+    "rss_built_mb",
+    "step_peak_mb",
+    "inference_s",
+    "inference_windows_per_s",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +62,14 @@ def test_ablations_switch_one_thing_each():
         config = TRAINABLE[name].default_config("small", 3, 64, 10)
         changed = {key for key in config if config[key] != full[key]}
         assert changed == set(overrides), name
-    assert len(TRAINABLE["dmf2mel-no-dcfam"].build(TRAINABLE["dmf2mel-no-dcfam"].default_config("small", 3, 64, 10)).dcfam) == 0
-    assert len(TRAINABLE["dmf2mel-no-hams"].build(TRAINABLE["dmf2mel-no-hams"].default_config("small", 3, 64, 10)).hams) == 0
+    assert (
+        len(TRAINABLE["dmf2mel-no-dcfam"].build(TRAINABLE["dmf2mel-no-dcfam"].default_config("small", 3, 64, 10)).dcfam)
+        == 0
+    )
+    assert (
+        len(TRAINABLE["dmf2mel-no-hams"].build(TRAINABLE["dmf2mel-no-hams"].default_config("small", 3, 64, 10)).hams)
+        == 0
+    )
 
 
 def test_single_head_is_broadcast_to_every_band_and_trains():
@@ -71,8 +87,17 @@ def test_single_head_is_broadcast_to_every_band_and_trains():
 
 def test_aggregate_means_over_seeds_and_keeps_the_largest_p():
     def result(r, p):
-        return {"paper_r": r, "challenge_r": r / 2, "chance_r": 0.01, "challenge_chance_r": 0.02, "p_value": p,
-                "challenge_p_value": p, "per_band": [r] * 10, "subjects": ["sub-001"], "n_recordings": 1}
+        return {
+            "paper_r": r,
+            "challenge_r": r / 2,
+            "chance_r": 0.01,
+            "challenge_chance_r": 0.02,
+            "p_value": p,
+            "challenge_p_value": p,
+            "per_band": [r] * 10,
+            "subjects": ["sub-001"],
+            "n_recordings": 1,
+        }
 
     out = quality.aggregate([result(0.1, 0.001), result(0.3, 0.02)], [0, 1])
     assert out["paper_r"] == pytest.approx(0.2)
@@ -112,20 +137,35 @@ def test_paired_comparisons_on_synthetic_results():
         c = result[protocol]
         assert c["dmf2mel_vs_linear_verdict"] == "beats"
         assert c["dmf2mel_vs_linear"]["difference"] == pytest.approx(0.02, abs=0.002)
-        assert c["vs_dmf2mel_verdict"] == {"linear": "below", "dmf2mel-no-hams": "no detectable difference",
-                                            "dmf2mel-no-dcfam": "beats"}
+        assert c["vs_dmf2mel_verdict"] == {
+            "linear": "below",
+            "dmf2mel-no-hams": "no detectable difference",
+            "dmf2mel-no-dcfam": "beats",
+        }
         assert c["beat_dmf2mel"] == ["dmf2mel-no-dcfam"]
         assert c["vs_dmf2mel"]["dmf2mel-no-hams"]["ci_low"] < 0 < c["vs_dmf2mel"]["dmf2mel-no-hams"]["ci_high"]
     assert quality.comparisons(report) == result  # deterministic
-    sentence = quality.difference_sentence("dmf2mel-no-hams", "dmf2mel", result["known"]["vs_dmf2mel"]["dmf2mel-no-hams"])
+    sentence = quality.difference_sentence(
+        "dmf2mel-no-hams", "dmf2mel", result["known"]["vs_dmf2mel"]["dmf2mel-no-hams"]
+    )
     assert sentence.startswith("no detectable difference between dmf2mel-no-hams and dmf2mel (Δr = ")
     assert "95% CI" in sentence and "12 subjects x 3/3 seeds" in sentence
-    report.update(budget={"train": {"windows_per_recording": 1, "window_seconds": 10, "batch_size": 8, "lr": 1e-3},
-                          "profile": "quick", "model_preset": "small", "epochs": 1, "val_every": 1, "seeds": [0, 1, 2],
-                          "closed_form": "-", "n_null": 10},
-                  corpus={"preset": "x", "seed": 0, "version": "v", "subjects": ["a"], "held_out": []},
-                  machine={"cpu": "cpu", "cpu_count": 2, "torch": "t", "load_average": [0.0]},
-                  date="today", preset="x")
+    report.update(
+        budget={
+            "train": {"windows_per_recording": 1, "window_seconds": 10, "batch_size": 8, "lr": 1e-3},
+            "profile": "quick",
+            "model_preset": "small",
+            "epochs": 1,
+            "val_every": 1,
+            "seeds": [0, 1, 2],
+            "closed_form": "-",
+            "n_null": 10,
+        },
+        corpus={"preset": "x", "seed": 0, "version": "v", "subjects": ["a"], "held_out": []},
+        machine={"cpu": "cpu", "cpu_count": 2, "torch": "t", "load_average": [0.0]},
+        date="today",
+        preset="x",
+    )
     table = quality.markdown(report)
     assert "- Known subjects: dmf2mel beats linear (" in table
     assert "no detectable difference between dmf2mel-no-hams and dmf2mel" in table
@@ -139,15 +179,28 @@ def test_reports_without_per_subject_scores_are_untested_not_ranked():
     assert c["beat_dmf2mel"] == []
     assert "no paired test" in quality.difference_sentence("dmf2mel", "linear", None)
     committed = json.loads((readme.RESULTS_DIR / "quality_teaching.json").read_text())
-    assert quality.comparisons(committed)["known"]["dmf2mel_vs_linear_verdict"] in {"untested", "beats", "below",
-                                                                                      "no detectable difference"}
+    assert quality.comparisons(committed)["known"]["dmf2mel_vs_linear_verdict"] in {
+        "untested",
+        "beats",
+        "below",
+        "no detectable difference",
+    }
 
 
 def test_aggregate_keeps_each_seeds_per_subject_scores():
     def result(r):
-        return {"paper_r": r, "challenge_r": r, "chance_r": 0.0, "challenge_chance_r": 0.0, "p_value": 0.1,
-                "challenge_p_value": 0.1, "per_band": [r] * 10, "subjects": ["sub-001"], "n_recordings": 1,
-                "per_subject": {"sub-001": r}}
+        return {
+            "paper_r": r,
+            "challenge_r": r,
+            "chance_r": 0.0,
+            "challenge_chance_r": 0.0,
+            "p_value": 0.1,
+            "challenge_p_value": 0.1,
+            "per_band": [r] * 10,
+            "subjects": ["sub-001"],
+            "n_recordings": 1,
+            "per_subject": {"sub-001": r},
+        }
 
     out = quality.aggregate([result(0.1), result(0.2)], [0, 1])
     assert [s["per_subject"] for s in out["per_seed"]] == [{"sub-001": 0.1}, {"sub-001": 0.2}]
@@ -168,8 +221,18 @@ def test_benchmark_corpus_has_ten_times_the_test_windows():
 
 def test_quality_report_layout(random_corpus, tmp_path):
     out = tmp_path / "quality_random.json"
-    report = quality.run_preset("teaching", models=["linear", "cnn"], seeds=[0], epochs=1, data=random_corpus,
-                                runs=tmp_path / "runs", n_null=20, out=out, threads=None, log=lambda text: None)
+    report = quality.run_preset(
+        "teaching",
+        models=["linear", "cnn"],
+        seeds=[0],
+        epochs=1,
+        data=random_corpus,
+        runs=tmp_path / "runs",
+        n_null=20,
+        out=out,
+        threads=None,
+        log=lambda text: None,
+    )
     written = json.loads(out.read_text())
     assert written["rows"] == json.loads(json.dumps(report["rows"]))
     assert [row["model"] for row in written["rows"]] == ["linear", "cnn"]
@@ -192,12 +255,32 @@ def test_quality_report_layout(random_corpus, tmp_path):
 
 def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path):
     out = tmp_path / "quality_random.json"
-    first = quality.run_preset("teaching", models=["linear"], seeds=[0], epochs=1, data=random_corpus,
-                               runs=tmp_path / "runs", n_null=20, out=out, threads=None, log=lambda text: None)
+    first = quality.run_preset(
+        "teaching",
+        models=["linear"],
+        seeds=[0],
+        epochs=1,
+        data=random_corpus,
+        runs=tmp_path / "runs",
+        n_null=20,
+        out=out,
+        threads=None,
+        log=lambda text: None,
+    )
     messages = []
-    again = quality.run_preset("teaching", models=["linear"], seeds=[0], epochs=1, data=random_corpus,
-                               runs=tmp_path / "runs2", n_null=20, out=out, reuse=True, threads=None,
-                               log=messages.append)
+    again = quality.run_preset(
+        "teaching",
+        models=["linear"],
+        seeds=[0],
+        epochs=1,
+        data=random_corpus,
+        runs=tmp_path / "runs2",
+        n_null=20,
+        out=out,
+        reuse=True,
+        threads=None,
+        log=messages.append,
+    )
     assert again["rows"] == json.loads(json.dumps(first["rows"]))
     assert any("kept" in m for m in messages)
 
@@ -214,8 +297,15 @@ def test_train_speed_worker_measures_a_step():
     assert any(item["module"].startswith("convmamba") for item in saved["by_module"])
 
     row = {"preset": "paper", "batch": 16, "window": train_speed.WINDOW, "backend": "cpu", "status": "ok", **result}
-    report = {"date": "today", "machine": train_speed.machine_info(), "window": train_speed.WINDOW, "repeats": 1,
-              "method": train_speed.METHOD, "official_batch2": train_speed.OFFICIAL_BATCH2, "rows": [row]}
+    report = {
+        "date": "today",
+        "machine": train_speed.machine_info(),
+        "window": train_speed.WINDOW,
+        "repeats": 1,
+        "method": train_speed.METHOD,
+        "official_batch2": train_speed.OFFICIAL_BATCH2,
+        "rows": [row],
+    }
     report["target"] = train_speed.target(report)
     assert report["target"]["met"] == (result["peak_rss_mb"] / 1024 < train_speed.TARGET_PEAK_GB)
     table = train_speed.markdown(report)
@@ -261,16 +351,21 @@ def test_busy_phase_spins_beside_the_child_and_stops_the_spinners(monkeypatch):
     import busy
 
     # the child stands in for training: it reports how many processes spin beside it
-    monkeypatch.setattr(busy, "CHILD", (
-        "import json, subprocess, time\n"
-        "time.sleep(0.3)\n"
-        "out = subprocess.run(['pgrep', '-fc', 'test-spinner-tag'], capture_output=True, text=True).stdout\n"
-        "print(json.dumps({'epoch_s': [9.0, 2.0, 4.0, int(out or 0)], 'threads': 1}))\n"
-    ))
+    monkeypatch.setattr(
+        busy,
+        "CHILD",
+        (
+            "import json, subprocess, time\n"
+            "time.sleep(0.3)\n"
+            "out = subprocess.run(['pgrep', '-fc', 'test-spinner-tag'], capture_output=True, text=True).stdout\n"
+            "print(json.dumps({'epoch_s': [9.0, 2.0, 4.0, int(out or 0)], 'threads': 1}))\n"
+        ),
+    )
     phase = busy.run_phase("busy", Path("corpus"), 4, 2, timeout=60, log=lambda text: None, tag="test-spinner-tag")
     assert phase["epoch_s"][-1] >= 2, "two spinning processes run beside the child"
     assert phase["median_epoch_s"] == pytest.approx(np.median(phase["epoch_s"][1:]))  # the warm-up epoch left out
     import subprocess
+
     left = subprocess.run(["pgrep", "-fc", "test-spinner-tag"], capture_output=True, text=True).stdout.strip()
     assert int(left or 0) == 0, "the spinners are killed after the phase"
 
@@ -289,12 +384,26 @@ def test_busy_report_renders_in_the_markdown_and_the_readme():
 
     phase = dict(busy_processes=0, fixed_threads=None, threads_at_end=2, timed_out=False)
     report = {
-        "date": "2026-11-26T12:00:00+00:00", "machine": {"cpu": "cpu", "cpu_count": 2, "usable_cores": 2},
-        "corpus": busy.CORPUS, "busy": 2, "epochs": 3, "target": 3.0, "met": True, "phases": [
+        "date": "2026-11-26T12:00:00+00:00",
+        "machine": {"cpu": "cpu", "cpu_count": 2, "usable_cores": 2},
+        "corpus": busy.CORPUS,
+        "busy": 2,
+        "epochs": 3,
+        "target": 3.0,
+        "met": True,
+        "phases": [
             {**phase, "phase": "quiet", "epoch_s": [20.0, 10.0, 10.0], "median_epoch_s": 10.0},
             {**phase, "phase": "busy", "busy_processes": 2, "epoch_s": [30.0, 15.0, 17.0], "median_epoch_s": 16.0},
-            {**phase, "phase": "busy, 2 threads fixed", "busy_processes": 2, "fixed_threads": 2,
-             "epoch_s": [], "median_epoch_s": None, "timed_out": True, "wall_s": 300.0},
+            {
+                **phase,
+                "phase": "busy, 2 threads fixed",
+                "busy_processes": 2,
+                "fixed_threads": 2,
+                "epoch_s": [],
+                "median_epoch_s": None,
+                "timed_out": True,
+                "wall_s": 300.0,
+            },
         ],
     }
     text = busy.markdown(report)
@@ -302,7 +411,10 @@ def test_busy_report_renders_in_the_markdown_and_the_readme():
     assert "| not done in 300 s | - |" in text and "quietly the 3 epochs took 40 s" in text and "met." in text
     line = readme.busy_section(report)[0]
     assert "10.0 s quietly and 16.0 s (1.6x) beside 2 busy processes" in line
-    assert "with 2 threads fixed (PyTorch's default here) it did not finish its 3 epochs in 300 s (quietly they take 40 s)" in line
+    assert (
+        "with 2 threads fixed (PyTorch's default here) it did not finish its 3 epochs in 300 s (quietly they take 40 s)"
+        in line
+    )
 
 
 def test_reports_record_no_machine_paths(random_corpus):
@@ -311,3 +423,57 @@ def test_reports_record_no_machine_paths(random_corpus):
         text = path.read_text(encoding="utf-8")
         for home in ("/root/", "/home/", "/Users/", "/tmp/", "/work/"):
             assert home not in text, f"{path.name} records a machine path ({home}...)"
+
+
+def _speedup_report(baseline_s, now_s, baseline_mb, now_mb):
+    row = {
+        "preset": "small",
+        "batch": 8,
+        "baseline": {"status": "ok", "step_s": baseline_s, "peak_rss_mb": baseline_mb},
+        "now": {"status": "ok", "step_s": now_s, "peak_rss_mb": now_mb},
+    }
+    row["speedup"] = baseline_s / now_s
+    row["memory_ratio"] = now_mb / baseline_mb
+    row["target_met"] = row["speedup"] >= speedup.TARGET_SPEEDUP and row["memory_ratio"] <= 1
+    failed = {
+        "preset": "paper",
+        "batch": 16,
+        "baseline": {"status": "killed"},
+        "now": {"status": "ok"},
+        "speedup": None,
+        "memory_ratio": None,
+        "target_met": False,
+    }
+    return {
+        "date": "2026-11-26T00:00:00+00:00",
+        "machine": train_speed.machine_info(),
+        "code": train_speed.code_state(),
+        "baseline": "083b7f6",
+        "baseline_commit": "083b7f6" + "0" * 33,
+        "repeats": 3,
+        "window": 640,
+        "target_speedup": speedup.TARGET_SPEEDUP,
+        "rows": [row, failed],
+    }
+
+
+def test_speedup_report_tables_say_whether_the_target_is_met():
+    met = speedup.markdown(_speedup_report(2.0, 0.9, 1600, 800))
+    assert "| small | 8 | 2.00 | 0.90 | 2.22x | 1600 | 800 | met |" in met
+    assert "| paper | 16 | killed | ok |" in met
+    slow = speedup.markdown(_speedup_report(2.0, 1.2, 1600, 800))
+    assert "| 1.67x |" in slow and "not met" in slow
+    heavier = speedup.markdown(_speedup_report(2.0, 0.5, 1600, 1700))
+    assert "not met" in heavier  # fast enough, but more memory
+    readme_lines = readme.speedup_section(_speedup_report(2.0, 0.9, 1600, 800))
+    assert "| small | 8 | 2.00 | 0.90 | 2.22x | 1.56 | 0.78 |" in readme_lines
+    assert "`083b7f6`" in readme_lines[0] and all("paper" not in line for line in readme_lines[2:])
+
+
+def test_speedup_extracts_a_commit_and_refuses_an_unknown_one(tmp_path):
+    commit = speedup.extract("HEAD", tmp_path)
+    assert len(commit) == 40
+    assert (tmp_path / "tree" / "benchmarks" / "train_speed.py").is_file()
+    assert (tmp_path / "tree" / "dmf2mel" / "__init__.py").is_file()
+    with pytest.raises(SystemExit, match="'no-such-commit' is not a commit"):
+        speedup.extract("no-such-commit", tmp_path / "other")

@@ -48,7 +48,9 @@ def html_dir():
 
 def pages(html_dir):
     """The book's pages (not the theme's template fragments under _static/)."""
-    return [page for page in html_dir.rglob("*.html") if page.relative_to(html_dir).parts[0] not in ("_static", "_sources")]
+    return [
+        page for page in html_dir.rglob("*.html") if page.relative_to(html_dir).parts[0] not in ("_static", "_sources")
+    ]
 
 
 def test_every_toc_page_is_built(html_dir):
@@ -68,7 +70,9 @@ def test_every_chapter_is_a_notebook_importing_dmf2mel_with_outputs_stripped():
         assert any("dmf2mel" in cell.source for cell in code), f"{chapter} does not import dmf2mel"
         assert any("setup_notebook()" in cell.source for cell in code), f"{chapter} does not call viz.setup_notebook()"
         dirty = [i for i, cell in enumerate(code) if cell.outputs or cell.execution_count is not None]
-        assert not dirty, f"{chapter}: code cells {dirty} have outputs or execution counts (strip them before committing)"
+        assert not dirty, (
+            f"{chapter}: code cells {dirty} have outputs or execution counts (strip them before committing)"
+        )
         # nbformat 4.5 cells need unique ids (nbformat.read adds missing ones silently, so read the file itself)
         raw = json.loads((ROOT / f"{chapter}.ipynb").read_text(encoding="utf-8"))
         ids = [cell.get("id") for cell in raw["cells"]]
@@ -154,14 +158,26 @@ def _book_extension(name):
 
 def test_drop_anywidget_models_removes_them_and_what_refers_to_them():
     drop_anywidget_models = _book_extension("widget_state").drop_anywidget_models
-    state = {"state": {
-        "figure": {"model_module": "anywidget", "model_name": "AnyModel", "state": {"_esm": "plotly.js ...", "layout": "IPY_MODEL_layout"}},
-        "box": {"model_module": "@jupyter-widgets/controls", "state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_figure"]}},
-        "app": {"model_module": "@jupyter-widgets/controls", "state": {"children": ["IPY_MODEL_box"]}},
-        "slider": {"model_module": "@jupyter-widgets/controls", "state": {"value": 3, "layout": "IPY_MODEL_layout"}},
-        "layout": {"model_module": "@jupyter-widgets/base", "state": {}},
-        "progress": {"model_module": "@jupyter-widgets/controls", "state": {"value": 1.0}},
-    }}
+    state = {
+        "state": {
+            "figure": {
+                "model_module": "anywidget",
+                "model_name": "AnyModel",
+                "state": {"_esm": "plotly.js ...", "layout": "IPY_MODEL_layout"},
+            },
+            "box": {
+                "model_module": "@jupyter-widgets/controls",
+                "state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_figure"]},
+            },
+            "app": {"model_module": "@jupyter-widgets/controls", "state": {"children": ["IPY_MODEL_box"]}},
+            "slider": {
+                "model_module": "@jupyter-widgets/controls",
+                "state": {"value": 3, "layout": "IPY_MODEL_layout"},
+            },
+            "layout": {"model_module": "@jupyter-widgets/base", "state": {}},
+            "progress": {"model_module": "@jupyter-widgets/controls", "state": {"value": 1.0}},
+        }
+    }
     assert drop_anywidget_models(state) == 3
     assert sorted(state["state"]) == ["layout", "progress", "slider"]
 
@@ -171,10 +187,18 @@ def test_each_inline_script_appears_once():
 
     unique_scripts = _book_extension("page_scripts").unique_scripts
     thebe = "const THEBE_JS_URL = 1"
-    scripts = [_JavaScript(None, body=thebe), _JavaScript("a.js"), _JavaScript("", body=thebe),
-               _JavaScript("a.js"), _JavaScript(None, body="other")]
+    scripts = [
+        _JavaScript(None, body=thebe),
+        _JavaScript("a.js"),
+        _JavaScript("", body=thebe),
+        _JavaScript("a.js"),
+        _JavaScript(None, body="other"),
+    ]
     assert [(s.filename, s.attributes) for s in unique_scripts(scripts)] == [
-        (None, {"body": thebe}), ("a.js", {}), (None, {"body": "other"})]
+        (None, {"body": thebe}),
+        ("a.js", {}),
+        (None, {"body": "other"}),
+    ]
 
 
 def test_pages_ship_no_duplicate_theme_or_thebe_script(html_dir):

@@ -18,8 +18,16 @@ from book_build import BUILD, ensure_built, toc_files
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # The page with the interactive true-vs-predicted comparison, first match wins: the evaluation chapter once it
 # exists; until then chapter 3's linear reconstructions (a page that also loads require.js for its saved widgets),
 # or chapter 1's comparison of a stimulus's mel with that of its vocoded version.
@@ -49,7 +57,9 @@ CUT_OFF_TITLE_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')]
 })"""
 MATHJAX_DONE_JS = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : true"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)"
+)
 
 
 def comparison_page() -> str:
@@ -64,8 +74,10 @@ def comparison_page() -> str:
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
-                    ".ci/run does this where it can")
+        pytest.skip(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+            ".ci/run does this where it can"
+        )
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         yield browser
@@ -90,7 +102,9 @@ def offline_page(browser):
     context.route("**/*", route)
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     # console.error(...) calls and failed script loads: a page that works can still log these
-    page.on("console", lambda message: page.errors.append(f"console: {message.text}") if message.type == "error" else None)
+    page.on(
+        "console", lambda message: page.errors.append(f"console: {message.text}") if message.type == "error" else None
+    )
     yield page
     context.close()
 
@@ -167,7 +181,8 @@ def test_every_chapter_draws_all_its_figures_offline(offline_page):
         # plotly marks a div js-plotly-plot once it has drawn it (also on pages that load require.js).
         page.wait_for_function(
             "n => document.querySelectorAll('div.plotly-graph-div.js-plotly-plot').length === n",
-            arg=n_figures, timeout=TIMEOUT_MS,
+            arg=n_figures,
+            timeout=TIMEOUT_MS,
         )
         assert not page.blocked, f"{name} tried to reach the network: {page.blocked}"
         assert not page.errors, f"JavaScript errors on {name}: {page.errors}"
@@ -204,8 +219,11 @@ def reading_problems(page, url: str) -> list[str]:
     page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
     page.evaluate(MATHJAX_DONE_JS)
     n_figures = page.locator("div.plotly-graph-div").count()
-    page.wait_for_function("n => document.querySelectorAll('div.plotly-graph-div.js-plotly-plot').length === n",
-                           arg=n_figures, timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "n => document.querySelectorAll('div.plotly-graph-div.js-plotly-plot').length === n",
+        arg=n_figures,
+        timeout=TIMEOUT_MS,
+    )
     text = page.evaluate(PROSE_TEXT_JS)
     problems = [f"raw Markdown table: {match.group(0).strip()[:80]!r}" for match in RAW_TABLE.finditer(text)]
     problems += [f"raw math: {match.group(0)[:80]!r}" for match in RAW_MATH.finditer(text)]
@@ -221,6 +239,9 @@ def test_every_page_reads_cleanly(offline_page):
     """No page shows Markdown it did not render (pipe tables, $ math), cuts off code or a figure title, or logs a
     JavaScript error."""
     html = ensure_built()
-    problems = {name: found for name in toc_files()
-                if (found := reading_problems(offline_page, (html / f"{name}.html").as_uri()))}
+    problems = {
+        name: found
+        for name in toc_files()
+        if (found := reading_problems(offline_page, (html / f"{name}.html").as_uri()))
+    }
     assert not problems, "pages with problems:\n" + "\n".join(f"{name}: {found}" for name, found in problems.items())

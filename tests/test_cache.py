@@ -39,8 +39,9 @@ def slow_build(calls: list):
 
 def test_two_threads_asking_for_the_same_entry_build_it_once(tmp_path):
     calls, folders = [], []
-    threads = [threading.Thread(target=lambda: folders.append(get(tmp_path, "x-0", slow_build(calls))))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: folders.append(get(tmp_path, "x-0", slow_build(calls)))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -60,8 +61,10 @@ def test_two_processes_asking_for_the_same_entry_build_it_once(tmp_path):
         "    if not (folder / 'done').is_file(): cache.build_entry(folder, build)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=120)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0]
     assert (tmp_path / "builds.txt").read_text() == "built\n"
@@ -136,7 +139,6 @@ def test_stale_entries_are_removed_only_when_unused(tmp_path):
 
     removed = cache.remove_stale(tmp_path, keep, lambda path: path.name != "x-notours")
     assert sorted(p.name for p in removed) == sorted([unused.name, legacy.name, killed.name])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [in_use.name, other.name, foreign.name, running.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([in_use.name, other.name, foreign.name, running.name])
     assert cache.last_used(in_use) == pytest.approx(time.time() - 3600, abs=60)
     assert cache.last_used(legacy) == 0.0

@@ -113,10 +113,15 @@ def test_ends_with_a_summary_and_exercises_with_solutions(chapter, notebook):
     assert summary < exercises, "the summary comes before the exercises"
     assert len(re.findall(r"^- ", notebook.cells[summary].source, flags=re.MULTILINE)) >= 3
     tail = notebook.cells[exercises:]
-    assert not any("## " in cell.source for cell in tail[1:] if cell.cell_type == "markdown"), \
+    assert not any("## " in cell.source for cell in tail[1:] if cell.cell_type == "markdown"), (
         "the exercises close the chapter"
-    numbers = [match for cell in tail if cell.cell_type == "markdown" and SOLUTION_TAG not in tags(cell)
-               for match in EXERCISE.findall(cell.source)]
+    )
+    numbers = [
+        match
+        for cell in tail
+        if cell.cell_type == "markdown" and SOLUTION_TAG not in tags(cell)
+        for match in EXERCISE.findall(cell.source)
+    ]
     assert 4 <= len(numbers) <= 6, f"4-6 exercises, found {len(numbers)}"
     assert {n for n, _ in numbers} == {str(int(chapter[:2]))}, "exercises are numbered <chapter>.<n>"
     assert [int(k) for _, k in numbers] == list(range(1, len(numbers) + 1))
@@ -152,18 +157,26 @@ def test_solutions_are_hidden_in_the_html(notebook):
 def test_implement_it_exercises_are_checked_by_the_package(chapter, notebook):
     if chapter[:2] not in IMPLEMENT_IT:
         pytest.skip("no implement-it exercise in this chapter")
-    scaffolds = [cell for cell in code_cells(notebook) if "exercises.check_" in cell.source
-                 and SOLUTION_TAG not in tags(cell)]
-    solutions = [cell for cell in code_cells(notebook) if "exercises.check_" in cell.source
-                 and SOLUTION_TAG in tags(cell)]
+    scaffolds = [
+        cell for cell in code_cells(notebook) if "exercises.check_" in cell.source and SOLUTION_TAG not in tags(cell)
+    ]
+    solutions = [
+        cell for cell in code_cells(notebook) if "exercises.check_" in cell.source and SOLUTION_TAG in tags(cell)
+    ]
     assert scaffolds and all("..." in cell.source for cell in scaffolds), "a scaffold with `...` to fill in"
-    assert solutions and all(".assert_passed()" in cell.source for cell in solutions), \
+    assert solutions and all(".assert_passed()" in cell.source for cell in solutions), (
         "a solution that fails the build when it is wrong"
+    )
 
 
 def test_citations_exist_in_the_bibliography(chapter, notebook):
-    keys = {key.strip() for cell in notebook.cells if cell.cell_type == "markdown"
-            for group in CITATION.findall(cell.source) for key in group.split(",")}
+    keys = {
+        key.strip()
+        for cell in notebook.cells
+        if cell.cell_type == "markdown"
+        for group in CITATION.findall(cell.source)
+        for key in group.split(",")
+    }
     if chapter[:2] in MODEL_CHAPTERS:
         assert keys, "a model chapter should cite its sources"
     assert keys <= bibliography_keys(), f"unknown citation keys {sorted(keys - bibliography_keys())}"
@@ -176,8 +189,9 @@ def python_object_exists(path: Path, name: str) -> bool:
     """Whether ``name`` (``function``, ``Class`` or ``Class.method``) is defined at the top of ``path``."""
     scope = ast.parse(path.read_text()).body
     for part in name.split("."):
-        found = next((node for node in scope if isinstance(node, (ast.FunctionDef, ast.ClassDef))
-                      and node.name == part), None)
+        found = next(
+            (node for node in scope if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == part), None
+        )
         if found is None:
             return False
         scope = found.body
@@ -185,8 +199,12 @@ def python_object_exists(path: Path, name: str) -> bool:
 
 
 def test_model_chapters_show_the_package_code_they_teach(chapter, notebook):
-    includes = [match for cell in notebook.cells if cell.cell_type == "markdown"
-                for match in LITERALINCLUDE.findall(cell.source + "\n")]
+    includes = [
+        match
+        for cell in notebook.cells
+        if cell.cell_type == "markdown"
+        for match in LITERALINCLUDE.findall(cell.source + "\n")
+    ]
     if chapter[:2] not in MODEL_CHAPTERS:
         assert not includes or all(path.startswith("dmf2mel/") for path, _ in includes)
         return
@@ -226,7 +244,8 @@ def glossary_terms() -> set[str]:
 
 
 def test_chapters_link_the_glossary_and_its_terms_exist(notebook):
-    used = {term.strip() for cell in notebook.cells if cell.cell_type == "markdown"
-            for term in TERM.findall(cell.source)}
+    used = {
+        term.strip() for cell in notebook.cells if cell.cell_type == "markdown" for term in TERM.findall(cell.source)
+    }
     assert used, "link the chapter's key terms to the glossary ({term}`...`)"
     assert used <= glossary_terms(), f"not in the glossary: {sorted(used - glossary_terms())}"

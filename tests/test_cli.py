@@ -18,13 +18,32 @@ def run(*args, cwd=None):
 
 
 def digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def simulate_args(out, seed):
-    return ["simulate", "--preset", "teaching", "--seed", seed, "--out", out, "--quiet",
-            "--subjects", TINY["n_subjects"], "--held-out", TINY["n_held_out"],
-            "--stories", TINY["n_stories"], "--minutes", TINY["minutes"]]
+    return [
+        "simulate",
+        "--preset",
+        "teaching",
+        "--seed",
+        seed,
+        "--out",
+        out,
+        "--quiet",
+        "--subjects",
+        TINY["n_subjects"],
+        "--held-out",
+        TINY["n_held_out"],
+        "--stories",
+        TINY["n_stories"],
+        "--minutes",
+        TINY["minutes"],
+    ]
 
 
 def test_simulate_twice_with_the_same_seed_gives_identical_bytes(tmp_path, tiny_corpus):
@@ -46,8 +65,13 @@ def test_inspect_json_describes_the_corpus(tiny_corpus):
     for split in sk.SPLITS:
         recs = {(f.subject, f.stimulus) for f in files if f.split == split and f.feature == "mel"}
         assert summary["recordings"][split] == len(recs)
-        expected = sum(min(len(np.load(data.path(split, s, t, "eeg"), mmap_mode="r")),
-                           len(np.load(data.path(split, s, t, "mel"), mmap_mode="r"))) for s, t in recs)
+        expected = sum(
+            min(
+                len(np.load(data.path(split, s, t, "eeg"), mmap_mode="r")),
+                len(np.load(data.path(split, s, t, "mel"), mmap_mode="r")),
+            )
+            for s, t in recs
+        )
         assert summary["samples"][split] == expected
     assert summary["eeg_channels"] == 64 and summary["mel_bands"] == 10
 

@@ -48,8 +48,18 @@ def test_evaluate_json_then_predict(tiny_corpus, linear_run, tmp_path, capsys):
 def test_an_ablation_trains_and_is_scored_by_name(tiny_corpus, tmp_path, capsys):
     """Ablation names are package models: a fresh ``evaluate`` rebuilds the one-channel head from the run."""
     run = tmp_path / "single-head"
-    argv = ["train", "--data", str(tiny_corpus), "--run", str(run), "--model", "dmf2mel-single-head",
-            "--epochs", "1", "--quiet"]
+    argv = [
+        "train",
+        "--data",
+        str(tiny_corpus),
+        "--run",
+        str(run),
+        "--model",
+        "dmf2mel-single-head",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "dmf2mel-single-head" and config["model_config"]["head"] == "single"

@@ -119,7 +119,9 @@ def test_predict_writes_a_challenge_submission(trained, tmp_path):
     rng = np.random.default_rng(1)
     segments = {f"seg_{k}": rng.standard_normal((1920, 64)).astype(np.float32) for k in range(3)}
     npz, mapping = sk.write_challenge_subject(tmp_path, "sub-002", segments)
-    args = _parse("predict", "--run", str(run), "--eeg", str(npz), "--mapping", str(mapping), "--out", str(tmp_path / "out"))
+    args = _parse(
+        "predict", "--run", str(run), "--eeg", str(npz), "--mapping", str(mapping), "--out", str(tmp_path / "out")
+    )
     assert args.func(args) == 0
     predictions = sk.read_predictions(tmp_path / "out" / "sub-002.json")
     assert sorted(predictions) == sorted(segments)
@@ -171,7 +173,9 @@ def test_predict_with_a_bad_subject_writes_nothing(trained, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error: ") and "sub-002_mapping.json" in err and "eeg_7" in err
     assert not (tmp_path / "out").exists()
     npz = task2 / "preprocessed_eeg" / "sub-001_eeg.npz"
-    args = _parse("predict", "--run", str(run), "--eeg", str(npz), "--mapping", str(mapping), "--out", str(tmp_path / "o"))
+    args = _parse(
+        "predict", "--run", str(run), "--eeg", str(npz), "--mapping", str(mapping), "--out", str(tmp_path / "o")
+    )
     with pytest.raises(DataError, match="expected the EEG of sub-002"):
         args.func(args)
     with pytest.raises(UserError, match="either --test-folder"):
@@ -185,6 +189,8 @@ def _predict_args_run(run, folder, out):
 
 
 def test_predict_refuses_a_missing_run(tmp_path):
-    args = _parse("predict", "--run", str(tmp_path / "none"), "--eeg", "x.npz", "--mapping", "x.json", "--out", str(tmp_path))
+    args = _parse(
+        "predict", "--run", str(tmp_path / "none"), "--eeg", "x.npz", "--mapping", "x.json", "--out", str(tmp_path)
+    )
     with pytest.raises(UserError, match="run folder not found"):
         args.func(args)

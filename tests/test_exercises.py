@@ -122,7 +122,8 @@ def top_down(decoded):
 def test_top_down_pass():
     assert exercises.check_top_down_pass(top_down)
     tiled = exercises.check_top_down_pass(
-        lambda maps: maps[3] + (maps[2] + (maps[1] + maps[0].repeat(1, 1, 2)).repeat(1, 1, 2)).repeat(1, 1, 2))
+        lambda maps: maps[3] + (maps[2] + (maps[1] + maps[0].repeat(1, 1, 2)).repeat(1, 1, 2)).repeat(1, 1, 2)
+    )
     assert not tiled and "repeat_interleave" in said(tiled)
     missing = exercises.check_top_down_pass(lambda maps: top_down(maps[1:]))
     assert not missing and "coarsest map" in said(missing)
@@ -189,8 +190,7 @@ def test_noise_vocoder():
 
 
 def test_an_unfilled_scaffold_is_a_verdict_not_a_crash():
-    def scaffold(pred, true):
-        ...
+    def scaffold(pred, true): ...
 
     result = exercises.check_band_correlation(scaffold)
     assert not result and "returned None" in said(result) and "`...`" in said(result)

@@ -115,9 +115,7 @@ def test_paper_loss_is_the_weighted_sum_and_has_gradient_on_every_band():
     p = torch.tensor(pred, requires_grad=True)
     t = torch.tensor(target)
     loss = PaperLoss()(p, t)
-    expected = (
-        -pearson_r(p, t).mean() + 0.5 * l1_loss(p, t) + 0.1 * info_nce(p, t, temperature=0.1)
-    )
+    expected = -pearson_r(p, t).mean() + 0.5 * l1_loss(p, t) + 0.1 * info_nce(p, t, temperature=0.1)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-9)
     loss.backward()
     assert torch.all(p.grad.abs().sum(dim=(0, 1)) > 0)

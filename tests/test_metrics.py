@@ -34,7 +34,10 @@ def _scipy_window_r(pred, true, window):
     out = []
     for start in range(0, len(pred) - window + 1, window):
         out.append(
-            [scipy.stats.pearsonr(pred[start : start + window, m], true[start : start + window, m])[0] for m in range(N_MELS)]
+            [
+                scipy.stats.pearsonr(pred[start : start + window, m], true[start : start + window, m])[0]
+                for m in range(N_MELS)
+            ]
         )
     return np.array(out)
 

@@ -136,8 +136,9 @@ def test_a_failed_training_leaves_nothing_but_a_note(tiny_corpus, tmp_path, monk
     assert len(left) == 1 and left[0].endswith(".failed.json"), "no half-written run, no temporary folder"
 
 
-def test_a_failure_is_reported_later_in_the_same_build_not_trained_again(tiny_corpus, tmp_path, monkeypatch,
-                                                                       count_training):
+def test_a_failure_is_reported_later_in_the_same_build_not_trained_again(
+    tiny_corpus, tmp_path, monkeypatch, count_training
+):
     monkeypatch.setenv(runs.BUILD_ENV, "build-1")
     real_train = runs.train
     monkeypatch.setattr(runs, "train", interrupted_train)
@@ -145,8 +146,11 @@ def test_a_failure_is_reported_later_in_the_same_build_not_trained_again(tiny_co
         cached(tiny_corpus, tmp_path)
     monkeypatch.setattr(runs, "train", real_train)
     # a later chapter of the same build: one sentence, no second training
-    with pytest.raises(TrainingFailed, match=r"already failed in this build at \d\d:\d\d:\d\d after \d+ s: it was "
-                                             r"interrupted.*retry=True"):
+    with pytest.raises(
+        TrainingFailed,
+        match=r"already failed in this build at \d\d:\d\d:\d\d after \d+ s: it was "
+        r"interrupted.*retry=True",
+    ):
         cached(tiny_corpus, tmp_path)
     assert count_training == []
     # the next build trains again, and a success removes the note
@@ -194,8 +198,11 @@ def test_a_waiting_process_says_whom_it_waits_for(tiny_corpus, trained, tmp_path
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write("process 4242 (since 10:00:00)")
         handle.flush()
-        waiter = threading.Thread(target=lambda: runs.cached_run(model="tiny", profile="tiny", data=tiny_corpus,
-                                                                 root=tmp_path, n_null=N_NULL, progress=False))
+        waiter = threading.Thread(
+            target=lambda: runs.cached_run(
+                model="tiny", profile="tiny", data=tiny_corpus, root=tmp_path, n_null=N_NULL, progress=False
+            )
+        )
         waiter.start()
         time.sleep(0.5)
         assert waiter.is_alive(), "the lock holder must be waited for"

@@ -24,7 +24,9 @@ def edition(tmp_path_factory):
 
 
 def originals():
-    return {path.name: nbformat.read(path, as_version=4) for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    return {
+        path.name: nbformat.read(path, as_version=4) for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    }
 
 
 def test_every_chapter_is_in_the_edition_and_valid(edition):
@@ -51,16 +53,16 @@ def test_no_solution_is_left(edition):
 def test_exercises_and_scaffolds_are_kept(edition):
     for name, original in originals().items():
         kept = [cell for cell in original.cells if not student_edition.is_solution(cell)]
-        student_sources = [cell.source.replace(*student_edition.SOLUTION_HINT[::-1])
-                           for cell in edition[name].cells]
+        student_sources = [cell.source.replace(*student_edition.SOLUTION_HINT[::-1]) for cell in edition[name].cells]
         assert all(cell.source in student_sources for cell in kept), f"{name}: a non-solution cell went missing"
         scaffolds = [source for source in student_sources if "exercises.check_" in source]
         assert all("..." in source for source in scaffolds)
 
 
 def test_experiments_get_an_empty_cell_to_work_in(edition):
-    work_cells = [cell for notebook in edition.values() for cell in notebook.cells
-                  if cell.source == student_edition.WORK_CELL]
+    work_cells = [
+        cell for notebook in edition.values() for cell in notebook.cells if cell.source == student_edition.WORK_CELL
+    ]
     assert work_cells, "no experiment left room for the student's code"
 
 
@@ -69,11 +71,13 @@ def test_a_student_notebook_runs_up_to_its_first_exercise_and_the_scaffold_says_
     from nbclient import NotebookClient
 
     notebook = edition[RUNNABLE_CHAPTER]
-    first_scaffold = next(i for i, cell in enumerate(notebook.cells)
-                          if cell.cell_type == "code" and "exercises.check_" in cell.source)
+    first_scaffold = next(
+        i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and "exercises.check_" in cell.source
+    )
     notebook.cells = notebook.cells[: first_scaffold + 1]
     # run where the chapters run, so that their relative paths hold
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
     verdict = "".join(output.get("data", {}).get("text/plain", "") for output in notebook.cells[-1].outputs)
     assert "returned None" in verdict and "Replace the `...`" in verdict

@@ -26,7 +26,17 @@ def restore_threads(monkeypatch):
 
 @pytest.mark.parametrize(
     ("usable", "others", "expected"),
-    [(2, 0.0, 2), (2, 0.3, 2), (2, 0.7, 1), (2, 1.3, 1), (2, 2.0, 1), (2, 5.0, 1), (8, 0.0, 8), (8, 2.6, 5), (1, 0.0, 1)],
+    [
+        (2, 0.0, 2),
+        (2, 0.3, 2),
+        (2, 0.7, 1),
+        (2, 1.3, 1),
+        (2, 2.0, 1),
+        (2, 5.0, 1),
+        (8, 0.0, 8),
+        (8, 2.6, 5),
+        (1, 0.0, 1),
+    ],
 )
 def test_threads_are_the_cores_the_others_leave_free(usable, others, expected):
     assert threads.threads_for(usable, others) == expected

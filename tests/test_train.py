@@ -1,7 +1,6 @@
 """The trainer: run folder, checkpoints, resume after SIGKILL, early stopping, refusals."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

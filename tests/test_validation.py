@@ -53,9 +53,11 @@ def test_check_folder(tmp_path):
 
 
 def test_heads_must_divide_the_width_in_every_module_alike():
-    for build, owner in ((lambda: SplineMapAttention(d_model=64, n_heads=3), "SplineMapAttention"),
-                         (lambda: DCFAM(d_model=64, n_heads=3), "DCFAM"),
-                         (lambda: DMF2MelConfig(d_model=64, n_heads=3), "DMF2MelConfig")):
+    for build, owner in (
+        (lambda: SplineMapAttention(d_model=64, n_heads=3), "SplineMapAttention"),
+        (lambda: DCFAM(d_model=64, n_heads=3), "DCFAM"),
+        (lambda: DMF2MelConfig(d_model=64, n_heads=3), "DMF2MelConfig"),
+    ):
         with pytest.raises(UserError, match=f"^{owner}: n_heads=3 must divide d_model=64$"):
             build()
 
@@ -63,9 +65,12 @@ def test_heads_must_divide_the_width_in_every_module_alike():
 def test_check_eeg():
     eeg = torch.zeros(2, 5, 4)
     assert validation.check_eeg(eeg, 4, "M") is eeg
-    for bad, message in ((np.zeros((2, 5, 4)), "torch.Tensor"), (torch.zeros(2, 5, 3), r"\(batch, time, 4\)"),
-                         (torch.zeros(2, 5, 4, dtype=torch.long), "floating-point"),
-                         (torch.zeros(2, 0, 4), "at least one time step")):
+    for bad, message in (
+        (np.zeros((2, 5, 4)), "torch.Tensor"),
+        (torch.zeros(2, 5, 3), r"\(batch, time, 4\)"),
+        (torch.zeros(2, 5, 4, dtype=torch.long), "floating-point"),
+        (torch.zeros(2, 0, 4), "at least one time step"),
+    ):
         with pytest.raises(DataError, match=f"M: eeg must .*{message}"):
             validation.check_eeg(bad, 4, "M")
 
@@ -81,10 +86,14 @@ def test_the_library_names_python_arguments(tmp_path):
 def test_error_message_maps_parameters_to_flags():
     flags = {"n_held_out": "--held-out", "resume": "--resume", "run": "--run", "seed": "--seed"}
     convert = lambda error: error_message(error, flags, {"resume"})  # noqa: E731
-    assert convert(UserError("n_held_out must be between 0 and 3, got 4", "n_held_out")) == \
-        "--held-out must be between 0 and 3, got 4"
-    assert convert(UserError("run: /x exists and is not empty; resume=True continues that run", "run")) == \
-        "--run: /x exists and is not empty; --resume continues that run"
+    assert (
+        convert(UserError("n_held_out must be between 0 and 3, got 4", "n_held_out"))
+        == "--held-out must be between 0 and 3, got 4"
+    )
+    assert (
+        convert(UserError("run: /x exists and is not empty; resume=True continues that run", "run"))
+        == "--run: /x exists and is not empty; --resume continues that run"
+    )
     assert convert(UserError("seeds: other", "seed")) == "seeds: other"  # a longer word is left alone
     assert convert(DataError("/data/x.npy: 63 channels")) == "/data/x.npy: 63 channels"
 

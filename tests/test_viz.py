@@ -27,6 +27,7 @@ def modulated_mel(n_frames=320, n_mels=10, seed=0):
 
 # -- statistics ------------------------------------------------------------------------------------------
 
+
 def test_band_correlations_match_numpy_corrcoef():
     rng = np.random.default_rng(1)
     true = rng.standard_normal((200, 10))
@@ -73,6 +74,7 @@ def test_band_labels_name_the_centre_frequencies():
 
 
 # -- figures ---------------------------------------------------------------------------------------------
+
 
 def test_mel_heatmap_axes_and_scales():
     mel = modulated_mel()
@@ -150,8 +152,13 @@ def test_long_titles_are_wrapped_for_the_book_column_and_get_room():
     long = "The linear decoder recovers the low bands best, and new subjects less well than known ones"
     assert viz.style.wrap_title("short") == "short"
     assert all(len(line) <= viz.style.TITLE_LINE_CHARS for line in viz.style.wrap_title(long).split("<br>"))
-    figure = {"layout": {"title": {"text": long}, "margin": {"t": 70},
-                         "updatemenus": [{"buttons": [{"args": [{"visible": [True]}, {"title.text": long + " (2)"}]}]}]}}
+    figure = {
+        "layout": {
+            "title": {"text": long},
+            "margin": {"t": 70},
+            "updatemenus": [{"buttons": [{"args": [{"visible": [True]}, {"title.text": long + " (2)"}]}]}],
+        }
+    }
     viz.style.fit_titles(figure)
     assert figure["layout"]["title"]["text"].count("<br>") == 1
     assert "<br>" in figure["layout"]["updatemenus"][0]["buttons"][0]["args"][1]["title.text"]
@@ -162,6 +169,7 @@ def test_long_titles_are_wrapped_for_the_book_column_and_get_room():
 
 
 # -- the vocoder -----------------------------------------------------------------------------------------
+
 
 def test_vocode_length_dtype_peak_and_determinism():
     mel = modulated_mel()
@@ -211,6 +219,7 @@ def test_vocode_rejects_a_rate_too_low_for_the_filterbank():
 
 # -- EEG figures -----------------------------------------------------------------------------------------
 
+
 def test_scalp_positions_put_the_cap_equator_on_the_head_circle():
     names, positions = viz.scalp_positions("biosemi64")
     assert len(names) == 64 and positions.shape == (64, 2)
@@ -236,8 +245,10 @@ def test_topomap_interpolates_through_the_electrodes():
 
 
 def test_spectra_log_axis_series_with_their_own_frequencies_and_shape_check():
-    figure = viz.spectra({"raw": (np.linspace(0, 64, 65), np.ones(65)), "preprocessed": (np.linspace(0, 32, 33), np.full(33, 2.0))},
-                         fmax=40)
+    figure = viz.spectra(
+        {"raw": (np.linspace(0, 64, 65), np.ones(65)), "preprocessed": (np.linspace(0, 32, 33), np.full(33, 2.0))},
+        fmax=40,
+    )
     assert figure.layout.yaxis.type == "log" and [t.name for t in figure.data] == ["raw", "preprocessed"]
     assert len(figure.data[0].x) == 65 and len(figure.data[1].x) == 33
     assert tuple(figure.layout.xaxis.range) == (0, 40)
@@ -266,8 +277,14 @@ def test_eeg_traces_stack_the_picked_channels_in_order():
 
 
 def test_line_figure_colours_and_validation():
-    figure = viz.line_figure({"true": ([0, 1], [1, 2]), "model": ([0, 1], [2, 3])}, "t", "x", "y",
-                             colors={"true": viz.TRUE_COLOR}, log_y=True)
+    figure = viz.line_figure(
+        {"true": ([0, 1], [1, 2]), "model": ([0, 1], [2, 3])},
+        "t",
+        "x",
+        "y",
+        colors={"true": viz.TRUE_COLOR},
+        log_y=True,
+    )
     assert figure.data[0].line.color == viz.TRUE_COLOR and figure.data[1].line.color not in (viz.TRUE_COLOR, None)
     assert figure.layout.yaxis.type == "log"
     with pytest.raises(UserError, match="one length"):
@@ -276,11 +293,15 @@ def test_line_figure_colours_and_validation():
 
 # -- the explorer ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def explorer():
     rng = np.random.default_rng(5)
-    targets = {("sub-001", "story_a"): rng.random((1280, 10)), ("sub-001", "story_b"): rng.random((900, 10)),
-               ("sub-002", "story_a"): rng.random((1000, 10))}
+    targets = {
+        ("sub-001", "story_a"): rng.random((1280, 10)),
+        ("sub-001", "story_b"): rng.random((900, 10)),
+        ("sub-002", "story_a"): rng.random((1000, 10)),
+    }
     predictions = {
         "good": {key: mel + 0.1 * rng.random(mel.shape) for key, mel in targets.items()},
         "other": {("sub-002", "story_a"): rng.random((1000, 10))},
@@ -324,6 +345,7 @@ def test_explorer_rejects_predictions_without_targets():
 
 
 # -- scores with chance ----------------------------------------------------------------------------------
+
 
 def test_score_bars_draw_scores_and_chance_ticks_in_order():
     figure = viz.score_bars({"sub-002": 0.2, "sub-001": None}, {"sub-001": 0.03, "sub-002": 0.02})

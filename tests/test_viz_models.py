@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import torch
 from torch import nn
@@ -69,11 +68,13 @@ def test_heatmap_panels_share_one_symmetric_scale_when_signed():
 
 
 def test_scale_traces_and_scaling_figure():
-    figure = model_viz.scale_traces({"T": (np.arange(4) / 4, np.arange(4)), "T/2": (np.arange(2) / 2, np.ones(2))},
-                                    title="t", y_title="v")
+    figure = model_viz.scale_traces(
+        {"T": (np.arange(4) / 4, np.arange(4)), "T/2": (np.arange(2) / 2, np.ones(2))}, title="t", y_title="v"
+    )
     assert len(figure.data) == 2 and figure.data[0].line.shape == "hv"
-    scaling = model_viz.scaling_figure([10, 100], {"scan": [1.0, 10.0], "attention": [1.0, 100.0]},
-                                       title="t", y_title="s")
+    scaling = model_viz.scaling_figure(
+        [10, 100], {"scan": [1.0, 10.0], "attention": [1.0, 100.0]}, title="t", y_title="s"
+    )
     assert scaling.layout.xaxis.type == "log" and scaling.layout.yaxis.type == "log"
     with pytest.raises(UserError, match="values for"):
         model_viz.scaling_figure([10, 100], {"scan": [1.0]}, title="t", y_title="s")
@@ -83,17 +84,21 @@ def test_bar_figures():
     bars = model_viz.bar_figure({"a": 1.0, "b": 2000.0}, title="t", y_title="v", log_y=True, reference=("ref", 5.0))
     assert list(bars.data[0].text) == ["1", "2e+03"] and bars.layout.yaxis.type == "log"
     assert bars.layout.shapes[0].y0 == 5.0
-    stacked = model_viz.stacked_bars({"ours": {"dcfam": 1, "rest": 2}, "official": {"dcfam": 3}}, title="t", y_title="n")
+    stacked = model_viz.stacked_bars(
+        {"ours": {"dcfam": 1, "rest": 2}, "official": {"dcfam": 3}}, title="t", y_title="n"
+    )
     assert [trace.name for trace in stacked.data] == ["dcfam", "rest"]
     assert list(stacked.data[1].y) == [2.0, 0.0]
 
 
 def test_scan_benchmark_groups_rows_and_skips_unmeasured_ones():
-    report = {"results": [
-        {"shape": [2, 8, 16, 4], "backend": "reference", "pass": "forward", "min_s": 0.5, "peak_extra_mb": 10.0},
-        {"shape": [2, 8, 16, 4], "backend": "cpu", "pass": "forward", "min_s": 0.01, "peak_extra_mb": 1.0},
-        {"shape": [2, 8, 16, 4], "backend": "mambapy", "pass": "forward", "status": "skipped"},
-    ]}
+    report = {
+        "results": [
+            {"shape": [2, 8, 16, 4], "backend": "reference", "pass": "forward", "min_s": 0.5, "peak_extra_mb": 10.0},
+            {"shape": [2, 8, 16, 4], "backend": "cpu", "pass": "forward", "min_s": 0.01, "peak_extra_mb": 1.0},
+            {"shape": [2, 8, 16, 4], "backend": "mambapy", "pass": "forward", "status": "skipped"},
+        ]
+    }
     figure = model_viz.scan_benchmark(report)
     assert [trace.name for trace in figure.data] == ["reference", "reference", "cpu", "cpu"]
     assert list(figure.data[3].y) == [1.0]
@@ -103,8 +108,12 @@ def test_scan_benchmark_groups_rows_and_skips_unmeasured_ones():
 
 def test_table_renders_html_and_markdown_with_escaping():
     table = model_viz.table([{"module": "a", "parameters": 1}, {"module": "<b>", "parameters": (2, 3)}])
-    assert table._repr_markdown_().splitlines() == ["| module | parameters |", "|---|---|", "| a | 1 |",
-                                                    "| <b> | (2, 3) |"]
+    assert table._repr_markdown_().splitlines() == [
+        "| module | parameters |",
+        "|---|---|",
+        "| a | 1 |",
+        "| <b> | (2, 3) |",
+    ]
     rendered = table._repr_html_()
     assert rendered.count("<tr>") == 3 and "<th>parameters</th>" in rendered and "&lt;b&gt;" in rendered
     with pytest.raises(UserError, match="empty"):
@@ -118,7 +127,8 @@ def test_saved_tensor_bytes_counts_what_backward_keeps():
     assert model_viz.saved_tensor_bytes(lambda: (x + 1).sum()) == 0
     layer = kan.KANLinear(8, 4, grid_size=5)
     recursion = lambda: torch.einsum(  # noqa: E731
-        "tik,oik->to", kan.b_spline_bases_reference(x, layer.knots()), layer.scaled_spline_weight())
+        "tik,oik->to", kan.b_spline_bases_reference(x, layer.knots()), layer.scaled_spline_weight()
+    )
     assert model_viz.saved_tensor_bytes(recursion) > 4 * model_viz.saved_tensor_bytes(lambda: layer(x))
 
 

@@ -11,8 +11,13 @@ from dmf2mel.viz import results as vr
 
 
 def result(r, chance=0.05, p=0.01, challenge=None):
-    return {"paper_r": r, "chance_r": chance, "p_value": p, "challenge_r": challenge if challenge is not None else r / 2,
-            "challenge_chance_r": chance / 2}
+    return {
+        "paper_r": r,
+        "chance_r": chance,
+        "p_value": p,
+        "challenge_r": challenge if challenge is not None else r / 2,
+        "challenge_chance_r": chance / 2,
+    }
 
 
 RESULTS = {
@@ -57,7 +62,9 @@ def test_comparison_sentences_without_per_subject_scores_do_not_rank():
     assert len(unknown) == 2, "cnn was not evaluated on unknown subjects"
     assert "not above its chance level of 0.050 (p = 0.300)" in unknown[1]
     # a report still being written may lack the reference: say so instead of failing
-    assert vr.comparison_sentences(RESULTS, "vlaai", "known") == ["vlaai is not among these results (dmf2mel, linear, cnn)."]
+    assert vr.comparison_sentences(RESULTS, "vlaai", "known") == [
+        "vlaai is not among these results (dmf2mel, linear, cnn)."
+    ]
 
 
 def test_comparison_sentences_beat_only_when_the_paired_interval_excludes_zero():
@@ -68,25 +75,38 @@ def test_comparison_sentences_beat_only_when_the_paired_interval_excludes_zero()
     def result(offset, noise):
         seeds = [dict(zip(subjects, map(float, base + offset + rng.normal(0, noise, 10)))) for _ in range(3)]
         mean = float(np.mean([list(seed.values()) for seed in seeds]))
-        return {"known": {"paper_r": mean, "chance_r": 0.01, "p_value": 0.001,
-                          "per_seed": [{"seed": i, "per_subject": seed} for i, seed in enumerate(seeds)]}}
+        return {
+            "known": {
+                "paper_r": mean,
+                "chance_r": 0.01,
+                "p_value": 0.001,
+                "per_seed": [{"seed": i, "per_subject": seed} for i, seed in enumerate(seeds)],
+            }
+        }
 
-    rows = {"full": result(0.0, 0.002), "far": result(0.03, 0.002), "close": result(0.001, 0.01),
-            "low": result(-0.02, 0.002)}
+    rows = {
+        "full": result(0.0, 0.002),
+        "far": result(0.03, 0.002),
+        "close": result(0.001, 0.01),
+        "low": result(-0.02, 0.002),
+    }
     far, close, low = vr.comparison_sentences(rows, "full", "known")[1:]
     assert far.startswith("**Far beats full** (+0.03") and "over 10 subjects" in far
     assert close.startswith("No detectable difference between close and full (")
     assert low.startswith("Low stays below full (-0.02")
     # a run's metrics.json: one per-subject mapping, no seeds
-    single = {m: {"known": {**r["known"], "per_seed": [], "per_subject": r["known"]["per_seed"][0]["per_subject"]}}
-              for m, r in rows.items()}
+    single = {
+        m: {"known": {**r["known"], "per_seed": [], "per_subject": r["known"]["per_seed"][0]["per_subject"]}}
+        for m, r in rows.items()
+    }
     assert vr.comparison_sentences(single, "full", "known")[1].startswith("**Far beats full**")
 
 
 def test_best_epoch_sentence_reads_the_validation_curve():
     history = {"epoch": np.arange(1, 6), "val_r": np.array([np.nan, 0.1, 0.3, 0.2, 0.25])}
     assert vr.best_epoch_sentence(history) == (
-        "Validation r peaked at 0.300 in epoch 3 of 5; the 2 epochs after it did not improve on it.")
+        "Validation r peaked at 0.300 in epoch 3 of 5; the 2 epochs after it did not improve on it."
+    )
     history["val_r"][-1] = 0.4
     assert "the last epoch was the best" in vr.best_epoch_sentence(history)
     history["val_r"][-1], history["val_r"][-2] = 0.25, 0.4
@@ -98,8 +118,10 @@ def test_best_epoch_sentence_reads_the_validation_curve():
 def make_entries(n_frames=(200, 260), models=("m1", "m2")):
     rng = np.random.default_rng(0)
     targets = {f"rec{i}": rng.random((n, 10)) + 0.1 for i, n in enumerate(n_frames)}
-    predictions = {model: {label: mel + k * rng.standard_normal(mel.shape) for label, mel in targets.items()}
-                   for k, model in enumerate(models, start=1)}
+    predictions = {
+        model: {label: mel + k * rng.standard_normal(mel.shape) for label, mel in targets.items()}
+        for k, model in enumerate(models, start=1)
+    }
     return targets, predictions
 
 
@@ -144,12 +166,16 @@ def test_models_above_lists_every_model_that_beats_the_reference_best_first():
 
 
 def test_quality_budget_sentence_reads_the_report():
-    report = {"preset": "teaching", "date": "2026-11-25T16:50:00+00:00",
-              "budget": {"profile": "quick", "epochs": 3, "seeds": [0], "n_null": 1000},
-              "corpus": {"subjects": [f"sub-00{i}" for i in range(1, 9)], "held_out": ["sub-007", "sub-008"]}}
+    report = {
+        "preset": "teaching",
+        "date": "2026-11-25T16:50:00+00:00",
+        "budget": {"profile": "quick", "epochs": 3, "seeds": [0], "n_null": 1000},
+        "corpus": {"subjects": [f"sub-00{i}" for i in range(1, 9)], "held_out": ["sub-007", "sub-008"]},
+    }
     assert vr.quality_budget_sentence(report) == (
         "`teaching` corpus (6 training subjects, 2 held out); profile `quick`, 3 epochs per gradient-trained model "
-        "(early stopping off, best validation epoch kept), seed 0; chance levels from 1000 null draws; run on 2026-11-25.")
+        "(early stopping off, best validation epoch kept), seed 0; chance levels from 1000 null draws; run on 2026-11-25."
+    )
 
 
 def test_a_report_from_older_trained_code_says_so(tmp_path):

@@ -74,8 +74,10 @@ def make_corpus(folder: str | Path, n_chans: int = 64, seed: int = 0) -> Path:
     for subject in SUBJECTS:
         for story in ("story_1", "story_2"):
             eeg = rng.standard_normal((N_SAMPLES, n_chans))
-            clean = np.apply_along_axis(np.convolve, 0, eeg @ mixing[: n_chans], kernel, mode="same")
+            clean = np.apply_along_axis(np.convolve, 0, eeg @ mixing[:n_chans], kernel, mode="same")
             mel = clean + 0.5 * rng.standard_normal(clean.shape) * clean.std()
             sk.write_recording(folder, subject, story, eeg, mel)
-    sk.write_metadata(folder, {"preset": "test", "seed": seed, "subjects": list(SUBJECTS), "held_out_subjects": list(HELD_OUT)})
+    sk.write_metadata(
+        folder, {"preset": "test", "seed": seed, "subjects": list(SUBJECTS), "held_out_subjects": list(HELD_OUT)}
+    )
     return folder

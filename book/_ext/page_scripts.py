@@ -12,7 +12,11 @@ from __future__ import annotations
 
 def _key(script) -> tuple:
     attributes = getattr(script, "attributes", {})
-    return (getattr(script, "filename", script) or "", getattr(script, "priority", 0), tuple(sorted(attributes.items())))
+    return (
+        getattr(script, "filename", script) or "",
+        getattr(script, "priority", 0),
+        tuple(sorted(attributes.items())),
+    )
 
 
 def unique_scripts(scripts: list) -> list:

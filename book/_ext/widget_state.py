@@ -22,7 +22,7 @@ MODEL_REFERENCE = "IPY_MODEL_"  # how a widget's traits refer to another widget 
 def _references(value) -> set[str]:
     """The model ids a trait value refers to (``"IPY_MODEL_<id>"`` strings, in lists and dicts too)."""
     if isinstance(value, str):
-        return {value[len(MODEL_REFERENCE):]} if value.startswith(MODEL_REFERENCE) else set()
+        return {value[len(MODEL_REFERENCE) :]} if value.startswith(MODEL_REFERENCE) else set()
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, list):
@@ -35,8 +35,11 @@ def drop_anywidget_models(state: dict) -> int:
     models = state.get("state", {})
     dropped = {model_id for model_id, model in models.items() if model.get("model_module") == ANYWIDGET_MODULE}
     while True:
-        more = {model_id for model_id, model in models.items()
-                if model_id not in dropped and _references(model.get("state", {})) & dropped}
+        more = {
+            model_id
+            for model_id, model in models.items()
+            if model_id not in dropped and _references(model.get("state", {})) & dropped
+        }
         if not more:
             break
         dropped |= more

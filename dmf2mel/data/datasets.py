@@ -52,7 +52,9 @@ class SubjectIndex:
         return f"SubjectIndex({self.subjects!r})"
 
 
-def _window(data: SplitData, split: str, rec: Recording, start: int, length: int, feature: str) -> tuple[np.ndarray, np.ndarray]:
+def _window(
+    data: SplitData, split: str, rec: Recording, start: int, length: int, feature: str
+) -> tuple[np.ndarray, np.ndarray]:
     """One z-scored window of a recording part: (length, n_chans), (length, n_mels), float32."""
     arrays = []
     for name in ("eeg", feature):

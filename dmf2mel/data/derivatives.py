@@ -128,8 +128,10 @@ def _open_recording(derivatives: Path, rec: DerivedRecording, features: tuple[st
             )
         array = open_float_npy(path, f"the {feature} of {rec.stimulus}")
         columns = array.shape[1] if array.ndim == 2 else None
-        expected = {"mel": ("(time, 10)", array.ndim == 2 and columns == N_MELS),
-                    "envelope": ("(time,) or (time, 1)", array.ndim == 1 or columns == 1)}
+        expected = {
+            "mel": ("(time, 10)", array.ndim == 2 and columns == N_MELS),
+            "envelope": ("(time,) or (time, 1)", array.ndim == 1 or columns == 1),
+        }
         shape, ok = expected.get(feature, ("(time,) or (time, columns)", array.ndim in (1, 2)))
         if not ok:
             raise DataError(f"{path}: expected a time-major {feature} of shape {shape}, found shape {array.shape}")

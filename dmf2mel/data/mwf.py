@@ -60,8 +60,13 @@ class MwfFilter(NamedTuple):
     rank: int
 
 
-def artifact_mask(data: np.ndarray, sfreq: float, reference_channels=BIOSEMI_FRONTAL,
-                  threshold: float = POWER_THRESHOLD, pad_s: float = PAD_S) -> np.ndarray:
+def artifact_mask(
+    data: np.ndarray,
+    sfreq: float,
+    reference_channels=BIOSEMI_FRONTAL,
+    threshold: float = POWER_THRESHOLD,
+    pad_s: float = PAD_S,
+) -> np.ndarray:
     """Samples inside an eye artifact, (time,) bool, from the power of the frontal channels.
 
     ``data`` is (channels, time).
@@ -150,8 +155,9 @@ def artifact_estimate(data: np.ndarray, mwf: MwfFilter) -> np.ndarray:
     return out
 
 
-def remove_artifacts(data: np.ndarray, sfreq: float, delay: int = DELAY,
-                     reference_channels=BIOSEMI_FRONTAL) -> tuple[np.ndarray, np.ndarray]:
+def remove_artifacts(
+    data: np.ndarray, sfreq: float, delay: int = DELAY, reference_channels=BIOSEMI_FRONTAL
+) -> tuple[np.ndarray, np.ndarray]:
     """MWF eye-artifact removal of one recording.
 
     Parameters

@@ -104,9 +104,13 @@ def find_raw_recordings(bids_root: str | Path) -> list[RawRecording]:
     recordings = []
     for path in sorted(bids_root.glob("sub-*/*/eeg/*_eeg.bdf*")):
         if path.name.endswith((".bdf", ".bdf.gz")) and "restingState" not in path.name:
-            recordings.append(RawRecording(path.parents[2].name, path.parents[1].name, path.name.split("_eeg")[0], path))
+            recordings.append(
+                RawRecording(path.parents[2].name, path.parents[1].name, path.name.split("_eeg")[0], path)
+            )
     if not recordings:
-        raise DataError(f"{bids_root}: no raw recordings found (expected sub-XXX/ses-YYY/eeg/*_eeg.bdf or *_eeg.bdf.gz)")
+        raise DataError(
+            f"{bids_root}: no raw recordings found (expected sub-XXX/ses-YYY/eeg/*_eeg.bdf or *_eeg.bdf.gz)"
+        )
     return recordings
 
 
@@ -190,7 +194,9 @@ def read_bdf(path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
             raise DataError(f"{path}: not a readable BioSemi .bdf file ({type(err).__name__}: {err})") from None
     names = raw.ch_names
     if STATUS_CHANNEL not in names:
-        raise DataError(f"{path}: no {STATUS_CHANNEL!r} channel (the BioSemi trigger channel), found {len(names)} channels")
+        raise DataError(
+            f"{path}: no {STATUS_CHANNEL!r} channel (the BioSemi trigger channel), found {len(names)} channels"
+        )
     eeg_names = [n for n in names if n != STATUS_CHANNEL]
     if len(eeg_names) < N_CHANS:
         raise DataError(
@@ -246,8 +252,14 @@ def pulse_onsets(pulses: np.ndarray) -> np.ndarray:
     return on[np.concatenate(([True], np.diff(on) > 1))]
 
 
-def align_to_stimulus(eeg: np.ndarray, sfreq: float, eeg_onsets: np.ndarray, stimulus_onsets: np.ndarray,
-                      stimulus_sfreq: float, source: Path) -> np.ndarray:
+def align_to_stimulus(
+    eeg: np.ndarray,
+    sfreq: float,
+    eeg_onsets: np.ndarray,
+    stimulus_onsets: np.ndarray,
+    stimulus_sfreq: float,
+    source: Path,
+) -> np.ndarray:
     """Cut the epoch of one stimulus out of a recording, corrected for clock drift.
 
     The EEG between its first and last trigger onset is resampled (linear interpolation) to the
@@ -259,7 +271,9 @@ def align_to_stimulus(eeg: np.ndarray, sfreq: float, eeg_onsets: np.ndarray, sti
     """
     eeg_onsets = np.asarray(eeg_onsets)
     if len(stimulus_onsets) < 2:
-        raise DataError(f"{source}: the stimulus's trigger file has {len(stimulus_onsets)} trigger(s); at least 2 are needed")
+        raise DataError(
+            f"{source}: the stimulus's trigger file has {len(stimulus_onsets)} trigger(s); at least 2 are needed"
+        )
     if len(eeg_onsets) == len(stimulus_onsets) - 1 and len(eeg_onsets) >= 2:
         last_eeg = (eeg_onsets[-1] - eeg_onsets[-2]) / sfreq
         last_stimulus = (stimulus_onsets[-1] - stimulus_onsets[-2]) / stimulus_sfreq
@@ -296,8 +310,16 @@ def resample(eeg: np.ndarray, sfreq: float, target_sfreq: float = TARGET_SFREQ, 
 # --- one recording, the whole dataset -----------------------------------------------------------
 
 
-def preprocess_eeg(eeg: np.ndarray, status: np.ndarray, sfreq: float, stimulus_triggers: np.ndarray,
-                   stimulus_sfreq: float, source: Path, use_mwf: bool = True, steps: dict | None = None) -> np.ndarray:
+def preprocess_eeg(
+    eeg: np.ndarray,
+    status: np.ndarray,
+    sfreq: float,
+    stimulus_triggers: np.ndarray,
+    stimulus_sfreq: float,
+    source: Path,
+    use_mwf: bool = True,
+    steps: dict | None = None,
+) -> np.ndarray:
     """Steps 2-7 on one recording's EEG and Status for one stimulus.
 
     Parameters
@@ -316,6 +338,7 @@ def preprocess_eeg(eeg: np.ndarray, status: np.ndarray, sfreq: float, stimulus_t
     -------
     (64, time) float64 at 64 Hz, from the stimulus's first trigger to 2 s after its last.
     """
+
     def record(name: str, data: np.ndarray, rate: float) -> None:
         if steps is not None:
             steps[name] = (data, rate)
@@ -325,8 +348,9 @@ def preprocess_eeg(eeg: np.ndarray, status: np.ndarray, sfreq: float, stimulus_t
     record("high-passed", eeg, sfreq)
     eeg = interpolate_artifacts(eeg)
     record("artifacts interpolated", eeg, sfreq)
-    epoch = align_to_stimulus(eeg, sfreq, pulse_onsets(eeg_pulses(status)), pulse_onsets(stimulus_triggers),
-                              stimulus_sfreq, source)
+    epoch = align_to_stimulus(
+        eeg, sfreq, pulse_onsets(eeg_pulses(status)), pulse_onsets(stimulus_triggers), stimulus_sfreq, source
+    )
     record("aligned epoch", epoch, sfreq)
     if use_mwf:
         epoch, _ = mwf.remove_artifacts(epoch, sfreq)
@@ -356,8 +380,14 @@ class PreprocessReport(NamedTuple):
     failed: list[tuple[Path, str]]
 
 
-def preprocess_bids(bids_root: str | Path, out: str | Path, overwrite: bool = False, use_mwf: bool = True,
-                    progress: bool = True, report=print) -> PreprocessReport:
+def preprocess_bids(
+    bids_root: str | Path,
+    out: str | Path,
+    overwrite: bool = False,
+    use_mwf: bool = True,
+    progress: bool = True,
+    report=print,
+) -> PreprocessReport:
     """Preprocess every raw recording of a SparrKULee BIDS dataset into ``out`` (the ``derivatives`` level).
 
     Parameters

@@ -366,8 +366,14 @@ def neural_sources(subject: Subject, sustained: np.ndarray, onsets: np.ndarray) 
     return subject.gain * np.stack(sources, axis=1)
 
 
-def colored_noise(rng: np.random.Generator, shape: tuple[int, int], sfreq: float, exponent: float,
-                  fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+def colored_noise(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    sfreq: float,
+    exponent: float,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+) -> np.ndarray:
     """Gaussian noise (time, n) with power spectrum ~ 1/f**exponent between ``fmin`` and ``fmax``, unit RMS."""
     n_times, n = shape
     freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
@@ -388,16 +394,23 @@ def _event_times(rng: np.random.Generator, per_minute: float, n_times: int, sfre
     return np.sort(rng.integers(0, n_times, n_events))
 
 
-def noise_and_artifacts(rng: np.random.Generator, subject: Subject, params: SimulationParams,
-                        n_times: int, sfreq: float = SIM_SFREQ) -> np.ndarray:
+def noise_and_artifacts(
+    rng: np.random.Generator, subject: Subject, params: SimulationParams, n_times: int, sfreq: float = SIM_SFREQ
+) -> np.ndarray:
     """Everything but the auditory response, in volts, (time, 64)."""
     head = head_model()
     t = np.arange(n_times) / sfreq
     background = colored_noise(rng, (n_times, subject.background_pattern.shape[1]), sfreq, exponent=1.0, fmin=0.1)
     eeg = params.background_nam * NAM * background @ subject.background_pattern.T
     # Alpha: band-limited noise around the subject's alpha peak, switched on and off by slow bursts.
-    carrier = colored_noise(rng, (n_times, 2), sfreq, 0.0, subject.alpha_hz - ALPHA_BANDWIDTH_HZ / 2,
-                            subject.alpha_hz + ALPHA_BANDWIDTH_HZ / 2)
+    carrier = colored_noise(
+        rng,
+        (n_times, 2),
+        sfreq,
+        0.0,
+        subject.alpha_hz - ALPHA_BANDWIDTH_HZ / 2,
+        subject.alpha_hz + ALPHA_BANDWIDTH_HZ / 2,
+    )
     bursts = np.maximum(colored_noise(rng, (n_times, 1), sfreq, 0.0, 0.0, ALPHA_BURST_HZ), 0.0)
     eeg += params.alpha_nam * NAM * (carrier * bursts) @ subject.alpha_pattern.T
     # Blinks: Gaussian bumps, largest at the frontopolar electrodes.
@@ -464,8 +477,9 @@ def synthetic_stimulus(seed: int, index: int, duration_s: float) -> Stimulus:
     return make_stimulus(story_names(index + 1)[index], synthetic_audio(seed, index, duration_s))
 
 
-def simulate_recording(rng: np.random.Generator, subject: Subject, stimulus: Stimulus,
-                       params: SimulationParams) -> tuple[np.ndarray, np.ndarray]:
+def simulate_recording(
+    rng: np.random.Generator, subject: Subject, stimulus: Stimulus, params: SimulationParams
+) -> tuple[np.ndarray, np.ndarray]:
     """One subject listening to one story.
 
     Returns
@@ -485,8 +499,9 @@ def simulate_recording(rng: np.random.Generator, subject: Subject, stimulus: Sti
 # The corpus on disk
 
 
-def _stimuli(params: SimulationParams, seed: int, stimuli_dir: str | Path | None,
-             minutes_given: bool) -> list[tuple[str, Callable[[], Stimulus]]]:
+def _stimuli(
+    params: SimulationParams, seed: int, stimuli_dir: str | Path | None, minutes_given: bool
+) -> list[tuple[str, Callable[[], Stimulus]]]:
     """(name, a function computing its :class:`Stimulus`) per story: synthetic speech, or the user's
     files (cut to ``minutes`` if given)."""
     if stimuli_dir is None:
@@ -499,8 +514,15 @@ def _stimuli(params: SimulationParams, seed: int, stimuli_dir: str | Path | None
     return [(name, functools.partial(make_stimulus, name, audio[:limit])) for name, audio in loaded.items()]
 
 
-def _write_corpus(folder: Path, preset: str, seed: int, params: SimulationParams,
-                  stories: list[tuple[str, Callable[[], Stimulus]]], stimuli_dir, progress: bool) -> None:
+def _write_corpus(
+    folder: Path,
+    preset: str,
+    seed: int,
+    params: SimulationParams,
+    stories: list[tuple[str, Callable[[], Stimulus]]],
+    stimuli_dir,
+    progress: bool,
+) -> None:
     subjects = subject_names(params.n_subjects)
     listeners = [make_subject(_rng(seed, STREAM_SUBJECT, index), params) for index in range(params.n_subjects)]
     heard_index = [stories_heard(i, len(stories), params.stories_per_subject) for i in range(len(subjects))]
@@ -618,7 +640,9 @@ def simulate_corpus(
     params = dataclasses.replace(
         params, n_stories=len(stories), stories_per_subject=min(params.stories_per_subject, len(stories))
     )
-    return cache.build_entry(out, lambda path: _write_corpus(path, preset, seed, params, stories, stimuli_dir, progress))
+    return cache.build_entry(
+        out, lambda path: _write_corpus(path, preset, seed, params, stories, stimuli_dir, progress)
+    )
 
 
 def verify_corpus(folder: str | Path, version: str | None = None) -> dict:

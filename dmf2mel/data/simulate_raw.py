@@ -112,12 +112,26 @@ def _write_bdf(path: Path, eeg_uv: np.ndarray, status: np.ndarray) -> None:
     """A BioSemi-style BDF: the 64 channels (time, 64) in µV and the Status channel."""
     names = biosemi_info(RAW_SFREQ).ch_names
     signals = [
-        edfio.BdfSignal(eeg_uv[:, k], RAW_SFREQ, label=name, physical_dimension="uV",
-                        physical_range=BDF_UV_RANGE, digital_range=BDF_DIGITAL)
+        edfio.BdfSignal(
+            eeg_uv[:, k],
+            RAW_SFREQ,
+            label=name,
+            physical_dimension="uV",
+            physical_range=BDF_UV_RANGE,
+            digital_range=BDF_DIGITAL,
+        )
         for k, name in enumerate(names)
     ]
-    signals.append(edfio.BdfSignal(status.astype(np.float64), RAW_SFREQ, label=rawchain.STATUS_CHANNEL,
-                                   physical_dimension="Boolean", physical_range=BDF_DIGITAL, digital_range=BDF_DIGITAL))
+    signals.append(
+        edfio.BdfSignal(
+            status.astype(np.float64),
+            RAW_SFREQ,
+            label=rawchain.STATUS_CHANNEL,
+            physical_dimension="Boolean",
+            physical_range=BDF_DIGITAL,
+            digital_range=BDF_DIGITAL,
+        )
+    )
     edfio.Bdf(signals, data_record_duration=1).write(path)
 
 
@@ -127,15 +141,25 @@ def _clean_response(neural_uv: np.ndarray) -> np.ndarray:
     return rawchain.resample(rawchain.common_average(data), RAW_SFREQ).astype(np.float32)
 
 
-def _bids_recording(root: Path, work: Path, subject: str, run: int, stimulus: str, eeg_uv: np.ndarray,
-                    status: np.ndarray, onset_s: float, duration_s: float) -> None:
+def _bids_recording(
+    root: Path,
+    work: Path,
+    subject: str,
+    run: int,
+    stimulus: str,
+    eeg_uv: np.ndarray,
+    status: np.ndarray,
+    onset_s: float,
+    duration_s: float,
+) -> None:
     """Write one recording with its BIDS sidecars (mne-bids), then gzip the BDF as the release does."""
     source = work / f"{bids_stem(subject, run)}.bdf"
     _write_bdf(source, eeg_uv, status)
     raw = mne.io.read_raw_bdf(source, verbose="error")
     raw.set_annotations(mne.Annotations([onset_s], [duration_s], [stimulus]))
-    path = mne_bids.BIDSPath(subject=subject.removeprefix("sub-"), session=SESSION, task=TASK, run=f"{run:02d}",
-                             datatype="eeg", root=root)
+    path = mne_bids.BIDSPath(
+        subject=subject.removeprefix("sub-"), session=SESSION, task=TASK, run=f"{run:02d}", datatype="eeg", root=root
+    )
     mne_bids.write_raw_bids(raw, path, overwrite=True, verbose="error")
     source.unlink()
     bdf = path.copy().update(suffix="eeg", extension=".bdf").fpath
@@ -154,8 +178,13 @@ def _bids_recording(root: Path, work: Path, subject: str, run: int, stimulus: st
     scans.write_text(scans.read_text(encoding="utf-8").replace(f"{bdf.name}\t", f"{bdf.name}.gz\t"), encoding="utf-8")
 
 
-def _simulate_recording(rng: np.random.Generator, listener: simulate.Subject, stimulus: simulate.Stimulus,
-                        params: simulate.SimulationParams, duration_s: float):
+def _simulate_recording(
+    rng: np.random.Generator,
+    listener: simulate.Subject,
+    stimulus: simulate.Stimulus,
+    params: simulate.SimulationParams,
+    duration_s: float,
+):
     """EEG (time, 64) µV at 1024 Hz, Status (time,), the story's onset sample and its clean response."""
     sources = params.source_nam * simulate.NAM * simulate.neural_sources(listener, stimulus.sustained, stimulus.onsets)
     up = RAW_SFREQ // int(simulate.SIM_SFREQ)
@@ -199,8 +228,9 @@ def simulate_raw_corpus(
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER_FILE).is_file())):
-        raise UserError(f"out: {out} must be a new or empty folder (or an earlier raw simulated corpus to replace)",
-                        parameter="out")
+        raise UserError(
+            f"out: {out} must be a new or empty folder (or an earlier raw simulated corpus to replace)", parameter="out"
+        )
     if params is None:
         params = simulate.preset_params(preset, n_subjects, 0, n_stories, minutes)
     subjects = simulate.subject_names(params.n_subjects)
@@ -211,11 +241,16 @@ def simulate_raw_corpus(
     try:
         clean = root.joinpath(*CLEAN_FOLDER)
         save_npy(clean / BLINK_TOPOGRAPHY, blink_topography())
-        listeners = [simulate.make_subject(simulate._rng(seed, simulate.STREAM_SUBJECT, i), params) for i in range(len(subjects))]
+        listeners = [
+            simulate.make_subject(simulate._rng(seed, simulate.STREAM_SUBJECT, i), params) for i in range(len(subjects))
+        ]
         heard = [simulate.stories_heard(i, len(stories), params.stories_per_subject) for i in range(len(subjects))]
-        with tempfile.TemporaryDirectory(prefix="dmf2mel-bdf-") as work, tqdm(
-            total=sum(map(len, heard)), desc="simulating raw corpus", unit="recording", disable=not progress
-        ) as bar:
+        with (
+            tempfile.TemporaryDirectory(prefix="dmf2mel-bdf-") as work,
+            tqdm(
+                total=sum(map(len, heard)), desc="simulating raw corpus", unit="recording", disable=not progress
+            ) as bar,
+        ):
             for story_index, story in enumerate(stories):
                 audio = simulate.synthetic_audio(seed, story_index, duration_s)
                 stimulus = simulate.synthetic_stimulus(seed, story_index, duration_s)
@@ -236,8 +271,17 @@ def simulate_raw_corpus(
                     name = preprocessed_eeg_name(bids_stem(subject, run), story)
                     save_npy(clean / subject / f"ses-{SESSION}" / name, clean_response)
                     bar.update()
-        save_json(root / MARKER_FILE, {"generator": "dmf2mel.data.simulate_raw", "preset": preset, "seed": seed,
-                                       "subjects": subjects, "stimuli": stories, "sfreq": RAW_SFREQ})
+        save_json(
+            root / MARKER_FILE,
+            {
+                "generator": "dmf2mel.data.simulate_raw",
+                "preset": preset,
+                "seed": seed,
+                "subjects": subjects,
+                "stimuli": stories,
+                "sfreq": RAW_SFREQ,
+            },
+        )
         cache.replace_folder(root, out)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -246,7 +290,9 @@ def simulate_raw_corpus(
 
 def clean_path(root: str | Path, subject: str, run: int, stimulus: str) -> Path:
     """The noise-free response of one recording of a raw simulated corpus."""
-    return Path(root).joinpath(*CLEAN_FOLDER, subject, f"ses-{SESSION}", preprocessed_eeg_name(bids_stem(subject, run), stimulus))
+    return Path(root).joinpath(
+        *CLEAN_FOLDER, subject, f"ses-{SESSION}", preprocessed_eeg_name(bids_stem(subject, run), stimulus)
+    )
 
 
 __all__ = ["RAW_SFREQ", "blink_topography", "bids_stem", "clean_path", "pulse_train", "simulate_raw_corpus"]

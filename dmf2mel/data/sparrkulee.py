@@ -451,7 +451,9 @@ def find_challenge_subjects(folder: str | Path) -> list[ChallengeSubject]:
     return subjects
 
 
-def read_challenge_subject(eeg_npz: str | Path, mapping_json: str | Path, n_chans: int = N_CHANS) -> dict[str, np.ndarray]:
+def read_challenge_subject(
+    eeg_npz: str | Path, mapping_json: str | Path, n_chans: int = N_CHANS
+) -> dict[str, np.ndarray]:
     """EEG segments of one subject of the challenge test set, keyed by segment id.
 
     Parameters
@@ -487,7 +489,9 @@ def read_challenge_subject(eeg_npz: str | Path, mapping_json: str | Path, n_chan
         for segment_id, entry in mapping.items():
             eeg_id = str(entry["eeg"])
             if eeg_id not in archive.files:
-                raise DataError(f"{eeg_npz}: has no array {eeg_id!r}, which {mapping_json.name} names for segment {segment_id!r}")
+                raise DataError(
+                    f"{eeg_npz}: has no array {eeg_id!r}, which {mapping_json.name} names for segment {segment_id!r}"
+                )
             eeg = archive[eeg_id]
             if eeg.ndim != 2 or eeg.shape[1] != n_chans:
                 raise DataError(f"{eeg_npz}: array {eeg_id!r}: expected shape (time, {n_chans}), found {eeg.shape}")
@@ -525,7 +529,9 @@ def write_predictions(path: str | Path, predictions: dict[str, np.ndarray], n_me
     for segment_id, mel in predictions.items():
         mel = np.asarray(mel)
         if mel.ndim != 2 or mel.shape[1] != n_mels:
-            raise UserError(f"prediction for segment {segment_id!r}: expected shape (time, {n_mels}), found {mel.shape}")
+            raise UserError(
+                f"prediction for segment {segment_id!r}: expected shape (time, {n_mels}), found {mel.shape}"
+            )
         out[str(segment_id)] = np.round(mel.astype(np.float64), 6).tolist()
     return save_json(path, out, indent=None)
 

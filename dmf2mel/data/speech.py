@@ -224,9 +224,7 @@ def load_stimuli(folder: str | Path, sfreq: int = SPEECH_SFREQ) -> dict[str, np.
         key=lambda p: (stimulus_name(p), p.name),
     )
     if not files:
-        raise UserError(
-            f"stimuli folder {folder} holds no audio file (expected one of {', '.join(AUDIO_EXTENSIONS)})"
-        )
+        raise UserError(f"stimuli folder {folder} holds no audio file (expected one of {', '.join(AUDIO_EXTENSIONS)})")
     stimuli: dict[str, np.ndarray] = {}
     for path in files:
         name = stimulus_name(path)

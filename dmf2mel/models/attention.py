@@ -46,12 +46,18 @@ class _RowAttention(torch.autograd.Function):
             grad_q, grad_k_t, grad_v_t = attention_kernels.attention_backward(
                 grad_out.contiguous().numpy(), *ctx.arrays, ctx.lse, *ctx.settings
             )
-        return (torch.from_numpy(grad_q), torch.from_numpy(grad_k_t).transpose(1, 2),
-                torch.from_numpy(grad_v_t).transpose(1, 2), None, None)
+        return (
+            torch.from_numpy(grad_q),
+            torch.from_numpy(grad_k_t).transpose(1, 2),
+            torch.from_numpy(grad_v_t).transpose(1, 2),
+            None,
+            None,
+        )
 
 
-def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, training: bool = True,
-                           scale: float | None = None) -> torch.Tensor:
+def attention_with_dropout(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, training: bool = True, scale: float | None = None
+) -> torch.Tensor:
     """``dropout(softmax(scale * q k^T), p) v`` over the last two dimensions, any leading dimensions.
 
     On CPU float32/float64 tensors (with the numba kernels switched on) one numba pass per query row does it without

@@ -159,4 +159,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CNNBaseline", "LinearDecoder", "MODELS", "VLAAI", "build_model", "check_eeg", "lagged_conv1d"]
+# MODELS and build_model are served by __getattr__ above (old names), not exported
+__all__ = ["CNNBaseline", "LinearDecoder", "VLAAI", "check_eeg", "lagged_conv1d"]

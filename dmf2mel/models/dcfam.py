@@ -143,7 +143,12 @@ class DCFAM(nn.Module):
         self.kernel_size, self.normalise_weights = kernel_size, normalise_weights
         self.to_qkv = nn.Conv1d(d_model, 3 * d_model, kernel_size=1, bias=False)
         self.qkv_depthwise = nn.Conv1d(
-            3 * d_model, 3 * d_model, QKV_DEPTHWISE_TAPS, padding=QKV_DEPTHWISE_TAPS // 2, groups=3 * d_model, bias=False
+            3 * d_model,
+            3 * d_model,
+            QKV_DEPTHWISE_TAPS,
+            padding=QKV_DEPTHWISE_TAPS // 2,
+            groups=3 * d_model,
+            bias=False,
         )
         self.local_mixer = LocalMixer(d_model, n_heads, kernel_size)
         self.foreground_adjust = DynamicFeatureAdjustment(d_model)

@@ -246,9 +246,7 @@ class DMF2MelConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise UserError(
-                f"DMF2MelConfig.from_dict: unknown keys {unknown}; expected a subset of {sorted(known)}"
-            )
+            raise UserError(f"DMF2MelConfig.from_dict: unknown keys {unknown}; expected a subset of {sorted(known)}")
         return cls(**values)
 
 
@@ -385,13 +383,9 @@ class DMF2Mel(nn.Module):
 
         # 3. fusion
         self.hams_self_attention = attention()
-        self.dcfam_self_attention = (
-            self.hams_self_attention if config.share_fusion_self_attention else attention()
-        )
+        self.dcfam_self_attention = self.hams_self_attention if config.share_fusion_self_attention else attention()
         reused = [self.hams_self_attention] if config.share_first_cross_attention else []
-        self.cross_attention = nn.ModuleList(
-            reused + [attention() for _ in range(config.n_cross_layers - len(reused))]
-        )
+        self.cross_attention = nn.ModuleList(reused + [attention() for _ in range(config.n_cross_layers - len(reused))])
 
         # 4. convMamba
         self.convmamba = repeated_blocks(

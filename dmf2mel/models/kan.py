@@ -328,7 +328,11 @@ class KANLinear(nn.Module):
     def knots(self) -> torch.Tensor:
         """The extended uniform grid, ``(grid_size + 7,)``."""
         return uniform_knots(
-            self.grid_size, self.spline_order, self.grid_range, dtype=self.base_weight.dtype, device=self.base_weight.device
+            self.grid_size,
+            self.spline_order,
+            self.grid_range,
+            dtype=self.base_weight.dtype,
+            device=self.base_weight.device,
         )
 
     def scaled_spline_weight(self) -> torch.Tensor:
@@ -380,9 +384,7 @@ class AGKANLinear(nn.Module):
     ``(..., in_features) -> (..., out_features)``.
     """
 
-    def __init__(
-        self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float | None
-    ):
+    def __init__(self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float | None):
         super().__init__()
         self.kan = KANLinear(in_features, out_features, grid_size=grid_size)
         self.gate = nn.Linear(in_features, 1)

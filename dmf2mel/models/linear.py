@@ -166,7 +166,9 @@ class LinearDecoder(nn.Module):
             weights = eigvec @ (projected / (eigval + alpha * scale)[:, None])
             bias = mean_y - mean_x @ weights
             if val_pairs:
-                rs = [_pearson(self._predict_with(eeg, weights, bias), np.asarray(mel)).mean() for eeg, mel in val_pairs]
+                rs = [
+                    _pearson(self._predict_with(eeg, weights, bias), np.asarray(mel)).mean() for eeg, mel in val_pairs
+                ]
                 score = float(np.mean(rs))
                 self.val_r_[alpha] = score
             else:

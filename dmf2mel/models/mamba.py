@@ -96,9 +96,7 @@ class Mamba(nn.Module):
         # x (the scanned signal) and z (the gate) in one projection.
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
         # Padding d_conv - 1 on both sides, then keeping the first T outputs, makes it causal.
-        self.conv1d = nn.Conv1d(
-            self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner, padding=d_conv - 1
-        )
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner, padding=d_conv - 1)
         # Input-dependent step size (low rank), B and C: what makes the scan "selective".
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)

@@ -140,8 +140,15 @@ def official_comparison(model: nn.Module) -> list[dict[str, object]]:
     rows = []
     for module, official in OFFICIAL_PARAMETERS_BY_MODULE.items():
         ours = sum(by_name.pop(name, 0) for name in OUR_MODULES[module])
-        rows.append({"module": module, "official": official, "this book": ours, "difference": ours - official,
-                     "why": DIFFERENCE_NOTES.get(module, "") if ours != official else ""})
+        rows.append(
+            {
+                "module": module,
+                "official": official,
+                "this book": ours,
+                "difference": ours - official,
+                "why": DIFFERENCE_NOTES.get(module, "") if ours != official else "",
+            }
+        )
     if by_name:
         raise ValueError(f"official_comparison: modules without an official counterpart: {sorted(by_name)}")
     return rows

@@ -17,7 +17,15 @@ from dmf2mel.viz.audio import vocode
 from dmf2mel.viz.eeg import eeg_traces, electrode_map, scalp_positions, spectra, topomap
 from dmf2mel.viz.explorer import ComparisonExplorer
 from dmf2mel.viz.lines import line_figure
-from dmf2mel.viz.mel import band_correlations, band_labels, band_traces, mel_comparison, mel_filters, mel_heatmap, zscore_bands
+from dmf2mel.viz.mel import (
+    band_correlations,
+    band_labels,
+    band_traces,
+    mel_comparison,
+    mel_filters,
+    mel_heatmap,
+    zscore_bands,
+)
 from dmf2mel.viz.scores import band_scores, score_bars
 from dmf2mel.viz.style import PREDICTED_COLOR, TRUE_COLOR, setup_notebook
 

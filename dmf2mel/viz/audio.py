@@ -69,7 +69,9 @@ def vocode(
     """
     mel = check_mel(mel)
     if sfreq_audio <= 2 * fmax:
-        raise UserError(f"sfreq_audio must exceed {2 * fmax:g} Hz (the top band reaches {fmax:g} Hz), got {sfreq_audio:g}")
+        raise UserError(
+            f"sfreq_audio must exceed {2 * fmax:g} Hz (the top band reaches {fmax:g} Hz), got {sfreq_audio:g}"
+        )
     if mel_sfreq <= 0:
         raise UserError(f"mel_sfreq must be positive, got {mel_sfreq:g}")
     n_frames, n_mels = mel.shape

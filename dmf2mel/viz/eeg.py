@@ -185,7 +185,9 @@ def spectra(
     for (label, (freqs, power)), colour in zip(series.items(), colours):
         freqs, power = np.asarray(freqs, dtype=np.float64), np.asarray(power, dtype=np.float64)
         if freqs.ndim != 1 or power.shape != freqs.shape:
-            raise UserError(f"series {label!r}: freqs and power must be 1-D of one length, got {freqs.shape} and {power.shape}")
+            raise UserError(
+                f"series {label!r}: freqs and power must be 1-D of one length, got {freqs.shape} and {power.shape}"
+            )
         figure.add_trace(go.Scatter(x=freqs, y=power, mode="lines", name=label, line=dict(color=colour)))
     figure.update_layout(title=title, xaxis_title="frequency (Hz)", yaxis_title=f"power ({unit})", yaxis_type="log")
     if fmax is not None:
@@ -193,8 +195,11 @@ def spectra(
     return figure
 
 
-def electrode_map(montage: str | mne.channels.DigMontage | mne.Info = "biosemi64",
-                  highlight: Sequence[str] = (), title: str | None = None) -> go.Figure:
+def electrode_map(
+    montage: str | mne.channels.DigMontage | mne.Info = "biosemi64",
+    highlight: Sequence[str] = (),
+    title: str | None = None,
+) -> go.Figure:
     """The electrode layout seen from above (nose up), every electrode labelled.
 
     Parameters
@@ -289,15 +294,25 @@ def eeg_traces(
     for row, name in enumerate(picks):
         offset = -row * spacing
         figure.add_trace(
-            go.Scatter(x=times, y=columns[:, row] + offset, mode="lines", name=name,
-                       line=dict(color="#333333", width=1), showlegend=False,
-                       hovertemplate=f"{name}<br>%{{x:.3f}} s<extra></extra>")
+            go.Scatter(
+                x=times,
+                y=columns[:, row] + offset,
+                mode="lines",
+                name=name,
+                line=dict(color="#333333", width=1),
+                showlegend=False,
+                hovertemplate=f"{name}<br>%{{x:.3f}} s<extra></extra>",
+            )
         )
     figure.update_layout(
         title=title,
         xaxis_title="time (s)",
-        yaxis=dict(tickvals=[-row * spacing for row in range(len(picks))], ticktext=picks, zeroline=False,
-                   title=f"channel (spacing {spacing:.3g} {unit})"),
+        yaxis=dict(
+            tickvals=[-row * spacing for row in range(len(picks))],
+            ticktext=picks,
+            zeroline=False,
+            title=f"channel (spacing {spacing:.3g} {unit})",
+        ),
         height=max(300, 28 * len(picks) + 150),
     )
     return figure

@@ -157,8 +157,14 @@ def mel_filters(n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX, ti
     for band, (label, colour) in enumerate(zip(band_labels(n_mels, fmin, fmax), colours)):
         low, centre, high = edges[band : band + 3]
         figure.add_trace(
-            go.Scatter(x=[low, centre, high], y=[0.0, 2.0 / (high - low), 0.0], mode="lines", fill="tozeroy",
-                       name=label, line=dict(color=colour))
+            go.Scatter(
+                x=[low, centre, high],
+                y=[0.0, 2.0 / (high - low), 0.0],
+                mode="lines",
+                fill="tozeroy",
+                name=label,
+                line=dict(color=colour),
+            )
         )
     figure.update_layout(
         title=title or f"{n_mels} mel bands from {fmin:g} to {fmax:g} Hz: narrow and tall below 1 kHz, wide above",

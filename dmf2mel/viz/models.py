@@ -74,8 +74,9 @@ def spline_bases(
     figure.add_vrect(x0=grid_range[0], x1=grid_range[1], fillcolor=CHANCE_COLOR, opacity=0.08, line_width=0)
     for k in range(bases.shape[1]):
         figure.add_trace(go.Scatter(x=x, y=bases[:, k], mode="lines", name=f"B{k}", line=dict(color=colours[k])))
-    figure.add_trace(go.Scatter(x=x, y=bases.sum(axis=1), mode="lines", name="sum",
-                                line=dict(color="black", dash="dash")))
+    figure.add_trace(
+        go.Scatter(x=x, y=bases.sum(axis=1), mode="lines", name="sum", line=dict(color="black", dash="dash"))
+    )
     for knot in np.asarray(knots, dtype=np.float64):
         figure.add_vline(x=float(knot), line=dict(color=CHANCE_COLOR, dash="dot", width=1))
     figure.update_layout(title=title, xaxis_title="input x (after LayerNorm, unitless)", yaxis_title="B_k(x)")
@@ -105,24 +106,53 @@ def edge_functions(
         raise UserError(f"curves must have shape (n_out, n_in, {x.shape[0]}), got {curves.shape}")
     n_out, n_in, _ = curves.shape
     parts = dict(parts or {})
-    figure = make_subplots(rows=n_out, cols=n_in, shared_xaxes=True, horizontal_spacing=0.03, vertical_spacing=0.05,
-                           column_titles=[f"input {i}" for i in range(n_in)],
-                           row_titles=[f"output {o}" for o in range(n_out)])
+    figure = make_subplots(
+        rows=n_out,
+        cols=n_in,
+        shared_xaxes=True,
+        horizontal_spacing=0.03,
+        vertical_spacing=0.05,
+        column_titles=[f"input {i}" for i in range(n_in)],
+        row_titles=[f"output {o}" for o in range(n_out)],
+    )
     colours = _palette(len(parts) + 1)
     for o in range(n_out):
         for i in range(n_in):
             first = o == 0 and i == 0
             for (label, part), colour in zip(parts.items(), colours[1:]):
-                figure.add_trace(go.Scatter(x=x, y=part[o, i], mode="lines", name=label, legendgroup=label,
-                                            showlegend=first, line=dict(color=colour, width=1, dash="dot")),
-                                 row=o + 1, col=i + 1)
-            figure.add_trace(go.Scatter(x=x, y=curves[o, i], mode="lines", name="edge function", legendgroup="total",
-                                        showlegend=first, line=dict(color=colours[0], width=2)),
-                             row=o + 1, col=i + 1)
+                figure.add_trace(
+                    go.Scatter(
+                        x=x,
+                        y=part[o, i],
+                        mode="lines",
+                        name=label,
+                        legendgroup=label,
+                        showlegend=first,
+                        line=dict(color=colour, width=1, dash="dot"),
+                    ),
+                    row=o + 1,
+                    col=i + 1,
+                )
+            figure.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=curves[o, i],
+                    mode="lines",
+                    name="edge function",
+                    legendgroup="total",
+                    showlegend=first,
+                    line=dict(color=colours[0], width=2),
+                ),
+                row=o + 1,
+                col=i + 1,
+            )
     figure.update_xaxes(title_text="x", row=n_out)
-    figure.update_layout(title=title, height=max(320, 170 * n_out + 120),
-                         legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"),
-                         margin=dict(b=110))
+    figure.update_layout(
+        title=title,
+        height=max(320, 170 * n_out + 120),
+        legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"),
+        margin=dict(b=110),
+    )
     return figure
 
 
@@ -139,10 +169,18 @@ def gate_histograms(gates: Mapping[str, np.ndarray], title: str) -> go.Figure:
     figure = go.Figure()
     for (label, values), colour in zip(gates.items(), _palette(len(gates))):
         values = np.asarray(values, dtype=np.float64).ravel()
-        figure.add_trace(go.Histogram(x=values, name=label, marker_color=colour, opacity=0.6,
-                                      xbins=dict(start=0.0, end=1.0, size=0.02)))
-    figure.update_layout(title=title, barmode="overlay", xaxis_title="gate g (0 = prototype path, 1 = KAN path)",
-                         yaxis_title="tokens", xaxis_range=[0, 1])
+        figure.add_trace(
+            go.Histogram(
+                x=values, name=label, marker_color=colour, opacity=0.6, xbins=dict(start=0.0, end=1.0, size=0.02)
+            )
+        )
+    figure.update_layout(
+        title=title,
+        barmode="overlay",
+        xaxis_title="gate g (0 = prototype path, 1 = KAN path)",
+        yaxis_title="tokens",
+        xaxis_range=[0, 1],
+    )
     return figure
 
 
@@ -183,9 +221,13 @@ def heatmap_menu(
     if len(arrays) > 1:
         buttons = [dict(label=label, method="restyle", args=[{"z": [m]}]) for label, m in arrays.items()]
         figure.update_layout(
-            updatemenus=[dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left",
-                              y=1.02, yanchor="bottom")],
-            title=dict(y=0.97, yanchor="top"), margin=dict(t=110),
+            updatemenus=[
+                dict(
+                    buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left", y=1.02, yanchor="bottom"
+                )
+            ],
+            title=dict(y=0.97, yanchor="top"),
+            margin=dict(t=110),
         )
     return figure
 
@@ -209,18 +251,25 @@ def heatmap_panels(
     arrays = {label: _as_2d(f"panels[{label!r}]", p) for label, p in panels.items()}
     if len({a.shape for a in arrays.values()}) != 1:
         raise UserError(f"every panel needs the same shape, got {[a.shape for a in arrays.values()]}")
-    figure = make_subplots(rows=len(arrays), cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                           subplot_titles=list(arrays))
+    figure = make_subplots(
+        rows=len(arrays), cols=1, shared_xaxes=True, vertical_spacing=0.1, subplot_titles=list(arrays)
+    )
     stacked = np.stack(list(arrays.values()))
     limit = float(np.abs(stacked).max()) or 1.0
-    axis = (dict(colorscale=SIGNED_COLORSCALE, cmin=-limit, cmax=limit) if signed
-            else dict(colorscale=WEIGHT_COLORSCALE, cmin=0.0, cmax=float(stacked.max()) or 1.0))
+    axis = (
+        dict(colorscale=SIGNED_COLORSCALE, cmin=-limit, cmax=limit)
+        if signed
+        else dict(colorscale=WEIGHT_COLORSCALE, cmin=0.0, cmax=float(stacked.max()) or 1.0)
+    )
     for row, array in enumerate(arrays.values(), start=1):
         figure.add_trace(go.Heatmap(z=array, x=x, y=y, coloraxis="coloraxis"), row=row, col=1)
         figure.update_yaxes(title_text=y_title, row=row, col=1)
     figure.update_xaxes(title_text=x_title, row=len(arrays), col=1)
-    figure.update_layout(title=title, coloraxis=dict(colorbar=dict(title=colorbar_title), **axis),
-                         height=max(320, 200 * len(arrays) + 120))
+    figure.update_layout(
+        title=title,
+        coloraxis=dict(colorbar=dict(title=colorbar_title), **axis),
+        height=max(320, 200 * len(arrays) + 120),
+    )
     return figure
 
 
@@ -238,14 +287,20 @@ def scale_traces(series: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str
     """
     if not series:
         raise UserError("series is empty")
-    figure = make_subplots(rows=len(series), cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                           subplot_titles=list(series))
+    figure = make_subplots(
+        rows=len(series), cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=list(series)
+    )
     for row, ((label, (times, values)), colour) in enumerate(zip(series.items(), _palette(len(series))), start=1):
         times, values = np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64)
         if times.shape != values.shape or times.ndim != 1:
             raise UserError(f"series {label!r}: times and values must be 1-D of one length")
-        figure.add_trace(go.Scatter(x=times, y=values, mode="lines", line=dict(shape="hv", color=colour),
-                                    name=label, showlegend=False), row=row, col=1)
+        figure.add_trace(
+            go.Scatter(
+                x=times, y=values, mode="lines", line=dict(shape="hv", color=colour), name=label, showlegend=False
+            ),
+            row=row,
+            col=1,
+        )
     figure.update_xaxes(title_text="time (s)", row=len(series), col=1)
     figure.update_yaxes(title_text=y_title)
     figure.update_layout(title=title, height=150 * len(series) + 140)
@@ -339,11 +394,22 @@ def bar_figure(
         raise UserError("values is empty")
     labels = list(values)
     numbers = np.array([float(v) for v in values.values()])
-    figure = go.Figure(go.Bar(x=labels, y=numbers, marker_color=color,
-                              text=[format(v, text_format) for v in numbers], textposition="outside"))
+    figure = go.Figure(
+        go.Bar(
+            x=labels,
+            y=numbers,
+            marker_color=color,
+            text=[format(v, text_format) for v in numbers],
+            textposition="outside",
+        )
+    )
     if reference is not None:
-        figure.add_hline(y=reference[1], line=dict(color=CHANCE_COLOR, dash="dash"),
-                         annotation_text=reference[0], annotation_position="top left")
+        figure.add_hline(
+            y=reference[1],
+            line=dict(color=CHANCE_COLOR, dash="dash"),
+            annotation_text=reference[0],
+            annotation_position="top left",
+        )
     figure.update_layout(title=title, yaxis_title=y_title, showlegend=False)
     if log_y:
         figure.update_yaxes(type="log")
@@ -365,8 +431,9 @@ def stacked_bars(stacks: Mapping[str, Mapping[str, float]], title: str, y_title:
     bars = list(stacks)
     figure = go.Figure()
     for part, colour in zip(parts, _palette(len(parts))):
-        figure.add_trace(go.Bar(x=bars, y=[float(stacks[bar].get(part, 0.0)) for bar in bars], name=part,
-                                marker_color=colour))
+        figure.add_trace(
+            go.Bar(x=bars, y=[float(stacks[bar].get(part, 0.0)) for bar in bars], name=part, marker_color=colour)
+        )
     figure.update_layout(title=title, yaxis_title=y_title, barmode="stack")
     return figure
 
@@ -394,12 +461,25 @@ def scan_benchmark(report: Mapping) -> go.Figure:
         mine = {f"{'x'.join(map(str, row['shape']))} {row['pass']}": row for row in rows if row["backend"] == backend}
         for col, key in ((1, "min_s"), (2, "peak_extra_mb")):
             values = [mine[g].get(key) if g in mine else None for g in groups]
-            figure.add_trace(go.Bar(x=groups, y=[np.nan if v is None else v for v in values], name=backend,
-                                    marker_color=colour, legendgroup=backend, showlegend=col == 1), row=1, col=col)
+            figure.add_trace(
+                go.Bar(
+                    x=groups,
+                    y=[np.nan if v is None else v for v in values],
+                    name=backend,
+                    marker_color=colour,
+                    legendgroup=backend,
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
     figure.update_yaxes(type="log")
     figure.update_xaxes(title_text="batch x dim x length x d_state, pass")
-    figure.update_layout(title="Selective scan, benchmarks/results/scan.json: the fused CPU kernel against the others",
-                         barmode="group", height=480)
+    figure.update_layout(
+        title="Selective scan, benchmarks/results/scan.json: the fused CPU kernel against the others",
+        barmode="group",
+        height=480,
+    )
     return figure
 
 
@@ -496,9 +576,15 @@ def module_shapes(model: nn.Module, *inputs, names: Sequence[str] | None = None)
         def record(module, args, output):
             calls[name] = calls.get(name, 0) + 1
             first = args[0] if args else None
-            rows.append({"module": name, "call": calls[name],
-                         "input shape": tuple(first.shape) if isinstance(first, torch.Tensor) else "-",
-                         "output shape": tuple(output.shape) if isinstance(output, torch.Tensor) else "-"})
+            rows.append(
+                {
+                    "module": name,
+                    "call": calls[name],
+                    "input shape": tuple(first.shape) if isinstance(first, torch.Tensor) else "-",
+                    "output shape": tuple(output.shape) if isinstance(output, torch.Tensor) else "-",
+                }
+            )
+
         return record
 
     handles = [modules[name].register_forward_hook(hook(name)) for name in names]
@@ -531,8 +617,10 @@ def module_outputs(model: nn.Module, *inputs, names: Sequence[str]) -> dict[str,
     if unknown:
         raise UserError(f"module_outputs: no submodule named {unknown}")
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    handles = [modules[name].register_forward_hook(lambda module, args, output, name=name: outputs[name].append(output))
-               for name in names]
+    handles = [
+        modules[name].register_forward_hook(lambda module, args, output, name=name: outputs[name].append(output))
+        for name in names
+    ]
     try:
         with torch.no_grad():
             model(*inputs)

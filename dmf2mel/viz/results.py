@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import plotly.graph_objects as go
@@ -75,10 +75,25 @@ def grouped_scores(
             if series not in chance:
                 raise UserError(f"chance has no series {series!r}")
             ticks = _as_floats([chance[series].get(label) for label in labels])
-            figure.add_trace(go.Scatter(x=labels, y=ticks, mode="markers", marker=CHANCE_MARKER, offsetgroup=series,
-                                        name="chance (95th percentile of the null)", showlegend=series == next(iter(scores))))
-    figure.update_layout(title=title, barmode="group", scattermode="group", xaxis_title=x_title, yaxis_title=y_title,
-                         legend=dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom"))
+            figure.add_trace(
+                go.Scatter(
+                    x=labels,
+                    y=ticks,
+                    mode="markers",
+                    marker=CHANCE_MARKER,
+                    offsetgroup=series,
+                    name="chance (95th percentile of the null)",
+                    showlegend=series == next(iter(scores)),
+                )
+            )
+    figure.update_layout(
+        title=title,
+        barmode="group",
+        scattermode="group",
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        legend=dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom"),
+    )
     return figure
 
 
@@ -100,8 +115,12 @@ def protocol_scores(
     scores, chance = {}, {}
     for protocol in PROTOCOLS:
         series = f"{protocol} subjects"
-        scores[series] = {model: (by_protocol.get(protocol) or {}).get(score_key) for model, by_protocol in results.items()}
-        chance[series] = {model: (by_protocol.get(protocol) or {}).get(chance_key) for model, by_protocol in results.items()}
+        scores[series] = {
+            model: (by_protocol.get(protocol) or {}).get(score_key) for model, by_protocol in results.items()
+        }
+        chance[series] = {
+            model: (by_protocol.get(protocol) or {}).get(chance_key) for model, by_protocol in results.items()
+        }
     return grouped_scores(scores, chance, title=title, x_title="model", y_title=f"Pearson r ({metric} metric)")
 
 
@@ -213,17 +232,25 @@ def comparison_sentences(
     if ref is None or ref.get("paper_r") is None:
         return [f"{name(reference)} was not evaluated on {protocol} subjects."]
     sentences = [f"On {protocol} subjects {name(reference)} reaches {significance(ref)}."]
-    others = [(m, r[protocol]) for m, r in results.items() if m != reference and (r.get(protocol) or {}).get("paper_r") is not None]
+    others = [
+        (m, r[protocol])
+        for m, r in results.items()
+        if m != reference and (r.get(protocol) or {}).get("paper_r") is not None
+    ]
     for model, result in sorted(others, key=lambda item: -item[1]["paper_r"]):
         model_name, ref_name = _capitalised(name(model)), name(reference)
         paired = paired_comparison(result, ref)
         if paired is None:
             difference = result["paper_r"] - ref["paper_r"]
-            verdict = (f"{model_name} is {abs(difference):.3f} {'above' if difference >= 0 else 'below'} {ref_name} "
-                       "in the mean, untested (no per-subject scores for a paired comparison)")
+            verdict = (
+                f"{model_name} is {abs(difference):.3f} {'above' if difference >= 0 else 'below'} {ref_name} "
+                "in the mean, untested (no per-subject scores for a paired comparison)"
+            )
         else:
-            interval = (f"{paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
-                        f"over {paired['n_subjects']} subjects, p = {paired['p_value']:.3f}")
+            interval = (
+                f"{paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
+                f"over {paired['n_subjects']} subjects, p = {paired['p_value']:.3f}"
+            )
             if paired["ci_low"] > 0:
                 verdict = f"**{model_name} beats {ref_name}** ({interval})"
             elif paired["ci_high"] < 0:
@@ -263,8 +290,14 @@ def trained_code_changes(report: dict, root: str | Path | None = None) -> list[s
         return None
     root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     try:
-        diff = subprocess.run(["git", "diff", "--name-only", commit, "--", *TRAINED_CODE], cwd=root,
-                              capture_output=True, text=True, timeout=30, check=False)
+        diff = subprocess.run(
+            ["git", "diff", "--name-only", commit, "--", *TRAINED_CODE],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if diff.returncode != 0:
@@ -278,9 +311,11 @@ def stale_results_sentence(report: dict, rerun: str = "make bench-quality") -> s
     if not changed:
         return ""
     commit = report["code"]["commit"][:7]
-    return (f"These numbers were measured at commit {commit}; the trained code has changed since "
-            f"(`git diff {commit} -- dmf2mel/models`), so they describe the model as it was then, not as it is now "
-            f"(rerun `{rerun}`).")
+    return (
+        f"These numbers were measured at commit {commit}; the trained code has changed since "
+        f"(`git diff {commit} -- dmf2mel/models`), so they describe the model as it was then, not as it is now "
+        f"(rerun `{rerun}`)."
+    )
 
 
 def quality_budget_sentence(report: dict) -> str:
@@ -289,10 +324,12 @@ def quality_budget_sentence(report: dict) -> str:
     budget, corpus = report["budget"], report["corpus"]
     n_train = len(corpus["subjects"]) - len(corpus["held_out"])
     seeds = ", ".join(map(str, budget["seeds"]))
-    text = (f"`{report['preset']}` corpus ({n_train} training subjects, {len(corpus['held_out'])} held out); profile "
-            f"`{budget['profile']}`, {budget['epochs']} epochs per gradient-trained model (early stopping off, best "
-            f"validation epoch kept), seed{'s' if len(budget['seeds']) > 1 else ''} {seeds}; chance levels from "
-            f"{budget['n_null']} null draws; run on {report['date'][:10]}.")
+    text = (
+        f"`{report['preset']}` corpus ({n_train} training subjects, {len(corpus['held_out'])} held out); profile "
+        f"`{budget['profile']}`, {budget['epochs']} epochs per gradient-trained model (early stopping off, best "
+        f"validation epoch kept), seed{'s' if len(budget['seeds']) > 1 else ''} {seeds}; chance levels from "
+        f"{budget['n_null']} null draws; run on {report['date'][:10]}."
+    )
     stale = stale_results_sentence(report)
     return f"{text} **{stale}**" if stale else text
 
@@ -366,8 +403,11 @@ def comparison_explorer_figure(
         missing = [label for label in labels if label not in by_label]
         if missing:
             raise UserError(f"model {model!r} has no prediction for {missing}")
-    pairs = {(model, label): check_pair(targets[label], predictions[model][label], label=f"{model}, {label}")
-             for model in models for label in labels}
+    pairs = {
+        (model, label): check_pair(targets[label], predictions[model][label], label=f"{model}, {label}")
+        for model in models
+        for label in labels
+    }
 
     def recording_title(label: str) -> str:
         scores = " · ".join(f"{model} {np.nanmean(band_correlations(*pairs[model, label])):.3f}" for model in models)
@@ -376,8 +416,13 @@ def comparison_explorer_figure(
     first = labels[0]
     n_first = targets[first].shape[0]
     times = np.arange(n_first) / sfreq
-    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                           subplot_titles=("true mel", f"predicted by {models[0]}"))
+    figure = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.1,
+        subplot_titles=("true mel", f"predicted by {models[0]}"),
+    )
     true_trace = _heatmap(targets[first], sfreq, 0.0, "true", True, coloraxis="coloraxis")
     true_trace.z = _z(targets[first])
     figure.add_trace(true_trace, row=1, col=1)
@@ -392,22 +437,40 @@ def comparison_explorer_figure(
 
     traces = list(range(1 + len(models)))
     recording_buttons = [
-        dict(label=label, method="update",
-             args=[{"z": [_z(targets[label])] + [_z(predictions[m][label]) for m in models],
-                    "x": [np.arange(targets[label].shape[0]) / sfreq] * len(traces)},
-                   {"title.text": recording_title(label)}, traces])
+        dict(
+            label=label,
+            method="update",
+            args=[
+                {
+                    "z": [_z(targets[label])] + [_z(predictions[m][label]) for m in models],
+                    "x": [np.arange(targets[label].shape[0]) / sfreq] * len(traces),
+                },
+                {"title.text": recording_title(label)},
+                traces,
+            ],
+        )
         for label in labels
     ]
     model_buttons = [
-        dict(label=model, method="update",
-             args=[{"visible": [True] + [m == model for m in models]}, {"annotations[1].text": f"predicted by {model}"}, traces])
+        dict(
+            label=model,
+            method="update",
+            args=[
+                {"visible": [True] + [m == model for m in models]},
+                {"annotations[1].text": f"predicted by {model}"},
+                traces,
+            ],
+        )
         for model in models
     ]
     longest = max(mel.shape[0] for mel in targets.values()) / sfreq
     starts = np.arange(0.0, max(longest - window_seconds, 0.0) + 1e-9, WINDOW_STEP_SECONDS)
     slider_steps = [
-        dict(label=f"{start:g}", method="relayout",
-             args=[{"xaxis.range": [start, start + window_seconds], "xaxis2.range": [start, start + window_seconds]}])
+        dict(
+            label=f"{start:g}",
+            method="relayout",
+            args=[{"xaxis.range": [start, start + window_seconds], "xaxis2.range": [start, start + window_seconds]}],
+        )
         for start in starts
     ]
     view = [0.0, min(window_seconds, times[-1])]
@@ -416,10 +479,20 @@ def comparison_explorer_figure(
     figure.update_layout(
         coloraxis=dict(colorscale=MEL_COLORSCALE, colorbar=dict(title="z"), cmin=-ZSCORE_RANGE, cmax=ZSCORE_RANGE),
         title=dict(text=recording_title(first), y=0.98, yanchor="top", font=dict(size=15)),
-        updatemenus=[dict(buttons=recording_buttons, x=0.0, xanchor="left", **menu_style),
-                     dict(buttons=model_buttons, x=1.0, xanchor="right", **menu_style)],
-        sliders=[dict(steps=slider_steps, active=0, pad=dict(t=50), currentvalue=dict(prefix="window starts at (s): "),
-                      len=1.0, x=0.0)],
+        updatemenus=[
+            dict(buttons=recording_buttons, x=0.0, xanchor="left", **menu_style),
+            dict(buttons=model_buttons, x=1.0, xanchor="right", **menu_style),
+        ],
+        sliders=[
+            dict(
+                steps=slider_steps,
+                active=0,
+                pad=dict(t=50),
+                currentvalue=dict(prefix="window starts at (s): "),
+                len=1.0,
+                x=0.0,
+            )
+        ],
         margin=dict(t=130, b=40),
         height=640,
     )

@@ -53,11 +53,20 @@ def score_bars(
         if missing:
             raise UserError(f"chance has no value for {missing}")
         figure.add_trace(
-            go.Scatter(x=labels, y=_as_floats([chance[label] for label in labels]), mode="markers",
-                       marker=CHANCE_MARKER, name="chance (95th percentile of the null)")
+            go.Scatter(
+                x=labels,
+                y=_as_floats([chance[label] for label in labels]),
+                mode="markers",
+                marker=CHANCE_MARKER,
+                name="chance (95th percentile of the null)",
+            )
         )
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
-                         legend=dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom"))
+    figure.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        legend=dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom"),
+    )
     return figure
 
 
@@ -97,10 +106,22 @@ def band_scores(
             if label not in chance or len(chance[label]) != n_mels:
                 raise UserError(f"chance[{label!r}] must have {n_mels} values")
             figure.add_trace(
-                go.Scatter(x=bands, y=_as_floats(chance[label]), mode="markers", marker=CHANCE_MARKER,
-                           name=f"chance, {label}", offsetgroup=label, showlegend=False)
+                go.Scatter(
+                    x=bands,
+                    y=_as_floats(chance[label]),
+                    mode="markers",
+                    marker=CHANCE_MARKER,
+                    name=f"chance, {label}",
+                    offsetgroup=label,
+                    showlegend=False,
+                )
             )
-    figure.update_layout(title=title, barmode="group", scattermode="group", xaxis_title="mel band",
-                         yaxis_title="Pearson r",
-                         legend=dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom"))
+    figure.update_layout(
+        title=title,
+        barmode="group",
+        scattermode="group",
+        xaxis_title="mel band",
+        yaxis_title="Pearson r",
+        legend=dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom"),
+    )
     return figure

@@ -30,7 +30,9 @@ def test_subject_index_maps_known_names_and_unknown_to_minus_one():
 
 
 def test_random_windows_are_normalised_slices_of_the_recording(data):
-    ds = RandomWindows(data, "train", data.recordings, WINDOW, SubjectIndex(data.subjects), windows_per_recording=3, seed=1)
+    ds = RandomWindows(
+        data, "train", data.recordings, WINDOW, SubjectIndex(data.subjects), windows_per_recording=3, seed=1
+    )
     assert len(ds) == 9
     for i in range(len(ds)):
         item = ds[i]
@@ -57,7 +59,13 @@ def test_random_windows_depend_only_on_seed_epoch_and_index(data):
 
 def test_unknown_fraction_hides_about_that_share_of_subject_ids(data):
     ds = RandomWindows(
-        data, "train", data.recordings, WINDOW, SubjectIndex(data.subjects), windows_per_recording=200, unknown_fraction=0.25
+        data,
+        "train",
+        data.recordings,
+        WINDOW,
+        SubjectIndex(data.subjects),
+        windows_per_recording=200,
+        unknown_fraction=0.25,
     )
     hidden = np.mean([ds.draw(i)[2] for i in range(len(ds))])
     assert 0.18 < hidden < 0.32

@@ -85,8 +85,9 @@ def test_split_equals_the_challenge_script_and_splitdata_sees_its_normalised_val
                 eeg, target = data.pair(split, rec.subject, rec.stimulus, feature)
                 stem = f"{split}_-_{rec.subject}_-_{rec.stimulus}_-_"
                 np.testing.assert_allclose(eeg, expected[stem + "eeg.npy"][1], rtol=1e-4, atol=1e-4)
-                np.testing.assert_allclose(target, expected[stem + f"{feature}.npy"][1].reshape(len(target), -1),
-                                           rtol=1e-4, atol=1e-4)
+                np.testing.assert_allclose(
+                    target, expected[stem + f"{feature}.npy"][1].reshape(len(target), -1), rtol=1e-4, atol=1e-4
+                )
 
 
 def test_split_never_overwrites_without_overwrite(tmp_path):
@@ -107,10 +108,14 @@ def test_split_never_overwrites_without_overwrite(tmp_path):
     "damage, message",
     [
         (lambda root: dv.feature_path(root, "podcast_2", "mel").unlink(), "podcast_2_-_mel.npy is missing"),
-        (lambda root: np.save(next(root.glob("preprocessed_eeg/sub-002/*/*.npy")), np.zeros((32, 999))),
-         "at least 64 EEG channels, found shape (32, 999)"),
-        (lambda root: np.save(dv.feature_path(root, "audiobook_1", "mel"), np.zeros((1001, 8), np.float32)),
-         "expected a time-major mel of shape (time, 10)"),
+        (
+            lambda root: np.save(next(root.glob("preprocessed_eeg/sub-002/*/*.npy")), np.zeros((32, 999))),
+            "at least 64 EEG channels, found shape (32, 999)",
+        ),
+        (
+            lambda root: np.save(dv.feature_path(root, "audiobook_1", "mel"), np.zeros((1001, 8), np.float32)),
+            "expected a time-major mel of shape (time, 10)",
+        ),
     ],
 )
 def test_bad_derivatives_give_one_error_naming_the_file_and_write_nothing(tmp_path, damage, message):

@@ -16,13 +16,16 @@ from dmf2mel.data import sparrkulee as sk
 from dmf2mel.errors import DataError
 
 # Two listeners, one story of 30 s, blinking often so that the 3 s test part has blinks too.
-PARAMS = dataclasses.replace(simulate.preset_params("teaching", n_subjects=2, n_held_out=0, n_stories=1, minutes=0.5),
-                             blinks_per_minute=40.0)
+PARAMS = dataclasses.replace(
+    simulate.preset_params("teaching", n_subjects=2, n_held_out=0, n_stories=1, minutes=0.5), blinks_per_minute=40.0
+)
 
 
 @pytest.fixture(scope="module")
 def raw_corpus(tmp_path_factory):
-    return simulate_raw.simulate_raw_corpus(tmp_path_factory.mktemp("raw") / "bids", seed=0, params=PARAMS, progress=False)
+    return simulate_raw.simulate_raw_corpus(
+        tmp_path_factory.mktemp("raw") / "bids", seed=0, params=PARAMS, progress=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +41,11 @@ def derivatives(raw_corpus, tmp_path_factory):
 
 
 def digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_simulated_corpus_has_the_release_layout(raw_corpus):
@@ -48,8 +54,13 @@ def test_the_simulated_corpus_has_the_release_layout(raw_corpus):
     assert all(r.bdf_path.name.endswith("_eeg.bdf.gz") for r in recordings)
     assert (raw_corpus / "dataset_description.json").is_file() and (raw_corpus / "participants.tsv").is_file()
     stimuli = raw.read_events(raw_corpus, recordings[0])
-    assert stimuli == [raw.StimulusFiles("audiobook_1", raw_corpus / "stimuli/eeg/audiobook_1.npz.gz",
-                                         raw_corpus / "stimuli/eeg/t_audiobook_1.npz.gz")]
+    assert stimuli == [
+        raw.StimulusFiles(
+            "audiobook_1",
+            raw_corpus / "stimuli/eeg/audiobook_1.npz.gz",
+            raw_corpus / "stimuli/eeg/t_audiobook_1.npz.gz",
+        )
+    ]
     eeg, status, sfreq = raw.read_bdf(recordings[0].bdf_path)
     assert eeg.shape[0] == 64 and sfreq == simulate_raw.RAW_SFREQ and eeg.shape[1] == status.size
     triggers, trigger_sfreq = raw.load_audio_npz(stimuli[0].trigger_path)
@@ -94,8 +105,15 @@ def test_preprocess_eeg_can_keep_every_step(raw_corpus):
     triggers, trigger_sfreq = raw.load_audio_npz(stimulus.trigger_path)
     steps = {}
     out = raw.preprocess_eeg(eeg, status, sfreq, triggers, trigger_sfreq, rec.bdf_path, steps=steps)
-    assert list(steps) == ["loaded", "high-passed", "artifacts interpolated", "aligned epoch", "MWF",
-                           "common average", "64 Hz"]
+    assert list(steps) == [
+        "loaded",
+        "high-passed",
+        "artifacts interpolated",
+        "aligned epoch",
+        "MWF",
+        "common average",
+        "64 Hz",
+    ]
     assert steps["64 Hz"][0] is out and steps["64 Hz"][1] == 64 and steps["MWF"][1] == sfreq
     np.testing.assert_array_equal(out, raw.preprocess_eeg(eeg, status, sfreq, triggers, trigger_sfreq, rec.bdf_path))
 
@@ -107,8 +125,10 @@ def test_test_part_r_against_the_clean_response_is_higher_with_mwf(raw_corpus, d
         per_recording = []
         for rec in raw.find_raw_recordings(raw_corpus):
             clean = np.load(simulate_raw.clean_path(raw_corpus, rec.subject, 1, "audiobook_1")).T
-            n = min(len(np.load(raw.eeg_output_path(folder, rec, "audiobook_1")).T),
-                    *(len(np.load(dv.feature_path(folder, "audiobook_1", f))) for f in dv.STIMULUS_FEATURES))
+            n = min(
+                len(np.load(raw.eeg_output_path(folder, rec, "audiobook_1")).T),
+                *(len(np.load(dv.feature_path(folder, "audiobook_1", f))) for f in dv.STIMULUS_FEATURES),
+            )
             truth = clean[dv.split_lengths(n)["test"]]
             eeg, _ = data.pair("test", rec.subject, "audiobook_1")
             per_recording.append(np.mean([np.corrcoef(eeg[:, c], truth[:, c])[0, 1] for c in range(64)]))
@@ -121,7 +141,11 @@ def test_test_part_r_against_the_clean_response_is_higher_with_mwf(raw_corpus, d
     "damage, victim, message",
     [
         (lambda root: (root / "stimuli/eeg/audiobook_1.npz.gz").unlink(), "sub-001", "audiobook_1.npz.gz (named in"),
-        (lambda root: _write_small_bdf(root, n_chans=32), "sub-002", "expected at least 64 EEG channels besides Status, found 32"),
+        (
+            lambda root: _write_small_bdf(root, n_chans=32),
+            "sub-002",
+            "expected at least 64 EEG channels besides Status, found 32",
+        ),
         (lambda root: _truncate(root), "sub-002", "not a readable gzip file"),
     ],
 )
@@ -148,11 +172,26 @@ def _write_small_bdf(root, n_chans):
     import edfio
 
     rec = next(r for r in raw.find_raw_recordings(root) if r.subject == "sub-002")
-    signals = [edfio.BdfSignal(np.zeros(1024), 1024, label=f"A{k + 1}", physical_dimension="uV",
-                               physical_range=(-262144.0, 262143.0), digital_range=(-8388608, 8388607))
-               for k in range(n_chans)]
-    signals.append(edfio.BdfSignal(np.full(1024, 255.0), 1024, label="Status", physical_range=(-8388608, 8388607),
-                                   digital_range=(-8388608, 8388607)))
+    signals = [
+        edfio.BdfSignal(
+            np.zeros(1024),
+            1024,
+            label=f"A{k + 1}",
+            physical_dimension="uV",
+            physical_range=(-262144.0, 262143.0),
+            digital_range=(-8388608, 8388607),
+        )
+        for k in range(n_chans)
+    ]
+    signals.append(
+        edfio.BdfSignal(
+            np.full(1024, 255.0),
+            1024,
+            label="Status",
+            physical_range=(-8388608, 8388607),
+            digital_range=(-8388608, 8388607),
+        )
+    )
     plain = rec.bdf_path.with_suffix("")
     edfio.Bdf(signals, data_record_duration=1).write(plain)
     rec.bdf_path.write_bytes(gzip.compress(plain.read_bytes()))
@@ -169,7 +208,10 @@ def test_events_without_stimulus_columns_are_refused(raw_corpus, tmp_path):
     shutil.copytree(raw_corpus, root)
     rec = raw.find_raw_recordings(root)[0]
     with open(rec.events_path, newline="") as fh:
-        rows = [{k: v for k, v in row.items() if k not in ("stim_file", "trigger_file")} for row in csv.DictReader(fh, dialect="excel-tab")]
+        rows = [
+            {k: v for k, v in row.items() if k not in ("stim_file", "trigger_file")}
+            for row in csv.DictReader(fh, dialect="excel-tab")
+        ]
     with open(rec.events_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]), dialect="excel-tab")
         writer.writeheader()

@@ -117,7 +117,13 @@ def test_eeg_carries_the_stimulus_and_presets_differ(tmp_path, tiny_corpus):
     subjects = ["sub-001", "sub-002"]
     teaching = within_subject_r(tiny_corpus, subjects)
     hard = simulate.simulate_corpus(
-        tmp_path / "hard", preset="sparrkulee", seed=0, n_subjects=2, n_held_out=0, n_stories=2, minutes=1.0,
+        tmp_path / "hard",
+        preset="sparrkulee",
+        seed=0,
+        n_subjects=2,
+        n_held_out=0,
+        n_stories=2,
+        minutes=1.0,
         progress=False,
     )
     sparrkulee = within_subject_r(hard, subjects)

@@ -57,7 +57,10 @@ def test_attention_equals_explicit_formula():
 def test_use_splinemap_switches_projection_type_and_parameter_count():
     with_kan = SplineMapAttention(64, 2)
     plain = SplineMapAttention(64, 2, use_splinemap=False)
-    assert all(isinstance(m, AGKANLinear) for m in (with_kan.query_proj, with_kan.key_proj, with_kan.value_proj, with_kan.out_proj))
+    assert all(
+        isinstance(m, AGKANLinear)
+        for m in (with_kan.query_proj, with_kan.key_proj, with_kan.value_proj, with_kan.out_proj)
+    )
     assert isinstance(plain.query_proj, torch.nn.Linear)
     assert n_params(plain) == 2 * 64 + 4 * (64 * 64 + 64)
     assert n_params(with_kan) > 5 * n_params(plain)
@@ -67,8 +70,10 @@ def test_use_splinemap_switches_projection_type_and_parameter_count():
 
 def test_projection_sizes_follow_the_paper():
     attention = SplineMapAttention(64, 2)
-    sizes = [(p.kan.grid_size, p.to_prototypes.out_features) for p in
-             (attention.query_proj, attention.key_proj, attention.value_proj, attention.out_proj)]
+    sizes = [
+        (p.kan.grid_size, p.to_prototypes.out_features)
+        for p in (attention.query_proj, attention.key_proj, attention.value_proj, attention.out_proj)
+    ]
     assert sizes == [(8, 64), (6, 32), (8, 64), (6, 128)]
     gate_biases = [p.gate.bias.item() for p in (attention.query_proj, attention.key_proj, attention.value_proj)]
     assert gate_biases == [1.0, 0.5, 2.0]
@@ -89,7 +94,9 @@ def test_official_initialisation():
     compress = attention.query_proj.to_prototypes.weight
     torch.testing.assert_close(compress @ compress.T, torch.eye(64), atol=1e-5, rtol=0)
     key_compress = attention.key_proj.to_prototypes.weight
-    assert key_compress.abs().max() <= (6 / 64) ** 0.5 and not torch.allclose(key_compress @ key_compress.T, torch.eye(32), atol=0.1)
+    assert key_compress.abs().max() <= (6 / 64) ** 0.5 and not torch.allclose(
+        key_compress @ key_compress.T, torch.eye(32), atol=0.1
+    )
 
 
 def test_eval_is_deterministic_and_train_uses_dropout():
@@ -140,8 +147,9 @@ def _grads(function, tensors, upstream, seed=5):
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5])
 @pytest.mark.parametrize("time, source_time, head_size", [(37, 41, 8), (6, 5, 3), (1, 1, 16)])
-def test_row_kernels_equal_explicit_attention_with_the_same_dropout_mask(dtype, tolerance, p, time, source_time,
-                                                                         head_size):
+def test_row_kernels_equal_explicit_attention_with_the_same_dropout_mask(
+    dtype, tolerance, p, time, source_time, head_size
+):
     """Values and all three gradients; odd source lengths put mask elements on both halves of a 64-bit draw."""
     from dmf2mel.models.attention import attention_with_dropout
 

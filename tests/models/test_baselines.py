@@ -101,7 +101,9 @@ def test_build_model():
     small = build_model("dmf2mel", preset="small", n_subjects=7)
     assert isinstance(small, DMF2Mel) and small.config == DMF2MelConfig.small(n_subjects=7)
     config = DMF2MelConfig.small(n_subjects=7)
-    assert build_model("dmf2mel", config=config, head="single").config == DMF2MelConfig.small(n_subjects=7, head="single")
+    assert build_model("dmf2mel", config=config, head="single").config == DMF2MelConfig.small(
+        n_subjects=7, head="single"
+    )
     assert isinstance(build_model("dmf2mel", d_model=32, d_state=8, n_hams_repeats=1), DMF2Mel)
 
 

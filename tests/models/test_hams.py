@@ -116,7 +116,9 @@ def test_separable_convolution_is_depthwise_then_pointwise(kernel_size):
         x.grad = None
         out = forward(x)
         out.backward(upstream)
-        results.append([out.detach(), x.grad.clone(), conv.depthwise.weight.grad.clone(), conv.pointwise.weight.grad.clone()])
+        results.append(
+            [out.detach(), x.grad.clone(), conv.depthwise.weight.grad.clone(), conv.pointwise.weight.grad.clone()]
+        )
     for fused, stepwise in zip(*results):
         torch.testing.assert_close(fused, stepwise)
 

@@ -107,7 +107,9 @@ def test_kan_layer_gradcheck(backend):
     layer = KANLinear(3, 2, grid_size=5).double()
     # keep inputs away from knots, where the third derivative jumps, so finite differences are clean
     x = torch.tensor([[-0.93, 0.31, 1.47], [0.05, -1.55, 0.77]], dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t, w, s: _with_params(layer, t, w, s), (x, layer.spline_weight, layer.spline_scaler))
+    assert torch.autograd.gradcheck(
+        lambda t, w, s: _with_params(layer, t, w, s), (x, layer.spline_weight, layer.spline_scaler)
+    )
 
 
 def _with_params(layer, x, spline_weight, spline_scaler):

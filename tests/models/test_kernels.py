@@ -51,8 +51,9 @@ def test_unknown_names_are_refused_in_code_and_in_the_environment():
     with pytest.raises(ValueError, match="'cuda'.*expected one of numba, torch"):
         kernels.set_backend("cuda")
     env = dict(os.environ, DMF2MEL_KERNELS="Torch")
-    result = subprocess.run([sys.executable, "-c", "import dmf2mel.models"], env=env, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", "import dmf2mel.models"], env=env, capture_output=True, text=True, check=False
+    )
     assert result.returncode != 0 and "DMF2MEL_KERNELS='Torch': expected one of numba, torch" in result.stderr
 
 

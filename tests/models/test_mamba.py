@@ -27,9 +27,7 @@ def mamba_from_scratch(block: Mamba, x: torch.Tensor) -> torch.Tensor:
     # causal depthwise convolution: out_t = bias + sum_k w[k] * u[t - (K-1) + k]
     kernel = block.conv1d.weight[:, 0, :]  # (inner, K)
     padded = F.pad(u, (0, 0, kernel.shape[1] - 1, 0))
-    conv = torch.stack(
-        [(padded[:, t : t + kernel.shape[1], :] * kernel.T).sum(1) for t in range(length)], dim=1
-    )
+    conv = torch.stack([(padded[:, t : t + kernel.shape[1], :] * kernel.T).sum(1) for t in range(length)], dim=1)
     u = F.silu(conv + block.conv1d.bias)
     A = -torch.exp(block.A_log)
     state = x.new_zeros(batch, inner, n_state)

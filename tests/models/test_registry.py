@@ -49,8 +49,11 @@ def test_a_registered_model_is_known_everywhere(monkeypatch):
         def forward(self, eeg, subject=None):
             return eeg.new_zeros(*eeg.shape[:2], self.n_mels)
 
-    spec = registry.ModelSpec(lambda preset, n_subjects, n_chans, n_mels: {"n_chans": n_chans, "n_mels": n_mels},
-                              lambda config: Zero(**config), label="zero")
+    spec = registry.ModelSpec(
+        lambda preset, n_subjects, n_chans, n_mels: {"n_chans": n_chans, "n_mels": n_mels},
+        lambda config: Zero(**config),
+        label="zero",
+    )
     monkeypatch.setitem(registry.MODELS, "zero", None)
     registry.register("zero", spec)
     assert isinstance(build_model("zero", n_mels=3), Zero)
