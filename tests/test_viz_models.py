@@ -72,6 +72,9 @@ def test_scale_traces_and_scaling_figure():
         {"T": (np.arange(4) / 4, np.arange(4)), "T/2": (np.arange(2) / 2, np.ones(2))}, title="t", y_title="v"
     )
     assert len(figure.data) == 2 and figure.data[0].line.shape == "hv"
+    # both scales end where the window ends (1 s), not at the start of their last step
+    assert figure.data[0].x[-1] == 1.0 and figure.data[1].x[-1] == 1.0
+    assert list(figure.data[1].y) == [1.0, 1.0, 1.0]
     scaling = model_viz.scaling_figure(
         [10, 100], {"scan": [1.0, 10.0], "attention": [1.0, 100.0]}, title="t", y_title="s"
     )

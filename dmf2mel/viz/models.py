@@ -282,7 +282,8 @@ def scale_traces(series: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str
     Parameters
     ----------
     series : mapping label -> (times (n,), values (n,))
-        ``times`` in s, the start of each step; a coarser scale has fewer, longer steps.
+        ``times`` in s, the start of each step (evenly spaced); a coarser scale has fewer, longer steps. Each step,
+        the last included, is drawn over its whole span.
     title, y_title : str
     """
     if not series:
@@ -294,6 +295,9 @@ def scale_traces(series: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str
         times, values = np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64)
         if times.shape != values.shape or times.ndim != 1:
             raise UserError(f"series {label!r}: times and values must be 1-D of one length")
+        if times.size >= 2:  # draw the last step over its whole span too, so every scale ends where the window ends
+            times = np.append(times, 2 * times[-1] - times[-2])
+            values = np.append(values, values[-1])
         figure.add_trace(
             go.Scatter(
                 x=times, y=values, mode="lines", line=dict(shape="hv", color=colour), name=label, showlegend=False
