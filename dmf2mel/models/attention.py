@@ -114,9 +114,11 @@ KAN_BASE_STD = 0.02
 KAN_SPLINE_STD = 0.01
 
 
-def _projection(d_model: int, spec: ProjectionSpec, use_splinemap: bool) -> nn.Module:
+def _projection(d_model: int, spec: ProjectionSpec, use_splinemap: bool, checkpoint: bool) -> nn.Module:
     if use_splinemap:
-        return AGKANLinear(d_model, d_model, spec.grid_size, spec.n_prototypes, spec.gate_bias)
+        return AGKANLinear(
+            d_model, d_model, spec.grid_size, spec.n_prototypes, spec.gate_bias, checkpoint_prototypes=checkpoint
+        )
     return nn.Linear(d_model, d_model)
 
 
@@ -143,11 +145,11 @@ class SplineMapAttention(nn.Module):
         Dropout on the attention weights.
     use_splinemap : bool, default True
     checkpoint_weights : bool, default False
-        Matters only where the attention runs on torch ops (:func:`attention_with_dropout`; the numba kernels never
-        keep the weights): while gradients are recorded, keep only q, k and v and recompute the
-        ``(batch, heads, time, source_time)`` weights (scores, softmax, dropout mask) in the backward pass
-        (activation checkpointing of the attention core, dropout masks reproduced from the saved RNG state). Outputs
-        and gradients are unchanged; the weights are the block's largest activations.
+        While gradients are recorded, recompute in the backward pass instead of keeping: the AGKAN projections'
+        prototype weights (``checkpoint_prototypes``), and, where the attention runs on torch ops
+        (:func:`attention_with_dropout`; the numba kernels never keep them), the ``(batch, heads, time, source_time)``
+        attention weights (scores, softmax, dropout mask; masks reproduced from the saved RNG state). Outputs and
+        gradients are unchanged.
 
     Shapes
     ------
@@ -172,10 +174,10 @@ class SplineMapAttention(nn.Module):
         self.use_splinemap = use_splinemap
         self.checkpoint_weights = checkpoint_weights
         self.norm = nn.LayerNorm(d_model)
-        self.query_proj = _projection(d_model, QUERY, use_splinemap)
-        self.key_proj = _projection(d_model, KEY, use_splinemap)
-        self.value_proj = _projection(d_model, VALUE, use_splinemap)
-        self.out_proj = _projection(d_model, OUTPUT, use_splinemap)
+        self.query_proj = _projection(d_model, QUERY, use_splinemap, checkpoint_weights)
+        self.key_proj = _projection(d_model, KEY, use_splinemap, checkpoint_weights)
+        self.value_proj = _projection(d_model, VALUE, use_splinemap, checkpoint_weights)
+        self.out_proj = _projection(d_model, OUTPUT, use_splinemap, checkpoint_weights)
         self.dropout = Dropout(dropout)
         if use_splinemap:
             self._init_projections()

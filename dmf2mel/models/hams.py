@@ -35,6 +35,8 @@ ADAF_DROPOUT = 0.05
 ADAF_MIX_INIT = 1.0
 #: Scales (as divisors of the padded length) of the decoder's ADAF applications, coarsest first.
 DECODER_SCALES = (8, 4, 2, 1)
+#: With checkpointing, the decoder's ADAF uses at this scale and finer (T, T/2, T/4) are recomputed in backward.
+CHECKPOINT_SCALE = 4
 
 
 class SeparableConv1d(nn.Module):
@@ -232,7 +234,9 @@ class HAMSNet(nn.Module):
     share_adaf : bool, default True
         One ADAF instance for every use (official); False builds one per use.
     checkpoint_weights : bool, default False
-        Recompute the position attentions' ``time x time`` weights in the backward pass instead of keeping them.
+        While gradients are recorded, recompute in the backward pass instead of keeping: the position attentions'
+        ``time x time`` weights where they run on torch ops, and the decoder's ADAF uses at the three finest scales (the
+        pass's largest activations; :data:`CHECKPOINT_SCALE`). The same results.
 
     Shapes
     ------
@@ -249,6 +253,7 @@ class HAMSNet(nn.Module):
         checkpoint_weights: bool = False,
     ):
         super().__init__()
+        self.checkpoint_weights = checkpoint_weights
         self.position_window = DEFAULT_POSITION_WINDOW if position_window is None else position_window
         if self.position_window < 1:
             raise ValueError(f"HAMSNet: position_window must be >= 1 sample, got {position_window}")
@@ -299,6 +304,11 @@ class HAMSNet(nn.Module):
         top_down = None
         for scale, skip in zip(DECODER_SCALES, (e3, e2, e1, h)):
             decoded = skip + _upsample(bottleneck, LENGTH_MULTIPLE // scale)
-            decoded = decoded + next(uses)(decoded, self._window(scale))
+            adaf = next(uses)
+            if scale <= CHECKPOINT_SCALE and self.checkpoint_weights and torch.is_grad_enabled():
+                # the finest ADAF uses hold most activations of the pass: recompute them (Dropout1d masks repeat)
+                decoded = decoded + checkpoint(adaf, decoded, self._window(scale), use_reentrant=False)
+            else:
+                decoded = decoded + adaf(decoded, self._window(scale))
             top_down = decoded if top_down is None else decoded + _upsample(top_down, 2)
         return self.out_proj(top_down)[..., :time].transpose(1, 2)

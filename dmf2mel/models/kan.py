@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from dmf2mel.models import kan_kernels, kernels
 from dmf2mel.models.scan.cpu import numba_threads
@@ -372,6 +373,9 @@ class AGKANLinear(nn.Module):
     gate_bias : float or None
         Initial ``b_g``; positive values lean towards the KAN path at initialisation (sigmoid(1) = 0.73). ``None``
         keeps PyTorch's default initialisation of the gate's bias.
+    checkpoint_prototypes : bool, default False
+        While gradients are recorded, recompute the prototype weights ``softmax_S(W_c x)`` (``S`` numbers per token)
+        in the backward pass instead of keeping them (activation checkpointing; the same results).
 
     Notes
     -----
@@ -384,8 +388,17 @@ class AGKANLinear(nn.Module):
     ``(..., in_features) -> (..., out_features)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, grid_size: int, n_prototypes: int, gate_bias: float | None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        grid_size: int,
+        n_prototypes: int,
+        gate_bias: float | None,
+        checkpoint_prototypes: bool = False,
+    ):
         super().__init__()
+        self.checkpoint_prototypes = checkpoint_prototypes
         self.kan = KANLinear(in_features, out_features, grid_size=grid_size)
         self.gate = nn.Linear(in_features, 1)
         if gate_bias is not None:
@@ -399,5 +412,13 @@ class AGKANLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_features) -> (..., out_features)."""
         gate = torch.sigmoid(self.gate(x))
-        prototypes = self.from_prototypes(torch.softmax(self.to_prototypes(x), dim=-1))
-        return self.norm(gate * self.kan(x) + (1 - gate) * prototypes)
+        if self.checkpoint_prototypes and torch.is_grad_enabled():
+            prototypes = checkpoint(self._prototypes, x, use_reentrant=False)
+        else:
+            prototypes = self._prototypes(x)
+        # g * kan + (1 - g) * prototypes, written so that autograd keeps one (tokens, out) difference, not both paths
+        return self.norm(prototypes + gate * (self.kan(x) - prototypes))
+
+    def _prototypes(self, x: torch.Tensor) -> torch.Tensor:
+        """``W_r softmax_S(W_c x)``: (..., in_features) -> (..., out_features)."""
+        return self.from_prototypes(torch.softmax(self.to_prototypes(x), dim=-1))

@@ -139,7 +139,8 @@ class Mamba(nn.Module):
         x_dbl = self.x_proj(u.transpose(1, 2))  # (batch, time, dt_rank + 2 * d_state)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         # The bias is added inside the scan (delta_bias), as mamba_ssm does.
-        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (batch, d_inner, time)
+        # dt is a narrow slice of x_dbl: a copy, so that what autograd keeps for dt_proj does not hold all of x_dbl
+        delta = F.linear(dt.contiguous(), self.dt_proj.weight).transpose(1, 2)  # (batch, d_inner, time)
         A = -torch.exp(_at_least_float32(self.A_log))
         y = selective_scan(
             u,

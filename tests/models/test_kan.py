@@ -196,3 +196,23 @@ def test_numba_and_torch_paths_agree_in_float32_on_a_training_sized_batch():
     kernels.set_backend("numba")
     for fast, slow in zip(results["numba"], results["torch"]):
         torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+def test_agkan_prototype_checkpointing_keeps_less_and_changes_nothing():
+    from dmf2mel.viz.models import saved_tensor_bytes
+
+    torch.manual_seed(5)
+    plain = AGKANLinear(8, 8, grid_size=6, n_prototypes=128, gate_bias=1.0).double()
+    lean = AGKANLinear(8, 8, grid_size=6, n_prototypes=128, gate_bias=1.0, checkpoint_prototypes=True).double()
+    lean.load_state_dict(plain.state_dict())
+    x = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
+    results = []
+    for layer in (plain, lean):
+        x.grad = None
+        out = layer(x)
+        out.pow(3).sum().backward()
+        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    # the (tokens, prototypes) softmax output is not kept: 50 x 128 doubles
+    assert saved_tensor_bytes(lambda: plain(x)) - saved_tensor_bytes(lambda: lean(x)) >= 50 * 128 * 8
