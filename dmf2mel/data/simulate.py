@@ -26,8 +26,9 @@ is known about cortical tracking of speech:
 The noise-free neural response goes through the same linear filters and is written to a ``clean/``
 sub-folder with the same file names as the EEG, so chapters can show what the noise costs.
 
-Two presets: ``teaching`` (clear effects; a lagged ridge decoder reaches a within-subject test
-r of roughly 0.15–0.3) and ``sparrkulee`` (as hard as the real data, r of roughly 0.03–0.06).
+Two presets (:data:`dmf2mel.data.simulation_params.PRESETS`): ``teaching`` (clear effects; a lagged
+ridge decoder reaches a within-subject test r of roughly 0.15–0.3) and ``sparrkulee`` (as hard as the
+real data, r of roughly 0.03–0.06).
 
 Determinism: every random number comes from a :class:`numpy.random.SeedSequence` keyed by
 ``(seed, stream, subject, story)``, so the same seed gives the same bytes, and adding subjects or
@@ -52,12 +53,19 @@ from tqdm.auto import tqdm
 from dmf2mel import cache
 from dmf2mel.data import features, preprocess, speech
 from dmf2mel.data import sparrkulee
+
+# The parameters live in simulation_params; imported under their own names so ``simulate.PRESETS`` etc. still work.
+from dmf2mel.data.simulation_params import PRESETS as PRESETS
+from dmf2mel.data.simulation_params import SimulationParams as SimulationParams
+from dmf2mel.data.simulation_params import preset_params as preset_params
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
-from dmf2mel.validation import check_int, check_option
+from dmf2mel.validation import check_int
 
-# Bump by hand for changes the source hash cannot see (none so far); the version also hashes the code.
+# Bump by hand for changes the source hash cannot see (none so far); the version also hashes the code
+# (SOURCE_FILES: the simulation and its parameters).
 SIMULATION_VERSION = "1"
+SOURCE_FILES = ("simulate.py", "simulation_params.py")
 CLEAN_FOLDER = "clean"
 CACHE_ENV = "DMF2MEL_CACHE"
 STALE_TEMP_S = 3600.0  # a temporary corpus folder this old belongs to a killed run
@@ -110,84 +118,18 @@ LINE_FREQ = 50.0
 EVENT_AMPLITUDE_RANGE = (0.7, 1.3)  # each blink, and each electrode's line pickup, scales by this much
 
 
-@dataclasses.dataclass(frozen=True)
-class SimulationParams:
-    """Everything that decides a corpus besides the seed (part of its cache key).
-
-    Sizes
-        ``n_subjects`` (incl. ``n_held_out`` subjects held out entirely), ``n_stories`` stories of
-        ``minutes`` minutes; each subject hears ``stories_per_subject`` of them, always the first.
-    Signal
-        ``source_nam``: RMS moment of each auditory dipole (nA*m, before the subject's gain).
-    Noise
-        ``n_background_sources`` dipoles with 1/f time courses of RMS ``background_nam`` (nA*m);
-        two alpha dipoles with bursts of RMS up to ``alpha_nam``; ``blinks_per_minute`` blinks of
-        peak ``blink_uv`` (microvolts at the frontopolar electrodes); ``muscle_per_minute`` bursts
-        of RMS ``muscle_uv`` at the nearest temporal electrode; a 50 Hz line of amplitude about
-        ``line_uv``; drifts of RMS ``drift_uv``; white amplifier noise of RMS ``sensor_uv``.
-    """
-
-    n_subjects: int = 8
-    n_held_out: int = 2
-    n_stories: int = 4
-    minutes: float = 2.5
-    stories_per_subject: int = 3
-    source_nam: float = 10.0
-    background_nam: float = 12.0
-    n_background_sources: int = 60
-    alpha_nam: float = 60.0
-    blinks_per_minute: float = 12.0
-    blink_uv: float = 120.0
-    muscle_per_minute: float = 3.0
-    muscle_uv: float = 30.0
-    line_uv: float = 20.0
-    drift_uv: float = 30.0
-    sensor_uv: float = 1.0
-
-
-PRESETS = {
-    "teaching": SimulationParams(),
-    "sparrkulee": SimulationParams(source_nam=2.0),
-}
-
-
-def preset_params(
-    preset: str = "teaching",
-    n_subjects: int | None = None,
-    n_held_out: int | None = None,
-    n_stories: int | None = None,
-    minutes: float | None = None,
-) -> SimulationParams:
-    """The parameters of ``preset`` with the given sizes overridden (None keeps the preset's)."""
-    check_option("preset", preset, PRESETS)
-    overrides = dict(n_subjects=n_subjects, n_held_out=n_held_out, n_stories=n_stories, minutes=minutes)
-    params = dataclasses.replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    check_int("n_subjects", params.n_subjects, minimum=1)
-    if not 0 <= check_int("n_held_out", params.n_held_out) < params.n_subjects:
-        raise UserError(
-            f"n_held_out must be between 0 and the number of subjects minus one ({params.n_subjects - 1}), "
-            f"got {params.n_held_out}",
-            parameter="n_held_out",
-        )
-    check_int("n_stories", params.n_stories, minimum=1)
-    if params.minutes * 60 < speech.MIN_STIMULUS_SECONDS:
-        raise UserError(
-            f"minutes must give at least {speech.MIN_STIMULUS_SECONDS:g} s per story, got {params.minutes} min",
-            parameter="minutes",
-        )
-    return dataclasses.replace(params, stories_per_subject=min(params.stories_per_subject, params.n_stories))
-
-
 def _rng(seed: int, stream: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, *key)))
 
 
 def simulation_version() -> str:
-    """A version string that changes whenever the simulation code (or the feature recipe) changes."""
+    """A version string that changes whenever the simulation code (this module and :mod:`.simulation_params`,
+    see :data:`SOURCE_FILES`) or the feature recipe changes."""
     digest = hashlib.sha256(SIMULATION_VERSION.encode())
     for module in (speech, features, preprocess):
         digest.update(Path(module.__file__).read_bytes())
-    digest.update(Path(__file__).read_bytes())
+    for name in SOURCE_FILES:
+        digest.update((Path(__file__).parent / name).read_bytes())
     return f"{SIMULATION_VERSION}+{digest.hexdigest()[:12]}"
 
 
