@@ -53,7 +53,7 @@ def _add_simulate(subparsers) -> None:
 
 
 def _run_simulate(args) -> int:
-    from dmf2mel.data.simulate import simulate_corpus
+    from dmf2mel.data.corpus import simulate_corpus
 
     if args.raw:
         return _run_simulate_raw(args)

@@ -218,7 +218,7 @@ def simulate_raw_corpus(
         A new or empty folder, or an earlier raw simulated corpus (replaced whole). Built in a
         temporary sibling folder and renamed into place at the end.
     preset, seed, n_subjects, n_stories, minutes
-        As for :func:`dmf2mel.data.simulate.simulate_corpus` (the same synthetic stories).
+        As for :func:`dmf2mel.data.corpus.simulate_corpus` (the same synthetic stories).
     params : SimulationParams, optional
         Use these parameters instead of the preset's (for tests: e.g. more blinks).
     progress : bool

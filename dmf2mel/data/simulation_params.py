@@ -3,9 +3,9 @@
 :class:`SimulationParams` holds the sizes (subjects, stories, minutes), the strength of the auditory
 response and every noise and artifact level; :data:`PRESETS` names the two regimes, ``teaching``
 (clear effects) and ``sparrkulee`` (as hard as the real data); :func:`preset_params` is a preset with
-its sizes overridden and checked. The simulation, and writing and caching a corpus, are
-:mod:`dmf2mel.data.simulate`. This module imports neither it nor MNE, so the command line can list the
-presets without loading the simulation.
+its sizes overridden and checked. The simulation itself is :mod:`dmf2mel.data.simulate`; writing and
+caching a corpus is :mod:`dmf2mel.data.corpus`. This module imports neither, nor MNE, so the command
+line can list the presets without loading the simulation.
 """
 
 from __future__ import annotations
