@@ -53,7 +53,7 @@ print(json.dumps({"epoch_s": [float(r["seconds"]) for r in rows], "threads": tor
 
 
 def make_corpus(folder: Path) -> Path:
-    from dmf2mel.data.simulate import simulate_corpus
+    from dmf2mel.data.corpus import simulate_corpus
 
     return simulate_corpus(folder / "teaching", preset="teaching", seed=0, progress=False, **CORPUS)
 

@@ -76,7 +76,7 @@ DEFAULT_VAL_EVERY = 2
 DEFAULT_SEEDS = (0, 1, 2)
 #: torch threads: one, because the machine is shared (see train_speed.set_threads).
 DEFAULT_THREADS = 1
-#: Sizes of the benchmark's corpus (:func:`dmf2mel.data.simulate.simulate_corpus`, seed 0): 14 training and 6
+#: Sizes of the benchmark's corpus (:func:`dmf2mel.data.corpus.simulate_corpus`, seed 0): 14 training and 6
 #: held-out subjects, 3 stories of 10 minutes each, so every recording's test part holds six 10 s windows: 252 known
 #: and 108 unknown test windows (the default corpus: 18 and 6), with 42 training recordings (default 18), so an epoch
 #: costs about 2.3 times as much. Generating it takes minutes (2 subjects of it took 130 s on one core; about 20 minutes
@@ -272,7 +272,7 @@ def run_preset(
     threads : int, optional
         torch threads (default 1; None keeps torch's default).
     """
-    from dmf2mel.data.simulate import simulate_corpus
+    from dmf2mel.data.corpus import simulate_corpus
     from dmf2mel.metrics import N_NULL
 
     unknown = sorted(set(models) - set(MODELS))

@@ -1,4 +1,4 @@
-"""Cached folders built once: the built-in corpora (:mod:`dmf2mel.data.simulate`) and the trained runs
+"""Cached folders built once: the built-in corpora (:mod:`dmf2mel.data.corpus`) and the trained runs
 (:mod:`dmf2mel.runs`) share these rules.
 
 An *entry* is a folder ``ROOT/STEM-DIGEST``: the stem says what it is (``teaching``, or a run's corpus,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dmf2mel import threads
 from dmf2mel.checkpoint import METRICS_FILE, read_config
+from dmf2mel.data.simulation_params import PRESETS
 from dmf2mel.data.sparrkulee import find_challenge_subjects
 from dmf2mel.errors import UserError
 from dmf2mel.evaluate import challenge_files, evaluate_run, parse_subjects, predict_subjects, summary_line
@@ -31,7 +32,7 @@ def _add_simulate(subparsers) -> None:
         description="Simulate speech-like stimuli and 64-channel EEG of several subjects listening to them, "
         "and write them in the SparrKULee split_data layout (same seed, same bytes).",
     )
-    parser.add_argument("--preset", choices=("teaching", "sparrkulee"), default="teaching")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="teaching")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", required=True, help="output folder: new, empty, or an earlier simulated corpus (replaced whole)"
@@ -52,7 +53,7 @@ def _add_simulate(subparsers) -> None:
 
 
 def _run_simulate(args) -> int:
-    from dmf2mel.data.simulate import simulate_corpus
+    from dmf2mel.data.corpus import simulate_corpus
 
     if args.raw:
         return _run_simulate_raw(args)

@@ -3,7 +3,7 @@
 Chapters 9 (training), 10 (evaluation) and 11 (ablations) of the book all need the same trained
 models. :func:`cached_run` trains a model with :func:`dmf2mel.train.train` the first time it is
 asked for, evaluates it (``metrics.json``) and keeps the run folder in the same cache as the
-built-in corpus (:func:`dmf2mel.data.simulate.cache_dir`, under ``runs/``); every later call with
+built-in corpus (:func:`dmf2mel.data.corpus.cache_dir`, under ``runs/``); every later call with
 the same arguments returns that folder at once. So one book build trains each model once per
 machine, not once per chapter.
 
@@ -55,7 +55,7 @@ from dmf2mel.checkpoint import (
     read_history,
 )
 from dmf2mel.data.datasets import SubjectIndex
-from dmf2mel.data.simulate import cache_dir, default_corpus
+from dmf2mel.data.corpus import cache_dir, default_corpus
 from dmf2mel.data.sparrkulee import SplitData
 from dmf2mel.errors import DataError, TrainingFailed, UserError
 from dmf2mel.evaluate import open_data_for, predict_recordings

@@ -14,7 +14,7 @@ TINY = dict(n_subjects=4, n_held_out=1, n_stories=2, minutes=1.0)
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A small ``teaching`` corpus: 3 known subjects + 1 held out, 2 stories of 1 minute."""
-    from dmf2mel.data.simulate import simulate_corpus
+    from dmf2mel.data.corpus import simulate_corpus
 
     return simulate_corpus(
         tmp_path_factory.mktemp("corpus") / "teaching", preset="teaching", seed=0, progress=False, **TINY

@@ -207,7 +207,7 @@ def test_aggregate_keeps_each_seeds_per_subject_scores():
 
 
 def test_benchmark_corpus_has_ten_times_the_test_windows():
-    from dmf2mel.data.simulate import preset_params
+    from dmf2mel.data.simulation_params import preset_params
 
     default, bench = preset_params("teaching"), preset_params("teaching", **quality.BENCHMARK_CORPUS)
 

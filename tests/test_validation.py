@@ -10,7 +10,7 @@ import torch
 import train_fixtures as tf
 from dmf2mel import validation
 from dmf2mel.cli import error_message, main
-from dmf2mel.data import simulate
+from dmf2mel.data import corpus, simulation_params
 from dmf2mel.errors import DataError, TrainingFailed, UserError, UserTypeError
 from dmf2mel.models import DMF2MelConfig
 from dmf2mel.models.attention import SplineMapAttention
@@ -77,10 +77,10 @@ def test_check_eeg():
 
 def test_the_library_names_python_arguments(tmp_path):
     with pytest.raises(UserError, match="n_held_out must be between") as info:
-        simulate.preset_params("teaching", n_subjects=2, n_held_out=2)
+        simulation_params.preset_params("teaching", n_subjects=2, n_held_out=2)
     assert info.value.parameter == "n_held_out"
     with pytest.raises(UserError, match="^seed must be an integer >= 0; got -1$"):
-        simulate.simulate_corpus(tmp_path / "x", seed=-1, progress=False)
+        corpus.simulate_corpus(tmp_path / "x", seed=-1, progress=False)
 
 
 def test_error_message_maps_parameters_to_flags():

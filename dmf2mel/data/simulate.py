@@ -1,4 +1,4 @@
-"""The built-in corpus: simulated 64-channel EEG of people listening to speech, in the ``split_data`` layout.
+"""The built-in corpus's simulation: 64-channel EEG of people listening to speech.
 
 No real EEG can be downloaded when the book builds, so the chapters run on a simulated corpus that
 looks like SparrKULee to every reader in :mod:`dmf2mel.data.sparrkulee`. The simulation follows what
@@ -26,8 +26,15 @@ is known about cortical tracking of speech:
 The noise-free neural response goes through the same linear filters and is written to a ``clean/``
 sub-folder with the same file names as the EEG, so chapters can show what the noise costs.
 
-Two presets: ``teaching`` (clear effects; a lagged ridge decoder reaches a within-subject test
-r of roughly 0.15–0.3) and ``sparrkulee`` (as hard as the real data, r of roughly 0.03–0.06).
+Two presets (:data:`dmf2mel.data.simulation_params.PRESETS`): ``teaching`` (clear effects; a lagged
+ridge decoder reaches a within-subject test r of roughly 0.15–0.3) and ``sparrkulee`` (as hard as the
+real data, r of roughly 0.03–0.06).
+
+This module is the simulation itself: the head model, the listeners, the stimuli and their neural
+drive, the noise and one recording (:func:`simulate_recording`). Writing a corpus to disk, checking
+one and the cache of the default corpora are in :mod:`dmf2mel.data.corpus`; the parameters and the
+presets in :mod:`dmf2mel.data.simulation_params`. The corpus functions still answer to their old
+names here (``simulate.default_corpus``), for notebooks written before they moved.
 
 Determinism: every random number comes from a :class:`numpy.random.SeedSequence` keyed by
 ``(seed, stream, subject, story)``, so the same seed gives the same bytes, and adding subjects or
@@ -39,33 +46,25 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
-import os
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import mne
 import numpy as np
 import scipy.signal
-from tqdm.auto import tqdm
 
-from dmf2mel import cache
 from dmf2mel.data import features, preprocess, speech
-from dmf2mel.data import sparrkulee
-from dmf2mel.errors import DataError, UserError
-from dmf2mel.io import save_npy
-from dmf2mel.validation import check_int, check_option
 
-# Bump by hand for changes the source hash cannot see (none so far); the version also hashes the code.
+# The parameters live in simulation_params; imported under their own names so ``simulate.PRESETS`` etc. still work.
+from dmf2mel.data.simulation_params import PRESETS as PRESETS
+from dmf2mel.data.simulation_params import SimulationParams as SimulationParams
+from dmf2mel.data.simulation_params import preset_params as preset_params
+
+# Bump by hand for changes the source hash cannot see (none so far); the version also hashes the code
+# (SOURCE_FILES: the simulation, its parameters and the corpus writer).
 SIMULATION_VERSION = "1"
-CLEAN_FOLDER = "clean"
-CACHE_ENV = "DMF2MEL_CACHE"
-STALE_TEMP_S = 3600.0  # a temporary corpus folder this old belongs to a killed run
-#: A cached corpus of other code or parameters is deleted only when no process has asked for it for this long:
-#: a run started before the code changed may still be reading it (``default_corpus`` marks each use).
-STALE_CORPUS_S = cache.UNUSED_FOR_S
-#: The file whose modification time records a cached corpus's last use.
-LAST_USED_FILE = cache.LAST_USED_FILE
+SOURCE_FILES = ("simulate.py", "simulation_params.py", "corpus.py")
+
 SIM_SFREQ = float(features.MEL_FRAME_RATE)  # 128 Hz: the mel frame rate; above the 50 Hz line and muscles
 NAM = 1e-9  # one nanoampere-metre in A*m (dipole moments)
 UV = 1e-6  # one microvolt in V
@@ -110,84 +109,18 @@ LINE_FREQ = 50.0
 EVENT_AMPLITUDE_RANGE = (0.7, 1.3)  # each blink, and each electrode's line pickup, scales by this much
 
 
-@dataclasses.dataclass(frozen=True)
-class SimulationParams:
-    """Everything that decides a corpus besides the seed (part of its cache key).
-
-    Sizes
-        ``n_subjects`` (incl. ``n_held_out`` subjects held out entirely), ``n_stories`` stories of
-        ``minutes`` minutes; each subject hears ``stories_per_subject`` of them, always the first.
-    Signal
-        ``source_nam``: RMS moment of each auditory dipole (nA*m, before the subject's gain).
-    Noise
-        ``n_background_sources`` dipoles with 1/f time courses of RMS ``background_nam`` (nA*m);
-        two alpha dipoles with bursts of RMS up to ``alpha_nam``; ``blinks_per_minute`` blinks of
-        peak ``blink_uv`` (microvolts at the frontopolar electrodes); ``muscle_per_minute`` bursts
-        of RMS ``muscle_uv`` at the nearest temporal electrode; a 50 Hz line of amplitude about
-        ``line_uv``; drifts of RMS ``drift_uv``; white amplifier noise of RMS ``sensor_uv``.
-    """
-
-    n_subjects: int = 8
-    n_held_out: int = 2
-    n_stories: int = 4
-    minutes: float = 2.5
-    stories_per_subject: int = 3
-    source_nam: float = 10.0
-    background_nam: float = 12.0
-    n_background_sources: int = 60
-    alpha_nam: float = 60.0
-    blinks_per_minute: float = 12.0
-    blink_uv: float = 120.0
-    muscle_per_minute: float = 3.0
-    muscle_uv: float = 30.0
-    line_uv: float = 20.0
-    drift_uv: float = 30.0
-    sensor_uv: float = 1.0
-
-
-PRESETS = {
-    "teaching": SimulationParams(),
-    "sparrkulee": SimulationParams(source_nam=2.0),
-}
-
-
-def preset_params(
-    preset: str = "teaching",
-    n_subjects: int | None = None,
-    n_held_out: int | None = None,
-    n_stories: int | None = None,
-    minutes: float | None = None,
-) -> SimulationParams:
-    """The parameters of ``preset`` with the given sizes overridden (None keeps the preset's)."""
-    check_option("preset", preset, PRESETS)
-    overrides = dict(n_subjects=n_subjects, n_held_out=n_held_out, n_stories=n_stories, minutes=minutes)
-    params = dataclasses.replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    check_int("n_subjects", params.n_subjects, minimum=1)
-    if not 0 <= check_int("n_held_out", params.n_held_out) < params.n_subjects:
-        raise UserError(
-            f"n_held_out must be between 0 and the number of subjects minus one ({params.n_subjects - 1}), "
-            f"got {params.n_held_out}",
-            parameter="n_held_out",
-        )
-    check_int("n_stories", params.n_stories, minimum=1)
-    if params.minutes * 60 < speech.MIN_STIMULUS_SECONDS:
-        raise UserError(
-            f"minutes must give at least {speech.MIN_STIMULUS_SECONDS:g} s per story, got {params.minutes} min",
-            parameter="minutes",
-        )
-    return dataclasses.replace(params, stories_per_subject=min(params.stories_per_subject, params.n_stories))
-
-
 def _rng(seed: int, stream: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, *key)))
 
 
 def simulation_version() -> str:
-    """A version string that changes whenever the simulation code (or the feature recipe) changes."""
+    """A version string that changes whenever the simulation code (this module, :mod:`.simulation_params` and
+    the corpus writer :mod:`.corpus`, see :data:`SOURCE_FILES`) or the feature recipe changes."""
     digest = hashlib.sha256(SIMULATION_VERSION.encode())
     for module in (speech, features, preprocess):
         digest.update(Path(module.__file__).read_bytes())
-    digest.update(Path(__file__).read_bytes())
+    for name in SOURCE_FILES:
+        digest.update((Path(__file__).parent / name).read_bytes())
     return f"{SIMULATION_VERSION}+{digest.hexdigest()[:12]}"
 
 
@@ -495,222 +428,31 @@ def simulate_recording(
     return eeg, clean
 
 
-# --------------------------------------------------------------------------------------------
-# The corpus on disk
+# Writing, checking and caching a corpus moved to dmf2mel.data.corpus; these names still work here.
+_CORPUS_NAMES = frozenset(
+    {
+        "CACHE_ENV",
+        "CLEAN_FOLDER",
+        "LAST_USED_FILE",
+        "STALE_CORPUS_S",
+        "STALE_TEMP_S",
+        "_is_corpus",
+        "_library_versions",
+        "_stimuli",
+        "_write_corpus",
+        "cache_dir",
+        "corpus_key",
+        "default_corpus",
+        "simulate_corpus",
+        "verify_corpus",
+    }
+)
 
 
-def _stimuli(
-    params: SimulationParams, seed: int, stimuli_dir: str | Path | None, minutes_given: bool
-) -> list[tuple[str, Callable[[], Stimulus]]]:
-    """(name, a function computing its :class:`Stimulus`) per story: synthetic speech, or the user's
-    files (cut to ``minutes`` if given)."""
-    if stimuli_dir is None:
-        return [
-            (name, functools.partial(synthetic_stimulus, seed, index, params.minutes * 60.0))
-            for index, name in enumerate(story_names(params.n_stories))
-        ]
-    loaded = speech.load_stimuli(stimuli_dir)
-    limit = int(params.minutes * 60 * speech.SPEECH_SFREQ) if minutes_given else None
-    return [(name, functools.partial(make_stimulus, name, audio[:limit])) for name, audio in loaded.items()]
+def __getattr__(name: str) -> Any:
+    """The corpus writer and cache moved to :mod:`dmf2mel.data.corpus`; the old names still work."""
+    if name in _CORPUS_NAMES:
+        from dmf2mel.data import corpus
 
-
-def _write_corpus(
-    folder: Path,
-    preset: str,
-    seed: int,
-    params: SimulationParams,
-    stories: list[tuple[str, Callable[[], Stimulus]]],
-    stimuli_dir,
-    progress: bool,
-) -> None:
-    subjects = subject_names(params.n_subjects)
-    listeners = [make_subject(_rng(seed, STREAM_SUBJECT, index), params) for index in range(params.n_subjects)]
-    heard_index = [stories_heard(i, len(stories), params.stories_per_subject) for i in range(len(subjects))]
-    heard = {subject: [stories[i][0] for i in indices] for subject, indices in zip(subjects, heard_index)}
-    files: dict[str, list[int]] = {}
-    n_steps = len(stories) + sum(map(len, heard_index))
-    with tqdm(total=n_steps, desc="simulating corpus", unit="step", disable=not progress) as bar:
-        for story_index, (story_name, compute_stimulus) in enumerate(stories):
-            bar.set_postfix_str(f"stimulus {story_name}")
-            stimulus = compute_stimulus()
-            bar.update()
-            for subject_index, (subject, listener) in enumerate(zip(subjects, listeners)):
-                if story_index not in heard_index[subject_index]:
-                    continue
-                bar.set_postfix_str(f"{subject} {story_name}")
-                rng = _rng(seed, STREAM_RECORDING, subject_index, story_index)
-                eeg, clean = simulate_recording(rng, listener, stimulus, params)
-                # The 64 Hz mel loses a frame or two to center=False: trim everything to the shortest.
-                n = min(len(eeg), len(stimulus.mel), len(stimulus.envelope))
-                written = sparrkulee.write_recording(
-                    folder, subject, story_name, eeg[:n], stimulus.mel[:n], stimulus.envelope[:n]
-                )
-                for split, part in sparrkulee.split_bounds(n).items():
-                    name = sparrkulee.format_filename(split, subject, story_name, "eeg")
-                    written.append(save_npy(folder / CLEAN_FOLDER / name, np.ascontiguousarray(clean[:n][part])))
-                for path in written:
-                    files[path.relative_to(folder).as_posix()] = list(np.load(path, mmap_mode="r").shape)
-                bar.update()
-    held_out = subjects[len(subjects) - params.n_held_out :] if params.n_held_out else []
-    sparrkulee.write_metadata(
-        folder,
-        {
-            "generator": "dmf2mel.data.simulate",
-            "preset": preset,
-            "seed": seed,
-            "version": simulation_version(),
-            "libraries": _library_versions(),
-            "sfreq": sparrkulee.SFREQ,
-            "eeg_unit": "microvolt",
-            "subjects": subjects,
-            "held_out_subjects": held_out,
-            "stimuli": [name for name, _ in stories],
-            "stimuli_source": "synthetic speech" if stimuli_dir is None else str(stimuli_dir),
-            "recordings": heard,
-            "clean_folder": CLEAN_FOLDER,
-            "parameters": dataclasses.asdict(params),
-            "files": dict(sorted(files.items())),
-        },
-    )
-
-
-def _library_versions() -> dict[str, str]:
-    import librosa
-
-    return {"numpy": np.__version__, "scipy": scipy.__version__, "mne": mne.__version__, "librosa": librosa.__version__}
-
-
-def _is_corpus(folder: Path) -> bool:
-    try:
-        meta = sparrkulee.read_metadata(folder)
-    except DataError:
-        return False
-    return meta is not None and meta.get("generator") == "dmf2mel.data.simulate"
-
-
-def simulate_corpus(
-    out: str | Path,
-    preset: str = "teaching",
-    seed: int = 0,
-    n_subjects: int | None = None,
-    n_held_out: int | None = None,
-    n_stories: int | None = None,
-    minutes: float | None = None,
-    stimuli_dir: str | Path | None = None,
-    progress: bool = True,
-) -> Path:
-    """Simulate a corpus and write it to ``out`` in the SparrKULee ``split_data`` layout.
-
-    Parameters
-    ----------
-    out : path
-        Output folder. It must be absent, empty, or an earlier simulated corpus (which is replaced).
-        The corpus is built in a temporary sibling folder and renamed into place at the end, so an
-        interrupted run leaves ``out`` as it was.
-    preset : {"teaching", "sparrkulee"}
-        Signal-to-noise regime (see the module docstring).
-    seed : int
-        The same seed (and parameters) gives byte-identical files.
-    n_subjects, n_held_out, n_stories, minutes
-        Override the preset's sizes: subjects in total, of which the last ``n_held_out`` are held
-        out; synthetic stories of ``minutes`` minutes each.
-    stimuli_dir : path, optional
-        A folder of audio files to use instead of synthetic speech (one story per file, full length
-        unless ``minutes`` is given; ``n_stories`` is then the number of files).
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    The path of the corpus. Besides the ``{split}_-_{subject}_-_{stimulus}_-_{eeg|mel|envelope}.npy``
-    files (float32, 64 Hz; EEG in microvolts) it holds ``dmf2mel_corpus.json`` (preset, seed, version,
-    subjects, held-out subjects, who heard what, parameters, every file with its shape) and
-    ``clean/`` with the noise-free EEG under the same names.
-    """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_corpus(out))):
-        raise UserError(
-            f"out: {out} must be a new or empty folder (or an earlier simulated corpus to replace); "
-            "found a file or a folder with other content",
-            parameter="out",
-        )
-    seed = check_int("seed", seed, minimum=0)
-    params = preset_params(preset, n_subjects, n_held_out, n_stories, minutes)
-    stories = _stimuli(params, seed, stimuli_dir, minutes_given=minutes is not None)
-    params = dataclasses.replace(
-        params, n_stories=len(stories), stories_per_subject=min(params.stories_per_subject, len(stories))
-    )
-    return cache.build_entry(
-        out, lambda path: _write_corpus(path, preset, seed, params, stories, stimuli_dir, progress)
-    )
-
-
-def verify_corpus(folder: str | Path, version: str | None = None) -> dict:
-    """Check a simulated corpus is complete; returns its metadata.
-
-    Every file the metadata lists must exist with the listed shape (only the ``.npy`` headers are
-    read). With ``version``, the corpus must also come from that simulation version.
-
-    Raises
-    ------
-    DataError
-        Naming the first problem found.
-    """
-    folder = Path(folder)
-    meta = sparrkulee.read_metadata(folder) if folder.is_dir() else None
-    if meta is None or "files" not in meta:
-        raise DataError(f"{folder}: no simulated-corpus metadata ({sparrkulee.METADATA_FILE} with a file list)")
-    if version is not None and meta.get("version") != version:
-        raise DataError(f"{folder}: simulation version {meta.get('version')!r}, expected {version!r}")
-    for name, shape in meta["files"].items():
-        path = folder / name
-        try:
-            found = np.load(path, mmap_mode="r").shape
-        except (OSError, ValueError) as err:
-            raise DataError(f"{path}: listed in the corpus metadata but unreadable ({err})") from None
-        if list(found) != list(shape):
-            raise DataError(f"{path}: expected shape {tuple(shape)}, found {found}")
-    return meta
-
-
-def cache_dir() -> Path:
-    """Where :func:`default_corpus` keeps corpora: ``$DMF2MEL_CACHE`` or ``~/.cache/dmf2mel``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dmf2mel")
-
-
-def corpus_key(preset: str, seed: int = 0) -> str:
-    """The cache folder name of a default corpus: preset plus a hash of parameters, seed, code and libraries."""
-    params = preset_params(preset)
-    identity = dict(
-        params=dataclasses.asdict(params), seed=seed, version=simulation_version(), libraries=_library_versions()
-    )
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{preset}-{digest}"
-
-
-def default_corpus(preset: str = "teaching", progress: bool = True) -> Path:
-    """The built-in corpus of ``preset`` (seed 0), generated on first use and cached.
-
-    The cached copy is verified before use (metadata, every file, every shape) and regenerated when
-    it is incomplete or when the parameters, the simulation code or the numerical libraries changed
-    (they are part of the folder name). The cache follows :mod:`dmf2mel.cache`: generation happens in a
-    temporary folder that is renamed into place, so a killed run never leaves half a corpus; a second
-    process asking for the same corpus waits for the first instead of generating it again; a corpus
-    of older code or parameters is deleted once nobody has used it for a day.
-
-    Returns
-    -------
-    Path of the corpus folder (``split_data`` layout).
-    """
-    version = simulation_version()
-    root = cache_dir()
-    folder = root / corpus_key(preset)
-    with cache.entry_lock(root, folder.name, f"generating the {preset} corpus"):
-        cache.remove_stale(root, folder, _is_corpus, STALE_CORPUS_S, (sparrkulee.METADATA_FILE,), STALE_TEMP_S)
-        try:
-            verify_corpus(folder, version)
-        except DataError:
-            cache.build_entry(folder, lambda path: simulate_corpus(path, preset=preset, seed=0, progress=progress))
-            verify_corpus(folder, version)
-        cache.mark_used(folder)
-    return folder
+        return getattr(corpus, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,6 +47,7 @@ from dmf2mel.data import raw as rawchain
 from dmf2mel.data import simulate
 from dmf2mel.data.derivatives import preprocessed_eeg_name
 from dmf2mel.data.preprocess import biosemi_info
+from dmf2mel.data.simulation_params import SimulationParams, preset_params
 from dmf2mel.errors import UserError
 from dmf2mel.io import atomic_path, save_json, save_npy
 
@@ -182,7 +183,7 @@ def _simulate_recording(
     rng: np.random.Generator,
     listener: simulate.Subject,
     stimulus: simulate.Stimulus,
-    params: simulate.SimulationParams,
+    params: SimulationParams,
     duration_s: float,
 ):
     """EEG (time, 64) µV at 1024 Hz, Status (time,), the story's onset sample and its clean response."""
@@ -206,7 +207,7 @@ def simulate_raw_corpus(
     n_subjects: int | None = None,
     n_stories: int | None = None,
     minutes: float | None = None,
-    params: simulate.SimulationParams | None = None,
+    params: SimulationParams | None = None,
     progress: bool = True,
 ) -> Path:
     """Write the simulated corpus as a raw SparrKULee-like BIDS dataset in ``out``.
@@ -217,7 +218,7 @@ def simulate_raw_corpus(
         A new or empty folder, or an earlier raw simulated corpus (replaced whole). Built in a
         temporary sibling folder and renamed into place at the end.
     preset, seed, n_subjects, n_stories, minutes
-        As for :func:`dmf2mel.data.simulate.simulate_corpus` (the same synthetic stories).
+        As for :func:`dmf2mel.data.corpus.simulate_corpus` (the same synthetic stories).
     params : SimulationParams, optional
         Use these parameters instead of the preset's (for tests: e.g. more blinks).
     progress : bool
@@ -232,7 +233,7 @@ def simulate_raw_corpus(
             f"out: {out} must be a new or empty folder (or an earlier raw simulated corpus to replace)", parameter="out"
         )
     if params is None:
-        params = simulate.preset_params(preset, n_subjects, 0, n_stories, minutes)
+        params = preset_params(preset, n_subjects, 0, n_stories, minutes)
     subjects = simulate.subject_names(params.n_subjects)
     stories = simulate.story_names(params.n_stories)
     duration_s = params.minutes * 60.0

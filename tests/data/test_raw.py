@@ -11,13 +11,14 @@ import pytest
 
 from dmf2mel.cli import main
 from dmf2mel.data import derivatives as dv
-from dmf2mel.data import raw, simulate, simulate_raw
+from dmf2mel.data import raw, simulate_raw, simulation_params
 from dmf2mel.data import sparrkulee as sk
 from dmf2mel.errors import DataError
 
 # Two listeners, one story of 30 s, blinking often so that the 3 s test part has blinks too.
 PARAMS = dataclasses.replace(
-    simulate.preset_params("teaching", n_subjects=2, n_held_out=0, n_stories=1, minutes=0.5), blinks_per_minute=40.0
+    simulation_params.preset_params("teaching", n_subjects=2, n_held_out=0, n_stories=1, minutes=0.5),
+    blinks_per_minute=40.0,
 )
 
 

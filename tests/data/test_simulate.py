@@ -1,16 +1,20 @@
 """The built-in corpus: layout and metadata, determinism, the clean response, caching, and that the
-EEG really carries the stimulus (a lagged ridge decoder beats chance, less so on the hard preset)."""
+EEG really carries the stimulus (a lagged ridge decoder beats chance, less so on the hard preset); the
+corpus functions' old names in ``simulate``, and parameters that load without MNE."""
 
 import dataclasses
 import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from dmf2mel.data import simulate
+from dmf2mel.data import corpus, simulate, simulation_params
 from dmf2mel.data.features import mel_spectrogram
 from dmf2mel.data.sparrkulee import METADATA_FILE, SPLITS, SplitData, format_filename
 from dmf2mel.errors import DataError, UserError
@@ -27,7 +31,7 @@ def corpus_files(folder):
 
 @pytest.fixture(scope="module")
 def one_recording(tmp_path_factory):
-    return simulate.simulate_corpus(tmp_path_factory.mktemp("one") / "corpus", seed=0, **ONE)
+    return corpus.simulate_corpus(tmp_path_factory.mktemp("one") / "corpus", seed=0, **ONE)
 
 
 def test_layout_and_metadata(tiny_corpus):
@@ -66,7 +70,7 @@ def test_clean_response_kept(tiny_corpus):
 
 def test_same_seed_same_bytes(tmp_path, one_recording, tiny_corpus):
     simulate.synthetic_stimulus.cache_clear()  # regenerate everything, the stimuli included
-    again = simulate.simulate_corpus(tmp_path / "again", seed=0, **ONE)
+    again = corpus.simulate_corpus(tmp_path / "again", seed=0, **ONE)
     assert corpus_files(again) == corpus_files(one_recording)
     for name in corpus_files(one_recording):
         assert (again / name).read_bytes() == (one_recording / name).read_bytes(), name
@@ -79,7 +83,7 @@ def test_same_seed_same_bytes(tmp_path, one_recording, tiny_corpus):
 def test_other_seed_other_bytes(tmp_path, one_recording):
     # Written over a copy of an earlier corpus, which it replaces whole.
     shutil.copytree(one_recording, tmp_path / "other")
-    other = simulate.simulate_corpus(tmp_path / "other", seed=1, **ONE)
+    other = corpus.simulate_corpus(tmp_path / "other", seed=1, **ONE)
     assert SplitData(other).metadata["seed"] == 1 and corpus_files(other) == corpus_files(one_recording)
     assert [p.name for p in tmp_path.iterdir()] == ["other"]  # no temporary folder left
     for feature in ("eeg", "mel"):
@@ -116,7 +120,7 @@ def test_eeg_carries_the_stimulus_and_presets_differ(tmp_path, tiny_corpus):
     so the same noise): far weaker."""
     subjects = ["sub-001", "sub-002"]
     teaching = within_subject_r(tiny_corpus, subjects)
-    hard = simulate.simulate_corpus(
+    hard = corpus.simulate_corpus(
         tmp_path / "hard",
         preset="sparrkulee",
         seed=0,
@@ -135,7 +139,7 @@ def test_user_stimuli(tmp_path):
     rng = np.random.default_rng(0)
     for name in ("Chapter 1.wav", "chapter 2.wav"):
         soundfile.write(tmp_path / name, 0.1 * rng.standard_normal(22050 * 12).astype(np.float32), 22050)
-    out = simulate.simulate_corpus(
+    out = corpus.simulate_corpus(
         tmp_path / "corpus", seed=0, n_subjects=1, n_held_out=0, stimuli_dir=tmp_path, progress=False
     )
     meta = SplitData(out).metadata
@@ -146,7 +150,7 @@ def test_user_stimuli(tmp_path):
 def test_refuses_to_overwrite_foreign_folders(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(UserError, match="new or empty folder"):
-        simulate.simulate_corpus(tmp_path, seed=0, **ONE)
+        corpus.simulate_corpus(tmp_path, seed=0, **ONE)
     assert corpus_files(tmp_path) == ["mine.txt"]
 
 
@@ -162,46 +166,46 @@ def test_refuses_to_overwrite_foreign_folders(tmp_path):
 )
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
-        simulate.simulate_corpus(tmp_path / "x", progress=False, **kwargs)
+        corpus.simulate_corpus(tmp_path / "x", progress=False, **kwargs)
     assert not (tmp_path / "x").exists()
 
 
 def test_default_corpus_is_cached_verified_and_repaired(tmp_path, monkeypatch):
-    monkeypatch.setenv(simulate.CACHE_ENV, str(tmp_path))
-    tiny = simulate.SimulationParams(n_subjects=1, n_held_out=0, n_stories=1, minutes=0.2)
-    monkeypatch.setitem(simulate.PRESETS, "teaching", tiny)
+    monkeypatch.setenv(corpus.CACHE_ENV, str(tmp_path))
+    tiny = simulation_params.SimulationParams(n_subjects=1, n_held_out=0, n_stories=1, minutes=0.2)
+    monkeypatch.setitem(simulation_params.PRESETS, "teaching", tiny)
     stale = tmp_path / "teaching-000000000000"  # from older code, unused for two days: removed
     in_use = tmp_path / "teaching-111111111111"  # from older code, handed out an hour ago: a run may be reading it
     for old, age in ((stale, 2 * 24 * 3600), (in_use, 3600)):
         old.mkdir()
         (old / METADATA_FILE).write_text('{"generator": "dmf2mel.data.simulate", "files": {}}')
-        (old / simulate.LAST_USED_FILE).touch()
+        (old / corpus.LAST_USED_FILE).touch()
         then = time.time() - age
-        os.utime(old / simulate.LAST_USED_FILE, (then, then))
+        os.utime(old / corpus.LAST_USED_FILE, (then, then))
     calls = []
-    original = simulate.simulate_corpus
-    monkeypatch.setattr(simulate, "simulate_corpus", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = corpus.simulate_corpus
+    monkeypatch.setattr(corpus, "simulate_corpus", lambda *a, **k: calls.append(1) or original(*a, **k))
 
-    folder = simulate.default_corpus("teaching", progress=False)
+    folder = corpus.default_corpus("teaching", progress=False)
     assert folder.parent == tmp_path and folder.name.startswith("teaching-") and len(calls) == 1
-    assert simulate.verify_corpus(folder)["parameters"]["minutes"] == 0.2
-    assert simulate.default_corpus("teaching", progress=False) == folder and len(calls) == 1  # cached
+    assert corpus.verify_corpus(folder)["parameters"]["minutes"] == 0.2
+    assert corpus.default_corpus("teaching", progress=False) == folder and len(calls) == 1  # cached
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, in_use.name])  # no temporary folders
-    assert time.time() - (folder / simulate.LAST_USED_FILE).stat().st_mtime < 60  # each use is recorded
+    assert time.time() - (folder / corpus.LAST_USED_FILE).stat().st_mtime < 60  # each use is recorded
 
     eeg = folder / format_filename("test", "sub-001", "audiobook_1", "eeg")
     np.save(eeg, np.zeros((3, 64), dtype=np.float32))  # a damaged file is found and the corpus rebuilt
     with pytest.raises(DataError, match="expected shape"):
-        simulate.verify_corpus(folder)
-    assert simulate.default_corpus("teaching", progress=False) == folder and len(calls) == 2
-    simulate.verify_corpus(folder)
+        corpus.verify_corpus(folder)
+    assert corpus.default_corpus("teaching", progress=False) == folder and len(calls) == 2
+    corpus.verify_corpus(folder)
 
     os.remove(eeg)
     with pytest.raises(DataError, match="unreadable"):
-        simulate.verify_corpus(folder)
+        corpus.verify_corpus(folder)
     # Other parameters give another cache folder.
-    monkeypatch.setitem(simulate.PRESETS, "teaching", dataclasses.replace(tiny, minutes=0.25))
-    assert simulate.corpus_key("teaching") != folder.name
+    monkeypatch.setitem(simulation_params.PRESETS, "teaching", dataclasses.replace(tiny, minutes=0.25))
+    assert corpus.corpus_key("teaching") != folder.name
 
 
 def test_everyone_hears_the_first_story_and_the_others_are_shared_fairly():
@@ -209,3 +213,28 @@ def test_everyone_hears_the_first_story_and_the_others_are_shared_fairly():
     assert all(len(h) == 3 and h[0] == 0 and len(set(h)) == 3 for h in heard)
     counts = np.bincount(np.concatenate(heard), minlength=4)
     assert counts[0] == 6 and set(counts[1:]) == {4}
+
+
+def test_the_corpus_functions_still_answer_to_their_old_names():
+    for name in simulate._CORPUS_NAMES:
+        assert getattr(simulate, name) is getattr(corpus, name), name
+    from dmf2mel.data.simulate import default_corpus, simulate_corpus
+
+    assert (default_corpus, simulate_corpus) == (corpus.default_corpus, corpus.simulate_corpus)
+    assert {"simulate_corpus", "default_corpus", "cache_dir", "CACHE_ENV"} <= simulate._CORPUS_NAMES
+    assert simulate.PRESETS is simulation_params.PRESETS and simulate.preset_params is simulation_params.preset_params
+    with pytest.raises(AttributeError, match="^module 'dmf2mel.data.simulate' has no attribute 'no_such_name'$"):
+        simulate.no_such_name
+
+
+def test_the_version_hashes_the_simulation_its_parameters_and_the_writer():
+    files = {Path(module.__file__).name for module in (simulate, simulation_params, corpus)}
+    assert set(simulate.SOURCE_FILES) == files
+    assert all(Path(module.__file__).parent == Path(simulate.__file__).parent for module in (simulation_params, corpus))
+
+
+def test_the_parameters_load_without_mne():
+    script = "import sys, dmf2mel.data.simulation_params; assert 'mne' not in sys.modules, 'mne was imported'"
+    root = Path(simulation_params.__file__).parents[2]  # this checkout first on the path (python -c puts cwd first)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=120)
+    assert proc.returncode == 0, proc.stderr
