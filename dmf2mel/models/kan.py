@@ -205,24 +205,29 @@ class _LocalSplineContraction(torch.autograd.Function):
 class _FeatureKAN(torch.autograd.Function):
     """``y = F(x) @ W.T`` with the features ``F`` of :mod:`dmf2mel.models.kan_kernels`, built by numba.
 
-    ``W`` is ``[W_base | c * s]`` flattened to ``(out, in * (1 + n_bases))``. Only ``x`` and ``W`` are kept for the
-    backward pass, which rebuilds ``F`` for ``dL/dW = dL/dy.T @ F`` and computes ``dL/dx`` from ``dL/dy @ W``.
+    ``W`` is ``[W_base | c * s]`` flattened to ``(out, in * (1 + n_bases))``. The backward pass needs ``F`` for
+    ``dL/dW = dL/dy.T @ F`` (and ``x`` for ``dL/dx``, from ``dL/dy @ W``): with ``keep_features`` the forward pass
+    keeps it (``tokens x in x (1 + n_bases)`` numbers), otherwise only ``x`` and ``W`` are kept and ``F`` is rebuilt.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, grid_size, grid_range):
-        ctx.save_for_backward(x, weight)
+    def forward(ctx, x, weight, grid_size, grid_range, keep_features):
+        features = _features(x, grid_size, grid_range)
+        ctx.save_for_backward(x, weight, features if keep_features else None)
         ctx.grid_size, ctx.grid_range = grid_size, grid_range
-        return _features(x, grid_size, grid_range) @ weight.t()
+        return features @ weight.t()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
+        x, weight, features = ctx.saved_tensors
         grad_x = grad_weight = None
         grad_out = grad_out.contiguous()
         if ctx.needs_input_grad[1]:
-            grad_weight = grad_out.t() @ _features(x, ctx.grid_size, ctx.grid_range)
+            if features is None:
+                features = _features(x, ctx.grid_size, ctx.grid_range)
+            grad_weight = grad_out.t() @ features
+            del features
         if ctx.needs_input_grad[0]:
             grad_features = (grad_out @ weight).numpy()
             low, high = ctx.grid_range
@@ -232,7 +237,7 @@ class _FeatureKAN(torch.autograd.Function):
                     x.numpy(), grad_features, ctx.grid_size, low, (high - low) / ctx.grid_size, out.numpy()
                 )
             grad_x = out
-        return grad_x, grad_weight, None, None
+        return grad_x, grad_weight, None, None, None
 
 
 def _features(x: torch.Tensor, grid_size: int, grid_range) -> torch.Tensor:
@@ -278,6 +283,9 @@ class KANLinear(nn.Module):
         Only cubic splines (3) have the fast closed-form path.
     grid_range : (float, float), default (-1, 1)
         Inputs beyond the grid extended by three knots each side get no spline contribution (only the SiLU path).
+    keep_features : bool, default False
+        With the numba kernels: keep the per-token features (SiLU values and bases, ``in * (grid_size + 4)`` numbers
+        per token) for the backward pass instead of rebuilding them there: faster, more memory.
 
     Shapes
     ------
@@ -296,8 +304,10 @@ class KANLinear(nn.Module):
         grid_size: int = 5,
         spline_order: int = CUBIC_ORDER,
         grid_range: tuple[float, float] = (-1.0, 1.0),
+        keep_features: bool = False,
     ):
         super().__init__()
+        self.keep_features = keep_features
         if spline_order != CUBIC_ORDER:
             raise ValueError(f"KANLinear: spline_order must be {CUBIC_ORDER} (cubic), got {spline_order}")
         if grid_size < 1:
@@ -346,7 +356,9 @@ class KANLinear(nn.Module):
         tokens = x.reshape(-1, self.in_features)
         if kernels.enabled() and tokens.device.type == "cpu" and tokens.dtype in _KERNEL_DTYPES:
             weight = torch.cat([self.base_weight, self.scaled_spline_weight().flatten(1)], dim=1)
-            out = _FeatureKAN.apply(tokens.contiguous(), weight.to(tokens.dtype), self.grid_size, self.grid_range)
+            out = _FeatureKAN.apply(
+                tokens.contiguous(), weight.to(tokens.dtype), self.grid_size, self.grid_range, self.keep_features
+            )
             return out.reshape(*leading, self.out_features)
         base = F.linear(F.silu(tokens), self.base_weight)
         coeff_padded = F.pad(self.scaled_spline_weight(), (CUBIC_ORDER, CUBIC_ORDER))
@@ -375,7 +387,9 @@ class AGKANLinear(nn.Module):
         keeps PyTorch's default initialisation of the gate's bias.
     checkpoint_prototypes : bool, default False
         While gradients are recorded, recompute the prototype weights ``softmax_S(W_c x)`` (``S`` numbers per token)
-        in the backward pass instead of keeping them (activation checkpointing; the same results).
+        in the backward pass instead of keeping them (activation checkpointing; the same results). Without it the KAN
+        path keeps its features for the backward pass (:class:`KANLinear`'s ``keep_features``): the memory-light
+        setting recomputes both, the fast one keeps both.
 
     Notes
     -----
@@ -399,7 +413,8 @@ class AGKANLinear(nn.Module):
     ):
         super().__init__()
         self.checkpoint_prototypes = checkpoint_prototypes
-        self.kan = KANLinear(in_features, out_features, grid_size=grid_size)
+        # without checkpointing, memory is not the constraint: the KAN keeps its features for the backward pass
+        self.kan = KANLinear(in_features, out_features, grid_size=grid_size, keep_features=not checkpoint_prototypes)
         self.gate = nn.Linear(in_features, 1)
         if gate_bias is not None:
             nn.init.constant_(self.gate.bias, gate_bias)

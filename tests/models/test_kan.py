@@ -216,3 +216,23 @@ def test_agkan_prototype_checkpointing_keeps_less_and_changes_nothing():
         torch.testing.assert_close(a, b)
     # the (tokens, prototypes) softmax output is not kept: 50 x 128 doubles
     assert saved_tensor_bytes(lambda: plain(x)) - saved_tensor_bytes(lambda: lean(x)) >= 50 * 128 * 8
+
+
+def test_kept_features_give_the_same_gradients_for_more_memory():
+    from dmf2mel.viz.models import saved_tensor_bytes
+
+    torch.manual_seed(6)
+    lean = KANLinear(6, 5, grid_size=8).double()
+    kept = KANLinear(6, 5, grid_size=8, keep_features=True).double()
+    kept.load_state_dict(lean.state_dict())
+    x = (1.4 * torch.randn(40, 6, dtype=torch.float64)).requires_grad_()
+    results = []
+    for layer in (lean, kept):
+        x.grad = None
+        out = layer(x)
+        out.sin().sum().backward()
+        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    # the features: 40 tokens x 6 inputs x (1 SiLU + 11 bases) doubles
+    assert saved_tensor_bytes(lambda: kept(x)) - saved_tensor_bytes(lambda: lean(x)) == 40 * 6 * 12 * 8
