@@ -66,10 +66,13 @@ PRESETS = ("teaching", "sparrkulee")
 MODELS = model_names()  # the baselines, dmf2mel and its ablations, in table order
 #: The trainer's profile every model trains with.
 PROFILE = "quick"
-#: Epochs per gradient-trained model: the quick profile's default. On one thread of the quiet 2-core machine one
-#: seed of the nine models took about 14 minutes per preset on the book's default corpus (run the presets in two
-#: processes to use both cores); the benchmark corpus has 2.3 times the training recordings (not yet timed).
-DEFAULT_EPOCHS = 10
+#: Epochs per gradient-trained model: twice the quick profile's 10, which left the deep models visibly
+#: under-trained. Before the numba kernels of the training step, one seed of the nine models took about 14 minutes
+#: per preset for 10 epochs on one thread of the quiet 2-core machine, on the book's default corpus; the benchmark
+#: corpus has 2.3 times its training recordings. With the faster step (``make bench``: about 1.4-1.7x for the small
+#: config) the three seeds of one preset should take about two hours (an estimate from those numbers, not timed):
+#: run the two presets in two processes (``--preset teaching`` and ``--preset sparrkulee``) to use both cores.
+DEFAULT_EPOCHS = 20
 #: Validate (and keep the best checkpoint) every this many epochs.
 DEFAULT_VAL_EVERY = 2
 #: Three seeds: the spread between them is the noise floor of every comparison in the table.
