@@ -89,6 +89,55 @@ def _combine_rows(target, rows, coefficients, scale):
 
 
 @njit(inline="always")
+def _scores_block(scores, k_t, queries, n_rows, scale):
+    """``scores[r, j] = scale * queries[r] . k_t[:, j]`` for ``r < n_rows``; a full block of :data:`ROWS` rows
+    reads each stretch of ``k_t`` once for all of them."""
+    head_size, source = k_t.shape
+    if n_rows != 4 or head_size % 4 != 0:
+        for r in range(n_rows):
+            scores[r, :] = 0
+            _combine_rows(scores[r], k_t, queries[r], scale)
+        return
+    s0, s1, s2, s3 = scores[0], scores[1], scores[2], scores[3]
+    s0[:] = 0
+    s1[:] = 0
+    s2[:] = 0
+    s3[:] = 0
+    for d in range(0, head_size, 4):
+        r0, r1, r2, r3 = k_t[d], k_t[d + 1], k_t[d + 2], k_t[d + 3]
+        a00, a01, a02, a03 = (
+            queries[0, d] * scale,
+            queries[0, d + 1] * scale,
+            queries[0, d + 2] * scale,
+            queries[0, d + 3] * scale,
+        )
+        a10, a11, a12, a13 = (
+            queries[1, d] * scale,
+            queries[1, d + 1] * scale,
+            queries[1, d + 2] * scale,
+            queries[1, d + 3] * scale,
+        )
+        a20, a21, a22, a23 = (
+            queries[2, d] * scale,
+            queries[2, d + 1] * scale,
+            queries[2, d + 2] * scale,
+            queries[2, d + 3] * scale,
+        )
+        a30, a31, a32, a33 = (
+            queries[3, d] * scale,
+            queries[3, d + 1] * scale,
+            queries[3, d + 2] * scale,
+            queries[3, d + 3] * scale,
+        )
+        for j in range(source):
+            k0, k1, k2, k3 = r0[j], r1[j], r2[j], r3[j]
+            s0[j] += a00 * k0 + a01 * k1 + a02 * k2 + a03 * k3
+            s1[j] += a10 * k0 + a11 * k1 + a12 * k2 + a13 * k3
+            s2[j] += a20 * k0 + a21 * k1 + a22 * k2 + a23 * k3
+            s3[j] += a30 * k0 + a31 * k1 + a32 * k2 + a33 * k3
+
+
+@njit(inline="always")
 def _dot_rows(out, weights, rows):
     """``out[d] = sum_j weights[j] * rows[d, j]``, four rows per pass over ``weights``."""
     n_rows = out.size
@@ -169,31 +218,34 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
     scale = dtype.type(scale)
     drop_scale = dtype.type(drop_scale)
     for g in prange(groups):
-        scores = np.empty(source, dtype=dtype)
+        block = np.empty((ROWS, source), dtype=dtype)
         keep = np.ones(source, dtype=dtype)
-        for i in range(time):
-            scores[:] = 0
-            _combine_rows(scores, k_t[g], q[g, i], scale)
-            # shifted by the first score, so the sum is at least 1; the maximum (a slow, unvectorised pass) is
-            # needed only when a score exceeds the first by ~88 and the float32 sum overflows
-            peak = scores[0]
-            total = _exp_sum(scores, peak)
-            if not total < np.inf:
-                scores[:] = 0
-                _combine_rows(scores, k_t[g], q[g, i], scale)
-                peak = scores.max()
+        for first in range(0, time, ROWS):
+            n_rows = min(ROWS, time - first)
+            _scores_block(block, k_t[g], q[g, first : first + n_rows], n_rows, scale)
+            for r in range(n_rows):
+                i = first + r
+                scores = block[r]
+                # shifted by the first score, so the sum is at least 1; the maximum (a slow, unvectorised pass) is
+                # needed only when a score exceeds the first by ~88 and the float32 sum overflows
+                peak = scores[0]
                 total = _exp_sum(scores, peak)
-            log_total = math.log(total)
-            lse[g, i] = peak + log_total
-            norm = drop_scale / total if has_dropout else dtype.type(1.0) / total
-            if has_dropout:
-                _keep_mask(keep, (g * time + i) * source, base, threshold)
-                for j in range(source):
-                    scores[j] *= keep[j] * norm
-            else:
-                for j in range(source):
-                    scores[j] *= norm
-            _dot_rows(out[g, i], scores, v_t[g])
+                if not total < np.inf:
+                    scores[:] = 0
+                    _combine_rows(scores, k_t[g], q[g, i], scale)
+                    peak = scores.max()
+                    total = _exp_sum(scores, peak)
+                log_total = math.log(total)
+                lse[g, i] = peak + log_total
+                norm = drop_scale / total if has_dropout else dtype.type(1.0) / total
+                if has_dropout:
+                    _keep_mask(keep, (g * time + i) * source, base, threshold)
+                    for j in range(source):
+                        scores[j] *= keep[j] * norm
+                else:
+                    for j in range(source):
+                        scores[j] *= norm
+                _dot_rows(out[g, i], scores, v_t[g])
     return out, lse
 
 
@@ -221,16 +273,15 @@ def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_
         one = dtype.type(1.0)
         for first in range(0, time, ROWS):
             n_rows = min(ROWS, time - first)
+            # the block's scores again, and dO . v for each of its rows
+            _scores_block(weights, k_t[g], q[g, first : first + n_rows], n_rows, scale)
+            _scores_block(grad_weights, v_t[g], grad_out[g, first : first + n_rows], n_rows, one)
             for r in range(n_rows):
                 i = first + r
                 row_weights, row_grad = weights[r], grad_weights[r]
-                row_weights[:] = 0
-                _combine_rows(row_weights, k_t[g], q[g, i], scale)
                 row_lse = lse[g, i]
                 for j in range(source):
                     row_weights[j] = fast_exp(row_weights[j] - row_lse)
-                row_grad[:] = 0
-                _combine_rows(row_grad, v_t[g], grad_out[g, i], one)
                 if has_dropout:
                     _keep_mask(keep, (g * time + i) * source, base, threshold)
                     for j in range(source):
