@@ -5,6 +5,7 @@ they run on a random two-subject corpus and on windows of a few samples, so the 
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -477,3 +478,41 @@ def test_speedup_extracts_a_commit_and_refuses_an_unknown_one(tmp_path):
     assert (tmp_path / "tree" / "dmf2mel" / "__init__.py").is_file()
     with pytest.raises(SystemExit, match="'no-such-commit' is not a commit"):
         speedup.extract("no-such-commit", tmp_path / "other")
+
+
+def test_gpu_step_runs_the_training_step_on_the_given_device(tmp_path):
+    import gpu_step
+
+    out = tmp_path / "gpu.json"
+    report = gpu_step.main(
+        ["--device", "cpu", "--preset", "small", "--batch", "2", "--window", "32", "--repeats", "2", "--out", str(out)]
+    )
+    saved = json.loads(out.read_text())
+    assert saved["step_s"] == report["step_s"] == min(saved["step_times_s"]) > 0
+    assert saved["device"] == "cpu" and saved["batch"] == 2 and saved["params"] > 0 and saved["mamba_ssm"] is False
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA GPU is visible"):
+            gpu_step.main(["--device", "cuda", "--out", str(tmp_path / "never.json")])
+        assert not (tmp_path / "never.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_check_script_says_there_is_no_gpu_and_exits_2():
+    import subprocess
+
+    script = BENCHMARKS / "gpu_check.sh"
+    result = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, check=False, env={**os.environ, "PY": sys.executable}
+    )
+    assert result.returncode == 2, result.stderr
+    assert "torch sees no CUDA GPU here; nothing to check" in result.stderr
+
+
+def test_speedup_keeps_the_fastest_step_and_the_highest_peak_over_rounds():
+    first = {"status": "ok", "params": 5, "step_s": 2.0, "step_times_s": [2.0, 2.5], "peak_rss_mb": 900.0}
+    second = {"status": "ok", "params": 5, "step_s": 1.5, "step_times_s": [1.5], "peak_rss_mb": 950.0}
+    both = speedup._combine(speedup._combine(None, first), second)
+    assert both["step_s"] == 1.5 and both["peak_rss_mb"] == 950.0 and both["step_times_s"] == [2.0, 2.5, 1.5]
+    failed = speedup._combine(both, {"status": "killed"})
+    assert failed["status"] == "killed"
+    assert speedup._combine(failed, first)["status"] == "killed"

@@ -1,0 +1,106 @@
+"""One training step of DMF2Mel on a GPU: time and peak memory, written to ``benchmarks/results/gpu.json``.
+
+The step of ``train_speed.py`` (forward, paper loss, backward, Adam, random inputs) on ``--device`` (default
+``cuda``), with the scan backend the package picks there (``auto``: mamba-ssm's kernel when it is installed, else
+the reference loop, which warns). One warm-up step, then ``--repeats`` timed steps, each closed by
+``torch.cuda.synchronize()``; the fastest is reported with ``torch.cuda.max_memory_allocated``. Run by
+``benchmarks/gpu_check.sh``; ``--device cpu`` runs the same code on a CPU (the tests do, at a tiny size).
+
+Usage: ``python benchmarks/gpu_step.py [--preset paper] [--batch 16] [--repeats 5] [--device cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_speed import N_CHANS, N_MELS, N_SUBJECTS, RESULTS_DIR, WINDOW, code_state, train_step  # noqa: E402
+
+
+def measure(preset: str, batch: int, window: int, repeats: int, device: str) -> dict:
+    import torch
+
+    from dmf2mel.losses import PaperLoss
+    from dmf2mel.models import DMF2Mel, DMF2MelConfig
+    from dmf2mel.models.scan import selective_scan  # noqa: F401  (the backend choice is made at the first call)
+    from dmf2mel.train import PROFILES
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("gpu_step.py: no CUDA GPU is visible to torch (use --device cpu to run the step on a CPU)")
+    torch.manual_seed(0)
+    make_config = DMF2MelConfig.paper if preset == "paper" else DMF2MelConfig.small
+    model = DMF2Mel(make_config(n_subjects=N_SUBJECTS, n_chans=N_CHANS, n_mels=N_MELS)).to(device).train()
+    profile = PROFILES["paper"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=profile.lr, betas=profile.betas, eps=profile.eps)
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "eeg": torch.randn(batch, window, N_CHANS, generator=generator).to(device),
+        "mel": torch.randn(batch, window, N_MELS, generator=generator).to(device),
+        "subject": torch.randint(0, N_SUBJECTS, (batch,), generator=generator).to(device),
+    }
+    on_gpu = device.startswith("cuda")
+
+    def sync():
+        if on_gpu:
+            torch.cuda.synchronize()
+
+    train_step(model, optimizer, PaperLoss(), inputs)  # warm-up: kernels compile or load
+    sync()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train_step(model, optimizer, PaperLoss(), inputs)
+        sync()
+        times.append(time.perf_counter() - start)
+    try:
+        import mamba_ssm  # noqa: F401
+
+        mamba = True
+    except Exception:  # noqa: BLE001  (mamba_ssm fails to import without its CUDA extension, with various errors)
+        mamba = False
+    return {
+        "preset": preset,
+        "batch": batch,
+        "window": window,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if on_gpu else "cpu",
+        "mamba_ssm": mamba,
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_s": min(times),
+        "step_times_s": times,
+        "windows_per_s": batch / min(times),
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=("paper", "small"), default="paper")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--window", type=int, default=WINDOW)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "gpu.json")
+    args = parser.parse_args(argv)
+    from dmf2mel.io import save_json
+
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code": code_state()}
+    report.update(measure(args.preset, args.batch, args.window, args.repeats, args.device))
+    save_json(args.out, report)
+    print(
+        f"{report['device_name']}: {report['preset']} b{report['batch']} step {report['step_s']:.3f} s; wrote {args.out}"
+    )
+    return report
+
+
+if __name__ == "__main__":
+    main()
