@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +31,6 @@ class _RowAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, scale, p):
         seed = int(torch.randint(0, 2**62, (1,))) if p > 0 else 0  # as dmf2mel.models.dropout draws its seeds
         arrays = [t.detach().contiguous().numpy() for t in (q, k.transpose(1, 2), v.transpose(1, 2))]
-        arrays[1:] = [np.ascontiguousarray(a) for a in arrays[1:]]
         settings = (scale, seed, _threshold(p), 1.0 / (1.0 - p), p > 0)
         with numba_threads():
             out, lse = attention_kernels.attention_forward(*arrays, *settings)
@@ -81,17 +79,12 @@ def attention_with_dropout(
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     p = p if training else 0.0
-    if uses_row_kernels(q):
+    if kernels.handles(q):
         leading = q.shape[:-2]
         flat = [t.reshape(-1, *t.shape[-2:]) for t in (q, k, v)]
         return _RowAttention.apply(*flat, scale, p).reshape(*leading, *q.shape[-2:])
     weights = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
     return dropout(weights, p, training) @ v
-
-
-def uses_row_kernels(x: torch.Tensor) -> bool:
-    """Whether :func:`attention_with_dropout` runs the numba row kernels on tensors like ``x``."""
-    return kernels.enabled() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -225,7 +218,7 @@ class SplineMapAttention(nn.Module):
             attended = dropout(weights, drop, self.training) @ v
         elif drop == 0.0:
             attended = F.scaled_dot_product_attention(q, k, v)
-        elif self.checkpoint_weights and torch.is_grad_enabled() and not uses_row_kernels(q):
+        elif self.checkpoint_weights and torch.is_grad_enabled() and not kernels.handles(q):
             # torch ops keep the (time x time) weights: recompute them in the backward pass instead (non-reentrant
             # checkpointing restores the RNG state first, so the dropout mask repeats); the numba kernels keep none
             attended = checkpoint(attention_with_dropout, q, k, v, drop, use_reentrant=False)

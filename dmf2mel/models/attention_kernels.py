@@ -37,7 +37,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from dmf2mel.models.dropout import _GOLDEN, _LOW32, _splitmix
+from dmf2mel.models.dropout import keep_mask, splitmix_base
 from dmf2mel.models.scan.fast_exp import fast_exp
 
 # ``reassoc`` lets LLVM vectorise the sums over source_time (float sums in another order: rounding-level differences);
@@ -45,30 +45,6 @@ from dmf2mel.models.scan.fast_exp import fast_exp
 _FASTMATH = {"reassoc", "contract"}
 # Query rows per block of the backward pass (the unrolled case of _outer_add).
 ROWS = 4
-
-
-@njit(inline="always")
-def _keep_mask(keep, element0, base, threshold):
-    """``keep[j]`` = 1 if element ``element0 + j`` of the weights is kept, else 0 (the generator above).
-
-    One 64-bit draw serves a pair of elements (even, odd); a row that starts or ends inside a pair draws that pair
-    for its one element.
-    """
-    n = keep.size
-    start = 0
-    if element0 % 2 == 1:
-        bits = _splitmix(base + np.uint64(element0 >> 1) * _GOLDEN)
-        keep[0] = (bits >> np.uint64(32)) >= threshold
-        start = 1
-    first_pair = (element0 + start) >> 1
-    n_pairs = (n - start) // 2
-    for pair in range(n_pairs):
-        bits = _splitmix(base + np.uint64(first_pair + pair) * _GOLDEN)
-        keep[start + 2 * pair] = (bits & _LOW32) >= threshold
-        keep[start + 2 * pair + 1] = (bits >> np.uint64(32)) >= threshold
-    if start + 2 * n_pairs < n:
-        bits = _splitmix(base + np.uint64(first_pair + n_pairs) * _GOLDEN)
-        keep[n - 1] = (bits & _LOW32) >= threshold
 
 
 @njit(inline="always")
@@ -214,7 +190,7 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
     dtype = q.dtype
     out = np.empty_like(q)
     lse = np.empty((groups, time), dtype=dtype)
-    base = _splitmix(np.uint64(seed))
+    base = splitmix_base(seed)
     scale = dtype.type(scale)
     drop_scale = dtype.type(drop_scale)
     for g in prange(groups):
@@ -239,7 +215,7 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
                 lse[g, i] = peak + log_total
                 norm = drop_scale / total if has_dropout else dtype.type(1.0) / total
                 if has_dropout:
-                    _keep_mask(keep, (g * time + i) * source, base, threshold)
+                    keep_mask(keep, (g * time + i) * source, base, threshold)
                     for j in range(source):
                         scores[j] *= keep[j] * norm
                 else:
@@ -261,7 +237,7 @@ def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_
     grad_q = np.empty_like(q)
     grad_k_t = np.zeros_like(k_t)
     grad_v_t = np.zeros_like(v_t)
-    base = _splitmix(np.uint64(seed))
+    base = splitmix_base(seed)
     scale = dtype.type(scale)
     drop_scale = dtype.type(drop_scale)
     for g in prange(groups):
@@ -283,7 +259,7 @@ def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_
                 for j in range(source):
                     row_weights[j] = fast_exp(row_weights[j] - row_lse)
                 if has_dropout:
-                    _keep_mask(keep, (g * time + i) * source, base, threshold)
+                    keep_mask(keep, (g * time + i) * source, base, threshold)
                     for j in range(source):
                         keep[j] *= drop_scale
                 centre = dtype.type(0.0)

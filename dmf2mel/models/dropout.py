@@ -30,7 +30,6 @@ from torch import nn
 from dmf2mel.models import kernels
 from dmf2mel.models.scan.cpu import numba_threads
 
-_DTYPES = (torch.float32, torch.float64)
 # Elements per parallel work item (a multiple of 2: one 64-bit draw serves two elements).
 _BLOCK = 8192
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -46,30 +45,49 @@ def _splitmix(z):
     return z ^ (z >> np.uint64(31))
 
 
+@njit(inline="always")
+def keep_mask(keep, element0, base, threshold):
+    """``keep[j]`` = whether element ``element0 + j`` of a call is kept: the generator of the module docstring.
+
+    ``base`` is :func:`splitmix_base` of the call's seed. One 64-bit draw serves a pair of elements (even, odd); a run
+    that starts or ends inside a pair draws that pair for its one element. Shared by the dropout kernel and the
+    attention kernels of :mod:`dmf2mel.models.attention_kernels`, so both draw the same masks.
+    """
+    n = keep.size
+    start = 0
+    if element0 % 2 == 1:
+        bits = _splitmix(base + np.uint64(element0 >> 1) * _GOLDEN)
+        keep[0] = (bits >> np.uint64(32)) >= threshold
+        start = 1
+    first_pair = (element0 + start) >> 1
+    n_pairs = (n - start) // 2
+    for pair in range(n_pairs):
+        bits = _splitmix(base + np.uint64(first_pair + pair) * _GOLDEN)
+        keep[start + 2 * pair] = (bits & _LOW32) >= threshold
+        keep[start + 2 * pair + 1] = (bits >> np.uint64(32)) >= threshold
+    if start + 2 * n_pairs < n:
+        bits = _splitmix(base + np.uint64(first_pair + n_pairs) * _GOLDEN)
+        keep[n - 1] = (bits & _LOW32) >= threshold
+
+
+@njit(cache=True)
+def splitmix_base(seed):
+    """The base of a call's counters: ``splitmix64(seed)``."""
+    return _splitmix(np.uint64(seed))
+
+
 @njit(parallel=True, cache=True)
 def _dropout_forward(x, out, keep, seed, threshold, scale):
     """``out = x * keep * scale`` with ``keep`` drawn from ``seed`` (see the module docstring); 1-d arrays."""
     n = x.size
     n_blocks = (n + _BLOCK - 1) // _BLOCK
-    base = _splitmix(np.uint64(seed))
+    base = splitmix_base(seed)
     for block in prange(n_blocks):
         start = block * _BLOCK
         stop = min(start + _BLOCK, n)
-        # whole pairs without a branch in the loop (blocks start at even indices), then a last odd element
-        for pair in range(start // 2, stop // 2):
-            i = 2 * pair
-            bits = _splitmix(base + np.uint64(pair) * _GOLDEN)
-            first = (bits & _LOW32) >= threshold
-            second = (bits >> np.uint64(32)) >= threshold
-            keep[i] = first
-            keep[i + 1] = second
-            out[i] = x[i] * (scale * first)
-            out[i + 1] = x[i + 1] * (scale * second)
-        if stop % 2:
-            i = stop - 1
-            first = (_splitmix(base + np.uint64(i // 2) * _GOLDEN) & _LOW32) >= threshold
-            keep[i] = first
-            out[i] = x[i] * (scale * first)
+        keep_mask(keep[start:stop], start, base, threshold)
+        for i in range(start, stop):
+            out[i] = x[i] * (scale * keep[i])
 
 
 @njit(parallel=True, cache=True)
@@ -124,7 +142,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         raise ValueError(f"dropout probability p={p!r}: expected a number in [0, 1]")
     if not training or p == 0.0:
         return x
-    if not kernels.enabled() or p == 1.0 or x.device.type != "cpu" or x.dtype not in _DTYPES or x.numel() == 0:
+    if not kernels.handles(x) or p == 1.0 or x.numel() == 0:
         return F.dropout(x, p, training)
     return _NumbaDropout.apply(x, p)
 

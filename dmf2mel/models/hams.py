@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from dmf2mel.models.attention import attention_with_dropout, uses_row_kernels
+from dmf2mel.models import kernels
+from dmf2mel.models.attention import attention_with_dropout
 
 N_STAGES = 3  # stride-2 encoder stages: scales T/2, T/4, T/8
 LENGTH_MULTIPLE = 2**N_STAGES
@@ -100,7 +101,7 @@ class PositionAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         q, k, v = self.query(x), self.key(x), self.value(x)
-        if self.checkpoint_weights and torch.is_grad_enabled() and not uses_row_kernels(x):
+        if self.checkpoint_weights and torch.is_grad_enabled() and not kernels.handles(x):
             attended = checkpoint(self._attend_windows, q, k, v, window, use_reentrant=False)
         else:
             attended = self._attend_windows(q, k, v, window)

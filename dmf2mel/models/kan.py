@@ -32,8 +32,6 @@ from dmf2mel.models.scan.cpu import numba_threads
 CUBIC_ORDER = kan_kernels.CUBIC_ORDER
 ACTIVE_CUBIC_BASES = CUBIC_ORDER + 1  # a cubic B-spline basis spans four knot intervals
 
-_KERNEL_DTYPES = (torch.float32, torch.float64)
-
 
 def uniform_knots(grid_size: int, spline_order: int = CUBIC_ORDER, grid_range=(-1.0, 1.0), **tensor_kwargs):
     """Knots of a uniform grid over ``grid_range``, extended by ``spline_order`` knots on each side.
@@ -354,7 +352,7 @@ class KANLinear(nn.Module):
         """(..., in_features) -> (..., out_features)."""
         leading = x.shape[:-1]
         tokens = x.reshape(-1, self.in_features)
-        if kernels.enabled() and tokens.device.type == "cpu" and tokens.dtype in _KERNEL_DTYPES:
+        if kernels.handles(tokens):
             weight = torch.cat([self.base_weight, self.scaled_spline_weight().flatten(1)], dim=1)
             out = _FeatureKAN.apply(
                 tokens.contiguous(), weight.to(tokens.dtype), self.grid_size, self.grid_range, self.keep_features

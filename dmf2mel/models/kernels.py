@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 BACKENDS = ("numba", "torch")
 ENV_VAR = "DMF2MEL_KERNELS"
 
@@ -44,3 +46,8 @@ def backend() -> str:
 def enabled() -> bool:
     """True when the numba kernels are switched on."""
     return _backend == "numba"
+
+
+def handles(x: torch.Tensor) -> bool:
+    """Whether the numba kernels take ``x``: switched on, and ``x`` a CPU float32 or float64 tensor."""
+    return _backend == "numba" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
