@@ -19,44 +19,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_speed import N_CHANS, N_MELS, N_SUBJECTS, RESULTS_DIR, WINDOW, code_state, train_step  # noqa: E402
+from train_speed import RESULTS_DIR, WINDOW, build, code_state, train_step  # noqa: E402
 
 
 def measure(preset: str, batch: int, window: int, repeats: int, device: str) -> dict:
     import torch
 
-    from dmf2mel.losses import PaperLoss
-    from dmf2mel.models import DMF2Mel, DMF2MelConfig
-    from dmf2mel.models.scan import selective_scan  # noqa: F401  (the backend choice is made at the first call)
-    from dmf2mel.train import PROFILES
-
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("gpu_step.py: no CUDA GPU is visible to torch (use --device cpu to run the step on a CPU)")
-    torch.manual_seed(0)
-    make_config = DMF2MelConfig.paper if preset == "paper" else DMF2MelConfig.small
-    model = DMF2Mel(make_config(n_subjects=N_SUBJECTS, n_chans=N_CHANS, n_mels=N_MELS)).to(device).train()
-    profile = PROFILES["paper"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=profile.lr, betas=profile.betas, eps=profile.eps)
-    generator = torch.Generator().manual_seed(0)
-    inputs = {
-        "eeg": torch.randn(batch, window, N_CHANS, generator=generator).to(device),
-        "mel": torch.randn(batch, window, N_MELS, generator=generator).to(device),
-        "subject": torch.randint(0, N_SUBJECTS, (batch,), generator=generator).to(device),
-    }
+    # train_speed's model, optimiser, loss and inputs, with the scan backend the package picks on the device; moving
+    # the model keeps its Parameter objects, so the optimiser built on them stays valid
+    model, optimizer, loss_fn, inputs = build(preset, "auto", batch, window)
+    model.to(device).train()
+    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
     on_gpu = device.startswith("cuda")
 
     def sync():
         if on_gpu:
             torch.cuda.synchronize()
 
-    train_step(model, optimizer, PaperLoss(), inputs)  # warm-up: kernels compile or load
+    train_step(model, optimizer, loss_fn, inputs)  # warm-up: kernels compile or load
     sync()
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        train_step(model, optimizer, PaperLoss(), inputs)
+        train_step(model, optimizer, loss_fn, inputs)
         sync()
         times.append(time.perf_counter() - start)
     try:
