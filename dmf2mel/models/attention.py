@@ -77,14 +77,24 @@ def attention_with_dropout(
     -------
     (..., time, head_size)
     """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"attention dropout p={p!r}: expected a number in [0, 1)")
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     p = p if training else 0.0
     if kernels.handles(q):
         leading = q.shape[:-2]
         flat = [t.reshape(-1, *t.shape[-2:]) for t in (q, k, v)]
         return _RowAttention.apply(*flat, scale, p).reshape(*leading, *q.shape[-2:])
-    weights = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
-    return dropout(weights, p, training) @ v
+    return dropout(attention_weights(q, k, scale), p, training) @ v
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """``softmax(scale * q k^T)`` over the last dimension, explicitly: (..., time, source_time), rows summing to one.
+
+    ``scale`` defaults to ``head_size ** -0.5``.
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
 
 
 @dataclass(frozen=True)
@@ -214,7 +224,7 @@ class SplineMapAttention(nn.Module):
         v = self._split_heads(self.value_proj(normed_source))
         drop = self.attn_dropout if self.training else 0.0
         if return_weights:
-            weights = torch.softmax((q * self.head_size**-0.5) @ k.transpose(-2, -1), dim=-1)
+            weights = attention_weights(q, k)
             attended = dropout(weights, drop, self.training) @ v
         elif drop == 0.0:
             attended = F.scaled_dot_product_attention(q, k, v)

@@ -202,6 +202,16 @@ def test_attention_with_dropout_keeps_its_rate_and_switches_off_in_evaluation():
     torch.testing.assert_close(attention_with_dropout(q, k, v, 0.2, training=False), torch.ones(1, 200, 4))
 
 
+@pytest.mark.parametrize("p", [1.0, -0.1, 1.5])
+def test_attention_with_dropout_rejects_a_probability_outside_0_1(p):
+    """p = 1 would rescale by 1 / (1 - p): refused with the value named, on every path."""
+    from dmf2mel.models.attention import attention_with_dropout
+
+    q = torch.randn(1, 3, 2)
+    with pytest.raises(ValueError, match=r"attention dropout p=.*expected a number in \[0, 1\)"):
+        attention_with_dropout(q, q, q, p)
+
+
 def test_training_step_of_the_block_matches_the_torch_path():
     """SplineMapAttention in training mode: the kernels and the torch ops (with the numba dropout) agree."""
     from dmf2mel.models import kernels
