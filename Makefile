@@ -35,12 +35,10 @@ data: $(STAMP)
 book: $(STAMP)
 	$(PY) scripts/build_book.py
 
-# A class opens the chapters without JupyterLab's "official Jupyter news?" prompt (the plugin is disabled in the
-# venv's own config) and without a check for newer JupyterLab versions: neither can reach the network offline.
-LAB_NEWS_PLUGIN := @jupyterlab/apputils-extension:announcements
+# A class opens the chapters without JupyterLab's "official Jupyter news?" prompt and without a check for newer
+# JupyterLab versions: neither can reach the network offline (scripts/lab.py; the JupyterLab test starts it too).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter labextension disable --level=sys_prefix "$(LAB_NEWS_PLUGIN)" >/dev/null 2>&1
-	$(VENV)/bin/jupyter lab --allow-root --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate notebooks
+	$(PY) scripts/lab.py notebooks
 
 # The chapters without the exercises' solutions, for a class: student/ (gitignored).
 student: $(STAMP)

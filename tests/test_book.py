@@ -224,17 +224,33 @@ def test_cell_time_limits_match_what_the_cells_do():
 
 
 def test_make_lab_disables_a_news_plugin_that_exists():
-    """`make lab` turns off JupyterLab's news prompt by plugin id: the id must still exist in this JupyterLab."""
+    """`make lab` (scripts/lab.py) turns off JupyterLab's news prompt by plugin id: the id must still exist in this
+    JupyterLab, and the update check it switches off must still be a class of it."""
+    import importlib.util
     import sys
     from pathlib import Path
 
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    plugin = re.search(r"^LAB_NEWS_PLUGIN := (\S+)$", makefile, re.M).group(1)
-    assert 'labextension disable --level=sys_prefix "$(LAB_NEWS_PLUGIN)"' in makefile
-    assert "NeverCheckForUpdate" in makefile
+    assert "scripts/lab.py notebooks" in (ROOT / "Makefile").read_text(encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("lab_script", ROOT / "scripts" / "lab.py")
+    lab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab)
+    checker = next(option.split("=", 1)[1] for option in lab.LAB_OPTIONS if "check_for_updates_class" in option)
+    module, name = checker.rsplit(".", 1)
+    assert hasattr(importlib.import_module(module), name), checker
     static = Path(sys.prefix) / "share" / "jupyter" / "lab" / "static"
     bundles = list(static.glob("*.js"))
     if not bundles:
         pytest.skip(f"no JupyterLab bundles under {static}")
-    assert any(plugin in path.read_text(encoding="utf-8", errors="ignore") for path in bundles), plugin
-    from jupyterlab import NeverCheckForUpdate  # noqa: F401 - the class the Makefile names
+    assert any(lab.NEWS_PLUGIN in path.read_text(encoding="utf-8", errors="ignore") for path in bundles)
+
+
+def test_lab_script_refuses_a_missing_folder(tmp_path):
+    """A user error: one line naming what was expected and found, exit 2, JupyterLab not started."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lab.py"), str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "is not a folder" in result.stderr, result.stderr
