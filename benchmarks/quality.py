@@ -67,11 +67,12 @@ MODELS = model_names()  # the baselines, dmf2mel and its ablations, in table ord
 #: The trainer's profile every model trains with.
 PROFILE = "quick"
 #: Epochs per gradient-trained model: twice the quick profile's 10, which left the deep models visibly
-#: under-trained. Before the numba kernels of the training step, one seed of the nine models took about 14 minutes
-#: per preset for 10 epochs on one thread of the quiet 2-core machine, on the book's default corpus; the benchmark
-#: corpus has 2.3 times its training recordings. With the faster step (``make bench``: about 1.4-1.7x for the small
-#: config) the three seeds of one preset should take about two hours (an estimate from those numbers, not timed):
-#: run the two presets in two processes (``--preset teaching`` and ``--preset sparrkulee``) to use both cores.
+#: under-trained. This is a long benchmark: on the benchmark corpus (below) one seed of VLAAI took 1527 s and 1541 s
+#: (teaching, sparrkulee; one thread each, both presets at once on the 2-core machine, partly busy), ten times its
+#: 166 s for 10 epochs on the book's corpus (twice the epochs, 2.3 times the training windows, and validation parts
+#: six times longer); the nine models and three seeds of one preset take hours. Run each preset in its own process
+#: (``--preset teaching`` and ``--preset sparrkulee``) with ``--runs`` kept, and rerun the same command to go on
+#: where a cut-short run stopped.
 DEFAULT_EPOCHS = 20
 #: Validate (and keep the best checkpoint) every this many epochs.
 DEFAULT_VAL_EVERY = 2
@@ -85,6 +86,8 @@ DEFAULT_THREADS = 1
 #: costs about 2.3 times as much. Generating it takes minutes (2 subjects of it took 130 s on one core; about 20 minutes
 #: for all 20, estimated).
 BENCHMARK_CORPUS = {"n_subjects": 20, "n_held_out": 6, "minutes": 10.0}
+#: Where each run folder keeps its seed's result (:func:`seed_result`).
+RESULT_FILE = "quality_result.json"
 #: Seed of the bootstrap and the sign flips of the paired comparisons.
 PAIRED_SEED = 0
 #: Score fields averaged over seeds.
@@ -128,8 +131,11 @@ def aggregate(per_seed: list[dict | None], seeds: Sequence[int]) -> dict | None:
     return out
 
 
-def train_and_score(model: str, data: Path, run: Path, seed: int, epochs: int, val_every: int, n_null: int) -> dict:
-    """Train ``model`` with the package's trainer and score its best checkpoint; times and metrics."""
+def train_and_score(
+    model: str, data: Path, run: Path, seed: int, epochs: int, val_every: int, n_null: int, resume: bool = False
+) -> dict:
+    """Train ``model`` with the package's trainer (on from the run's last checkpoint with ``resume``) and score its
+    best checkpoint; times and metrics."""
     from dmf2mel.checkpoint import load_model
     from dmf2mel.evaluate import evaluate_run
     from dmf2mel.train import train
@@ -148,6 +154,7 @@ def train_and_score(model: str, data: Path, run: Path, seed: int, epochs: int, v
         patience=epochs,
         val_every=val_every,
         test=False,
+        resume=resume,
     )
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -166,19 +173,65 @@ def train_and_score(model: str, data: Path, run: Path, seed: int, epochs: int, v
     }
 
 
-def model_row(
-    model: str, data: Path, runs: Path, seeds: Sequence[int], epochs: int, val_every: int, n_null: int, log=print
+def seed_result(
+    model: str, data: Path, run: Path, seed: int, epochs: int, val_every: int, n_null: int, key: dict
 ) -> dict:
-    """Train and score ``model`` once per seed; the row of the quality table."""
+    """One seed of one model, resumable: the result saved in the run folder when its ``key`` matches, else the
+    training continued from the run's last checkpoint (or started), scored and saved.
+
+    ``key`` holds what the result depends on besides the run folder (budget, corpus version and the models'
+    fingerprint, :mod:`dmf2mel.models.fingerprint`); a saved result is kept only when the budget and corpus are the
+    same and the fingerprint matches, so a benchmark cut short (a closed session, Ctrl+C) goes on where it stopped,
+    also after changes of the code that leave the maths alone.
+    """
+    from dmf2mel.models.fingerprint import same_fingerprint
+    from dmf2mel.runs import history_table
+
+    saved_path = run / RESULT_FILE
+    if saved_path.is_file():
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        same = {k: v for k, v in saved["key"].items() if k != "fingerprint"} == json.loads(
+            json.dumps({k: v for k, v in key.items() if k != "fingerprint"})
+        )
+        if same and same_fingerprint(saved["key"]["fingerprint"], key["fingerprint"]):
+            return {**saved["result"], "reused": True}
+        shutil.rmtree(run)  # another budget, corpus or maths: train again
+    resumed = (run / "last.pt").is_file()
+    if run.exists() and not resumed:
+        shutil.rmtree(run)  # cut short before its first checkpoint: nothing in it to keep
+    result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed)
+    if resumed:  # the training time of all the run's epochs, not only of those after the resume
+        result["train_seconds"] = float(sum(history_table(run)["seconds"]))
+        result["resumed"] = True
+    tmp = saved_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
+    os.replace(tmp, saved_path)
+    return result
+
+
+def model_row(
+    model: str,
+    data: Path,
+    runs: Path,
+    seeds: Sequence[int],
+    epochs: int,
+    val_every: int,
+    n_null: int,
+    log=print,
+    key: dict | None = None,
+) -> dict:
+    """Train and score ``model`` once per seed (:func:`seed_result`: resumable); the row of the quality table."""
+    key = key if key is not None else {"fingerprint": {}}
     per_seed = []
     for seed in seeds:
-        result = train_and_score(model, data, runs / f"{model}-seed{seed}", seed, epochs, val_every, n_null)
+        result = seed_result(model, data, runs / f"{model}-seed{seed}", seed, epochs, val_every, n_null, key)
         per_seed.append(result)
         unknown = result["unknown"] or {}
+        how = " (saved earlier)" if result.get("reused") else " (resumed)" if result.get("resumed") else ""
         log(
             f"  {model:<22} seed {seed}: known r {_fmt(result['known']['paper_r'])} (chance "
             f"{_fmt(result['known']['chance_r'])}), unknown r {_fmt(unknown.get('paper_r'))}, "
-            f"train {result['train_seconds']:.0f} s, eval {result['eval_seconds']:.0f} s"
+            f"train {result['train_seconds']:.0f} s, eval {result['eval_seconds']:.0f} s{how}"
         )
     return {
         "model": model,
@@ -262,7 +315,8 @@ def run_preset(
         A split_data folder to use instead of the benchmark's corpus of ``preset`` (:data:`BENCHMARK_CORPUS`).
     runs : Path, optional
         Where the run folders (and the benchmark's corpus, generated on first use) go (default: a temporary
-        folder, deleted at the end).
+        folder, deleted at the end). Given, a second call with the same arguments goes on where the first stopped:
+        every finished seed is kept and a cut-short training resumes from its last epoch (:func:`seed_result`).
     n_null : int, optional
         Null draws of the chance levels (default: the package's, :data:`dmf2mel.metrics.N_NULL`).
     out : Path, optional
@@ -295,14 +349,22 @@ def run_preset(
             simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
         source = data
     data = Path(data)
+    from dmf2mel.models.fingerprint import fingerprint
+
     report = {
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "code": code_state(),
+        # the fingerprint lets a later change of the code that leaves the maths alone keep these numbers current
+        "code": {**code_state(), "fingerprint": fingerprint()},
         "budget": budget(epochs, seeds, n_null, val_every, threads),
         "corpus": {**corpus_info(data), "folder": Path(source).name},
         "rows": [],
+    }
+    key = {  # what a seed's saved result depends on (seed_result)
+        "budget": json.loads(json.dumps(report["budget"])),
+        "corpus": report["corpus"]["version"],
+        "fingerprint": report["code"]["fingerprint"],
     }
     done = {}
     if reuse and out is not None and out.is_file():
@@ -317,7 +379,7 @@ def run_preset(
                 log(f"  {model:<22} kept from {out}")
                 report["rows"].append(done[model])
             else:
-                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, log))
+                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, log, key))
             report["wall_seconds"] = time.perf_counter() - started
             if out is not None:
                 write(report, out)
@@ -499,7 +561,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="one run per seed and model")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder of quality_<preset>.json/.md")
-    parser.add_argument("--runs", type=Path, help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        help="keep the run folders here (default: a temporary folder); run again with the same --runs to go on "
+        "where a cut-short benchmark stopped",
+    )
     parser.add_argument("--n-null", type=int, help="null draws of the chance levels (default: the package's)")
     parser.add_argument("--val-every", type=int, help=f"validate every N epochs (default {DEFAULT_VAL_EVERY})")
     parser.add_argument(

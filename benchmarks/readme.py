@@ -82,10 +82,9 @@ def quality_section(reports: dict[str, dict]) -> list[str]:
 
 
 def _stale(report: dict, rerun: str = "make bench-quality") -> str:
-    from dmf2mel.viz.results import stale_results_sentence
+    from dmf2mel.viz.results import results_currency
 
-    stale = stale_results_sentence(report, rerun)
-    return f" **{stale}**" if stale else ""
+    return results_currency(report, rerun)
 
 
 def speed_section(report: dict) -> list[str]:

@@ -220,7 +220,19 @@ def test_benchmark_corpus_has_ten_times_the_test_windows():
         assert test_windows(bench, held_out) >= 10 * test_windows(default, held_out)
 
 
-def test_quality_report_layout(random_corpus, tmp_path):
+@pytest.fixture()
+def fake_fingerprint(monkeypatch):
+    """run_preset records the models' fingerprint (about 15 s): a fixed stand-in, changed by assigning ``.value``."""
+    from dmf2mel.models import fingerprint
+
+    class Fake:
+        value = {"cnn": [1.0, 2.0, 3.0]}
+
+    monkeypatch.setattr(fingerprint, "fingerprint", lambda names=None: Fake.value)
+    return Fake
+
+
+def test_quality_report_layout(random_corpus, tmp_path, fake_fingerprint):
     out = tmp_path / "quality_random.json"
     report = quality.run_preset(
         "teaching",
@@ -254,7 +266,7 @@ def test_quality_report_layout(random_corpus, tmp_path):
     assert "| linear |" in table and "| cnn |" in table and "1 epochs" in table
 
 
-def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path):
+def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path, fake_fingerprint):
     out = tmp_path / "quality_random.json"
     first = quality.run_preset(
         "teaching",
@@ -284,6 +296,39 @@ def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path):
     )
     assert again["rows"] == json.loads(json.dumps(first["rows"]))
     assert any("kept" in m for m in messages)
+
+
+def test_quality_goes_on_where_a_cut_short_run_stopped(random_corpus, tmp_path, fake_fingerprint):
+    """Saved seeds are kept while budget, corpus and maths are the same; a run folder without its result resumes
+    from its last checkpoint (here: after its last epoch, so it is only scored again); other maths retrain."""
+    runs = tmp_path / "runs"
+
+    def run(log):
+        return quality.run_preset(
+            "teaching", ["cnn"], [0], 2, data=random_corpus, runs=runs, n_null=20, threads=None, log=log
+        )
+
+    first = run(lambda text: None)
+    assert first["code"]["fingerprint"] == fake_fingerprint.value
+    saved = runs / "cnn-seed0" / quality.RESULT_FILE
+    assert json.loads(saved.read_text())["key"]["fingerprint"] == fake_fingerprint.value
+
+    messages = []
+    fake_fingerprint.value = {"cnn": [1.0, 2.0, 3.0 * (1 + 1e-9)]}  # the same maths, another implementation
+    assert run(messages.append)["rows"] == first["rows"] and "(saved earlier)" in messages[-1]
+
+    saved.unlink()  # cut short after training, before the result was saved
+    messages.clear()
+    resumed = run(messages.append)
+    assert "(resumed)" in messages[-1]
+    assert resumed["rows"][0]["known"] == first["rows"][0]["known"]  # the same best checkpoint, scored again
+    history = (runs / "cnn-seed0" / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # header and the two epochs: no epoch trained again
+
+    messages.clear()
+    fake_fingerprint.value = {"cnn": [1.0, 2.5, 3.0]}  # other maths: the saved seed does not count
+    run(messages.append)
+    assert "(saved earlier)" not in messages[-1] and "(resumed)" not in messages[-1]
 
 
 def test_train_speed_worker_measures_a_step():

@@ -202,3 +202,71 @@ def test_a_report_from_older_trained_code_says_so(tmp_path):
     assert res.trained_code_changes(report, tmp_path) == ["dmf2mel/models/hams.py"]
     assert res.trained_code_changes({"code": {"commit": "0" * 40}}, tmp_path) is None
     assert res.trained_code_changes({}, tmp_path) is None
+
+
+def test_changed_models_with_the_same_fingerprint_are_not_stale(monkeypatch):
+    """Only a report that recorded a fingerprint, only changes the fingerprint covers, and only the same numbers."""
+    from dmf2mel.viz import results as res
+
+    recorded = {"dmf2mel": [0.5, 10.0, 3.0]}
+    report = {"code": {"commit": "a" * 40, "fingerprint": recorded}}
+    monkeypatch.setattr(res, "current_fingerprint", lambda: {"dmf2mel": [0.5, 10.0 * (1 + 1e-9), 3.0]})
+    monkeypatch.setattr(res, "trained_code_changes", lambda report: ["dmf2mel/models/attention.py"])
+    assert res.stale_results_sentence(report) == ""
+    assert res.same_maths_sentence(report).startswith("The models' code has changed since commit aaaaaaa")
+    assert res.results_currency(report) == " " + res.same_maths_sentence(report)
+
+    stale = res.stale_results_sentence({"code": {"commit": "a" * 40}})  # no fingerprint recorded
+    assert stale.startswith("These numbers were measured at commit aaaaaaa")
+    assert res.results_currency({"code": {"commit": "a" * 40}}) == f" **{stale}**"
+    monkeypatch.setattr(res, "trained_code_changes", lambda report: ["dmf2mel/train.py"])  # not covered
+    assert res.stale_results_sentence(report) == stale and res.same_maths_sentence(report) == ""
+    monkeypatch.setattr(res, "trained_code_changes", lambda report: ["dmf2mel/models/hams.py"])
+    monkeypatch.setattr(res, "current_fingerprint", lambda: {"dmf2mel": [0.5, 10.001, 3.0]})  # new maths
+    assert res.stale_results_sentence(report) == stale
+    monkeypatch.setattr(res, "trained_code_changes", lambda report: [])
+    assert res.results_currency(report) == ""
+
+
+def test_fingerprint_is_reproducible_and_moves_with_the_maths(monkeypatch):
+    """The same code gives the same numbers (whatever the kernels switch says, random state untouched); another
+    initialisation, another dropout mask and another layer change them far beyond the tolerance."""
+    import torch
+
+    from dmf2mel.models import fingerprint as fp
+    from dmf2mel.models import kernels
+
+    names = ["cnn", "dmf2mel-no-splinemap"]
+    torch.manual_seed(11)
+    first = fp.fingerprint(names)
+    after = torch.rand(1)
+    torch.manual_seed(11)
+    assert torch.equal(torch.rand(1), after)  # the caller's random state is left alone
+    monkeypatch.setattr(kernels, "_backend", "torch")
+    second = fp.fingerprint(names)
+    assert kernels.backend() == "torch"
+    assert fp.same_fingerprint(first, second)
+    assert not fp.same_fingerprint(first, {"cnn": first["cnn"]})
+
+    def shifted(where, by):
+        return {**first, where[0]: [x * (1 + by) if i == where[1] else x for i, x in enumerate(first[where[0]])]}
+
+    assert fp.same_fingerprint(first, shifted(("cnn", 2), 1e-9))  # summation-order noise
+    assert not fp.same_fingerprint(first, shifted(("cnn", 2), 1e-5))
+
+    def moved(name):
+        return not fp.same_fingerprint({name: first[name]}, fp.fingerprint([name]))
+
+    assert not moved("dmf2mel-no-splinemap")
+    from dmf2mel.models import dropout
+
+    real_dropout = dropout.dropout  # another dropout rate: other masks
+    with monkeypatch.context() as patch:
+        patch.setattr(dropout, "dropout", lambda x, p, training=True: real_dropout(x, p / 2, training))
+        assert moved("dmf2mel-no-splinemap")
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.functional, "silu", torch.nn.functional.gelu)  # another activation
+        assert moved("dmf2mel-no-splinemap")
+    with monkeypatch.context() as patch:  # another initialisation
+        patch.setattr(torch.nn.init, "kaiming_uniform_", lambda w, *a, **k: torch.nn.init.normal_(w, 0.0, 0.05))
+        assert moved("cnn")

@@ -11,6 +11,7 @@ quality benchmark): ``paper_r``, ``chance_r``, ``p_value``, ``challenge_r``, ``c
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 
@@ -306,9 +307,14 @@ def trained_code_changes(report: dict, root: str | Path | None = None) -> list[s
 
 
 def stale_results_sentence(report: dict, rerun: str = "make bench-quality") -> str:
-    """A warning when a report's numbers come from an earlier version of the trained code, else ``""``."""
+    """A warning when a report's numbers come from an earlier version of the trained code, else ``""``.
+
+    A report that recorded the models' fingerprint (:mod:`dmf2mel.models.fingerprint`, the quality benchmark's do)
+    is not stale when only code the fingerprint covers changed and the fingerprint of the code as it is now is the
+    same: a faster kernel or a refactor computes the same functions (:func:`same_maths_sentence` says so instead).
+    """
     changed = trained_code_changes(report)
-    if not changed:
+    if not changed or _same_maths(report, changed):
         return ""
     commit = report["code"]["commit"][:7]
     return (
@@ -316,6 +322,44 @@ def stale_results_sentence(report: dict, rerun: str = "make bench-quality") -> s
         f"(`git diff {commit} -- dmf2mel/models`), so they describe the model as it was then, not as it is now "
         f"(rerun `{rerun}`)."
     )
+
+
+def same_maths_sentence(report: dict) -> str:
+    """A note when the trained code changed since a report's commit without changing what the models compute."""
+    changed = trained_code_changes(report)
+    if not changed or not _same_maths(report, changed):
+        return ""
+    commit = report["code"]["commit"][:7]
+    return (
+        f"The models' code has changed since commit {commit}, where these numbers were measured, without changing "
+        "what the models compute (the same fingerprint, `dmf2mel.models.fingerprint`)."
+    )
+
+
+def results_currency(report: dict, rerun: str = "make bench-quality") -> str:
+    """Markdown after a report's description: the staleness warning in bold, or the same-maths note, or ``""``."""
+    stale = stale_results_sentence(report, rerun)
+    if stale:
+        return f" **{stale}**"
+    same = same_maths_sentence(report)
+    return f" {same}" if same else ""
+
+
+def _same_maths(report: dict, changed: list[str]) -> bool:
+    from dmf2mel.models.fingerprint import COVERED, same_fingerprint
+
+    recorded = (report.get("code") or {}).get("fingerprint")
+    if not recorded or not all(path.startswith(COVERED) for path in changed):
+        return False
+    return same_fingerprint(recorded, current_fingerprint())
+
+
+@functools.lru_cache(maxsize=1)
+def current_fingerprint() -> dict[str, list[float]]:
+    """The fingerprint of the models as they are (computed once per process: about 15 s)."""
+    from dmf2mel.models.fingerprint import fingerprint
+
+    return fingerprint()
 
 
 def quality_budget_sentence(report: dict) -> str:
@@ -330,8 +374,7 @@ def quality_budget_sentence(report: dict) -> str:
         f"validation epoch kept), seed{'s' if len(budget['seeds']) > 1 else ''} {seeds}; chance levels from "
         f"{budget['n_null']} null draws; run on {report['date'][:10]}."
     )
-    stale = stale_results_sentence(report)
-    return f"{text} **{stale}**" if stale else text
+    return text + results_currency(report)
 
 
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
