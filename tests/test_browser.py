@@ -55,6 +55,25 @@ CUT_OFF_TITLE_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')]
         return box.width > 0 && (box.left < frame.left - 1 || box.right > frame.right + 1);
     }).map(title => title.textContent);
 })"""
+# A plotted axis without a title (an unlabelled axis of stacked or side-by-side panels is fine when the panel it
+# shares its column or row with has one); plotly fills an empty title with an editing placeholder.
+UNTITLED_AXES_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].flatMap(graph => {
+    const layout = graph._fullLayout || {};
+    const title = axis => {
+        const text = ((axis.title || {}).text || '').trim();
+        return /^Click to enter/.test(text) ? '' : text;
+    };
+    const axes = Object.keys(layout).filter(name => /^[xy]axis[0-9]*$/.test(name));
+    const plotted = name => (graph._fullData || []).some(trace => trace.visible !== false
+        && (trace[name[0] + 'axis'] || name[0]) === name[0] + name.slice(5));
+    const overlaps = (a, b) => a.domain[0] < b.domain[1] && b.domain[0] < a.domain[1];
+    return axes.filter(name => {
+        const axis = layout[name];
+        if (!axis.visible || axis.showticklabels === false || !plotted(name) || title(axis)) return false;
+        return !axes.some(other => other !== name && other[0] === name[0] && title(layout[other])
+            && overlaps(layout[other], axis));
+    }).map(name => `${name} of "${(((layout.title || {}).text) || '').slice(0, 60)}"`);
+})"""
 MATHJAX_DONE_JS = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : true"
 
 sync_api = pytest.importorskip(
@@ -214,7 +233,8 @@ def test_saved_widgets_render_offline(offline_page):
 
 
 def reading_problems(page, url: str) -> list[str]:
-    """What is wrong with the page at ``url`` as a reader sees it: raw tables, raw math, JavaScript errors."""
+    """What is wrong with the page at ``url`` as a reader sees it: raw tables, raw math, cut-off code and titles,
+    axes without a title, JavaScript errors."""
     page.errors.clear()
     page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
     page.evaluate(MATHJAX_DONE_JS)
@@ -229,6 +249,7 @@ def reading_problems(page, url: str) -> list[str]:
     problems += [f"raw math: {match.group(0)[:80]!r}" for match in RAW_MATH.finditer(text)]
     problems += [f"code cut off (scrolls sideways): {text[:60]!r}" for text in page.evaluate(CUT_OFF_CODE_JS)]
     problems += [f"figure title cut off: {text[:60]!r}" for text in page.evaluate(CUT_OFF_TITLE_JS)]
+    problems += [f"axis without a title: {axis}" for axis in page.evaluate(UNTITLED_AXES_JS)]
     problems += [f"JavaScript: {error[:200]}" for error in page.errors]
     problems += [f"network: {url}" for url in page.blocked]
     page.blocked.clear()
@@ -236,8 +257,8 @@ def reading_problems(page, url: str) -> list[str]:
 
 
 def test_every_page_reads_cleanly(offline_page):
-    """No page shows Markdown it did not render (pipe tables, $ math), cuts off code or a figure title, or logs a
-    JavaScript error."""
+    """No page shows Markdown it did not render (pipe tables, $ math), cuts off code or a figure title, plots an axis
+    without a title, or logs a JavaScript error."""
     html = ensure_built()
     problems = {
         name: found

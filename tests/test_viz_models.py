@@ -33,6 +33,8 @@ def test_edge_functions_one_panel_per_edge_with_parts():
     assert len(totals) == 6 and len(figure.data) == 18
     np.testing.assert_allclose(totals[-1].y, curves[1, 2])
     assert sum(trace.showlegend is not False for trace in figure.data) == 3  # one legend entry per series
+    first_column = [figure.layout[f"yaxis{'' if i == 1 else i}"].title.text for i in (1, 4)]  # 3 columns a row
+    assert first_column == ["φ(x)", "φ(x)"] and figure.layout.xaxis4.title.text == "x"
     with pytest.raises(UserError, match="shape"):
         model_viz.edge_functions(x, curves[..., :5], title="bad")
 
@@ -84,12 +86,16 @@ def test_scale_traces_and_scaling_figure():
 
 
 def test_bar_figures():
-    bars = model_viz.bar_figure({"a": 1.0, "b": 2000.0}, title="t", y_title="v", log_y=True, reference=("ref", 5.0))
+    bars = model_viz.bar_figure(
+        {"a": 1.0, "b": 2000.0}, title="t", y_title="v", x_title="k", log_y=True, reference=("ref", 5.0)
+    )
     assert list(bars.data[0].text) == ["1", "2e+03"] and bars.layout.yaxis.type == "log"
+    assert (bars.layout.xaxis.title.text, bars.layout.yaxis.title.text) == ("k", "v")
     assert bars.layout.shapes[0].y0 == 5.0
     stacked = model_viz.stacked_bars(
-        {"ours": {"dcfam": 1, "rest": 2}, "official": {"dcfam": 3}}, title="t", y_title="n"
+        {"ours": {"dcfam": 1, "rest": 2}, "official": {"dcfam": 3}}, title="t", y_title="n", x_title="model"
     )
+    assert stacked.layout.xaxis.title.text == "model"
     assert [trace.name for trace in stacked.data] == ["dcfam", "rest"]
     assert list(stacked.data[1].y) == [2.0, 0.0]
 
@@ -104,6 +110,7 @@ def test_scan_benchmark_groups_rows_and_skips_unmeasured_ones():
     }
     figure = model_viz.scan_benchmark(report)
     assert [trace.name for trace in figure.data] == ["reference", "reference", "cpu", "cpu"]
+    assert (figure.layout.yaxis.title.text, figure.layout.yaxis2.title.text) == ("time (s)", "peak extra memory (MiB)")
     assert list(figure.data[3].y) == [1.0]
     with pytest.raises(UserError, match="no measured rows"):
         model_viz.scan_benchmark({"results": [report["results"][2]]})

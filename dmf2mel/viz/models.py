@@ -147,6 +147,7 @@ def edge_functions(
                 col=i + 1,
             )
     figure.update_xaxes(title_text="x", row=n_out)
+    figure.update_yaxes(title_text="φ(x)", col=1)
     figure.update_layout(
         title=title,
         height=max(320, 170 * n_out + 120),
@@ -375,6 +376,8 @@ def bar_figure(
     values: Mapping[str, float],
     title: str,
     y_title: str,
+    *,
+    x_title: str,
     log_y: bool = False,
     text_format: str = ".3g",
     reference: tuple[str, float] | None = None,
@@ -386,6 +389,8 @@ def bar_figure(
     ----------
     values : mapping label -> value
     title, y_title : str
+    x_title : str
+        What the bars are (e.g. ``"model configuration"``): every axis of the book's figures has a title.
     log_y : bool
     text_format : str
         Format spec of the value labels.
@@ -414,13 +419,13 @@ def bar_figure(
             annotation_text=reference[0],
             annotation_position="top left",
         )
-    figure.update_layout(title=title, yaxis_title=y_title, showlegend=False)
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, showlegend=False)
     if log_y:
         figure.update_yaxes(type="log")
     return figure
 
 
-def stacked_bars(stacks: Mapping[str, Mapping[str, float]], title: str, y_title: str) -> go.Figure:
+def stacked_bars(stacks: Mapping[str, Mapping[str, float]], title: str, y_title: str, *, x_title: str) -> go.Figure:
     """One bar per entry, stacked from its parts (e.g. parameters per module of two models).
 
     Parameters
@@ -428,6 +433,8 @@ def stacked_bars(stacks: Mapping[str, Mapping[str, float]], title: str, y_title:
     stacks : mapping bar label -> (mapping part label -> value)
         Parts missing from a bar count zero; parts keep one colour across bars.
     title, y_title : str
+    x_title : str
+        What the bars are.
     """
     if not stacks:
         raise UserError("stacks is empty")
@@ -438,7 +445,7 @@ def stacked_bars(stacks: Mapping[str, Mapping[str, float]], title: str, y_title:
         figure.add_trace(
             go.Bar(x=bars, y=[float(stacks[bar].get(part, 0.0)) for bar in bars], name=part, marker_color=colour)
         )
-    figure.update_layout(title=title, yaxis_title=y_title, barmode="stack")
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, barmode="stack")
     return figure
 
 
@@ -478,6 +485,8 @@ def scan_benchmark(report: Mapping) -> go.Figure:
                 col=col,
             )
     figure.update_yaxes(type="log")
+    figure.update_yaxes(title_text="time (s)", col=1)
+    figure.update_yaxes(title_text="peak extra memory (MiB)", col=2)
     figure.update_xaxes(title_text="batch x dim x length x d_state, pass")
     figure.update_layout(
         title="Selective scan, benchmarks/results/scan.json: the fused CPU kernel against the others",
