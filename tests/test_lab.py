@@ -1,9 +1,11 @@
 """``make lab`` for a class: JupyterLab, started the way ``make lab`` starts it, runs the comparison explorer.
 
-A notebook with the explorer on small synthetic mels is opened in JupyterLab in Chromium, run from JupyterLab's
+A notebook with a MyST Markdown cell (a glossary link and a folded solution, as the chapters write them) and the
+explorer on small synthetic mels is opened in JupyterLab in Chromium, run from JupyterLab's
 own Run menu, and its subject menu changed: the heatmap must then show exactly the newly chosen window (ipywidgets
 and plotly's ``FigureWidget`` both render in this JupyterLab, and the kernel's callbacks reach the page). No news
-prompt may appear, no page error may be raised, and the page may ask nothing of the network.
+prompt may appear, no page error may be raised, and the page may ask nothing of the network. The Markdown cell
+must render (jupyterlab-myst) with its solution folded, and render again after a student edits it.
 
 Drives Debian's Chromium (``/usr/bin/chromium``) through Playwright; never ``playwright install``.
 """
@@ -45,6 +47,14 @@ viz.ComparisonExplorer(targets, predictions, sfreq={SFREQ}, window_seconds={WIND
 FIGURE_STATE_JS = """() => [...document.querySelectorAll('.jp-OutputArea .js-plotly-plot')].map(graph =>
     (graph.data || []).map(trace => trace.z ? trace.z[0][0] : (trace.y ? trace.y[0] : null)))"""
 NEWS_PROMPT = "official Jupyter news"
+# A Markdown cell as the chapters write them (MyST: a glossary link, a solution folded away), which jupyterlab-myst
+# renders; without it JupyterLab would show the colons and braces.
+MYST_CELL = """**Exercise 0.1** What is a {term}`mel spectrogram`?
+
+:::{admonition} Solution 0.1
+:class: dropdown
+The folded answer.
+:::"""
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)"
@@ -77,7 +87,9 @@ def lab(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
     folder = tmp_path_factory.mktemp("lab")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(EXPLORER_CELL)])
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell(MYST_CELL), nbformat.v4.new_code_cell(EXPLORER_CELL)]
+    )
     # the chapters' kernel (a notebook naming a kernel JupyterLab does not list would open a kernel picker)
     chapter = nbformat.read(sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))[0], as_version=4)
     notebook.metadata["kernelspec"] = chapter.metadata["kernelspec"]
@@ -170,8 +182,11 @@ def test_make_lab_runs_the_explorer_and_its_menus_redraw_the_figures(lab):
         try:
             page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell")
+            myst = page.locator(".jp-MarkdownCell").first
+            page.wait_for_function("() => document.querySelector('.jp-MarkdownCell')?.innerText.includes('Solution')")
+            shown = myst.inner_text()
             wait_for_idle_kernel(page, base, token, "explorer.ipynb")
-            page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+            page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
             page.keyboard.press("Shift+Enter")  # run the cell, as a student would
             page.wait_for_function(f"() => ({FIGURE_STATE_JS})().length === 2 && ({FIGURE_STATE_JS})()[0].length")
             first = page.evaluate(FIGURE_STATE_JS)
@@ -182,9 +197,21 @@ def test_make_lab_runs_the_explorer_and_its_menus_redraw_the_figures(lab):
             second = page.evaluate(FIGURE_STATE_JS)
             np.testing.assert_allclose(second[0][:2], expected[KEYS[1]], rtol=1e-6)
             text = page.locator("body").inner_text()
+
+            myst.dblclick()  # a student edits a Markdown cell and renders it again
+            myst.locator(".cm-content").click()  # the cell's editor has the keyboard (not the notebook's commands)
+            page.keyboard.press("ControlOrMeta+a")
+            page.keyboard.type("Some **edited** text")
+            page.keyboard.press("Shift+Enter")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-MarkdownCell strong')].some(b => b.textContent === 'edited')"
+            )
         finally:
             context.close()
             browser.close()
+    assert "Exercise 0.1" in shown and "Solution 0.1" in shown, shown
+    assert not any(raw in shown for raw in (":::", "{term}", ":class:")), f"MyST not rendered: {shown!r}"
+    assert "The folded answer" not in shown, "the solution is not folded away"
     assert NEWS_PROMPT not in text, "JupyterLab asked about its news feed"
     assert not errors, errors
     assert not blocked, f"the page asked the network for {blocked}"
