@@ -47,6 +47,8 @@ viz.ComparisonExplorer(targets, predictions, sfreq={SFREQ}, window_seconds={WIND
 FIGURE_STATE_JS = """() => [...document.querySelectorAll('.jp-OutputArea .js-plotly-plot')].map(graph =>
     (graph.data || []).map(trace => trace.z ? trace.z[0][0] : (trace.y ? trace.y[0] : null)))"""
 NEWS_PROMPT = "official Jupyter news"
+# A Markdown cell's rendered text: jupyterlab-myst's, or JupyterLab's own renderer's (which shows MyST raw).
+RENDERED = ".jp-MarkdownCell .myst, .jp-MarkdownCell .jp-RenderedMarkdown"
 # A Markdown cell as the chapters write them (MyST: a glossary link, a solution folded away), which jupyterlab-myst
 # renders; without it JupyterLab would show the colons and braces.
 MYST_CELL = """**Exercise 0.1** What is a {term}`mel spectrogram`?
@@ -182,10 +184,12 @@ def test_make_lab_runs_the_explorer_and_its_menus_redraw_the_figures(lab):
         try:
             page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell")
+            wait_for_idle_kernel(page, base, token, "explorer.ipynb")  # running a cell needs the kernel
             myst = page.locator(".jp-MarkdownCell").first
-            page.wait_for_function("() => document.querySelector('.jp-MarkdownCell')?.innerText.includes('Solution')")
+            myst.locator(".jp-InputPrompt").click()  # select the cell without touching its content
+            page.keyboard.press("Shift+Enter")  # render it, as a student would (a new notebook may show it as source)
+            page.wait_for_function(f"() => document.querySelector('{RENDERED}')?.innerText.includes('Solution')")
             shown = myst.inner_text()
-            wait_for_idle_kernel(page, base, token, "explorer.ipynb")
             page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
             page.keyboard.press("Shift+Enter")  # run the cell, as a student would
             page.wait_for_function(f"() => ({FIGURE_STATE_JS})().length === 2 && ({FIGURE_STATE_JS})()[0].length")
