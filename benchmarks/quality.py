@@ -184,6 +184,7 @@ def seed_result(
     same and the fingerprint matches, so a benchmark cut short (a closed session, Ctrl+C) goes on where it stopped,
     also after changes of the code that leave the maths alone.
     """
+    from dmf2mel.io import save_json
     from dmf2mel.models.fingerprint import same_fingerprint
     from dmf2mel.runs import history_table
 
@@ -203,9 +204,7 @@ def seed_result(
     if resumed:  # the training time of all the run's epochs, not only of those after the resume
         result["train_seconds"] = float(sum(history_table(run)["seconds"]))
         result["resumed"] = True
-    tmp = saved_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
-    os.replace(tmp, saved_path)
+    save_json(saved_path, {"key": key, "result": result})
     return result
 
 
@@ -217,11 +216,11 @@ def model_row(
     epochs: int,
     val_every: int,
     n_null: int,
+    key: dict,
     log=print,
-    key: dict | None = None,
 ) -> dict:
-    """Train and score ``model`` once per seed (:func:`seed_result`: resumable); the row of the quality table."""
-    key = key if key is not None else {"fingerprint": {}}
+    """Train and score ``model`` once per seed (:func:`seed_result`: resumable, ``key`` as there); the row of the
+    quality table."""
     per_seed = []
     for seed in seeds:
         result = seed_result(model, data, runs / f"{model}-seed{seed}", seed, epochs, val_every, n_null, key)
@@ -379,7 +378,7 @@ def run_preset(
                 log(f"  {model:<22} kept from {out}")
                 report["rows"].append(done[model])
             else:
-                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, log, key))
+                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, key, log))
             report["wall_seconds"] = time.perf_counter() - started
             if out is not None:
                 write(report, out)

@@ -313,36 +313,37 @@ def stale_results_sentence(report: dict, rerun: str = "make bench-quality") -> s
     is not stale when only code the fingerprint covers changed and the fingerprint of the code as it is now is the
     same: a faster kernel or a refactor computes the same functions (:func:`same_maths_sentence` says so instead).
     """
-    changed = trained_code_changes(report)
-    if not changed or _same_maths(report, changed):
-        return ""
-    commit = report["code"]["commit"][:7]
-    return (
-        f"These numbers were measured at commit {commit}; the trained code has changed since "
-        f"(`git diff {commit} -- dmf2mel/models`), so they describe the model as it was then, not as it is now "
-        f"(rerun `{rerun}`)."
-    )
+    return _currency(report, rerun)[0]
 
 
 def same_maths_sentence(report: dict) -> str:
     """A note when the trained code changed since a report's commit without changing what the models compute."""
-    changed = trained_code_changes(report)
-    if not changed or not _same_maths(report, changed):
-        return ""
-    commit = report["code"]["commit"][:7]
-    return (
-        f"The models' code has changed since commit {commit}, where these numbers were measured, without changing "
-        "what the models compute (the same fingerprint, `dmf2mel.models.fingerprint`)."
-    )
+    return _currency(report)[1]
 
 
 def results_currency(report: dict, rerun: str = "make bench-quality") -> str:
     """Markdown after a report's description: the staleness warning in bold, or the same-maths note, or ``""``."""
-    stale = stale_results_sentence(report, rerun)
-    if stale:
-        return f" **{stale}**"
-    same = same_maths_sentence(report)
-    return f" {same}" if same else ""
+    stale, same = _currency(report, rerun)
+    return f" **{stale}**" if stale else f" {same}" if same else ""
+
+
+def _currency(report: dict, rerun: str = "make bench-quality") -> tuple[str, str]:
+    """(staleness warning, same-maths note) of a report, at most one of them not empty; one ``git diff``."""
+    changed = trained_code_changes(report)
+    if not changed:
+        return "", ""
+    commit = report["code"]["commit"][:7]
+    if _same_maths(report, changed):
+        return "", (
+            f"The models' code has changed since commit {commit}, where these numbers were measured, without "
+            "changing what the models compute (the same fingerprint, `dmf2mel.models.fingerprint`)."
+        )
+    return (
+        f"These numbers were measured at commit {commit}; the trained code has changed since "
+        f"(`git diff {commit} -- dmf2mel/models`), so they describe the model as it was then, not as it is now "
+        f"(rerun `{rerun}`).",
+        "",
+    )
 
 
 def _same_maths(report: dict, changed: list[str]) -> bool:
