@@ -17,12 +17,24 @@ The closed forms are those of :func:`dmf2mel.models.kan.uniform_cubic_bases`: on
 ``h`` starting at ``t_0 = low - 3h``, ``x`` lies in interval ``j = floor((x - t_0) / h)`` at fraction ``f``; bases
 ``j - 3 .. j`` are non-zero, with the four cubic pieces of ``f`` as weights; an ``x`` outside the extended grid (or
 NaN) has no non-zero basis.
+
+**Vectorised loops.** SiLU and its derivative use :func:`~dmf2mel.models.scan.fast_exp.fast_exp` (numba's ``np.exp``
+is a libm call, which LLVM cannot vectorise) and the kernels are compiled with ``error_model="numpy"``: under
+numba's default Python error model every float division checks its divisor for zero to raise
+``ZeroDivisionError``, and that branch alone kept the SiLU loop scalar (alone, the loop ran 9x faster without it).
+A zero divisor now gives inf or NaN, as in torch. The input gradient first computes, for all inputs of a token, the
+SiLU term, the interval and the four basis slopes (a branch-free loop), then gathers the active bases' gradients.
+Measured by CPU time at 5120 tokens x 32 inputs, grid 8 (one thread, a loaded machine): features 2.8 -> 2.2-2.6 ms,
+input gradient 3.1 -> 1.8-2.3 ms. Within a whole training step of the small config (about 20 KAN layers) that is a
+few per cent, below what a step-time measurement on this machine resolves.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from dmf2mel.models.scan.fast_exp import fast_exp
 
 CUBIC_ORDER = 3
 
@@ -32,18 +44,19 @@ _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @njit(inline="always")
-def _interval(position, n_intervals):
-    """Interval index of a grid position (in knot spacings from the first knot) and the fraction in it.
+def _locate(value, inv_step, offset, n_intervals):
+    """Interval index of ``value`` on the extended grid and the fraction in it; index -1 outside it or for NaN.
 
-    Returns index -1 outside the extended grid ``[0, n_intervals)`` or for NaN.
+    Branch-free, so that a loop over the inputs of a token vectorises (outside the grid the fraction is 0).
     """
-    if not (position >= 0 and position < n_intervals):
-        return -1, position
+    position = value * inv_step + offset
+    inside = position >= 0 and position < n_intervals
+    position = position if inside else position * 0  # 0 in the data's precision (NaN * 0 is NaN: outside anyway)
     interval = int(position)  # position >= 0: truncation is floor
-    return interval, position - interval
+    return (interval if inside else -1), position - interval
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 def kan_features(x, grid_size, low, step, features):
     """Fill ``features`` (tokens, in * (1 + grid_size + 3)): SiLU(x) first, then the bases of every input."""
     tokens, n_in = x.shape
@@ -60,10 +73,10 @@ def kan_features(x, grid_size, low, step, features):
         row = features[t]
         values = x[t]
         for i in range(n_in):
-            row[i] = values[i] / (one + np.exp(-values[i]))
+            row[i] = values[i] / (one + fast_exp(-values[i]))
         row[n_in:] = 0
         for i in range(n_in):
-            interval, f = _interval(values[i] * inv_step + offset, n_intervals)
+            interval, f = _locate(values[i], inv_step, offset, n_intervals)
             if interval < 0:
                 continue
             rest = one - f
@@ -91,43 +104,58 @@ def kan_features(x, grid_size, low, step, features):
                 row[start + first + 3] = w3
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+# Tokens per parallel work item: each item owns small per-input buffers, allocated once.
+_TOKENS = 64
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 def kan_input_grad(x, grad_features, grid_size, low, step, grad_x):
-    """``grad_x[t, i] = SiLU'(x) dL/dF[t, i] + sum_k B_k'(x) dL/dF[t, bases of i]``; same layout as the features."""
+    """``grad_x[t, i] = SiLU'(x) dL/dF[t, i] + sum_k B_k'(x) dL/dF[t, bases of i]``; same layout as the features.
+
+    Per token, a vectorised pass computes the SiLU term, the intervals and the four basis slopes of every input;
+    a second pass gathers the four gradients of each input's active bases.
+    """
     tokens, n_in = x.shape
     n_bases = grid_size + CUBIC_ORDER
     n_intervals = grid_size + 2 * CUBIC_ORDER
     one = x.dtype.type(1.0)
     half = x.dtype.type(0.5)
+    three_halves = x.dtype.type(1.5)
+    two = x.dtype.type(2.0)
     inv_step = x.dtype.type(1.0 / step)
     offset = x.dtype.type(CUBIC_ORDER - low / step)
-    for t in prange(tokens):
-        row = grad_features[t]
-        for i in range(n_in):
-            value = x[t, i]
-            sigmoid = one / (one + np.exp(-value))
-            total = row[i] * sigmoid * (one + value * (one - sigmoid))
-            interval, f = _interval(value * inv_step + offset, n_intervals)
-            if interval >= 0:
+    for block in prange((tokens + _TOKENS - 1) // _TOKENS):
+        intervals = np.empty(n_in, dtype=np.int64)
+        slopes = np.empty((4, n_in), dtype=x.dtype)
+        for t in range(block * _TOKENS, min((block + 1) * _TOKENS, tokens)):
+            row = grad_features[t]
+            out = grad_x[t]
+            for i in range(n_in):
+                value = x[t, i]
+                sigmoid = one / (one + fast_exp(-value))
+                out[i] = row[i] * sigmoid * (one + value * (one - sigmoid))
+                interval, f = _locate(value, inv_step, offset, n_intervals)
                 rest = one - f
                 squared = f * f
                 s0 = -half * rest * rest
-                s1 = x.dtype.type(1.5) * squared - x.dtype.type(2.0) * f
+                s1 = three_halves * squared - two * f
                 s3 = half * squared
-                s2 = -(s0 + s1 + s3)
+                intervals[i] = interval
+                slopes[0, i] = s0 * inv_step
+                slopes[1, i] = s1 * inv_step
+                slopes[2, i] = -(s0 + s1 + s3) * inv_step
+                slopes[3, i] = s3 * inv_step
+            for i in range(n_in):
+                interval = intervals[i]
+                if interval < 0:
+                    continue
                 start = n_in + i * n_bases
                 first = interval - CUBIC_ORDER
-                spline = 0.0
-                if 0 <= first < n_bases:
-                    spline += row[start + first] * s0
-                if 0 <= first + 1 < n_bases:
-                    spline += row[start + first + 1] * s1
-                if 0 <= first + 2 < n_bases:
-                    spline += row[start + first + 2] * s2
-                if 0 <= first + 3 < n_bases:
-                    spline += row[start + first + 3] * s3
-                total += spline * inv_step
-            grad_x[t, i] = total
+                spline = x.dtype.type(0.0)
+                for k in range(4):
+                    if 0 <= first + k < n_bases:
+                        spline += row[start + first + k] * slopes[k, i]
+                out[i] += spline
 
 
 def feature_width(n_in: int, grid_size: int) -> int:

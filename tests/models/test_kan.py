@@ -236,3 +236,25 @@ def test_kept_features_give_the_same_gradients_for_more_memory():
         torch.testing.assert_close(a, b)
     # the features: 40 tokens x 6 inputs x (1 SiLU + 11 bases) doubles
     assert saved_tensor_bytes(lambda: kept(x)) - saved_tensor_bytes(lambda: lean(x)) == 40 * 6 * 12 * 8
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_and_torch_paths_agree_on_extreme_and_non_finite_inputs(dtype):
+    # far outside the grid, where SiLU's exp overflows or underflows, and non-finite: no spline basis is active, and
+    # the SiLU path gives what torch gives (NaN stays NaN, an overflowing exp gives 0 and not NaN). (+inf is left
+    # out: the torch path's spline contraction turns it into NaN, 0 * inf, where the kernels give SiLU(inf) = inf.)
+    torch.manual_seed(5)
+    layer = KANLinear(1, 3, grid_size=8).to(dtype)
+    special = [float("nan"), -float("inf"), 1e30, -1e30, 100.0, -100.0, 88.5, -88.5, -700.0, 709.0]
+    x = torch.tensor(special, dtype=dtype)[:, None].requires_grad_()
+    upstream = torch.randn(len(special), 3, dtype=dtype)
+    results = {}
+    for name in ("torch", "numba"):
+        kernels.set_backend(name)
+        x.grad = None
+        out = layer(x)
+        out.backward(upstream)
+        results[name] = (out.detach(), x.grad.clone())
+    kernels.set_backend("numba")
+    for fast, slow in zip(results["numba"], results["torch"]):
+        torch.testing.assert_close(fast, slow, equal_nan=True)
