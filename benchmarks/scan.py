@@ -330,7 +330,7 @@ def markdown_table(report):
                 f"{fmt(r['speedup_vs_mambapy'], '.1f')} | "
                 f"{fmt(r['memory_fraction_of_reference'], '.4f')} | {fmt(r['memory_fraction_of_mambapy'], '.4f')} |"
             )
-    lines += ["", "Targets (issue 4, at (2, 128, 640, 128), forward+backward):", ""]
+    lines += ["", "Targets at (2, 128, 640, 128), forward+backward:", ""]
     lines += [f"- {name}: {met}" for name, met in report["targets"].items()]
     compile_ = report["compile_time"]
     lines += [

@@ -470,7 +470,7 @@ def markdown(report: dict) -> str:
     verdict = {True: "met", False: "not met", None: "n/a"}[goal["met"]]
     lines += [
         "",
-        f"Target (issue 7): {goal['description']} - measured {fmt(goal.get('peak_rss_gb'), '.2f')} GB: **{verdict}**.",
+        f"Memory target: {goal['description']} - measured {fmt(goal.get('peak_rss_gb'), '.2f')} GB: **{verdict}**.",
         "",
         f"Official code at batch 2 on a CPU, for comparison: {report['official_batch2']['step_seconds']} s "
         f"per step, {report['official_batch2']['peak_gb']} GB peak.",
