@@ -16,6 +16,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import profile_step  # noqa: E402
 import quality  # noqa: E402
 import readme  # noqa: E402
 import speedup  # noqa: E402
@@ -561,3 +562,23 @@ def test_speedup_keeps_the_fastest_step_and_the_highest_peak_over_rounds():
     failed = speedup._combine(both, {"status": "killed"})
     assert failed["status"] == "killed"
     assert speedup._combine(failed, first)["status"] == "killed"
+
+
+def test_profile_by_module_attributes_the_step_to_the_modules_that_ran():
+    train_speed.set_threads(1)
+    report = profile_step.module_times("small", batch=1, window=320, steps=1)
+    rows = {row["module"]: row for row in report["modules"]}
+    # the fusion's self-attention layer serves both branches and the first cross-attention: its calls add up
+    assert rows["hams_self_attention"]["calls"] == 3
+    assert rows["stem_attention"]["calls"] == 1
+    for name in ("stem_attention", "hams_self_attention", "convmamba", "stem_attention/query_proj"):
+        assert rows[name]["forward_ms"] > 0 and rows[name]["backward_ms"] > 0, name
+    # a module's time includes its parts'; the top level is part of the step
+    parts = [row for label, row in rows.items() if label.startswith("stem_attention/")]
+    assert sum(row["share"] for row in parts) <= rows["stem_attention"]["share"]
+    top_level = sum(row["share"] for label, row in rows.items() if "/" not in label)
+    assert 0.5 < top_level <= 1.0
+    report.update(date="2026-01-01T00:00:00", machine={"cpu": "test", "load_average": [0.0]})
+    text = profile_step.modules_markdown(report)
+    assert "| `hams_self_attention` | 3 |" in text
+    assert "`hams/encoder`" not in text  # a ModuleList of blocks, never called itself
