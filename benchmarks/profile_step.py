@@ -81,8 +81,9 @@ def profile(config: str, batch: int, window: int = WINDOW, steps: int = 2, backe
 
 def module_times(config: str, batch: int, window: int = WINDOW, steps: int = 2, backend: str = "cpu") -> dict:
     """CPU time per step of each labelled module (``train_speed._module_labels``), forward and backward."""
-    import time
     import warnings
+
+    import torch
 
     model, optimizer, loss_fn, inputs = build(config, backend, batch, window)
     model.train()
@@ -144,7 +145,7 @@ def module_times(config: str, batch: int, window: int = WINDOW, steps: int = 2, 
         "steps": steps,
         "backend": backend,
         "step_cpu_s": step_s,
-        "threads": __import__("torch").get_num_threads(),
+        "threads": torch.get_num_threads(),
         "modules": modules,
     }
 
