@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 
 from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
 
+from dmf2mel.metrics import format_p  # noqa: E402
 from dmf2mel.models.registry import model_names  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -456,7 +457,7 @@ def difference_sentence(model: str, reference: str, comparison: dict | None) -> 
     c = comparison
     numbers = (
         f"Δr = {c['difference']:+.4f}, {c['confidence']:.0%} CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], "
-        f"p = {c['p_value']:.3f}, {c['n_subjects']} subjects x {c['n_seeds_a']}/{c['n_seeds_b']} seeds"
+        f"{format_p(c['p_value'])}, {c['n_subjects']} subjects x {c['n_seeds_a']}/{c['n_seeds_b']} seeds"
     )
     if c["ci_low"] > 0:
         return f"{model} beats {reference} ({numbers})"
@@ -512,7 +513,9 @@ def markdown(report: dict) -> str:
         lines += [
             "",
             "Paired comparisons (subject by subject on the same test recordings; a model beats another only "
-            "when the 95 % bootstrap interval of the difference excludes 0):",
+            "when the 95 % bootstrap interval of the difference, which resamples subjects and seeds, excludes 0; "
+            "p is a two-sided sign-flip test of the per-subject mean differences, whose smallest value for n "
+            "subjects is 2/2^n (0.031 for 6), so p can fall below 0.05 while the interval still includes 0):",
         ]
         for protocol, comparison in comparisons(report).items():
             lines.append("")

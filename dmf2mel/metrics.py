@@ -347,6 +347,11 @@ def _seed_by_subject(scores: Mapping[str, float] | Sequence[Mapping[str, float]]
     return [scores] if isinstance(scores, Mapping) else list(scores)
 
 
+def format_p(p: float) -> str:
+    """``"p = 0.016"``, or ``"p < 0.001"`` below that (three decimals would print a p-value of 0.0001 as 0.000)."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def paired_difference(
     scores_a: Mapping[str, float] | Sequence[Mapping[str, float]],
     scores_b: Mapping[str, float] | Sequence[Mapping[str, float]],

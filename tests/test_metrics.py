@@ -182,3 +182,11 @@ def test_paired_difference_is_deterministic_given_a_seed_and_uses_common_finite_
     assert first["p_value"] == pytest.approx(4 / 8)
     with pytest.raises(ValueError, match="no subject"):
         paired_difference({"sub-001": 0.1}, {"sub-002": 0.1})
+
+
+def test_format_p_never_prints_a_p_value_of_zero():
+    from dmf2mel.metrics import format_p
+
+    assert format_p(0.03125) == "p = 0.031"
+    assert format_p(0.001) == "p = 0.001"
+    assert format_p(1 / 10_001) == "p < 0.001"  # the smallest random-flip p-value, not "p = 0.000"

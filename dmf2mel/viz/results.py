@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from dmf2mel.data.features import TARGET_SFREQ
 from dmf2mel.errors import UserError
-from dmf2mel.metrics import paired_difference
+from dmf2mel.metrics import format_p, paired_difference
 from dmf2mel.viz.mel import ZSCORE_RANGE, _heatmap, band_correlations, check_pair, zscore_bands
 from dmf2mel.viz.scores import CHANCE_MARKER, _as_floats
 from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, SERIES_COLORS, TRUE_COLOR
@@ -250,7 +250,7 @@ def comparison_sentences(
         else:
             interval = (
                 f"{paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
-                f"over {paired['n_subjects']} subjects, p = {paired['p_value']:.3f}"
+                f"over {paired['n_subjects']} subjects, {format_p(paired['p_value'])}"
             )
             if paired["ci_low"] > 0:
                 verdict = f"**{model_name} beats {ref_name}** ({interval})"
