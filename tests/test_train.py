@@ -24,6 +24,16 @@ def tiny_model_and_profile():
     tf.register()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread for every run of this module, the killed and resumed subprocess included: a resumed run equals an
+    uninterrupted one bit for bit at the same thread count, and the package's policy (dmf2mel.threads) picks the count
+    from the load of the moment (a float reduction split over two threads rounds differently)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DMF2MEL_NUM_THREADS", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return tf.make_corpus(tmp_path_factory.mktemp("corpus") / "split_data")

@@ -235,3 +235,39 @@ def test_fast_exp_special_values(dtype):
     result = fast_exp_array(x)
     assert np.isnan(result[0])
     np.testing.assert_array_equal(result[1:], np.array([0.0, np.inf, 1.0, 0.0, np.inf], dtype=dtype))
+
+
+FASTMATH_CALLER_FIRST = """
+import numpy as np
+from numba import njit
+from dmf2mel.models.scan.fast_exp import fast_exp, fast_exp_array
+
+@njit(fastmath=True)
+def sloppy(x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = x[i] / (1 + fast_exp(-x[i]))
+    return out
+
+for dtype in (np.float32, np.float64):
+    x = np.linspace(-80, 80, 100_001).astype(dtype)
+    sloppy(x)  # the first caller compiles fast_exp for this dtype, inside a fast-math kernel
+    expected = np.exp(x)
+    print(float((np.abs(fast_exp_array(x) - expected) / np.spacing(expected)).max()))
+"""
+
+
+def test_fast_exp_keeps_its_accuracy_whichever_kernel_compiles_it_first(tmp_path):
+    # numba hands a caller's fastmath on to callees that leave it unset; fast_exp sets it, so a fast-math kernel
+    # compiling it first (a fresh process, an empty cache) cannot loosen it for every later caller
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", FASTMATH_CALLER_FIRST], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    worst_float32, worst_float64 = (float(line) for line in proc.stdout.split())
+    assert worst_float32 <= 3 and worst_float64 <= 2

@@ -64,8 +64,11 @@ _F32_POLY = tuple(
 _F32_ONE, _F32_HALF, _F32_ZERO, _F32_INF = np.float32(1.0), np.float32(0.5), np.float32(0.0), np.float32(np.inf)
 
 
-# No fastmath here: reassociation would fold the two-part reduction x - k*hi - k*lo into x - k*ln2.
-@njit(cache=True)
+# fastmath=False, explicitly: reassociation would fold the two-part reduction x - k*hi - k*lo into x - k*ln2. An
+# unset option would be inherited from the first kernel that compiles these functions (numba passes a caller's
+# fastmath on to callees that do not set their own), and that version would then serve every caller of the process:
+# the accuracy, and the last bits of every result, would depend on which kernel ran first.
+@njit(cache=True, fastmath=False)
 def exp_float32(x):
     """exp of a float32 scalar by range reduction and a polynomial; vectorisable."""
     clipped = _F32_LOWEST if x < _F32_LOWEST else x  # NaN compares false and passes through
@@ -86,7 +89,7 @@ def exp_float32(x):
     return _F32_INF if x > _F32_HIGHEST else result
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def exp_float64(x):
     """exp of a float64 scalar by range reduction and a degree-13 Taylor polynomial; vectorisable."""
     clipped = _F64_LOWEST if x < _F64_LOWEST else x
