@@ -38,15 +38,34 @@ from train_speed import (  # noqa: E402
 )
 
 
+def _warmed_up(config: str, backend: str, batch: int, window: int):
+    """Model, optimiser, loss and inputs after one training step (numba loads its kernels, Adam creates its state)."""
+    model, optimizer, loss_fn, inputs = build(config, backend, batch, window)
+    model.train()
+    train_step(model, optimizer, loss_fn, inputs)
+    return model, optimizer, loss_fn, inputs
+
+
+def _header(config: str, batch: int, window: int, steps: int, backend: str) -> dict:
+    """The fields both reports start with."""
+    import torch
+
+    return {
+        "config": config,
+        "batch": batch,
+        "window": window,
+        "steps": steps,
+        "backend": backend,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def profile(config: str, batch: int, window: int = WINDOW, steps: int = 2, backend: str = "cpu") -> dict:
     """Profile ``steps`` training steps after a warm-up; operators by self CPU time."""
-    import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    model, optimizer, loss_fn, inputs = build(config, backend, batch, window)
-    model.train()
-    train_step(model, optimizer, loss_fn, inputs)  # warm-up: numba loads its kernels, Adam creates its state
+    model, optimizer, loss_fn, inputs = _warmed_up(config, backend, batch, window)
     started = time.perf_counter()
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
@@ -67,27 +86,14 @@ def profile(config: str, batch: int, window: int = WINDOW, steps: int = 2, backe
         ),
         key=lambda op: -op["self_ms"],
     )
-    return {
-        "config": config,
-        "batch": batch,
-        "window": window,
-        "steps": steps,
-        "backend": backend,
-        "step_s_profiled": wall,
-        "threads": torch.get_num_threads(),
-        "ops": ops,
-    }
+    return {**_header(config, batch, window, steps, backend), "step_s_profiled": wall, "ops": ops}
 
 
 def module_times(config: str, batch: int, window: int = WINDOW, steps: int = 2, backend: str = "cpu") -> dict:
     """CPU time per step of each labelled module (``train_speed._module_labels``), forward and backward."""
     import warnings
 
-    import torch
-
-    model, optimizer, loss_fn, inputs = build(config, backend, batch, window)
-    model.train()
-    train_step(model, optimizer, loss_fn, inputs)  # warm-up, before the hooks
+    model, optimizer, loss_fn, inputs = _warmed_up(config, backend, batch, window)  # before the hooks
     labels = _module_labels(model)
     totals = {label: {"calls": 0, "forward_s": 0.0, "backward_s": 0.0} for label in dict.fromkeys(labels.values())}
     started = {}  # (direction, module) -> start times of the calls under way
@@ -138,16 +144,7 @@ def module_times(config: str, batch: int, window: int = WINDOW, steps: int = 2, 
         }
         for label, row in totals.items()
     ]
-    return {
-        "config": config,
-        "batch": batch,
-        "window": window,
-        "steps": steps,
-        "backend": backend,
-        "step_cpu_s": step_s,
-        "threads": torch.get_num_threads(),
-        "modules": modules,
-    }
+    return {**_header(config, batch, window, steps, backend), "step_cpu_s": step_s, "modules": modules}
 
 
 def modules_markdown(report: dict) -> str:
