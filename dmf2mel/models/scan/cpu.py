@@ -25,10 +25,13 @@ import os
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from dmf2mel.models.scan.cpu_kernels import scan_backward, scan_forward
 
+#: torch.nn.functional.softplus's default: above it, softplus(x) == x to working precision.
+SOFTPLUS_THRESHOLD = 20.0
 #: The threading layer this backend selects at its first run (see the module docstring).
 PREFERRED_THREADING_LAYER = "workqueue"
 
@@ -61,19 +64,37 @@ def _as_array(tensor: torch.Tensor | None, dtype: torch.dtype, empty_shape: tupl
     return tensor.detach().to(dtype).contiguous().numpy()
 
 
-def _kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
-    """numpy arrays in the layout the kernels expect: B and C time-major, absent inputs empty."""
+def _kernel_inputs(u, dt, A, B, C, D):
+    """numpy arrays in the layout the kernels expect: B and C time-major, an absent D empty."""
     dtype = _compute_dtype(u)
     return (
         _as_array(u, dtype, ()),
-        _as_array(delta, dtype, ()),
+        _as_array(dt, dtype, ()),
         _as_array(A, dtype, ()),
         _as_array(B.transpose(1, 2), dtype, ()),
         _as_array(C.transpose(1, 2), dtype, ()),
         _as_array(D, dtype, (0,)),
-        _as_array(z, dtype, (0, 0, 0)),
-        _as_array(delta_bias, dtype, (0,)),
     )
+
+
+def _step_sizes(delta, delta_bias, softplus):
+    """``(dt, d dt / d delta)``: ``softplus(delta + delta_bias)`` (or ``delta + delta_bias``) in the compute dtype,
+    by torch's vectorised ops; the derivative is None without softplus (it is 1)."""
+    raw = delta.detach().to(_compute_dtype(delta))
+    if delta_bias is not None:
+        raw = raw + delta_bias.detach().to(raw.dtype)[:, None]
+    if not softplus:
+        return raw, None
+    # torch's softplus and its gradient: x itself, and slope 1, above the threshold
+    slope = torch.where(raw > SOFTPLUS_THRESHOLD, 1.0, torch.sigmoid(raw))
+    return F.softplus(raw, threshold=SOFTPLUS_THRESHOLD), slope
+
+
+def _gate(z, dtype):
+    """``silu(z)`` and its derivative, in ``dtype``."""
+    z = z.detach().to(dtype)
+    sigmoid = torch.sigmoid(z)
+    return z * sigmoid, sigmoid * (1.0 + z * (1.0 - sigmoid))
 
 
 class _NumbaThreads:
@@ -96,39 +117,59 @@ def numba_threads() -> _NumbaThreads:
 
 
 class SelectiveScanCPU(torch.autograd.Function):
-    """Selective scan with numba forward and backward kernels (see the module docstring)."""
+    """Selective scan with numba forward and backward kernels (see the module docstring).
+
+    The step sizes (bias, softplus) and the gate ``y * silu(z)`` are elementwise: torch computes them, in the
+    forward pass and again in the backward pass, so the function keeps only its inputs.
+    """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        arrays = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
-        flags = (bool(delta_softplus), D is not None, z is not None, delta_bias is not None)
+        dt, _ = _step_sizes(delta, delta_bias, delta_softplus)
         with _NumbaThreads():
-            out = scan_forward(*arrays, *flags)
+            y = torch.from_numpy(scan_forward(*_kernel_inputs(u, dt, A, B, C, D), D is not None))
+        if z is not None:
+            y = y * _gate(z, y.dtype)[0]
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
-        ctx.flags = flags
-        return torch.from_numpy(out).to(u.dtype)
+        ctx.softplus = bool(delta_softplus)
+        return y.to(u.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
-        arrays = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
-        grad_array = _as_array(grad_out, _compute_dtype(u), ())
+        dt, slope = _step_sizes(delta, delta_bias, ctx.softplus)
+        grad_y = grad_out.to(dt.dtype)
+        if z is not None:
+            silu, silu_grad = _gate(z, dt.dtype)
+            grad_y = grad_y * silu
         with _NumbaThreads():
             # One chunk of channels per thread: each chunk owns a (batch, length, d_state) partial of dB and dC.
             n_chunks = max(1, min(u.shape[1], numba.get_num_threads()))
-            du, ddelta, dz, dA, dB_partial, dC_partial, dD, dbias = scan_backward(
-                grad_array, *arrays, *ctx.flags, n_chunks
+            du, ddt, dA, dB_partial, dC_partial, dD, y = scan_backward(
+                _as_array(grad_y, dt.dtype, ()),
+                *_kernel_inputs(u, dt, A, B, C, D),
+                D is not None,
+                z is not None and ctx.needs_input_grad[6],
+                n_chunks,
             )
-        dB = torch.from_numpy(dB_partial).sum(0).transpose(1, 2)
-        dC = torch.from_numpy(dC_partial).sum(0).transpose(1, 2)
-        grads = (du, ddelta, dA, dB, dC, dD, dz, dbias)
-        inputs = (u, delta, A, B, C, D, z, delta_bias)
+        ddelta = torch.from_numpy(ddt) if slope is None else torch.from_numpy(ddt) * slope
+        grads = {
+            "u": du,
+            "delta": ddelta,
+            "A": dA,
+            "B": torch.from_numpy(dB_partial).sum(0).transpose(1, 2),
+            "C": torch.from_numpy(dC_partial).sum(0).transpose(1, 2),
+            "D": dD,
+            "z": (lambda: grad_out.to(dt.dtype) * torch.from_numpy(y) * silu_grad) if y.size else None,
+            "delta_bias": lambda: ddelta.sum((0, 2)),
+        }
         result = []
-        for needed, grad, tensor in zip(ctx.needs_input_grad, grads, inputs):
+        for needed, (name, grad), tensor in zip(ctx.needs_input_grad, grads.items(), ctx.saved_tensors):
             if not needed or tensor is None:
                 result.append(None)
                 continue
+            grad = grad() if callable(grad) else grad
             grad = torch.as_tensor(grad) if isinstance(grad, np.ndarray) else grad
             result.append(grad.to(tensor.dtype).contiguous())
         return (*result, None)

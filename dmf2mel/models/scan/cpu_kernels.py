@@ -1,15 +1,19 @@
 """numba kernels of the selective scan on the CPU: a forward pass and a fused backward pass.
 
-The recurrence (see :mod:`dmf2mel.models.scan.reference`), for one batch item b and one channel d:
+The recurrence (see :mod:`dmf2mel.models.scan.reference`), for one batch item b and one channel d, given the
+step sizes dt (the caller, :mod:`dmf2mel.models.scan.cpu`, applies the bias, the softplus and the gate
+``y * silu(z)`` with torch's vectorised elementwise ops: evaluated here, one scalar at a time inside the serial loop
+over time, they took three quarters of the forward pass at 16 states and half of it at 128):
 
-    dt_t = softplus(delta_t + bias)   (or delta_t + bias)      a_t = exp(dt_t A)     (N,)
-    h_t  = a_t * h_{t-1} + dt_t u_t B_t                          (N,)
-    y_t  = C_t . h_t + D u_t,     out_t = y_t * silu(z_t)
+    a_t = exp(dt_t A)     (N,)
+    h_t = a_t * h_{t-1} + dt_t u_t B_t                           (N,)
+    y_t = C_t . h_t + D u_t
 
 Each (b, d) pair is independent, so both kernels run in parallel over channels and keep only the running
 state ``h`` (N,) per pair: no (batch, dim, N, length) tensor is ever formed. The backward kernel
 
-1. runs the forward recurrence once more, saving the state at the start of every SEGMENT-step segment;
+1. runs the forward recurrence once more, saving the state at the start of every SEGMENT-step segment (and y,
+   which the gate's gradient needs, when asked for);
 2. for each segment from the last to the first, recomputes that segment's states and decays a_t into two
    (SEGMENT + 1, N) buffers that stay in the L1 cache, and runs the adjoint recurrence back through it,
 
@@ -24,8 +28,8 @@ reused from cache. (Keeping all L states of a channel instead, (L, N) buffers, w
 
 B and C (and their gradients) are shared by all channels, so the backward kernel splits the channels into
 chunks, one per thread, each summing its dB and dC into its own (batch, L, N) partial buffer; the caller adds
-the partials. Extra memory of the backward pass: per chunk, (channels in chunk, L / SEGMENT, N) checkpoints and
-three (channels in chunk, L) float64 arrays; ``n_chunks`` (batch, L, N) partials of dB and of dC.
+the partials. Extra memory of the backward pass: per chunk, (channels in chunk, L / SEGMENT, N) checkpoints;
+``n_chunks`` (batch, L, N) partials of dB and of dC.
 
 The inner loops run over the state dimension N, contiguous in memory (B and C are passed time-major,
 (batch, L, N)), with :func:`fast_exp` so that LLVM vectorises them. ``reassoc`` lets LLVM vectorise the sums over N (float32 sums of N terms in a different order:
@@ -34,119 +38,89 @@ rounding-level differences); ``contract`` allows fused multiply-adds.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from dmf2mel.models.scan.fast_exp import fast_exp
 
-# torch.nn.functional.softplus's default: above it, softplus(x) == x to working precision.
-SOFTPLUS_THRESHOLD = 20.0
 _FASTMATH = {"reassoc", "contract"}
 # Time steps the backward pass recomputes at once: a (SEGMENT + 1, d_state) buffer of states and one of decays
 # stay in the L1 cache (2 x 33 x 128 x 4 bytes in float32 at N = 128).
 SEGMENT = 32
 
 
-@njit(cache=True)
-def _step_size(raw, softplus):
-    """dt from delta + bias (float64 scalar), and d dt / d raw."""
-    if not softplus:
-        return raw, 1.0
-    if raw > SOFTPLUS_THRESHOLD:
-        return raw, 1.0
-    return math.log1p(math.exp(raw)), 1.0 / (1.0 + math.exp(-raw))
-
-
-@njit(cache=True)
-def _gate(z_value):
-    """silu(z) and d silu / d z, float64 scalars."""
-    sigmoid = 1.0 / (1.0 + math.exp(-z_value))
-    return z_value * sigmoid, sigmoid * (1.0 + z_value * (1.0 - sigmoid))
-
-
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def scan_forward(u, delta, A, B_t, C_t, D, z, delta_bias, softplus, has_D, has_z, has_bias):
-    """Selective scan forward pass.
+def scan_forward(u, dt, A, B_t, C_t, D, has_D):
+    """Selective scan forward pass, before the gate.
 
     Parameters
     ----------
-    u, delta : (batch, dim, length) float32 or float64, C-contiguous
+    u, dt : (batch, dim, length) float32 or float64, C-contiguous; ``dt`` the step sizes (after bias and softplus)
     A : (dim, d_state)
     B_t, C_t : (batch, length, d_state), B and C time-major
-    D, delta_bias : (dim,) or empty when absent (``has_D``, ``has_bias``)
-    z : (batch, dim, length) or empty when absent (``has_z``)
-    softplus : bool, apply softplus to delta + delta_bias
+    D : (dim,), or empty when absent (``has_D``)
 
     Returns
     -------
-    out : (batch, dim, length), the dtype of ``u``
+    y : (batch, dim, length), ``C_t . h_t + D u_t``, the dtype of ``u``
     """
     batch, dim, length = u.shape
     d_state = A.shape[1]
-    out = np.empty_like(u)
+    y = np.empty_like(u)
     for pair in prange(batch * dim):
         b = pair // dim
         d = pair % dim
         a_row = A[d]
         state = np.zeros(d_state, dtype=u.dtype)
-        bias = np.float64(delta_bias[d]) if has_bias else 0.0
-        skip = np.float64(D[d]) if has_D else 0.0
+        skip = D[d] if has_D else u.dtype.type(0.0)
         for t in range(length):
-            dt, _ = _step_size(np.float64(delta[b, d, t]) + bias, softplus)
-            dt_c = u.dtype.type(dt)
-            drive = u.dtype.type(dt * u[b, d, t])
+            dt_t = dt[b, d, t]
+            drive = dt_t * u[b, d, t]
             b_row = B_t[b, t]
             c_row = C_t[b, t]
             acc = u.dtype.type(0.0)
             for n in range(d_state):
-                h = fast_exp(dt_c * a_row[n]) * state[n] + drive * b_row[n]
+                h = fast_exp(dt_t * a_row[n]) * state[n] + drive * b_row[n]
                 state[n] = h
                 acc += h * c_row[n]
-            y = acc + skip * u[b, d, t]
-            if has_z:
-                y = y * _gate(np.float64(z[b, d, t]))[0]
-            out[b, d, t] = y
-    return out
+            y[b, d, t] = acc + skip * u[b, d, t]
+    return y
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def scan_backward(grad_out, u, delta, A, B_t, C_t, D, z, delta_bias, softplus, has_D, has_z, has_bias, n_chunks):
-    """Gradients of the selective scan, recomputing the states (see the module docstring).
+def scan_backward(grad_y, u, dt, A, B_t, C_t, D, has_D, want_y, n_chunks):
+    """Gradients of the selective scan before the gate, recomputing the states (see the module docstring).
 
     Parameters
     ----------
-    grad_out : (batch, dim, length), dL/d out
-    u, delta, A, B_t, C_t, D, z, delta_bias, softplus, has_D, has_z, has_bias : as in :func:`scan_forward`
+    grad_y : (batch, dim, length), dL/dy (the gate already applied)
+    u, dt, A, B_t, C_t, D, has_D : as in :func:`scan_forward`
+    want_y : bool, also return y (recomputed on the way: the gate's gradient needs it)
     n_chunks : int, number of channel chunks (parallel tasks), 1 <= n_chunks <= dim
 
     Returns
     -------
-    du, ddelta, dz : (batch, dim, length) (dz all zero without z); ddelta is with respect to the raw delta
+    du, ddt : (batch, dim, length)
     dA : (dim, d_state)
     dB_partial, dC_partial : (n_chunks, batch, length, d_state), to be summed over the first axis
-    dD, dbias : (dim,) float64
+    dD : (dim,) float64
+    y : (batch, dim, length) if ``want_y``, else empty
     """
     batch, dim, length = u.shape
     d_state = A.shape[1]
     dtype = u.dtype
     n_segments = (length + SEGMENT - 1) // SEGMENT
     du = np.empty_like(u)
-    ddelta = np.empty_like(u)
-    dz = np.zeros_like(u)
+    ddt = np.empty_like(u)
+    y = np.empty_like(u) if want_y else np.empty((0, 0, 0), dtype=dtype)
     dA = np.zeros_like(A)
     dD = np.zeros(dim)
-    dbias = np.zeros(dim)
     dB_partial = np.zeros((n_chunks, batch, length, d_state), dtype=dtype)
     dC_partial = np.zeros((n_chunks, batch, length, d_state), dtype=dtype)
     for chunk in prange(n_chunks):
         d_start = chunk * dim // n_chunks
         n_local = (chunk + 1) * dim // n_chunks - d_start
         checkpoints = np.empty((n_local, n_segments, d_state), dtype=dtype)  # the state before each segment
-        step = np.empty((n_local, length))
-        step_grad = np.empty((n_local, length))
-        y_pre_gate = np.empty((n_local, length))
         running = np.empty(d_state, dtype=dtype)
         adjoint = np.empty((n_local, d_state), dtype=dtype)
         # The decay at the first step of the segment after the current one (0 after the end).
@@ -157,26 +131,25 @@ def scan_backward(grad_out, u, delta, A, B_t, C_t, D, z, delta_bias, softplus, h
         states = np.empty((SEGMENT + 1, d_state), dtype=dtype)
         decays = np.empty((SEGMENT + 1, d_state), dtype=dtype)
         for b in range(batch):
-            # Pass 1, forward in time: step sizes, outputs before the gate, one state per segment.
+            # Pass 1, forward in time: one state per segment (and y when asked for).
             for i in range(n_local):
                 d = d_start + i
-                bias = np.float64(delta_bias[d]) if has_bias else 0.0
-                skip = np.float64(D[d]) if has_D else 0.0
                 running[:] = 0.0
                 for t in range(length):
                     if t % SEGMENT == 0:
                         checkpoints[i, t // SEGMENT] = running
-                    dt, dt_grad = _step_size(np.float64(delta[b, d, t]) + bias, softplus)
-                    step[i, t] = dt
-                    step_grad[i, t] = dt_grad
-                    dt_c = dtype.type(dt)
-                    drive = dtype.type(dt * u[b, d, t])
-                    acc = dtype.type(0.0)
-                    for n in range(d_state):
-                        h = fast_exp(dt_c * A[d, n]) * running[n] + drive * B_t[b, t, n]
-                        running[n] = h
-                        acc += h * C_t[b, t, n]
-                    y_pre_gate[i, t] = acc + skip * u[b, d, t]
+                    dt_t = dt[b, d, t]
+                    drive = dt_t * u[b, d, t]
+                    if want_y:
+                        acc = dtype.type(0.0)
+                        for n in range(d_state):
+                            h = fast_exp(dt_t * A[d, n]) * running[n] + drive * B_t[b, t, n]
+                            running[n] = h
+                            acc += h * C_t[b, t, n]
+                        y[b, d, t] = acc + (D[d] * u[b, d, t] if has_D else dtype.type(0.0))
+                    else:
+                        for n in range(d_state):
+                            running[n] = fast_exp(dt_t * A[d, n]) * running[n] + drive * B_t[b, t, n]
             adjoint[:, :] = 0.0
             decay_after[:, :] = 0.0
             # Pass 2, segments from last to first: recompute the segment's states, then run the adjoint back.
@@ -189,25 +162,19 @@ def scan_backward(grad_out, u, delta, A, B_t, C_t, D, z, delta_bias, softplus, h
                     states[0] = checkpoints[i, segment]
                     for k in range(seg_len):
                         t = t0 + k
-                        dt_c = dtype.type(step[i, t])
-                        drive = dtype.type(step[i, t] * u[b, d, t])
+                        dt_t = dt[b, d, t]
+                        drive = dt_t * u[b, d, t]
                         for n in range(d_state):
-                            decays[k, n] = fast_exp(dt_c * A[d, n])
+                            decays[k, n] = fast_exp(dt_t * A[d, n])
                         for n in range(d_state):
                             states[k + 1, n] = decays[k, n] * states[k, n] + drive * B_t[b, t, n]
                     decays[seg_len] = decay_after[i]
                     for k in range(seg_len - 1, -1, -1):
                         t = t0 + k
-                        grad_y = grad_out[b, d, t]
-                        if has_z:
-                            silu, silu_grad = _gate(np.float64(z[b, d, t]))
-                            dz[b, d, t] = grad_y * y_pre_gate[i, t] * silu_grad
-                            grad_y = grad_y * silu
-                        dt = step[i, t]
+                        gy = grad_y[b, d, t]
+                        dt_t = dt[b, d, t]
                         u_t = u[b, d, t]
-                        gy = dtype.type(grad_y)
-                        dt_c = dtype.type(dt)
-                        drive = dtype.type(dt * u_t)
+                        drive = dt_t * u_t
                         for n in range(d_state):
                             adjoint[i, n] = adjoint[i, n] * decays[k + 1, n] + gy * C_t[b, t, n]
                         for n in range(d_state):
@@ -218,15 +185,13 @@ def scan_backward(grad_out, u, delta, A, B_t, C_t, D, z, delta_bias, softplus, h
                         sum_input = dtype.type(0.0)
                         for n in range(d_state):
                             carried = adjoint[i, n] * decays[k, n] * states[k, n]
-                            dA_local[i, n] += carried * dt_c
+                            dA_local[i, n] += carried * dt_t
                             sum_decay += carried * A[d, n]
                             sum_input += adjoint[i, n] * B_t[b, t, n]
-                        grad_dt = sum_decay + u_t * sum_input
-                        ddelta[b, d, t] = grad_dt * step_grad[i, t]
-                        du[b, d, t] = grad_y * skip + dt * sum_input
-                        dD[d] += grad_y * u_t
-                        dbias[d] += grad_dt * step_grad[i, t]
+                        ddt[b, d, t] = sum_decay + u_t * sum_input
+                        du[b, d, t] = gy * skip + dt_t * sum_input
+                        dD[d] += np.float64(gy) * np.float64(u_t)
                     decay_after[i] = decays[0]
         for i in range(n_local):
             dA[d_start + i] = dA_local[i]
-    return du, ddelta, dz, dA, dB_partial, dC_partial, dD, dbias
+    return du, ddt, dA, dB_partial, dC_partial, dD, y
