@@ -29,6 +29,7 @@ from torch import nn
 
 from dmf2mel.models import kernels
 from dmf2mel.models.scan.cpu import numba_threads
+from dmf2mel.models.scan.fast_exp import fast_exp
 
 # Elements per parallel work item (a multiple of 2: one 64-bit draw serves two elements).
 _BLOCK = 8192
@@ -36,6 +37,8 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
+# the fused SiLU-dropout kernels: ``contract`` allows fused multiply-adds; no assumptions about NaN or infinity
+_FASTMATH = {"contract"}
 
 
 @njit(inline="always")
@@ -97,6 +100,42 @@ def _apply_mask(grad, keep, scale, out):
     for block in prange(n_blocks):
         for i in range(block * _BLOCK, min((block + 1) * _BLOCK, n)):
             out[i] = grad[i] * (scale * keep[i])
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def silu_dropout_forward(h, element0, seed, threshold, scale):
+    """``h <- dropout(silu(h))`` in place, ``h`` (rows, width) elements ``element0 ...`` of the call with ``seed``
+    (see :func:`keep_mask`; ``threshold`` 0 keeps every element)."""
+    rows, width = h.shape
+    base = splitmix_base(seed)
+    one = h.dtype.type(1.0)
+    scale = h.dtype.type(scale)
+    for r in prange(rows):
+        keep = np.empty(width, dtype=h.dtype)
+        keep_mask(keep, element0 + r * width, base, threshold)
+        row = h[r]
+        for j in range(width):
+            row[j] = row[j] / (one + fast_exp(-row[j])) * (keep[j] * scale)
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def silu_dropout_backward(h, grad, element0, seed, threshold, scale):
+    """The two halves of ``dropout(silu(h))``'s backward pass, in place: ``h <- dropout(silu(h))`` (the activation
+    the next layer's weight gradient needs) and ``grad <- grad * mask * scale * silu'(h)``."""
+    rows, width = h.shape
+    base = splitmix_base(seed)
+    one = h.dtype.type(1.0)
+    scale = h.dtype.type(scale)
+    for r in prange(rows):
+        keep = np.empty(width, dtype=h.dtype)
+        keep_mask(keep, element0 + r * width, base, threshold)
+        row, grad_row = h[r], grad[r]
+        for j in range(width):
+            x = row[j]
+            sigmoid = one / (one + fast_exp(-x))
+            kept = keep[j] * scale
+            row[j] = x * sigmoid * kept
+            grad_row[j] *= kept * sigmoid * (one + x * (one - sigmoid))
 
 
 def _threshold(p: float) -> np.uint64:

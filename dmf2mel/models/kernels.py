@@ -1,11 +1,12 @@
 """One switch for the package's numba CPU kernels outside the selective scan.
 
-Three parts of a DMF2Mel training step have numba kernels that replace chains of torch ops on CPU float32/float64
+Four parts of a DMF2Mel training step have numba kernels that replace chains of torch ops on CPU float32/float64
 tensors, with the same maths (tests compare both paths):
 
 - dropout masks (:mod:`dmf2mel.models.dropout`),
 - KAN layers' base and spline features (:mod:`dmf2mel.models.kan_kernels`),
-- attention with dropout, one query row at a time (:mod:`dmf2mel.models.attention_kernels`).
+- attention with dropout, one query row at a time (:mod:`dmf2mel.models.attention_kernels`),
+- convMamba's feed-forward, SiLU and dropout fused and chunked over rows (:class:`dmf2mel.models.mamba.FeedForward`).
 
 ``"numba"`` (the default) uses them; ``"torch"`` uses torch ops only, the code path before the kernels (for
 benchmarks, ``benchmarks/train_speed.py --kernels torch``, and to rule the kernels out when debugging). Set it with
@@ -33,7 +34,7 @@ _backend = _check(os.environ.get(ENV_VAR, "numba"), ENV_VAR)
 
 
 def set_backend(backend: str) -> None:
-    """``"numba"`` (default) or ``"torch"``: who computes dropout, KAN features and attention on a CPU."""
+    """``"numba"`` (default) or ``"torch"``: who computes dropout, KAN features, attention and the feed-forward on a CPU."""
     global _backend
     _backend = _check(backend, "kernels backend")
 

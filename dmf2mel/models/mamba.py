@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
-from dmf2mel.models.dropout import Dropout
+from dmf2mel.models import kernels
+from dmf2mel.models.dropout import Dropout, _threshold, silu_dropout_backward, silu_dropout_forward
+from dmf2mel.models.scan.cpu import numba_threads
 from dmf2mel.models.scan import BACKENDS, selective_scan
 
 #: dt_rank="auto" gives ceil(d_model / DT_RANK_DIVISOR), as mamba_ssm does.
@@ -203,8 +207,65 @@ class ConvBNReLU(nn.Module):
         return F.relu(self.norm(self.conv(x.transpose(1, 2)))).transpose(1, 2)
 
 
+#: Rows of the feed-forward's hidden layer the fused path forms at once: about this many elements per chunk.
+FEED_FORWARD_CHUNK_ELEMENTS = 2**19
+
+
+class _FusedFeedForward(torch.autograd.Function):
+    """``dropout(silu(x W1^T + b1), p) W2^T + b2`` over ``(rows, d_model)`` in chunks of rows, keeping only ``x``.
+
+    Rows are independent, so the ``(rows, d_ff)`` hidden layer is formed a chunk at a time (about
+    :data:`FEED_FORWARD_CHUNK_ELEMENTS` elements) in the forward pass and again in the backward pass: the memory
+    of activation checkpointing without its extra forward pass, and never more than two chunks of ``d_ff`` values
+    alive. The SiLU and the dropout are one numba pass (:func:`~dmf2mel.models.dropout.silu_dropout_forward`); the
+    mask is the one :func:`~dmf2mel.models.dropout.dropout` draws on the whole hidden layer for the same seed,
+    regenerated in the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, w2, b2, p):
+        seed = int(torch.randint(0, 2**62, (1,))) if p > 0 else 0  # as dmf2mel.models.dropout draws its seeds
+        settings = (seed, _threshold(p) if p > 0 else np.uint64(0), 1.0 / (1.0 - p))
+        out = x.new_empty(x.shape[0], w2.shape[0])
+        with numba_threads():
+            for rows in _row_chunks(x.shape[0], w1.shape[0]):
+                hidden = torch.addmm(b1, x[rows], w1.t())
+                silu_dropout_forward(hidden.numpy(), rows.start * w1.shape[0], *settings)
+                torch.addmm(b2, hidden, w2.t(), out=out[rows])
+        ctx.save_for_backward(x, w1, b1, w2)
+        ctx.settings = settings
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, w1, b1, w2 = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_x = torch.empty_like(x)
+        grad_w1, grad_b1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(b1), torch.zeros_like(w2)
+        with numba_threads():
+            for rows in _row_chunks(x.shape[0], w1.shape[0]):
+                hidden = torch.addmm(b1, x[rows], w1.t())
+                grad_hidden = grad_out[rows] @ w2
+                silu_dropout_backward(hidden.numpy(), grad_hidden.numpy(), rows.start * w1.shape[0], *ctx.settings)
+                grad_w2.addmm_(grad_out[rows].t(), hidden)
+                grad_w1.addmm_(grad_hidden.t(), x[rows])
+                grad_b1 += grad_hidden.sum(0)
+                torch.mm(grad_hidden, w1, out=grad_x[rows])
+        return grad_x, grad_w1, grad_b1, grad_w2, grad_out.sum(0), None
+
+
+def _row_chunks(n_rows: int, width: int) -> list[slice]:
+    step = max(1, FEED_FORWARD_CHUNK_ELEMENTS // width)
+    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
 class FeedForward(nn.Module):
     """Pre-LayerNorm feed-forward: LN, d_model → d_ff, SiLU, dropout, d_ff → d_model.
+
+    In training on CPU float tensors (with the package's numba kernels on, :mod:`dmf2mel.models.kernels`) the part
+    after the LayerNorm runs as one fused, chunked function that keeps no ``(tokens, d_ff)`` activation (see
+    :meth:`fused`); elsewhere as torch ops. The maths and the dropout masks are the same.
 
     Shapes: ``(batch, time, d_model) -> (batch, time, d_model)`` (no residual; the caller adds it).
     """
@@ -216,9 +277,18 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(dropout)
         self.contract = nn.Linear(d_ff, d_model)
 
+    def fused(self, x: torch.Tensor) -> bool:
+        """Whether ``forward(x)`` takes the fused path (training mode, a tensor the numba kernels handle)."""
+        return self.training and kernels.handles(x) and self.dropout.p < 1.0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, d_model) -> (batch, time, d_model)."""
-        return self.contract(self.dropout(F.silu(self.expand(self.norm(x)))))
+        normed = self.norm(x)
+        if self.fused(x):
+            weights = (self.expand.weight, self.expand.bias, self.contract.weight, self.contract.bias)
+            flat = _FusedFeedForward.apply(normed.reshape(-1, normed.shape[-1]).contiguous(), *weights, self.dropout.p)
+            return flat.view(*x.shape[:-1], -1)
+        return self.contract(self.dropout(F.silu(self.expand(normed))))
 
 
 class ConvMamba(nn.Module):
@@ -245,7 +315,8 @@ class ConvMamba(nn.Module):
         Recompute each feed-forward in the backward pass instead of keeping its ``(batch, time, d_ff)``
         activations (activation checkpointing, with the dropout masks reproduced from the saved RNG state). The
         results and gradients are the same; at d_ff = 2048 this saves three ``(tokens, 2048)`` float tensors per
-        call for one extra pass of the two ``d_model x d_ff`` matrix products. Only while gradients are recorded.
+        call for one extra pass of the two ``d_model x d_ff`` matrix products. Only while gradients are recorded,
+        and only on the torch-op path: the fused feed-forward (:meth:`FeedForward.fused`) keeps no such activation.
     **mamba_kwargs
         Passed to :class:`BiMamba` (d_state, d_conv, expand, dt_rank, scan_backend, ...).
 
@@ -282,7 +353,8 @@ class ConvMamba(nn.Module):
         return x + self.FFN_RESIDUAL_WEIGHT * self._feed_forward(x)
 
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.checkpoint_feed_forward and torch.is_grad_enabled():
+        # the fused path keeps no (tokens, d_ff) activation: nothing to checkpoint
+        if self.checkpoint_feed_forward and torch.is_grad_enabled() and not self.ffn.fused(x):
             return checkpoint(self.ffn, x, use_reentrant=False)
         return self.ffn(x)
 

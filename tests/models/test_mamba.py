@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dmf2mel.models.mamba import BiMamba, ConvMamba, Mamba
+from dmf2mel.models import kernels, mamba
+from dmf2mel.models.mamba import BiMamba, ConvMamba, FeedForward, Mamba
 from dmf2mel.viz.models import saved_tensor_bytes
 
 D_MODEL = 8
@@ -173,7 +174,17 @@ def test_invalid_arguments():
         Mamba(D_MODEL, dt_min=0.1, dt_max=0.01)
 
 
-def test_checkpointed_feed_forward_same_outputs_gradients_and_statistics():
+@pytest.fixture
+def torch_kernels():
+    """The package's torch-op path (the fused feed-forward off), restored afterwards."""
+    previous = kernels.backend()
+    kernels.set_backend("torch")
+    yield
+    kernels.set_backend(previous)
+
+
+def test_checkpointed_feed_forward_same_outputs_gradients_and_statistics(torch_kernels):
+    """Checkpointing applies to the torch-op feed-forward (the fused one keeps nothing to recompute)."""
     torch.manual_seed(8)
     plain = ConvMamba(D_MODEL, d_ff=64, dropout=0.3, d_state=D_STATE, scan_backend="reference").train()
     checkpointed = ConvMamba(
@@ -204,3 +215,72 @@ def test_checkpointed_feed_forward_same_outputs_gradients_and_statistics():
     assert saved_checkpointed + 2 * hidden_bytes < saved_tensor_bytes(lambda: plain(x))
     with torch.no_grad():  # nothing to checkpoint without a graph
         torch.testing.assert_close(checkpointed.eval()(x), plain.eval()(x), rtol=0, atol=0)
+
+
+def unfused_feed_forward(ffn: FeedForward, x: torch.Tensor) -> torch.Tensor:
+    """The feed-forward as torch ops with the package's dropout (the mask the fused path must reproduce)."""
+    return ffn.contract(ffn.dropout(F.silu(ffn.expand(ffn.norm(x)))))
+
+
+@pytest.mark.parametrize(
+    "dtype, chunk_elements, p",
+    [(torch.float32, 2**19, 0.3), (torch.float32, 1000, 0.3), (torch.float64, 777, 0.3), (torch.float64, 500, 0.0)],
+)
+def test_fused_feed_forward_equals_torch_ops(monkeypatch, dtype, chunk_elements, p):
+    """One chunk, and many with a shorter last one: the same output and gradients as the torch ops."""
+    monkeypatch.setattr(mamba, "FEED_FORWARD_CHUNK_ELEMENTS", chunk_elements)
+    torch.manual_seed(3)
+    ffn = FeedForward(16, 96, p).to(dtype).train()
+    x = torch.randn(3, 50, 16, dtype=dtype)
+    grad = torch.randn(3, 50, 16, dtype=dtype)
+    assert ffn.fused(x)
+    results = []
+    for run in (ffn, lambda t: unfused_feed_forward(ffn, t)):
+        torch.manual_seed(5)  # the same seed for the dropout call
+        source = x.clone().requires_grad_()
+        out = run(source)
+        out.backward(grad)
+        results.append((out, source.grad, [param.grad.clone() for param in ffn.parameters()]))
+        ffn.zero_grad()
+    (out, grad_x, grads), (expected, expected_x, expected_grads) = results
+    # sums over tokens in chunks: rounding relative to the largest term
+    eps = 1e-6 if dtype == torch.float32 else 1e-13
+
+    def assert_close(got, want, name):
+        torch.testing.assert_close(got, want, rtol=10 * eps, atol=eps * want.abs().max().item(), msg=name)
+
+    assert_close(out, expected, "out")
+    assert_close(grad_x, expected_x, "x")
+    for (name, _), got, want in zip(ffn.named_parameters(), grads, expected_grads):
+        assert_close(got, want, name)
+    if p > 0:
+        # the mask is really applied: training differs from evaluation
+        assert (out != unfused_feed_forward(ffn.eval(), x)).any()
+
+
+def test_fused_feed_forward_gradcheck_with_dropout(monkeypatch):
+    monkeypatch.setattr(mamba, "FEED_FORWARD_CHUNK_ELEMENTS", 40)
+    torch.manual_seed(4)
+    ffn = FeedForward(4, 12, 0.4).double().train()
+    x = torch.randn(2, 7, 4, dtype=torch.float64, requires_grad=True)
+
+    def reseeded(t):
+        torch.manual_seed(6)  # every evaluation draws the same mask
+        return ffn(t)
+
+    assert torch.autograd.gradcheck(reseeded, (x,))
+
+
+def test_fused_feed_forward_keeps_no_hidden_activation():
+    """It keeps its (tokens, d_model) input, not the (tokens, d_ff) hidden layer the torch ops keep three times."""
+    ffn = FeedForward(8, 256, 0.1).train()
+    x = torch.randn(2, 40, 8, requires_grad=True)
+    hidden_bytes = 2 * 40 * 256 * 4
+    parameter_bytes = sum(param.numel() * 4 for param in ffn.parameters())
+    fused = saved_tensor_bytes(lambda: ffn(x)) - parameter_bytes
+    assert fused < hidden_bytes / 8
+    assert saved_tensor_bytes(lambda: unfused_feed_forward(ffn, x)) > 2 * hidden_bytes
+    with torch.no_grad():  # evaluation: the torch ops, no dropout
+        ffn.eval()
+        assert not ffn.fused(x)
+        torch.testing.assert_close(ffn(x), unfused_feed_forward(ffn, x))
