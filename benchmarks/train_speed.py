@@ -11,7 +11,7 @@ backward, Adam (the paper profile's lr, betas, eps). Measured for the ``paper`` 
 a PyTorch loop over time).
 
 How it measures, each configuration in a fresh Python process (so no allocator cache or earlier peak leaks
-between configurations):
+between configurations), with glibc's mmap threshold set as the trainer sets it (:mod:`dmf2mel.memory`):
 
 1. build the model, the optimiser and the inputs; read the resident set size (RSS) - ``rss_built_mb``;
 2. one warm-up step at full size (numba loads its cache, threads start, Adam creates its state);
@@ -244,10 +244,12 @@ def worker(spec: dict) -> dict:
     """Measure one configuration (runs in its own process); returns the numbers as a dict."""
     import torch
 
+    from dmf2mel.memory import return_freed_memory
     from dmf2mel.models import kernels
 
     set_threads(spec.get("threads"))
     kernels.set_backend(spec.get("kernels", "numba"))
+    return_freed_memory()  # glibc's mmap threshold, as dmf2mel.train.train sets it
     model, optimizer, loss_fn, inputs = build(spec["preset"], spec["backend"], spec["batch"], spec["window"])
     result = {
         "params": sum(p.numel() for p in model.parameters()),
