@@ -1,5 +1,6 @@
 """glibc's mmap threshold (dmf2mel.memory): the environment switch, and freed big tensors leaving the process."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -25,33 +26,46 @@ def test_environment_switch(monkeypatch):
         memory.return_freed_memory()
 
 
-# In a fresh process: free one 16 MiB tensor (glibc then raises its threshold to 16 MiB), make eight 6 MiB tensors
-# and a small one after them (it pins the heap's top), free the eight: how much resident memory went back?
-RELEASED = textwrap.dedent(
+# In a fresh process: free one 16 MiB tensor (glibc then raises its own threshold to 16 MiB), make eight 6 MiB
+# tensors, free them. Printed: the bytes glibc mapped for them (mallinfo2's hblkhd) and the resident memory freeing
+# them gave back, in MiB.
+PROBE = textwrap.dedent(
     """
-    import sys, torch
+    import ctypes, json, sys, torch
     from dmf2mel import memory
     if sys.argv[1] == "set":
         assert memory.return_freed_memory() == memory.MMAP_THRESHOLD
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Info
+
     def rss_mb():
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * 4096 / 2**20
+
     first = torch.ones(4 * 2**20)
     del first
+    mapped = libc.mallinfo2().hblkhd
     big = [torch.ones(3 * 2**19) for _ in range(8)]
-    pin = torch.ones(1000)
+    mapped = (libc.mallinfo2().hblkhd - mapped) / 2**20
     before = rss_mb()
     del big
-    print(before - rss_mb())
+    print(json.dumps({"mapped": mapped, "released": before - rss_mb()}))
     """
 )
 
 
 @pytest.mark.skipif(not ON_GLIBC, reason="the mmap threshold is glibc's; other C libraries are left alone")
-def test_freed_big_tensors_leave_the_process():
-    def released(mode: str) -> float:
-        run = subprocess.run([sys.executable, "-c", RELEASED, mode], capture_output=True, text=True, check=True)
-        return float(run.stdout)
+def test_big_tensors_get_their_own_mappings_and_leave_when_freed():
+    def probe(mode: str) -> dict:
+        run = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
+        return json.loads(run.stdout)
 
-    assert released("set") > 40  # 48 MiB back to the system
-    assert released("default") < 8  # glibc's own threshold kept them in the heap
+    with_setting, default = probe("set"), probe("default")
+    assert with_setting["mapped"] >= 48 and with_setting["released"] > 40  # 48 MiB mapped, then given back
+    assert default["mapped"] == 0  # glibc's own, raised threshold put them in the heap
