@@ -22,6 +22,11 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from dmf2mel.models.vector_width import prefer_wide_vectors
+
+# every kernel module imports this one: set the vector width before numba compiles any of them
+prefer_wide_vectors()
+
 
 @intrinsic
 def _float32_from_bits(typingctx, bits):
