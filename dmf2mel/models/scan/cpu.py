@@ -1,9 +1,9 @@
 """The ``"cpu"`` backend: the numba kernels of :mod:`dmf2mel.models.scan.cpu_kernels` as an autograd function.
 
-Memory: the forward pass saves only its inputs; the backward pass recomputes the states, so the extra memory
-is O(batch·dim·length + threads·batch·d_state·length + dim·d_state·length / SEGMENT) (SEGMENT = 32: state
-checkpoints, shared by the batch items), never O(batch·dim·d_state·length) as a loop over time under autograd
-(which keeps every state) or a materialising parallel scan.
+Memory: the forward pass saves its inputs and the state before every SEGMENT-step segment (SEGMENT = 32),
+O(batch·dim·d_state·length / SEGMENT); the backward pass recomputes the states from them, with extra memory
+O(batch·dim·length + threads·batch·d_state·length). Never O(batch·dim·d_state·length) as a loop over time under
+autograd (which keeps every state) or a materialising parallel scan.
 
 Precision: float64 inputs are computed in float64, everything else (float32, float16, bfloat16) in float32, as
 ``mamba_ssm``'s CUDA kernel does; outputs and gradients come back in the inputs' dtypes.
@@ -120,24 +120,27 @@ class SelectiveScanCPU(torch.autograd.Function):
     """Selective scan with numba forward and backward kernels (see the module docstring).
 
     The step sizes (bias, softplus) and the gate ``y * silu(z)`` are elementwise: torch computes them, in the
-    forward pass and again in the backward pass, so the function keeps only its inputs.
+    forward pass and again in the backward pass. The function keeps its inputs and, while gradients are needed,
+    the state before every segment of the recurrence (see :mod:`dmf2mel.models.scan.cpu_kernels`).
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         dt, _ = _step_sizes(delta, delta_bias, delta_softplus)
+        keep = any(ctx.needs_input_grad)
         with _NumbaThreads():
-            y = torch.from_numpy(scan_forward(*_kernel_inputs(u, dt, A, B, C, D), D is not None))
+            y, checkpoints = scan_forward(*_kernel_inputs(u, dt, A, B, C, D), D is not None, keep)
+        y = torch.from_numpy(y)
         if z is not None:
             y = y * _gate(z, y.dtype)[0]
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, torch.from_numpy(checkpoints))
         ctx.softplus = bool(delta_softplus)
         return y.to(u.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
+        u, delta, A, B, C, D, z, delta_bias, checkpoints = ctx.saved_tensors
         dt, slope = _step_sizes(delta, delta_bias, ctx.softplus)
         grad_y = grad_out.to(dt.dtype)
         if z is not None:
@@ -149,6 +152,7 @@ class SelectiveScanCPU(torch.autograd.Function):
             du, ddt, dA, dB_partial, dC_partial, dD, y = scan_backward(
                 _as_array(grad_y, dt.dtype, ()),
                 *_kernel_inputs(u, dt, A, B, C, D),
+                checkpoints.numpy(),
                 D is not None,
                 z is not None and ctx.needs_input_grad[6],
                 n_chunks,
@@ -165,7 +169,7 @@ class SelectiveScanCPU(torch.autograd.Function):
             "delta_bias": lambda: ddelta.sum((0, 2)),
         }
         result = []
-        for needed, (name, grad), tensor in zip(ctx.needs_input_grad, grads.items(), ctx.saved_tensors):
+        for needed, grad, tensor in zip(ctx.needs_input_grad, grads.values(), ctx.saved_tensors):
             if not needed or tensor is None:
                 result.append(None)
                 continue
