@@ -178,6 +178,29 @@ def test_quality_budget_sentence_reads_the_report():
     )
 
 
+def test_step_cost_sentence_reads_the_speedup_report():
+    row = {
+        "preset": "small",
+        "batch": 8,
+        "speedup": 1.85 / 0.95,
+        "now": {"step_s": 0.95, "peak_rss_mb": 960.0},
+        "baseline": {"step_s": 1.85, "peak_rss_mb": 1536.0},
+    }
+    report = {
+        "date": "2026-11-27T00:10:00+00:00",
+        "window": 640,
+        "baseline_commit": "083b7f6" + "0" * 33,
+        "rows": [row],
+    }
+    assert vr.step_cost_sentence(report) == (
+        "`benchmarks/speedup.py` timed this step (small config, batch 8 x 640 samples, one thread, 2026-11-27): "
+        "0.95 s, against 1.85 s for the code before the speed work (commit `083b7f6`), 1.95x faster, with a peak of "
+        "0.94 GB instead of 1.50 GB."
+    )
+    assert vr.step_cost_sentence(report, "paper", 16) == ""  # not measured
+    assert vr.step_cost_sentence({**report, "rows": [{**row, "speedup": None}]}) == ""  # a failed measurement
+
+
 def test_a_report_from_older_trained_code_says_so(tmp_path):
     import subprocess
 

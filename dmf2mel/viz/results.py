@@ -378,6 +378,21 @@ def quality_budget_sentence(report: dict) -> str:
     return text + results_currency(report)
 
 
+def step_cost_sentence(report: dict, preset: str = "small", batch: int = 8) -> str:
+    """The training step of one configuration in a speed-up report (``benchmarks/results/speedup.json``), now and at
+    the baseline commit, with a warning when the trained code has changed since; ``""`` if the report lacks it."""
+    row = next((r for r in report["rows"] if (r["preset"], r["batch"]) == (preset, batch)), None)
+    if row is None or row.get("speedup") is None:
+        return ""
+    return (
+        f"`benchmarks/speedup.py` timed this step ({preset} config, batch {batch} x {report['window']} samples, one "
+        f"thread, {report['date'][:10]}): {row['now']['step_s']:.2f} s, against {row['baseline']['step_s']:.2f} s "
+        f"for the code before the speed work (commit `{report['baseline_commit'][:7]}`), {row['speedup']:.2f}x "
+        f"faster, with a peak of {row['now']['peak_rss_mb'] / 1024:.2f} GB instead of "
+        f"{row['baseline']['peak_rss_mb'] / 1024:.2f} GB." + results_currency(report, rerun="make bench")
+    )
+
+
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
 
