@@ -11,7 +11,7 @@ backward, Adam (the paper profile's lr, betas, eps). Measured for the ``paper`` 
 a PyTorch loop over time).
 
 How it measures, each configuration in a fresh Python process (so no allocator cache or earlier peak leaks
-between configurations), with glibc's mmap threshold set as the trainer sets it (:mod:`dmf2mel.memory`):
+between configurations), with glibc's mmap threshold set as the trainer's process gets it (:mod:`dmf2mel.memory`):
 
 1. build the model, the optimiser and the inputs; read the resident set size (RSS) - ``rss_built_mb``;
 2. one warm-up step at full size (numba loads its cache, threads start, Adam creates its state);
@@ -249,7 +249,7 @@ def worker(spec: dict) -> dict:
 
     set_threads(spec.get("threads"))
     kernels.set_backend(spec.get("kernels", "numba"))
-    return_freed_memory()  # glibc's mmap threshold, as dmf2mel.train.train sets it
+    return_freed_memory()  # as dmf2mel.threads.configure sets it for the trainer
     model, optimizer, loss_fn, inputs = build(spec["preset"], spec["backend"], spec["batch"], spec["window"])
     result = {
         "params": sum(p.numel() for p in model.parameters()),

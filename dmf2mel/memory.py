@@ -17,10 +17,11 @@ A 2 MiB threshold cut the peak to 1.4 GB but made the step about 25 % slower (ev
 and zeroed afresh); 16 MiB kept most of the growth. The small config's tensors are mostly below the threshold and
 its step does not change. ``benchmarks/speedup.py`` reports the peak of the training step with the setting.
 
-:func:`return_freed_memory` sets it. The trainer (:func:`dmf2mel.train.train`) calls it at its start, and so do
-the training-step benchmarks, which time the step as the trainer runs it. The setting is process-wide and stays
-for the life of the process. ``DMF2MEL_MMAP_THRESHOLD`` (bytes; ``0`` or ``off``: leave glibc's default) overrides
-it. Other C libraries (macOS, Windows, musl) are left alone.
+:func:`return_freed_memory` sets it. :func:`dmf2mel.threads.configure`, which every entry point calls to set a
+process up for computing (the trainer, the evaluation, the command line, the chapters, the benchmarks), calls it,
+so the training-step benchmarks time the step as the trainer runs it. The setting is process-wide and stays for the
+life of the process. ``DMF2MEL_MMAP_THRESHOLD`` (bytes; ``0`` or ``off``: leave glibc's default) overrides it.
+Other C libraries (macOS, Windows, musl) are left alone.
 """
 
 from __future__ import annotations

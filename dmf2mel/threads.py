@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dmf2mel.memory import return_freed_memory
+
 #: Environment variable that fixes the thread count (``auto``, or unset: the adaptive policy).
 THREADS_ENV = "DMF2MEL_NUM_THREADS"
 #: Environment variables PyTorch itself reads; when one is set, torch's count is the user's choice.
@@ -188,12 +190,16 @@ def _set(count: int) -> int:
 def configure(verbose: bool = False) -> int:
     """Choose the thread count now (watching the machine for a quarter of a second) and give it to torch.
 
+    Being where every entry point sets up a process to compute, it also sets glibc's mmap threshold
+    (:func:`dmf2mel.memory.return_freed_memory`: big freed tensors go back to the system).
+
     Returns
     -------
     int
         The threads torch (and the numba kernels) now use.
     """
     global _configured_at
+    return_freed_memory()
     fixed = explicit_threads()
     if fixed is not None:
         count = fixed if torch.get_num_threads() == fixed else _set(fixed)

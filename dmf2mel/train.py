@@ -63,7 +63,6 @@ from dmf2mel.errors import UserError
 from dmf2mel.models.registry import model_spec
 from dmf2mel.validation import check_folder, check_option
 from dmf2mel.threads import ThreadGovernor
-from dmf2mel.memory import return_freed_memory
 from dmf2mel.threads import configure as configure_threads
 from dmf2mel.evaluate import (
     default_held_out,
@@ -634,7 +633,6 @@ def train(
     check_option("profile", profile, PROFILES)
     proc = _start_process(device)
     configure_threads()
-    return_freed_memory()  # big freed activations go back to the system instead of growing the heap
     started = time.perf_counter()
     try:
         overrides = {"epochs": epochs, "val_every": val_every, "patience": patience}

@@ -69,3 +69,12 @@ def test_big_tensors_get_their_own_mappings_and_leave_when_freed():
     with_setting, default = probe("set"), probe("default")
     assert with_setting["mapped"] >= 48 and with_setting["released"] > 40  # 48 MiB mapped, then given back
     assert default["mapped"] == 0  # glibc's own, raised threshold put them in the heap
+
+
+def test_every_entry_point_sets_it_through_the_thread_configuration(monkeypatch):
+    from dmf2mel import threads
+
+    calls = []
+    monkeypatch.setattr(threads, "return_freed_memory", lambda: calls.append(True))
+    threads.configure()
+    assert calls == [True]
