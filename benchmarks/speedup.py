@@ -3,12 +3,13 @@
 The baseline (default ``083b7f6``, the main branch before the speed work, with the model as it was then) is
 extracted with ``git archive`` into a temporary directory. For each configuration (``small`` at batch 8 and 16,
 ``paper`` at batch 16; 640-sample windows, one torch thread, the numba scan) the baseline's and this tree's
-``benchmarks/train_speed.py`` worker run alternately, ``--rounds`` times each (a shared host's speed drifts by
-tens of per cent within minutes), each run in a fresh process on the same random inputs: one warm-up step, then
-``--repeats`` timed steps (at least :data:`MIN_REPEATS` for the short small-config steps). A tree's step time is its fastest step over all its runs, its peak memory the highest
-lifetime peak resident set size of its runs (model, optimiser, warm-up and timed steps). The report (``benchmarks/results/speedup.json`` and ``.md``) gives
-both step times, their ratio and both peaks; the machine's load average is recorded at the start, so compare only
-rows of one run.
+``benchmarks/train_speed.py`` worker run alternately, ``--rounds`` times each (at least :data:`MIN_ROUNDS` for
+the small configs; a shared host's speed drifts by tens of per cent within minutes), each run in a fresh process on
+the same random inputs: one warm-up step, then ``--repeats`` timed steps (at least :data:`MIN_REPEATS` for the
+short small-config steps). A tree's step time is its fastest step over all its runs, its peak memory the highest
+lifetime peak resident set size of its runs (model, optimiser, warm-up and timed steps). The report
+(``benchmarks/results/speedup.json`` and ``.md``) gives both step times, their ratio and both peaks; the machine's
+load average is recorded at the start, so compare only rows of one run.
 
 Usage: ``python benchmarks/speedup.py [--baseline 083b7f6] [--repeats 3] [--rounds 2]`` (``make bench`` runs it).
 """
@@ -35,6 +36,10 @@ CONFIGURATIONS = (("small", 8), ("small", 16), ("paper", 16))
 #: batch-8 ratio between 1.37x and 1.94x from one run to the next on a drifting host; ten steps of each tree per
 #: round give the minimum more chances to catch a quiet moment.
 MIN_REPEATS = {("small", 8): 10, ("small", 16): 5}
+#: Rounds of the short configurations, at least: the host's speed drifts by 20-25 % over minutes (one run's fastest
+#: small batch-8 baseline step was 1.65 s, the next run's 1.83 s), and every round is one more chance for each tree
+#: to run in a quiet moment; a round of the small configs costs under a minute, one of the paper config about four.
+MIN_ROUNDS = {("small", 8): 4, ("small", 16): 3}
 TARGET_SPEEDUP = 2.0
 TIMEOUT_S = 1800.0
 MAX_RSS_MB = 12 * 1024.0
@@ -88,8 +93,9 @@ def measure(baseline: str, repeats: int, configurations=CONFIGURATIONS, rounds: 
                 "attribute": False,
                 "threads": 1,
             }
-            row = {"preset": preset, "batch": batch, "repeats": spec["repeats"]}
-            for round_ in range(rounds):
+            n_rounds = max(rounds, MIN_ROUNDS.get((preset, batch), 0))
+            row = {"preset": preset, "batch": batch, "repeats": spec["repeats"], "rounds": n_rounds}
+            for round_ in range(n_rounds):
                 for label, where in (("baseline", tree), ("now", None)):
                     result = run_worker(spec, MAX_RSS_MB, TIMEOUT_S, tree=where)
                     print(
@@ -114,6 +120,10 @@ def measure(baseline: str, repeats: int, configurations=CONFIGURATIONS, rounds: 
     }
 
 
+def _per_config(minimum: dict) -> str:
+    return ", ".join(f"{n} at {preset} b{batch}" for (preset, batch), n in minimum.items())
+
+
 def markdown(report: dict) -> str:
     machine = report["machine"]
     lines = [
@@ -122,10 +132,10 @@ def markdown(report: dict) -> str:
         f"{report['date'][:10]}, {machine['cpu']}, one torch thread, load average "
         f"{machine['load_average'][0]:.1f} at the start. Baseline: commit `{report['baseline_commit'][:7]}`; now: "
         f"`{(report['code']['commit'] or 'unknown')[:7]}`. Each step: forward, paper loss, backward, Adam on "
-        f"{report['window']}-sample windows. Each tree ran {report.get('rounds', 1)} time(s), alternately, each run a "
-        f"fresh process with a warm-up and {report['repeats']} timed steps (at least "
-        f"{', '.join(f'{n} at {p} b{b}' for (p, b), n in MIN_REPEATS.items())}): its fastest step over all runs, and the "
-        "highest lifetime peak RSS of its runs.",
+        f"{report['window']}-sample windows. Each tree ran {report.get('rounds', 1)} time(s) (at least "
+        f"{_per_config(MIN_ROUNDS)}), alternately, each run a fresh process with a warm-up and {report['repeats']} "
+        f"timed steps (at least {_per_config(MIN_REPEATS)}): its fastest step over all runs, and the highest lifetime "
+        "peak RSS of its runs.",
         "",
         "| config | batch | baseline step (s) | now step (s) | speed-up | baseline peak (MB) | now peak (MB) | "
         f"target (>= {report['target_speedup']:.0f}x, peak no higher) |",
