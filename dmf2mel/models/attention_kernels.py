@@ -138,6 +138,47 @@ def _dot_rows(out, weights, rows):
 
 
 @njit(inline="always")
+def _dot_rows_block(out, weights, rows, n_rows):
+    """``out[r, d] = sum_j weights[r, j] * rows[d, j]`` for ``r < n_rows``; a full block of :data:`ROWS` rows takes
+    four of ``rows`` at a time, so each pass over ``source_time`` loads 8 values for 16 products (one row at a time:
+    5 for 4)."""
+    n_out = rows.shape[0]
+    if n_rows != 4 or n_out % 4 != 0:
+        for r in range(n_rows):
+            _dot_rows(out[r], weights[r], rows)
+        return
+    zero = weights.dtype.type(0.0)
+    w0, w1, w2, w3 = weights[0], weights[1], weights[2], weights[3]
+    for d in range(0, n_out, 4):
+        r0, r1, r2, r3 = rows[d], rows[d + 1], rows[d + 2], rows[d + 3]
+        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero
+        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero
+        for j in range(w0.size):
+            x0, x1, x2, x3 = r0[j], r1[j], r2[j], r3[j]
+            v0, v1, v2, v3 = w0[j], w1[j], w2[j], w3[j]
+            a00 += v0 * x0
+            a01 += v0 * x1
+            a02 += v0 * x2
+            a03 += v0 * x3
+            a10 += v1 * x0
+            a11 += v1 * x1
+            a12 += v1 * x2
+            a13 += v1 * x3
+            a20 += v2 * x0
+            a21 += v2 * x1
+            a22 += v2 * x2
+            a23 += v2 * x3
+            a30 += v3 * x0
+            a31 += v3 * x1
+            a32 += v3 * x2
+            a33 += v3 * x3
+        out[0, d], out[0, d + 1], out[0, d + 2], out[0, d + 3] = a00, a01, a02, a03
+        out[1, d], out[1, d + 1], out[1, d + 2], out[1, d + 3] = a10, a11, a12, a13
+        out[2, d], out[2, d + 1], out[2, d + 2], out[2, d + 3] = a20, a21, a22, a23
+        out[3, d], out[3, d + 1], out[3, d + 2], out[3, d + 3] = a30, a31, a32, a33
+
+
+@njit(inline="always")
 def _outer_add(rows, coefficients, weights, n_terms):
     """``rows[d, j] += sum_r coefficients[r, d] * weights[r, j]`` over ``r < n_terms`` (at most :data:`ROWS`)."""
     n_rows, source = rows.shape
@@ -221,7 +262,7 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
                 else:
                     for j in range(source):
                         scores[j] *= norm
-                _dot_rows(out[g, i], scores, v_t[g])
+            _dot_rows_block(out[g, first : first + n_rows], block, v_t[g], n_rows)
     return out, lse
 
 
@@ -269,7 +310,7 @@ def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_
                     centre += row_weights[j] * row_grad[j]
                 for j in range(source):
                     row_grad[j] = row_weights[j] * (row_grad[j] - centre) * scale
-                _dot_rows(grad_q[g, i], row_grad, k_t[g])
+            _dot_rows_block(grad_q[g, first : first + n_rows], grad_weights, k_t[g], n_rows)
             # dv += (P keep / (1 - p)) dO_i and dk += dS q_i, for the block's rows
             _outer_add(grad_v_t[g], grad_out[g, first : first + n_rows], dropped, n_rows)
             _outer_add(grad_k_t[g], q[g, first : first + n_rows], grad_weights, n_rows)
