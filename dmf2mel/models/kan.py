@@ -353,7 +353,9 @@ class KANLinear(nn.Module):
         leading = x.shape[:-1]
         tokens = x.reshape(-1, self.in_features)
         if kernels.handles(tokens):
-            weight = torch.cat([self.base_weight, self.scaled_spline_weight().flatten(1)], dim=1)
+            # the features put basis k of every input together: columns in + k * in + i
+            spline = self.scaled_spline_weight().transpose(1, 2).flatten(1)
+            weight = torch.cat([self.base_weight, spline], dim=1)
             out = _FeatureKAN.apply(
                 tokens.contiguous(), weight.to(tokens.dtype), self.grid_size, self.grid_range, self.keep_features
             )

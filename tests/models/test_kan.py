@@ -258,3 +258,40 @@ def test_numba_and_torch_paths_agree_on_extreme_and_non_finite_inputs(dtype):
     kernels.set_backend("numba")
     for fast, slow in zip(results["numba"], results["torch"]):
         torch.testing.assert_close(fast, slow, equal_nan=True)
+
+
+@pytest.mark.parametrize("grid_size, grid_range", [(8, (-1.0, 1.0)), (6, (-2.0, 3.0)), (1, (0.0, 1.0))])
+def test_feature_kernels_equal_the_recursion_at_knots_ends_and_outside(grid_size, grid_range):
+    # the branch-free closed form against Cox-de Boor, with the bases laid out basis-major; on the knots themselves
+    # (where a piece ends), just beside them, across the extended grid's ends, far outside, and NaN (no basis)
+    import numpy as np
+
+    from dmf2mel.models import kan_kernels
+
+    low, high = grid_range
+    step = (high - low) / grid_size
+    knots = uniform_knots(grid_size, grid_range=grid_range, dtype=torch.float64)
+    near = torch.cat([knots, knots + 1e-9, knots - 1e-9, torch.linspace(low - 4 * step, high + 4 * step, 397)])
+    values = torch.cat([near, torch.tensor([1e30, -1e30, float("nan")], dtype=torch.float64)])
+    n_in = 3
+    x = values[: values.numel() // n_in * n_in].reshape(-1, n_in).contiguous()
+    n_bases = grid_size + 3
+    features = kan_kernels.empty_features(x.shape[0], n_in, grid_size, np.float64)
+    kan_kernels.kan_features(x.numpy(), grid_size, low, step, features)
+    features = torch.from_numpy(features)
+    finite = torch.nan_to_num(x, nan=1e30)  # the recursion: NaN has no basis either
+    expected = b_spline_bases_reference(finite, knots).transpose(1, 2).reshape(x.shape[0], -1)  # basis-major
+    torch.testing.assert_close(features[:, n_in:], expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(features[:, :n_in], torch.nn.functional.silu(x), equal_nan=True)
+
+    # the input gradient: SiLU's and the bases' slopes against autograd through the closed-form bases
+    torch.manual_seed(grid_size)
+    inside = torch.linspace(low - 3 * step + 1e-6, high + 3 * step - 1e-6, 301, dtype=torch.float64)
+    x = inside[:300].reshape(-1, n_in).contiguous().requires_grad_()
+    upstream = torch.randn(x.shape[0], n_in * (1 + n_bases), dtype=torch.float64)
+    weights, first = uniform_cubic_bases(x, grid_size, grid_range)
+    dense = local_to_dense(weights, first, n_bases).transpose(1, 2).reshape(x.shape[0], -1)
+    torch.cat([torch.nn.functional.silu(x), dense], dim=1).backward(upstream)
+    grad = torch.empty_like(x.detach())
+    kan_kernels.kan_input_grad(x.detach().numpy(), upstream.numpy(), grid_size, low, step, grad.numpy())
+    torch.testing.assert_close(grad, x.grad, atol=1e-10, rtol=1e-10)
