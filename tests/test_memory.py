@@ -78,3 +78,17 @@ def test_every_entry_point_sets_it_through_the_thread_configuration(monkeypatch)
     monkeypatch.setattr(threads, "return_freed_memory", lambda: calls.append(True))
     threads.configure()
     assert calls == [True]
+
+
+def test_scratch_hands_out_the_same_memory_grown_to_the_largest_request():
+    import torch
+
+    first = memory.scratch(3, 4, torch.float32)
+    assert first.shape == (3, 4) and first.dtype == torch.float32 and first.is_contiguous()
+    again = memory.scratch(4, 3, torch.float32)
+    assert again.data_ptr() == first.data_ptr()  # reused, not a fresh allocation
+    bigger = memory.scratch(50, 40, torch.float32)
+    assert bigger.shape == (50, 40)
+    assert memory.scratch(2, 2, torch.float32).data_ptr() == bigger.data_ptr()  # the grown buffer stays
+    other = memory.scratch(2, 2, torch.float64)
+    assert other.dtype == torch.float64 and other.data_ptr() != bigger.data_ptr()

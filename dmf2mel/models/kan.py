@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dmf2mel.memory import scratch
 from dmf2mel.models import kan_kernels, kernels
 from dmf2mel.models.scan.cpu import numba_threads
 
@@ -227,7 +228,9 @@ class _FeatureKAN(torch.autograd.Function):
             grad_weight = grad_out.t() @ features
             del features
         if ctx.needs_input_grad[0]:
-            grad_features = (grad_out @ weight).numpy()
+            # dead once the kernel has read it: a reused buffer, not a fresh mapping faulted in page by page
+            grad_features = torch.mm(grad_out, weight, out=scratch(grad_out.shape[0], weight.shape[1], weight.dtype))
+            grad_features = grad_features.numpy()
             low, high = ctx.grid_range
             out = torch.empty_like(x)
             with numba_threads():
