@@ -37,7 +37,6 @@ A zero divisor now gives inf or NaN, as in torch.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 from dmf2mel.models.scan.fast_exp import fast_exp
@@ -118,7 +117,3 @@ def kan_input_grad(x, grad_features, grid_size, low, step, grad_x):
 def feature_width(n_in: int, grid_size: int) -> int:
     """Columns of the feature matrix: ``n_in`` SiLU values and ``n_in * (grid_size + 3)`` bases."""
     return n_in * (1 + grid_size + CUBIC_ORDER)
-
-
-def empty_features(tokens: int, n_in: int, grid_size: int, dtype) -> np.ndarray:
-    return np.empty((tokens, feature_width(n_in, grid_size)), dtype=dtype)

@@ -218,24 +218,40 @@ def test_agkan_prototype_checkpointing_keeps_less_and_changes_nothing():
     assert saved_tensor_bytes(lambda: plain(x)) - saved_tensor_bytes(lambda: lean(x)) >= 50 * 128 * 8
 
 
-def test_kept_features_give_the_same_gradients_for_more_memory():
+def test_the_kan_layer_keeps_only_its_input_per_token_for_the_backward_pass():
+    # the numba path rebuilds its features in the backward pass: 40 more tokens keep 40 more inputs (6 doubles each),
+    # not their 6 x 12 features
     from dmf2mel.viz.models import saved_tensor_bytes
 
-    torch.manual_seed(6)
-    lean = KANLinear(6, 5, grid_size=8).double()
-    kept = KANLinear(6, 5, grid_size=8, keep_features=True).double()
-    kept.load_state_dict(lean.state_dict())
-    x = (1.4 * torch.randn(40, 6, dtype=torch.float64)).requires_grad_()
-    results = []
-    for layer in (lean, kept):
+    layer = KANLinear(6, 5, grid_size=8).double()
+    more, fewer = (torch.randn(n, 6, dtype=torch.float64, requires_grad=True) for n in (80, 40))
+    growth = saved_tensor_bytes(lambda: layer(more)) - saved_tensor_bytes(lambda: layer(fewer))
+    assert growth == 40 * 6 * 8
+
+
+def test_kan_layers_sharing_the_scratch_buffer_give_the_gradients_of_separate_memory():
+    # two layers of different widths, called one after the other before either backward pass, and backward passes
+    # interleaved with forward passes: each must see its own features, as if nothing were shared
+    torch.manual_seed(8)
+    first, second = KANLinear(6, 5, grid_size=8).double(), KANLinear(5, 7, grid_size=3).double()
+    x = (1.3 * torch.randn(30, 6, dtype=torch.float64)).requires_grad_()
+
+    def run():
         x.grad = None
-        out = layer(x)
+        for layer in (first, second):
+            layer.zero_grad()
+        out = second(first(x))
         out.sin().sum().backward()
-        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
-    for a, b in zip(*results):
+        return [out.detach(), x.grad.clone()] + [p.grad.clone() for p in (*first.parameters(), *second.parameters())]
+
+    fast = run()
+    kernels.set_backend("torch")
+    try:
+        slow = run()
+    finally:
+        kernels.set_backend("numba")
+    for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b)
-    # the features: 40 tokens x 6 inputs x (1 SiLU + 11 bases) doubles
-    assert saved_tensor_bytes(lambda: kept(x)) - saved_tensor_bytes(lambda: lean(x)) == 40 * 6 * 12 * 8
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -276,7 +292,7 @@ def test_feature_kernels_equal_the_recursion_at_knots_ends_and_outside(grid_size
     n_in = 3
     x = values[: values.numel() // n_in * n_in].reshape(-1, n_in).contiguous()
     n_bases = grid_size + 3
-    features = kan_kernels.empty_features(x.shape[0], n_in, grid_size, np.float64)
+    features = np.empty((x.shape[0], kan_kernels.feature_width(n_in, grid_size)))
     kan_kernels.kan_features(x.numpy(), grid_size, low, step, features)
     features = torch.from_numpy(features)
     finite = torch.nan_to_num(x, nan=1e30)  # the recursion: NaN has no basis either
