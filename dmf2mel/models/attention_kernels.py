@@ -222,12 +222,13 @@ def _outer_add(rows, coefficients, weights, n_terms):
 
 
 @njit(inline="always")
-def _exp_sum(scores, shift):
-    """``scores[j] = exp(scores[j] - shift)`` in place; returns their sum."""
+def _exp_sum(scores, shift, keep):
+    """``scores[j] = exp(scores[j] - shift) * keep[j]`` in place; returns the sum of the exponentials (before
+    ``keep``)."""
     total = scores.dtype.type(0.0)
     for j in range(scores.size):
         value = fast_exp(scores[j] - shift)
-        scores[j] = value
+        scores[j] = value * keep[j]
         total += value
     return total
 
@@ -262,32 +263,32 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
     for g in prange(groups):
         block = np.empty((ROWS, source), dtype=dtype)
         keep = np.ones(source, dtype=dtype)
+        norms = np.empty(ROWS, dtype=dtype)
         for first in range(0, time, ROWS):
             n_rows = min(ROWS, time - first)
             _scores_block(block, k_t[g], q[g, first : first + n_rows], n_rows, scale)
             for r in range(n_rows):
                 i = first + r
                 scores = block[r]
+                if has_dropout:
+                    keep_mask(keep, (g * time + i) * source, base, threshold)
                 # shifted by the first score, so the sum is at least 1; the maximum (a slow, unvectorised pass) is
                 # needed only when a score exceeds the first by ~88 and the float32 sum overflows
                 peak = scores[0]
-                total = _exp_sum(scores, peak)
+                total = _exp_sum(scores, peak, keep)
                 if not total < np.inf:
                     scores[:] = 0
                     _combine_rows(scores, k_t[g], q[g, i], scale)
                     peak = scores.max()
-                    total = _exp_sum(scores, peak)
-                log_total = math.log(total)
-                lse[g, i] = peak + log_total
-                norm = drop_scale / total if has_dropout else dtype.type(1.0) / total
-                if has_dropout:
-                    keep_mask(keep, (g * time + i) * source, base, threshold)
-                    for j in range(source):
-                        scores[j] *= keep[j] * norm
-                else:
-                    for j in range(source):
-                        scores[j] *= norm
-            _dot_rows_block(out[g, first : first + n_rows], block, v_t[g], n_rows)
+                    total = _exp_sum(scores, peak, keep)
+                lse[g, i] = peak + math.log(total)
+                norms[r] = drop_scale / total if has_dropout else dtype.type(1.0) / total
+            # the rows hold exp(s_j - peak) keep_ij: normalised after the product, on head_size numbers per row
+            rows = out[g, first : first + n_rows]
+            _dot_rows_block(rows, block, v_t[g], n_rows)
+            for r in range(n_rows):
+                for d in range(head_size):
+                    rows[r, d] *= norms[r]
     return out, lse
 
 
