@@ -37,7 +37,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from dmf2mel.models.dropout import keep_mask, splitmix_base
+from dmf2mel.models.dropout import keep_mask, pair_buffer, splitmix_base
 from dmf2mel.models.scan.fast_exp import fast_exp
 
 # ``reassoc`` lets LLVM vectorise the sums over source_time (float sums in another order: rounding-level differences);
@@ -263,6 +263,7 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
     for g in prange(groups):
         block = np.empty((ROWS, source), dtype=dtype)
         keep = np.ones(source, dtype=dtype)
+        pairs = pair_buffer(source)
         norms = np.empty(ROWS, dtype=dtype)
         for first in range(0, time, ROWS):
             n_rows = min(ROWS, time - first)
@@ -271,7 +272,7 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
                 i = first + r
                 scores = block[r]
                 if has_dropout:
-                    keep_mask(keep, (g * time + i) * source, base, threshold)
+                    keep_mask(keep, (g * time + i) * source, base, threshold, pairs)
                 # shifted by the first score, so the sum is at least 1; the maximum (a slow, unvectorised pass) is
                 # needed only when a score exceeds the first by ~88 and the float32 sum overflows
                 peak = scores[0]
@@ -313,6 +314,7 @@ def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_
         dropped = np.empty((ROWS, source), dtype=dtype)  # P_j keep_ij / (1 - p)
         grad_weights = np.empty((ROWS, source), dtype=dtype)  # dP_j, then dS_j
         keep = np.ones(source, dtype=dtype)
+        pairs = pair_buffer(source)
         one = dtype.type(1.0)
         for first in range(0, time, ROWS):
             n_rows = min(ROWS, time - first)
@@ -325,7 +327,7 @@ def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_
                 row_lse = lse[g, i]
                 row_dropped = dropped[r]
                 if has_dropout:
-                    keep_mask(keep, (g * time + i) * source, base, threshold)
+                    keep_mask(keep, (g * time + i) * source, base, threshold, pairs)
                 # P_j, then P_j keep_ij / (1 - p), dP_j and sum_j P_j dP_j in the same pass
                 centre = dtype.type(0.0)
                 for j in range(source):

@@ -68,6 +68,27 @@ def test_masks_are_the_documented_generator(n):
     np.testing.assert_array_equal(out, keep * np.float32(1 / (1 - p)))
 
 
+@pytest.mark.parametrize("element0", [0, 1, 2, 7, 2**40 + 3])
+@pytest.mark.parametrize("n", [1, 2, 5, 640, 641])
+def test_a_run_of_the_mask_starting_anywhere_is_the_documented_generator(element0, n):
+    # the attention and feed-forward kernels draw rows that start at odd elements and end inside a pair
+    from numba import njit
+
+    @njit
+    def run(keep, element0, base, threshold):
+        D.keep_mask(keep, element0, base, threshold, D.pair_buffer(keep.size))
+
+    seed, p = 987654321, 0.4
+    base, threshold = _splitmix_reference(seed), int(D._threshold(p))
+    keep = np.empty(n, dtype=np.float32)
+    run(keep, element0, np.uint64(base), D._threshold(p))
+    expected = []
+    for i in range(element0, element0 + n):
+        bits = _splitmix_reference((base + (i // 2) * 0x9E3779B97F4A7C15) & (2**64 - 1))
+        expected.append(float((bits & 0xFFFFFFFF if i % 2 == 0 else bits >> 32) >= threshold))
+    assert keep.tolist() == expected
+
+
 def test_rate_matches_p():
     torch.manual_seed(2)
     n = 1_000_000
