@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dmf2mel.models import attention_kernels, kernels
-from dmf2mel.models.dropout import Dropout, _threshold, dropout
+from dmf2mel.models.dropout import Dropout, draw_call, dropout
 from dmf2mel.models.kan import AGKANLinear
 from dmf2mel.models.scan.cpu import numba_threads
 from dmf2mel.validation import check_divides
@@ -29,9 +29,8 @@ class _RowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, scale, p):
-        seed = int(torch.randint(0, 2**62, (1,))) if p > 0 else 0  # as dmf2mel.models.dropout draws its seeds
         arrays = [t.detach().contiguous().numpy() for t in (q, k.transpose(1, 2), v.transpose(1, 2))]
-        settings = (scale, seed, _threshold(p), 1.0 / (1.0 - p), p > 0)
+        settings = (scale, *draw_call(p), p > 0)
         with numba_threads():
             out, lse = attention_kernels.attention_forward(*arrays, *settings)
         ctx.arrays, ctx.lse, ctx.settings = arrays, lse, settings

@@ -14,6 +14,12 @@ and writes both the output and a boolean mask for the backward pass:
 - **The maths** is torch's: ``out = x * mask / (1 - p)`` in training, ``x`` in evaluation, zeros for ``p = 1``;
   the gradient is ``grad * mask / (1 - p)``.
 
+The same generator serves the other kernels that drop values: :func:`keep_mask` draws any run of a call's
+elements, :func:`draw_call` a call's seed, threshold and scale. :func:`silu_dropout_forward` and
+:func:`silu_dropout_backward` fuse SiLU with dropout for convMamba's feed-forward
+(:class:`dmf2mel.models.mamba.FeedForward`), and :mod:`dmf2mel.models.attention_kernels` drops attention weights;
+for the same seed, each draws exactly the mask :func:`dropout` would draw on the whole tensor.
+
 Tensors this kernel does not handle (CUDA, half precision) go to ``torch.nn.functional.dropout``, and so does
 everything when the package's numba kernels are switched off (``DMF2MEL_KERNELS=torch``, see
 :mod:`dmf2mel.models.kernels`), which keeps the old path one switch away for benchmarks.
@@ -111,6 +117,14 @@ def _apply_mask(grad, keep, scale, out):
             out[i] = grad[i] * (scale * keep[i])
 
 
+@njit(inline="always")
+def _row_mask(row, element0, base, threshold):
+    """The mask of a row of the fused SiLU-dropout kernels, as 0/1 in the row's dtype."""
+    keep = np.empty_like(row)
+    keep_mask(keep, element0, base, threshold, pair_buffer(row.size))
+    return keep
+
+
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def silu_dropout_forward(h, element0, seed, threshold, scale):
     """``h <- dropout(silu(h))`` in place, ``h`` (rows, width) elements ``element0 ...`` of the call with ``seed``
@@ -120,9 +134,8 @@ def silu_dropout_forward(h, element0, seed, threshold, scale):
     one = h.dtype.type(1.0)
     scale = h.dtype.type(scale)
     for r in prange(rows):
-        keep = np.empty(width, dtype=h.dtype)
-        keep_mask(keep, element0 + r * width, base, threshold, pair_buffer(width))
         row = h[r]
+        keep = _row_mask(row, element0 + r * width, base, threshold)
         for j in range(width):
             row[j] = row[j] / (one + fast_exp(-row[j])) * (keep[j] * scale)
 
@@ -136,9 +149,8 @@ def silu_dropout_backward(h, grad, element0, seed, threshold, scale):
     one = h.dtype.type(1.0)
     scale = h.dtype.type(scale)
     for r in prange(rows):
-        keep = np.empty(width, dtype=h.dtype)
-        keep_mask(keep, element0 + r * width, base, threshold, pair_buffer(width))
         row, grad_row = h[r], grad[r]
+        keep = _row_mask(row, element0 + r * width, base, threshold)
         for j in range(width):
             x = row[j]
             sigmoid = one / (one + fast_exp(-x))
@@ -151,16 +163,29 @@ def _threshold(p: float) -> np.uint64:
     return np.uint64(min(round(p * 2.0**32), 2**32 - 1))
 
 
+def draw_call(p: float) -> tuple[int, np.uint64, float]:
+    """Seed, threshold and scale of one dropout call with probability ``p``, for the kernels that draw its mask.
+
+    The seed comes from torch's default generator (``torch.manual_seed`` and a resumed RNG state apply), and only
+    for ``p > 0``: ``p = 0`` leaves torch's random state alone and gives ``(0, 0, 1.0)``, a threshold that keeps
+    every element. The threshold is ``round(p * 2**32)``, the scale ``1 / (1 - p)`` (0 for ``p = 1``).
+    """
+    if p <= 0.0:
+        return 0, np.uint64(0), 1.0
+    seed = int(torch.randint(0, 2**62, (1,)))
+    return seed, _threshold(p), (1.0 / (1.0 - p) if p < 1.0 else 0.0)
+
+
 class _NumbaDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, p):
-        seed = int(torch.randint(0, 2**62, (1,)))  # torch's generator decides: manual_seed and resume apply
+        seed, threshold, scale = draw_call(p)
         array = x.detach().contiguous().numpy().reshape(-1)
         out = np.empty_like(array)
         keep = np.empty(array.shape, dtype=np.bool_)
-        scale = array.dtype.type(1.0 / (1.0 - p))
+        scale = array.dtype.type(scale)
         with numba_threads():
-            _dropout_forward(array, out, keep, seed, _threshold(p), scale)
+            _dropout_forward(array, out, keep, seed, threshold, scale)
         ctx.save_for_backward(torch.from_numpy(keep))
         ctx.scale = scale
         return torch.from_numpy(out).view(x.shape)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +24,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from dmf2mel.models import kernels
-from dmf2mel.models.dropout import Dropout, _threshold, silu_dropout_backward, silu_dropout_forward
+from dmf2mel.models.dropout import Dropout, draw_call, silu_dropout_backward, silu_dropout_forward
 from dmf2mel.models.scan.cpu import numba_threads
 from dmf2mel.models.scan import BACKENDS, selective_scan
 
@@ -224,8 +223,7 @@ class _FusedFeedForward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2, p):
-        seed = int(torch.randint(0, 2**62, (1,))) if p > 0 else 0  # as dmf2mel.models.dropout draws its seeds
-        settings = (seed, _threshold(p) if p > 0 else np.uint64(0), 1.0 / (1.0 - p))
+        settings = draw_call(p)
         out = x.new_empty(x.shape[0], w2.shape[0])
         with numba_threads():
             for rows in _row_chunks(x.shape[0], w1.shape[0]):
