@@ -132,7 +132,7 @@ class SelectiveScanCPU(torch.autograd.Function):
             y, checkpoints = scan_forward(*_kernel_inputs(u, dt, A, B, C, D), D is not None, keep)
         y = torch.from_numpy(y)
         if z is not None:
-            y = y * _gate(z, y.dtype)[0]
+            y = y * F.silu(z.detach().to(y.dtype))  # the derivative only in the backward pass
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, torch.from_numpy(checkpoints))
         ctx.softplus = bool(delta_softplus)
         return y.to(u.dtype)
