@@ -311,3 +311,26 @@ def test_feature_kernels_equal_the_recursion_at_knots_ends_and_outside(grid_size
     grad = torch.empty_like(x.detach())
     kan_kernels.kan_input_grad(x.detach().numpy(), upstream.numpy(), grid_size, low, step, grad.numpy())
     torch.testing.assert_close(grad, x.grad, atol=1e-10, rtol=1e-10)
+
+
+def test_kan_layer_in_many_chunks_of_tokens_equals_the_torch_path(monkeypatch):
+    # the numba path works through the tokens in chunks (a last, shorter one here): values and all gradients
+    from dmf2mel.models import kan
+
+    monkeypatch.setattr(kan, "FEATURE_CHUNK_TOKENS", 7)
+    torch.manual_seed(9)
+    layer = KANLinear(5, 4, grid_size=6).double()
+    torch.nn.init.normal_(layer.spline_weight)
+    x = (1.2 * torch.randn(3, 11, 5, dtype=torch.float64)).requires_grad_()  # 33 tokens: 4 chunks of 7 and 5
+    upstream = torch.randn(3, 11, 4, dtype=torch.float64)
+    results = []
+    for name in ("numba", "torch"):
+        kernels.set_backend(name)
+        x.grad = None
+        layer.zero_grad()
+        out = layer(x)
+        out.backward(upstream)
+        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    kernels.set_backend("numba")
+    for fast, slow in zip(*results):
+        torch.testing.assert_close(fast, slow)
