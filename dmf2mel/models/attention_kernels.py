@@ -65,6 +65,44 @@ def _combine_rows(target, rows, coefficients, scale):
 
 
 @njit(inline="always")
+def _coefficients(m, row, column, scale):
+    """The 4 x 4 block ``scale * m[row + r, column + e]`` as 16 scalars, row by row (for :func:`_add_combinations`)."""
+    return (
+        m[row, column] * scale,
+        m[row, column + 1] * scale,
+        m[row, column + 2] * scale,
+        m[row, column + 3] * scale,
+        m[row + 1, column] * scale,
+        m[row + 1, column + 1] * scale,
+        m[row + 1, column + 2] * scale,
+        m[row + 1, column + 3] * scale,
+        m[row + 2, column] * scale,
+        m[row + 2, column + 1] * scale,
+        m[row + 2, column + 2] * scale,
+        m[row + 2, column + 3] * scale,
+        m[row + 3, column] * scale,
+        m[row + 3, column + 1] * scale,
+        m[row + 3, column + 2] * scale,
+        m[row + 3, column + 3] * scale,
+    )
+
+
+@njit(inline="always")
+def _add_combinations(targets, sources, c):
+    """``targets[r][j] += sum_e c[4 r + e] * sources[e][j]`` for four target and four source rows, in one pass over
+    ``j``: 4 loads of the sources and 4 loads and stores of the targets for 16 products."""
+    t0, t1, t2, t3 = targets
+    r0, r1, r2, r3 = sources
+    c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 = c
+    for j in range(t0.size):
+        x0, x1, x2, x3 = r0[j], r1[j], r2[j], r3[j]
+        t0[j] += c00 * x0 + c01 * x1 + c02 * x2 + c03 * x3
+        t1[j] += c10 * x0 + c11 * x1 + c12 * x2 + c13 * x3
+        t2[j] += c20 * x0 + c21 * x1 + c22 * x2 + c23 * x3
+        t3[j] += c30 * x0 + c31 * x1 + c32 * x2 + c33 * x3
+
+
+@njit(inline="always")
 def _scores_block(scores, k_t, queries, n_rows, scale):
     """``scores[r, j] = scale * queries[r] . k_t[:, j]`` for ``r < n_rows``; a full block of :data:`ROWS` rows
     reads each stretch of ``k_t`` once for all of them."""
@@ -74,43 +112,13 @@ def _scores_block(scores, k_t, queries, n_rows, scale):
             scores[r, :] = 0
             _combine_rows(scores[r], k_t, queries[r], scale)
         return
-    s0, s1, s2, s3 = scores[0], scores[1], scores[2], scores[3]
-    s0[:] = 0
-    s1[:] = 0
-    s2[:] = 0
-    s3[:] = 0
+    scores[:n_rows] = 0
     for d in range(0, head_size, 4):
-        r0, r1, r2, r3 = k_t[d], k_t[d + 1], k_t[d + 2], k_t[d + 3]
-        a00, a01, a02, a03 = (
-            queries[0, d] * scale,
-            queries[0, d + 1] * scale,
-            queries[0, d + 2] * scale,
-            queries[0, d + 3] * scale,
+        _add_combinations(
+            (scores[0], scores[1], scores[2], scores[3]),
+            (k_t[d], k_t[d + 1], k_t[d + 2], k_t[d + 3]),
+            _coefficients(queries, 0, d, scale),
         )
-        a10, a11, a12, a13 = (
-            queries[1, d] * scale,
-            queries[1, d + 1] * scale,
-            queries[1, d + 2] * scale,
-            queries[1, d + 3] * scale,
-        )
-        a20, a21, a22, a23 = (
-            queries[2, d] * scale,
-            queries[2, d + 1] * scale,
-            queries[2, d + 2] * scale,
-            queries[2, d + 3] * scale,
-        )
-        a30, a31, a32, a33 = (
-            queries[3, d] * scale,
-            queries[3, d + 1] * scale,
-            queries[3, d + 2] * scale,
-            queries[3, d + 3] * scale,
-        )
-        for j in range(source):
-            k0, k1, k2, k3 = r0[j], r1[j], r2[j], r3[j]
-            s0[j] += a00 * k0 + a01 * k1 + a02 * k2 + a03 * k3
-            s1[j] += a10 * k0 + a11 * k1 + a12 * k2 + a13 * k3
-            s2[j] += a20 * k0 + a21 * k1 + a22 * k2 + a23 * k3
-            s3[j] += a30 * k0 + a31 * k1 + a32 * k2 + a33 * k3
 
 
 @njit(inline="always")
@@ -182,43 +190,18 @@ def _dot_rows_block(out, weights, rows, n_rows):
 def _outer_add(rows, coefficients, weights, n_terms):
     """``rows[d, j] += sum_r coefficients[r, d] * weights[r, j]`` over ``r < n_terms`` (at most :data:`ROWS`); with
     :data:`ROWS` terms, four of ``rows`` per pass over ``source_time`` (8 loads and 4 stores for 16 products)."""
-    n_rows, source = rows.shape
+    n_rows = rows.shape[0]
     blocked = n_rows - n_rows % 4 if n_terms == 4 else 0
-    if blocked:
-        w0, w1, w2, w3 = weights[0], weights[1], weights[2], weights[3]
+    one = rows.dtype.type(1.0)
+    by_row = coefficients.T  # by_row[d, r] = coefficients[r, d]
     for d in range(0, blocked, 4):
-        a0, a1, a2, a3 = rows[d], rows[d + 1], rows[d + 2], rows[d + 3]
-        c00, c01, c02, c03 = coefficients[0, d], coefficients[1, d], coefficients[2, d], coefficients[3, d]
-        c10, c11, c12, c13 = (
-            coefficients[0, d + 1],
-            coefficients[1, d + 1],
-            coefficients[2, d + 1],
-            coefficients[3, d + 1],
+        _add_combinations(
+            (rows[d], rows[d + 1], rows[d + 2], rows[d + 3]),
+            (weights[0], weights[1], weights[2], weights[3]),
+            _coefficients(by_row, d, 0, one),
         )
-        c20, c21, c22, c23 = (
-            coefficients[0, d + 2],
-            coefficients[1, d + 2],
-            coefficients[2, d + 2],
-            coefficients[3, d + 2],
-        )
-        c30, c31, c32, c33 = (
-            coefficients[0, d + 3],
-            coefficients[1, d + 3],
-            coefficients[2, d + 3],
-            coefficients[3, d + 3],
-        )
-        for j in range(source):
-            x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
-            a0[j] += c00 * x0 + c01 * x1 + c02 * x2 + c03 * x3
-            a1[j] += c10 * x0 + c11 * x1 + c12 * x2 + c13 * x3
-            a2[j] += c20 * x0 + c21 * x1 + c22 * x2 + c23 * x3
-            a3[j] += c30 * x0 + c31 * x1 + c32 * x2 + c33 * x3
     for d in range(blocked, n_rows):
-        row = rows[d]
-        for r in range(n_terms):
-            c, w = coefficients[r, d], weights[r]
-            for j in range(source):
-                row[j] += c * w[j]
+        _combine_rows(rows[d], weights[:n_terms], by_row[d, :n_terms], one)
 
 
 @njit(inline="always")
