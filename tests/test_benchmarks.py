@@ -549,10 +549,67 @@ def test_gpu_step_runs_the_training_step_on_the_given_device(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["step_s"] == report["step_s"] == min(saved["step_times_s"]) > 0
     assert saved["device"] == "cpu" and saved["batch"] == 2 and saved["params"] > 0 and saved["mamba_ssm"] is False
+    assert saved["scan_backend"] == "cpu" and saved["mamba_ssm_version"] is None
+    profile = saved["profile"]  # on a CPU: operators only, no device time or kernels
+    assert profile["steps"] == 2 and profile["kernels_per_step"] == 0 and profile["top_kernels_by_device_ms"] == []
+    ops = profile["top_ops_by_cpu_ms"]
+    assert 0 < len(ops) <= 25 and [op["ms"] for op in ops] == sorted((op["ms"] for op in ops), reverse=True)
+    assert 0 < sum(op["ms"] for op in ops) <= profile["cpu_ms_per_step"]
+    assert any(op["name"] == "Optimizer.step#Adam.step" and op["calls"] == 1 for op in ops)
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA GPU is visible"):
             gpu_step.main(["--device", "cuda", "--out", str(tmp_path / "never.json")])
         assert not (tmp_path / "never.json").exists()
+
+
+def test_gpu_section_reports_the_step_the_launch_bound_profile_and_the_reference_scan():
+    report = {
+        "device_name": "GPU X", "date": "2026-01-02T00:00:00+00:00", "torch": "2.0", "mamba_ssm": True,
+        "mamba_ssm_version": "2.3", "preset": "paper", "batch": 16, "step_s": 0.5, "step_times_s": [0.6, 0.5],
+        "peak_memory_gb": 1.2, "code": {"commit": "abc"}, "scan_backend": "cuda",
+        "profile": {"device_busy_ms_per_step": 80.0, "kernels_per_step": 19000, "steps": 2},
+    }  # fmt: skip
+    (text,) = readme.gpu_section(report)
+    assert "GPU X, 2026-01-02, torch 2.0, mamba-ssm 2.3" in text and "takes 0.50 s (fastest of 2)" in text
+    assert "busy for 80 ms of each step (19,000 kernels" in text and "waits on kernel launches" in text
+    assert "Without mamba-ssm" not in text
+    busy = {**report, "profile": {**report["profile"], "device_busy_ms_per_step": 400.0}}
+    assert "waits on kernel launches" not in readme.gpu_section(busy)[0]
+    reference = {**report, "scan_backend": "reference", "step_s": 2.25, "peak_memory_gb": 6.3, "mamba_ssm": False}
+    assert "it takes 2.25 s and 6.30 GB" in readme.gpu_section(report, reference)[0]
+    other_code = {**reference, "code": {"commit": "def"}}
+    assert "Without mamba-ssm" not in readme.gpu_section(report, other_code)[0]
+
+
+def test_mamba_one_arch_restricts_the_gencode_list_and_refuses_an_unknown_setup_py(tmp_path):
+    import subprocess
+
+    import mamba_one_arch
+
+    setup = (
+        "cc_flag = []\nif not SKIP:\n    cc_flag.append('-gencode')\n    cc_flag.append('arch=compute_80,code=sm_80')\n"
+        + mamba_one_arch.ANCHOR
+        + " is set\n"
+    )
+    namespace = {"SKIP": False, "HIP_BUILD": False}
+    exec(mamba_one_arch.restrict(setup, "90"), namespace)
+    assert namespace["cc_flag"] == ["-gencode", "arch=compute_90,code=sm_90"]
+    namespace = {"SKIP": False, "HIP_BUILD": True}  # a ROCm build keeps its own flags
+    exec(mamba_one_arch.restrict(setup, "90"), namespace)
+    assert namespace["cc_flag"] == ["-gencode", "arch=compute_80,code=sm_80"]
+    with pytest.raises(ValueError, match="once, found it 0 times"):
+        mamba_one_arch.restrict("cc_flag = []\n", "90")
+    path = tmp_path / "setup.py"
+    path.write_text("print('not mamba')\n")
+    script = str(BENCHMARKS / "mamba_one_arch.py")
+    for arguments, message in [
+        ([str(path), "--arch", "90"], "found it 0 times"),
+        ([str(tmp_path / "missing.py"), "--arch", "90"], "found no such file"),
+        ([str(path), "--arch", "9.0"], "found '9.0'"),
+    ]:
+        result = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True, check=False)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert path.read_text() == "print('not mamba')\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

@@ -59,7 +59,7 @@ def scan_and_grads(inputs, backend, delta_softplus=True, grad_out=None):
 
 
 def with_grad(inputs):
-    return {name: t.requires_grad_() for name, t in inputs.items()}
+    return {name: None if t is None else t.requires_grad_() for name, t in inputs.items()}
 
 
 def assert_close_relative(actual, expected, rtol, name):
