@@ -1,7 +1,8 @@
 """The README's results section, rendered from the benchmark reports in ``benchmarks/results/``.
 
 ``python benchmarks/readme.py`` rewrites the block between the two markers in ``README.md`` from
-``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json``, ``speedup.json``, ``busy.json``, ``gpu.json`` and ``gpu_reference_scan.json``; ``--check`` only says whether the
+``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json``, ``speedup.json``, ``busy.json``,
+``gpu.json`` and ``gpu_reference_scan.json``; ``--check`` only says whether the
 block is up to date (exit 1 if not). ``benchmarks/quality.py`` and ``benchmarks/train_speed.py`` call it after
 writing their default reports, and a test checks that the committed README matches the committed reports, so the
 numbers in the README are never typed in by hand and never drift from the files they come from.
@@ -199,8 +200,9 @@ def gpu_section(report: dict, reference: dict | None = None) -> list[str]:
     )
     if same:
         text += (
-            f" Without mamba-ssm (the reference loop over time; a separate run of the same code on an "
-            f"{reference['device_name']}) it takes {reference['step_s']:.2f} s and {reference['peak_memory_gb']:.2f} GB."
+            " Without mamba-ssm (the reference loop over time; a separate run of the same code on an "
+            f"{reference['device_name']}) it takes {reference['step_s']:.2f} s and "
+            f"{reference['peak_memory_gb']:.2f} GB."
         )
     return [text]
 
