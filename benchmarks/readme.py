@@ -2,7 +2,7 @@
 
 ``python benchmarks/readme.py`` rewrites the block between the two markers in ``README.md`` from
 ``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json``, ``speedup.json``, ``busy.json``,
-``gpu.json`` and ``gpu_reference_scan.json``; ``--check`` only says whether the
+``compile_small_b8.json``, ``gpu.json`` and ``gpu_reference_scan.json``; ``--check`` only says whether the
 block is up to date (exit 1 if not). ``benchmarks/quality.py`` and ``benchmarks/train_speed.py`` call it after
 writing their default reports, and a test checks that the committed README matches the committed reports, so the
 numbers in the README are never typed in by hand and never drift from the files they come from.
@@ -172,6 +172,23 @@ def busy_section(report: dict) -> list[str]:
     return [text + "."]
 
 
+def compile_section(report: dict) -> list[str]:
+    """``torch.compile`` against eager on the CPU step (``benchmarks/compile_step.py``)."""
+    low, high = report["ratio_quartiles"]
+    return [
+        f"`torch.compile` on the CPU ({_day(report['date'])}, `{report['preset']}` config, batch {report['batch']}, "
+        f"{report['threads']} thread(s), `benchmarks/compile_step.py`): the compiled step runs at "
+        f"{report['median_ratio']:.2f}x the eager one's speed (median of {report['rounds']} paired rounds, quartiles "
+        f"{low:.2f}-{high:.2f}) after {report['compile_s']:.0f} s of compiling"
+        + (
+            "; faster, so compiling would pay here."
+            if low > 1
+            else ", no faster, so the package does not compile (the numba kernels are opaque to the compiler, which "
+            "fuses only the torch code between them)."
+        )
+    ]
+
+
 def gpu_section(report: dict, reference: dict | None = None) -> list[str]:
     """The paper-config step on a GPU (``benchmarks/gpu_check.sh``), and without mamba-ssm when ``reference`` is a
     report of the same code on the same kind of GPU with the reference scan."""
@@ -220,6 +237,9 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     busy = _load(results_dir / "busy.json")
     if busy is not None and (lines := busy_section(busy)):
         body += ([""] if body else []) + lines
+    compiled = _load(results_dir / "compile_small_b8.json")
+    if compiled is not None:
+        body += ([""] if body else []) + compile_section(compiled)
     gpu = _load(results_dir / "gpu.json")
     if gpu is not None and (lines := gpu_section(gpu, _load(results_dir / "gpu_reference_scan.json"))):
         body += ([""] if body else []) + lines

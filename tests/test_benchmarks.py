@@ -5,6 +5,7 @@ they run on a random two-subject corpus and on windows of a few samples, so the 
 """
 
 import json
+import re
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import compile_step  # noqa: E402
 import profile_step  # noqa: E402
 import quality  # noqa: E402
 import readme  # noqa: E402
@@ -581,6 +583,18 @@ def test_gpu_section_reports_the_step_the_launch_bound_profile_and_the_reference
     assert "Without mamba-ssm" not in readme.gpu_section(report, other_code)[0]
 
 
+def test_compile_section_concludes_from_the_quartiles():
+    report = {
+        "date": "2026-01-02T00:00:00+00:00", "preset": "small", "batch": 8, "threads": 1, "rounds": 20,
+        "median_ratio": 0.96, "ratio_quartiles": [0.92, 1.02], "compile_s": 173.0,
+    }  # fmt: skip
+    (text,) = readme.compile_section(report)
+    assert "at 0.96x the eager one's speed (median of 20 paired rounds, quartiles 0.92-1.02)" in text
+    assert "after 173 s of compiling, no faster, so the package does not compile" in text
+    (faster,) = readme.compile_section({**report, "median_ratio": 1.2, "ratio_quartiles": [1.1, 1.3]})
+    assert "compiling would pay here" in faster and "does not compile" not in faster
+
+
 def test_mamba_one_arch_restricts_the_gencode_list_and_refuses_an_unknown_setup_py(tmp_path):
     import subprocess
 
@@ -610,6 +624,59 @@ def test_mamba_one_arch_restricts_the_gencode_list_and_refuses_an_unknown_setup_
         result = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True, check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert path.read_text() == "print('not mamba')\n"
+
+
+def test_compile_step_makes_the_numba_functions_opaque_to_dynamo_and_restores_them():
+    import importlib
+
+    classes = [getattr(importlib.import_module(module), name) for module, name in compile_step.NUMBA_FUNCTIONS]
+    before = [cls.apply for cls in classes]
+    with compile_step.numba_functions_opaque():
+        for cls, apply in zip(classes, before):
+            assert cls.apply is not apply and getattr(cls.apply, "_torchdynamo_disable", False)
+    assert [cls.apply for cls in classes] == before and all("apply" not in cls.__dict__ for cls in classes)
+    # dynamo runs a numba-backed function as one opaque call: the same result as eagerly
+    from dmf2mel.models.dropout import _NumbaDropout
+
+    def double_then_drop(x):
+        return _NumbaDropout.apply(2 * x, 0.5) + 1
+
+    x = torch.randn(4, 64)
+    torch.manual_seed(3)
+    expected = double_then_drop(x)
+    torch._dynamo.reset()
+    with compile_step.numba_functions_opaque():
+        torch.manual_seed(3)
+        got = torch.compile(double_then_drop, backend="eager")(x)
+    torch._dynamo.reset()
+    torch.testing.assert_close(got, expected)
+    # every autograd function of the package that calls numba is listed
+    import dmf2mel.models
+
+    package = Path(dmf2mel.models.__file__).parent
+    functions = {
+        (f"dmf2mel.models.{path.relative_to(package).with_suffix('').as_posix().replace('/', '.')}", name)
+        for path in package.rglob("*.py")
+        for name in re.findall(r"^class (\w+)\(torch\.autograd\.Function\)", path.read_text(), re.M)
+    }
+    assert functions == set(compile_step.NUMBA_FUNCTIONS)
+
+
+def test_compile_step_summary_is_paired_and_the_verdict_needs_both_quartiles():
+    summary = compile_step.paired_summary([1.0, 1.2, 0.9, 1.1], [1.05, 1.25, 0.95, 1.2])
+    ratios = sorted([1.0 / 1.05, 1.2 / 1.25, 0.9 / 0.95, 1.1 / 1.2])
+    assert summary["median_ratio"] == pytest.approx((ratios[1] + ratios[2]) / 2)
+    assert summary["eager_fastest_s"] == 0.9 and summary["compiled_fastest_s"] == 0.95
+    assert summary["ratio_quartiles"][0] <= summary["median_ratio"] <= summary["ratio_quartiles"][1] < 1
+    with pytest.raises(ValueError, match="at least 2"):
+        compile_step.paired_summary([1.0], [1.0])
+    report = {
+        "preset": "small", "batch": 8, "window": 640, "date": "2026-01-02", "threads": 1, "mode": "default",
+        "machine": {"cpu": "X", "torch": "2.0"}, "compile_s": 150.0, "graphs": 60, "rounds": 4, **summary,
+    }  # fmt: skip
+    assert "slower" in compile_step.markdown(report)
+    assert "no clear difference" in compile_step.markdown({**report, "ratio_quartiles": [0.9, 1.1]})
+    assert ": faster." in compile_step.markdown({**report, "ratio_quartiles": [1.05, 1.2], "median_ratio": 1.1})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
