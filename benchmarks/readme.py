@@ -189,41 +189,6 @@ def compile_section(report: dict) -> list[str]:
     ]
 
 
-def gpu_section(report: dict, reference: dict | None = None) -> list[str]:
-    """The paper-config step on a GPU (``benchmarks/gpu_check.sh``), and without mamba-ssm when ``reference`` is a
-    report of the same code on the same kind of GPU with the reference scan."""
-    scan = f"mamba-ssm {report['mamba_ssm_version']}" if report.get("mamba_ssm") else "the reference scan"
-    text = (
-        f"On a GPU ({report['device_name']}, {_day(report['date'])}, torch {report['torch']}, {scan}; "
-        f"`benchmarks/gpu_check.sh`): a `{report['preset']}`-config training step at batch {report['batch']} takes "
-        f"{report['step_s']:.2f} s (fastest of {len(report['step_times_s'])}) and peaks at "
-        f"{report['peak_memory_gb']:.2f} GB of GPU memory."
-    )
-    profile = report.get("profile")
-    if profile and profile.get("kernels_per_step"):
-        busy_ms = profile["device_busy_ms_per_step"]
-        text += (
-            f" The GPU is busy for {busy_ms:.0f} ms of each step ({profile['kernels_per_step']:,} kernels per step, "
-            f"`torch.profiler` over {profile['steps']} steps)"
-        )
-        # under half the step: the rest is the CPU launching kernels
-        text += ": the step waits on kernel launches, not on the GPU." if busy_ms < 500 * report["step_s"] else "."
-    same = (
-        reference is not None
-        and reference.get("scan_backend") == "reference"
-        and reference["device_name"] == report["device_name"]
-        and reference["code"]["commit"] == report["code"]["commit"]
-        and (reference["preset"], reference["batch"]) == (report["preset"], report["batch"])
-    )
-    if same:
-        text += (
-            " Without mamba-ssm (the reference loop over time; a separate run of the same code on an "
-            f"{reference['device_name']}) it takes {reference['step_s']:.2f} s and "
-            f"{reference['peak_memory_gb']:.2f} GB."
-        )
-    return [text]
-
-
 def render(results_dir: Path = RESULTS_DIR) -> str:
     """The block between the markers (markers included)."""
     quality = {p: r for p in QUALITY_PRESETS if (r := _load(results_dir / f"quality_{p}.json")) is not None}
@@ -240,9 +205,10 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     compiled = _load(results_dir / "compile_small_b8.json")
     if compiled is not None:
         body += ([""] if body else []) + compile_section(compiled)
-    gpu = _load(results_dir / "gpu.json")
-    if gpu is not None and (lines := gpu_section(gpu, _load(results_dir / "gpu_reference_scan.json"))):
-        body += ([""] if body else []) + lines
+    from dmf2mel.viz.results import gpu_step_text
+
+    if gpu := gpu_step_text(results_dir):  # the sentence chapter 12 shows too
+        body += ([""] if body else []) + [gpu]
     if not body:
         body = ["(no benchmark reports yet: run `make bench` and `make bench-quality`)"]
     return "\n".join([START, *body, END])

@@ -564,23 +564,31 @@ def test_gpu_step_runs_the_training_step_on_the_given_device(tmp_path):
         assert not (tmp_path / "never.json").exists()
 
 
-def test_gpu_section_reports_the_step_the_launch_bound_profile_and_the_reference_scan():
+def test_gpu_step_sentence_reports_the_step_the_launch_bound_profile_and_the_reference_scan(tmp_path):
+    from dmf2mel.viz.results import gpu_step_note, gpu_step_sentence, gpu_step_text
+
     report = {
         "device_name": "GPU X", "date": "2026-01-02T00:00:00+00:00", "torch": "2.0", "mamba_ssm": True,
         "mamba_ssm_version": "2.3", "preset": "paper", "batch": 16, "step_s": 0.5, "step_times_s": [0.6, 0.5],
         "peak_memory_gb": 1.2, "code": {"commit": "abc"}, "scan_backend": "cuda",
         "profile": {"device_busy_ms_per_step": 80.0, "kernels_per_step": 19000, "steps": 2},
     }  # fmt: skip
-    (text,) = readme.gpu_section(report)
+    text = gpu_step_sentence(report)
     assert "GPU X, 2026-01-02, torch 2.0, mamba-ssm 2.3" in text and "takes 0.50 s (fastest of 2)" in text
     assert "busy for 80 ms of each step (19,000 kernels" in text and "waits on kernel launches" in text
     assert "Without mamba-ssm" not in text
     busy = {**report, "profile": {**report["profile"], "device_busy_ms_per_step": 400.0}}
-    assert "waits on kernel launches" not in readme.gpu_section(busy)[0]
+    assert "waits on kernel launches" not in gpu_step_sentence(busy)
     reference = {**report, "scan_backend": "reference", "step_s": 2.25, "peak_memory_gb": 6.3, "mamba_ssm": False}
-    assert "it takes 2.25 s and 6.30 GB" in readme.gpu_section(report, reference)[0]
+    assert "it takes 2.25 s and 6.30 GB" in gpu_step_sentence(report, reference)
     other_code = {**reference, "code": {"commit": "def"}}
-    assert "Without mamba-ssm" not in readme.gpu_section(report, other_code)[0]
+    assert "Without mamba-ssm" not in gpu_step_sentence(report, other_code)
+    # from the files: nothing without gpu.json; the reference beside it when there is one
+    assert gpu_step_text(tmp_path) == "" and gpu_step_note(tmp_path) is None
+    (tmp_path / "gpu.json").write_text(json.dumps(report))
+    assert gpu_step_text(tmp_path) == gpu_step_sentence(report)
+    (tmp_path / "gpu_reference_scan.json").write_text(json.dumps(reference))
+    assert gpu_step_note(tmp_path).data == gpu_step_sentence(report, reference)
 
 
 def test_compile_section_concludes_from_the_quartiles():

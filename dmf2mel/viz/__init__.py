@@ -11,6 +11,7 @@ HTML book alike.
 - :mod:`dmf2mel.viz.scores` — scores per band / subject / model next to their chance levels
 - :mod:`dmf2mel.viz.lines` — line plots (response functions, curves against lag or epoch)
 - :mod:`dmf2mel.viz.explorer` — the ipywidgets comparison explorer (JupyterLab)
+- :mod:`dmf2mel.viz.results` — the benchmark reports' figures and sentences (:func:`gpu_step_note` for a chapter)
 """
 
 from dmf2mel.viz.audio import vocode
@@ -26,6 +27,7 @@ from dmf2mel.viz.mel import (
     mel_heatmap,
     zscore_bands,
 )
+from dmf2mel.viz.results import gpu_step_note
 from dmf2mel.viz.scores import band_scores, score_bars
 from dmf2mel.viz.style import PREDICTED_COLOR, TRUE_COLOR, setup_notebook
 
@@ -38,6 +40,7 @@ __all__ = [
     "band_scores",
     "band_traces",
     "eeg_traces",
+    "gpu_step_note",
     "electrode_map",
     "line_figure",
     "mel_comparison",

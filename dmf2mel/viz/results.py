@@ -393,6 +393,65 @@ def step_cost_sentence(report: dict, preset: str = "small", batch: int = 8) -> s
     )
 
 
+def gpu_step_sentence(report: dict, reference: dict | None = None) -> str:
+    """A GPU training step (``benchmarks/results/gpu.json`` of ``benchmarks/gpu_check.sh``): time, peak memory and
+    the profile's busy time; with ``reference``, a report of the same code on the same kind of GPU with the reference
+    scan, the step without mamba-ssm too."""
+    scan = f"mamba-ssm {report['mamba_ssm_version']}" if report.get("mamba_ssm") else "the reference scan"
+    text = (
+        f"On a GPU ({report['device_name']}, {report['date'][:10]}, torch {report['torch']}, {scan}; "
+        f"`benchmarks/gpu_check.sh`): a `{report['preset']}`-config training step at batch {report['batch']} takes "
+        f"{report['step_s']:.2f} s (fastest of {len(report['step_times_s'])}) and peaks at "
+        f"{report['peak_memory_gb']:.2f} GB of GPU memory."
+    )
+    profile = report.get("profile")
+    if profile and profile.get("kernels_per_step"):
+        busy_ms = profile["device_busy_ms_per_step"]
+        text += (
+            f" The GPU is busy for {busy_ms:.0f} ms of each step ({profile['kernels_per_step']:,} kernels per step, "
+            f"`torch.profiler` over {profile['steps']} steps)"
+        )
+        # under half the step: the rest is the CPU launching kernels
+        text += ": the step waits on kernel launches, not on the GPU." if busy_ms < 500 * report["step_s"] else "."
+    same = (
+        reference is not None
+        and reference.get("scan_backend") == "reference"
+        and reference["device_name"] == report["device_name"]
+        and reference["code"]["commit"] == report["code"]["commit"]
+        and (reference["preset"], reference["batch"]) == (report["preset"], report["batch"])
+    )
+    if same:
+        text += (
+            " Without mamba-ssm (the reference loop over time; a separate run of the same code on an "
+            f"{reference['device_name']}) it takes {reference['step_s']:.2f} s and "
+            f"{reference['peak_memory_gb']:.2f} GB."
+        )
+    return text
+
+
+def gpu_step_text(results_dir: Path | str) -> str:
+    """:func:`gpu_step_sentence` of ``gpu.json`` in ``results_dir``, with ``gpu_reference_scan.json`` beside it when
+    there is one; ``""`` when there is no GPU report (no GPU has run ``benchmarks/gpu_check.sh``)."""
+    import json
+
+    results_dir = Path(results_dir)
+    if not (results_dir / "gpu.json").is_file():
+        return ""
+    report, reference = (
+        json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        for path in (results_dir / "gpu.json", results_dir / "gpu_reference_scan.json")
+    )
+    return gpu_step_sentence(report, reference)
+
+
+def gpu_step_note(results_dir: Path | str):
+    """:func:`gpu_step_text` as Markdown for a notebook cell to show, or None when there is no GPU report."""
+    from IPython.display import Markdown
+
+    text = gpu_step_text(results_dir)
+    return Markdown(text) if text else None
+
+
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
 
