@@ -3,10 +3,14 @@
 The step of ``train_speed.py`` (forward, paper loss, backward, Adam, random inputs) on ``--device`` (default
 ``cuda``), with the scan backend the package picks there (``auto``: mamba-ssm's kernel when it is installed, else
 the reference loop, which warns). One warm-up step, then ``--repeats`` timed steps, each closed by
-``torch.cuda.synchronize()``; the fastest is reported with ``torch.cuda.max_memory_allocated``. Run by
-``benchmarks/gpu_check.sh``; ``--device cpu`` runs the same code on a CPU (the tests do, at a tiny size).
+``torch.cuda.synchronize()``; the fastest is reported with ``torch.cuda.max_memory_allocated``. Then
+``torch.profiler`` over two more steps (:func:`profile_steps`; ``--profile-top 0`` skips it): the GPU's busy time
+against the step's, the kernels launched, and the top operators and kernels. The report records the scan backend
+that ran and mamba-ssm's version. Run by ``benchmarks/gpu_check.sh``; ``--device cpu`` runs the same code on a CPU
+(the tests do, at a tiny size).
 
-Usage: ``python benchmarks/gpu_step.py [--preset paper] [--batch 16] [--repeats 5] [--device cuda]``.
+Usage: ``python benchmarks/gpu_step.py [--preset paper] [--batch 16] [--repeats 5] [--device cuda]
+[--profile-top 25]``.
 """
 
 from __future__ import annotations
