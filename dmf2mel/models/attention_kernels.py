@@ -38,6 +38,7 @@ import numpy as np
 from numba import njit, prange
 
 from dmf2mel.models.dropout import keep_mask, pair_buffer, splitmix_base
+from dmf2mel.models.parallel_kernels import parallel_kernel
 from dmf2mel.models.scan.fast_exp import fast_exp
 
 # ``reassoc`` lets LLVM vectorise the sums over source_time (float sums in another order: rounding-level differences);
@@ -216,7 +217,7 @@ def _exp_sum(scores, shift, keep):
     return total
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@parallel_kernel(cache=True, fastmath=_FASTMATH)
 def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropout):
     """Forward pass.
 
@@ -276,7 +277,7 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
     return out, lse
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@parallel_kernel(cache=True, fastmath=_FASTMATH)
 def attention_backward(grad_out, q, k_t, v_t, lse, scale, seed, threshold, drop_scale, has_dropout):
     """Backward pass: gradients with respect to q, k_t and v_t (shapes as the inputs).
 

@@ -36,6 +36,7 @@ from numba import njit, prange
 from torch import nn
 
 from dmf2mel.models import kernels
+from dmf2mel.models.parallel_kernels import parallel_kernel
 from dmf2mel.models.scan.cpu import numba_threads
 from dmf2mel.models.scan.fast_exp import fast_exp
 
@@ -94,7 +95,7 @@ def splitmix_base(seed):
     return _splitmix(np.uint64(seed))
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _dropout_forward(x, out, keep, seed, threshold, scale):
     """``out = x * keep * scale`` with ``keep`` drawn from ``seed`` (see the module docstring); 1-d arrays."""
     n = x.size
@@ -108,7 +109,7 @@ def _dropout_forward(x, out, keep, seed, threshold, scale):
             out[i] = x[i] * (scale * keep[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _apply_mask(grad, keep, scale, out):
     n = grad.size
     n_blocks = (n + _BLOCK - 1) // _BLOCK
@@ -125,7 +126,7 @@ def _row_mask(row, element0, base, threshold):
     return keep
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@parallel_kernel(cache=True, fastmath=_FASTMATH)
 def silu_dropout_forward(h, element0, seed, threshold, scale):
     """``h <- dropout(silu(h))`` in place, ``h`` (rows, width) elements ``element0 ...`` of the call with ``seed``
     (see :func:`keep_mask`; ``threshold`` 0 keeps every element)."""
@@ -140,7 +141,7 @@ def silu_dropout_forward(h, element0, seed, threshold, scale):
             row[j] = row[j] / (one + fast_exp(-row[j])) * (keep[j] * scale)
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@parallel_kernel(cache=True, fastmath=_FASTMATH)
 def silu_dropout_backward(h, grad, element0, seed, threshold, scale):
     """The two halves of ``dropout(silu(h))``'s backward pass, in place: ``h <- dropout(silu(h))`` (the activation
     the next layer's weight gradient needs) and ``grad <- grad * mask * scale * silu'(h)``."""

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from dmf2mel.models.parallel_kernels import parallel_kernel
 from dmf2mel.models.scan.fast_exp import fast_exp
 
 CUBIC_ORDER = 3
@@ -54,7 +55,7 @@ def _ramp(value, zero):
     return value if value > zero else zero
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+@parallel_kernel(cache=True, fastmath=_FASTMATH, error_model="numpy")
 def kan_features(x, grid_size, low, step, features):
     """Fill ``features`` (tokens, in * (1 + grid_size + 3)): SiLU(x) first, then basis 0 of every input, basis 1..."""
     tokens, n_in = x.shape
@@ -83,7 +84,7 @@ def kan_features(x, grid_size, low, step, features):
                 plane[i] = (outer * outer * outer - four * inner * inner * inner) * sixth
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+@parallel_kernel(cache=True, fastmath=_FASTMATH, error_model="numpy")
 def kan_input_grad(x, grad_features, grid_size, low, step, grad_x):
     """``grad_x[t, i] = SiLU'(x) dL/dF[t, i] + sum_k B_k'(x) dL/dF[t, basis k of i]``; the features' layout."""
     tokens, n_in = x.shape

@@ -40,8 +40,9 @@ multiply-adds.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from dmf2mel.models.parallel_kernels import parallel_kernel
 from dmf2mel.models.scan.fast_exp import fast_exp
 
 _FASTMATH = {"reassoc", "contract"}
@@ -50,7 +51,7 @@ _FASTMATH = {"reassoc", "contract"}
 SEGMENT = 32
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@parallel_kernel(cache=True, fastmath=_FASTMATH)
 def scan_forward(u, dt, A, B_t, C_t, D, has_D, keep_checkpoints):
     """Selective scan forward pass, before the gate.
 
@@ -94,7 +95,7 @@ def scan_forward(u, dt, A, B_t, C_t, D, has_D, keep_checkpoints):
     return y, checkpoints
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@parallel_kernel(cache=True, fastmath=_FASTMATH)
 def scan_backward(grad_y, u, dt, A, B_t, C_t, D, checkpoints, has_D, want_y, n_chunks):
     """Gradients of the selective scan before the gate, recomputing the states (see the module docstring).
 
