@@ -130,9 +130,15 @@ def measure(preset: str, batch: int, window: int, rounds: int, mode: str) -> dic
     }
 
 
+def verdict(report: dict) -> str:
+    """ "faster" or "slower" when both quartiles of the per-round ratio lie on that side of 1, else "no clear
+    difference"."""
+    low, high = report["ratio_quartiles"]
+    return "faster" if low > 1 else "slower" if high < 1 else "no clear difference"
+
+
 def markdown(report: dict) -> str:
     low, high = report["ratio_quartiles"]
-    verdict = "faster" if low > 1 else "slower" if high < 1 else "no clear difference"
     return "\n".join(
         [
             f"# `torch.compile` on the CPU training step: `{report['preset']}` config, batch {report['batch']} x "
@@ -150,7 +156,7 @@ def markdown(report: dict) -> str:
             f"Compiling took {report['compile_s']:.0f} s ({report['graphs']} graphs, an empty cache). Over "
             f"{report['rounds']} alternating rounds the compiled step runs at {report['median_ratio']:.2f}x the eager "
             f"one's speed (median of the per-round ratios eager / compiled; quartiles {low:.2f}-{high:.2f}): "
-            f"{verdict}.",
+            f"{verdict(report)}.",
             "",
         ]
     )

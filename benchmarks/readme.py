@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
 
+import compile_step  # noqa: E402
 import quality  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +183,7 @@ def compile_section(report: dict) -> list[str]:
         f"{low:.2f}-{high:.2f}) after {report['compile_s']:.0f} s of compiling"
         + (
             "; faster, so compiling would pay here."
-            if low > 1
+            if compile_step.verdict(report) == "faster"
             else ", no faster, so the package does not compile (the numba kernels are opaque to the compiler, which "
             "fuses only the torch code between them)."
         )
