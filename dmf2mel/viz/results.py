@@ -411,8 +411,9 @@ def gpu_step_sentence(report: dict, reference: dict | None = None) -> str:
             f" The GPU is busy for {busy_ms:.0f} ms of each step ({profile['kernels_per_step']:,} kernels per step, "
             f"`torch.profiler` over {profile['steps']} steps)"
         )
-        # under half the step: the rest is the CPU launching kernels
-        text += ": the step waits on kernel launches, not on the GPU." if busy_ms < 500 * report["step_s"] else "."
+        # busy for under half the step: the rest is the CPU launching kernels
+        launch_bound = busy_ms / 1e3 < report["step_s"] / 2
+        text += ": the step waits on kernel launches, not on the GPU." if launch_bound else "."
     same = (
         reference is not None
         and reference.get("scan_backend") == "reference"
