@@ -46,6 +46,10 @@ from dmf2mel.models.scan.fast_exp import fast_exp
 _FASTMATH = {"reassoc", "contract"}
 # Query rows per block of the backward pass (the unrolled case of _outer_add).
 ROWS = 4
+#: Largest sum of a row's exponentials shifted by its first score that the forward pass keeps (2**60, ~1e18): every
+#: exponential, and every product of one with a value of v up to ~1e19 in magnitude, stays far below float32's largest
+#: number (~3.4e38). Above it the row is shifted by its maximum instead, so its exponentials are at most 1.
+SHIFTED_SUM_LIMIT = 2.0**60
 
 
 @njit(inline="always")
@@ -258,10 +262,13 @@ def attention_forward(q, k_t, v_t, scale, seed, threshold, drop_scale, has_dropo
                 if has_dropout:
                     keep_mask(keep, (g * time + i) * source, base, threshold, pairs)
                 # shifted by the first score, so the sum is at least 1; the maximum (a slow, unvectorised pass) is
-                # needed only when a score exceeds the first by ~88 and the float32 sum overflows
+                # needed only when a score exceeds the first by more than ln(SHIFTED_SUM_LIMIT). Checking the sum for
+                # overflow alone is not enough: a sum just below float32's largest number (a score ~88 above the
+                # first) leaves exponentials whose products with v overflow in the dot product below, and inf - inf
+                # is NaN
                 peak = scores[0]
                 total = _exp_sum(scores, peak, keep)
-                if not total < np.inf:
+                if not total <= SHIFTED_SUM_LIMIT:
                     scores[:] = 0
                     _combine_rows(scores, k_t[g], q[g, i], scale)
                     peak = scores.max()

@@ -176,6 +176,28 @@ def test_row_kernels_survive_scores_far_above_the_first_one():
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("gap", [20.0, 45.0, 70.0, 87.9, 88.5, 95.0])
+def test_row_kernels_stay_finite_when_the_shifted_sum_nears_the_float32_limit(gap):
+    """A score ``gap`` above the first: at 87.9 the sum shifted by the first score is ~1.5e38, still finite, and its
+    exponentials times v used to overflow (inf - inf = NaN) before the row was shifted by its maximum."""
+    from dmf2mel.models.attention import attention_with_dropout
+
+    q = torch.ones(1, 1, 1, 1, requires_grad=True)
+    k = torch.tensor([[[[0.0], [gap], [gap - 0.5], [3.0]]]], requires_grad=True)
+    v = torch.tensor([[[[8.0], [-8.0], [7.5], [1.0]]]], requires_grad=True)
+    upstream = torch.ones(1, 1, 1, 1)
+    fast = _grads(lambda *t: attention_with_dropout(*t, 0.0, scale=1.0), (q, k, v), upstream)
+    exact = [t.double() for t in (q, k, v)]
+    for t in exact:
+        t.retain_grad()
+    reference_out = torch.softmax(exact[0] @ exact[1].transpose(-2, -1), dim=-1) @ exact[2]
+    reference_out.backward(upstream.double())
+    reference = [reference_out.detach()] + [t.grad for t in exact]
+    for a, b in zip(fast, reference):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a.double(), b, rtol=3e-4, atol=1e-5)  # float32 scores of ~90: ulp 8e-6
+
+
 def test_row_kernels_gradcheck_with_dropout():
     from dmf2mel.models.attention import attention_with_dropout
 

@@ -78,6 +78,30 @@ def test_position_attention_equals_explicit_formula():
     torch.testing.assert_close(attention(x), out)
 
 
+def test_position_attention_of_a_diverged_training_step_is_finite_and_equals_the_torch_path():
+    """A saved case: DMF2Mel (small config, seed 0, lr 3e-3) in its second epoch, first HAMS-Net ADAF, one window of
+    80 steps. Two query rows have a score ~88 above their first one, whose exponentials summed to ~1.5e38: finite, so
+    the row kernel used to keep them, and their products with v overflowed to inf - inf = NaN. The training loss was
+    NaN from that step on."""
+    from pathlib import Path
+
+    from dmf2mel.models import kernels
+
+    case = torch.load(Path(__file__).parent / "data" / "position_attention_overflow.pt", weights_only=True)
+    attention = PositionAttention(case["x"].shape[1])
+    attention.load_state_dict(case["state"])
+    with torch.no_grad():
+        fast = attention(case["x"])
+        kernels.set_backend("torch")
+        try:
+            reference = attention(case["x"])
+        finally:
+            kernels.set_backend("numba")
+    assert torch.isfinite(reference).all()
+    assert torch.isfinite(fast).all()
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+
+
 def test_adaf_starts_with_closed_gates_and_the_official_mix():
     torch.manual_seed(4)
     block = ADAF(32, reduction=16).eval()
