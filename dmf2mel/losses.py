@@ -30,7 +30,7 @@ INFONCE_WEIGHT = 0.1
 #: Softmax temperature of InfoNCE on cosine similarities in [-1, 1] (the official tau = 0.1; with a
 #: temperature of 1 the logits span only [-1, 1] and the loss barely separates matched from mismatched).
 INFONCE_TEMPERATURE = 0.1
-#: Guards divisions by a zero standard deviation (a constant window gives r = 0, not NaN).
+#: Guards divisions by a zero standard deviation (a constant window gives r = 0, not NaN, and a finite gradient).
 EPS = 1e-8
 
 
@@ -49,8 +49,10 @@ def pearson_r(pred: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> tor
     pred_c = pred - pred.mean(dim=1, keepdim=True)
     target_c = target - target.mean(dim=1, keepdim=True)
     cov = (pred_c * target_c).sum(dim=1)
-    norm = torch.sqrt((pred_c**2).sum(dim=1) * (target_c**2).sum(dim=1))
-    return cov / (norm + eps)
+    # eps**2 inside each root: sqrt's derivative at a zero sum of squares (a constant band or prediction) is
+    # infinite, and its product with a zero gradient of that sum is NaN; this way value and gradient stay finite
+    norm = torch.sqrt((pred_c**2).sum(dim=1) + eps**2) * torch.sqrt((target_c**2).sum(dim=1) + eps**2)
+    return cov / norm
 
 
 def pearson_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

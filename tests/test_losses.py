@@ -46,6 +46,44 @@ def test_pearson_r_constant_signal_is_zero_not_nan():
     assert torch.all(pearson_r(pred, target) == 0)
 
 
+@pytest.mark.parametrize("constant", ["pred", "target", "both"])
+def test_paper_loss_has_a_finite_gradient_where_a_band_is_constant(constant):
+    """A flat EEG file makes a flat prediction; a silent stretch makes a flat band. The loss and its gradient stay
+    finite (sqrt of a zero sum of squares used to give a NaN gradient), and the other bands' gradients are those of
+    the same loss without the constant band."""
+    torch.manual_seed(0)
+    pred = torch.randn(2, 40, 10, dtype=torch.float64)
+    target = torch.randn(2, 40, 10, dtype=torch.float64)
+    if constant in ("pred", "both"):
+        pred[0, :, 3] = 0.25
+    if constant in ("target", "both"):
+        target[0, :, 3] = -1.0
+    pred.requires_grad_(True)
+    loss = pearson_loss(pred, target)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
+    assert pearson_r(pred, target)[0, 3].item() == 0.0
+    others = [m for m in range(10) if m != 3]
+    kept = pred.detach()[..., others].clone().requires_grad_(True)
+    (pearson_loss(kept, target[..., others]) * len(others) / 10).backward()
+    torch.testing.assert_close(pred.grad[..., others], kept.grad)
+
+
+def test_training_on_a_constant_band_keeps_every_weight_finite():
+    """A few Adam steps of a linear map whose target has a constant band (the CNN baseline's failure, made small)."""
+    torch.manual_seed(1)
+    eeg = torch.randn(4, 64, 8)
+    mel = torch.randn(4, 64, 10)
+    mel[:, :, 0] = 2.0
+    model = torch.nn.Linear(8, 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(5):
+        optimizer.zero_grad()
+        PaperLoss()(model(eeg), mel).backward()
+        optimizer.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_l1_matches_numpy():
     pred, target = _random(seed=1)
     assert l1_loss(torch.tensor(pred), torch.tensor(target)).item() == pytest.approx(np.abs(pred - target).mean())
