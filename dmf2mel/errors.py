@@ -34,3 +34,26 @@ class DataError(UserError):
 
 class TrainingFailed(UserError, RuntimeError):
     """A training run failed or was interrupted; the message says which run, when and why, in one sentence."""
+
+
+class NonFinitePrediction(UserError):
+    """A model predicted NaN or infinite values where a score was asked for: a failure of the model, never left out.
+
+    Attributes ``subject``, ``stimulus`` (the recording), ``n_values`` (non-finite values) and ``rows`` (the first and
+    last row holding one) say where; ``model`` is filled in by callers that know which model or run predicted it.
+    """
+
+    def __init__(self, subject: str, stimulus: str, n_values: int, rows: tuple[int, int], n_rows: int, model=None):
+        self.subject, self.stimulus, self.n_values, self.rows, self.n_rows = subject, stimulus, n_values, rows, n_rows
+        self.model = model
+        where = f"{model}, " if model else ""
+        super().__init__(
+            f"predicted mel ({where}{subject} / {stimulus}) has {n_values} NaN or infinite values in rows "
+            f"{rows[0]}-{rows[1]} of {n_rows}: the model failed on that recording. It is not scored without them; "
+            "score its windows as failures (r = 0) with non_finite='fail' (evaluate --non-finite fail), or find why "
+            "the model fails there"
+        )
+
+    def for_model(self, model: str) -> "NonFinitePrediction":
+        """The same error naming ``model`` (e.g. the run folder)."""
+        return NonFinitePrediction(self.subject, self.stimulus, self.n_values, self.rows, self.n_rows, model)

@@ -31,11 +31,11 @@ from dmf2mel.data.sparrkulee import (
     read_challenge_subject,
     write_predictions,
 )
-from dmf2mel.errors import DataError, UserError
+from dmf2mel.errors import DataError, NonFinitePrediction, UserError
 from dmf2mel.io import save_json
-from dmf2mel.metrics import N_NULL, RecordingPrediction, challenge_metric, paper_metric
+from dmf2mel.metrics import N_NULL, NON_FINITE, RecordingPrediction, challenge_metric, paper_metric
 from dmf2mel.threads import configure as configure_threads
-from dmf2mel.validation import check_folder
+from dmf2mel.validation import check_folder, check_option
 
 #: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
 SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
@@ -120,19 +120,39 @@ def predict_recordings(
     return out
 
 
-def score_predictions(predictions: Sequence[RecordingPrediction], n_null: int = N_NULL, seed: int = 0) -> dict:
+def score_predictions(
+    predictions: Sequence[RecordingPrediction],
+    n_null: int = N_NULL,
+    seed: int = 0,
+    non_finite: str = "raise",
+    model: str | None = None,
+) -> dict:
     """Both metrics of a protocol, in the layout ``evaluate --json`` prints.
+
+    Parameters
+    ----------
+    predictions : sequence of RecordingPrediction
+    n_null, seed : int
+        Null draws and their seed.
+    non_finite : {"raise", "fail"}
+        A prediction with NaN or infinite values: refuse it (default), or score its windows as failures (r = 0),
+        counted in ``n_failed_windows`` (:mod:`dmf2mel.metrics`).
+    model : str, optional
+        Named in the error a non-finite prediction raises (e.g. the run).
 
     Returns
     -------
     dict
         ``paper_r``, ``challenge_r``, ``chance_r`` and ``p_value`` (of the paper metric),
         ``challenge_chance_r``, ``challenge_p_value``, ``per_band`` (10 paper-metric values),
-        ``per_subject`` (paper metric), ``subjects``, ``n_recordings``, and the full results of
-        both metrics under ``paper`` and ``challenge``.
+        ``per_subject`` (paper metric), ``subjects``, ``n_recordings``, ``n_failed_windows`` (paper metric's
+        windows scored as failures), and the full results of both metrics under ``paper`` and ``challenge``.
     """
-    paper = paper_metric(predictions, n_null=n_null, seed=seed)
-    challenge = challenge_metric(predictions, n_null=n_null, seed=seed)
+    try:
+        paper = paper_metric(predictions, n_null=n_null, seed=seed, non_finite=non_finite)
+        challenge = challenge_metric(predictions, n_null=n_null, seed=seed, non_finite=non_finite)
+    except NonFinitePrediction as err:
+        raise (err.for_model(model) if model else err) from None
     return {
         "paper_r": paper["r"],
         "challenge_r": challenge["r"],
@@ -144,6 +164,7 @@ def score_predictions(predictions: Sequence[RecordingPrediction], n_null: int = 
         "per_subject": paper["per_subject"],
         "subjects": sorted({p.subject for p in predictions}),
         "n_recordings": len(predictions),
+        "n_failed_windows": paper["n_failed_windows"],
         "paper": paper,
         "challenge": challenge,
     }
@@ -173,6 +194,7 @@ def evaluate_run(
     n_null: int = N_NULL,
     seed: int = 0,
     write: bool = True,
+    non_finite: str = "raise",
 ) -> dict:
     """Evaluate a run's best checkpoint on both protocols; write ``RUN/metrics.json``.
 
@@ -187,12 +209,16 @@ def evaluate_run(
         not be training subjects.
     n_null, seed : int
         Null draws and seed of the chance levels.
+    non_finite : {"raise", "fail"}
+        A prediction with NaN or infinite values raises :class:`~dmf2mel.errors.NonFinitePrediction` naming the
+        run, subject and recording (default), or scores its windows as failures, counted in ``n_failed_windows``.
 
     Returns
     -------
     dict
         ``{"known": {...}, "unknown": {...} or None}`` (see :func:`score_predictions`).
     """
+    check_option("non_finite", non_finite, NON_FINITE)
     run = Path(run)
     configure_threads()
     config, model = load_model(run, BEST_CHECKPOINT, device)
@@ -213,14 +239,15 @@ def evaluate_run(
         raise DataError(
             f"{data.folder}: no test recordings of the run's training subjects ({', '.join(index.subjects)})"
         )
+    name = f"{config['model']} run {run}"
     results["known"] = score_predictions(
-        predict_recordings(model, data, "test", known, index, window, device), n_null, seed
+        predict_recordings(model, data, "test", known, index, window, device), n_null, seed, non_finite, name
     )
     unknown = data.recordings_in("test", subjects=held)
     if unknown:
         # An empty index gives every subject id -1: the unknown-subject conditioning.
         preds = predict_recordings(model, data, "test", unknown, SubjectIndex([]), window, device)
-        results["unknown"] = score_predictions(preds, n_null, seed)
+        results["unknown"] = score_predictions(preds, n_null, seed, non_finite, name)
     else:
         results["unknown"] = None
     results["checkpoint"] = str(run / BEST_CHECKPOINT)
@@ -314,8 +341,10 @@ def summary_line(name: str, result: dict | None) -> str:
     def fmt(x):
         return "n/a" if x is None else f"{x:.4f}"
 
+    failed = result.get("n_failed_windows", 0)
     return (
         f"{name:>8}: paper r {fmt(result['paper_r'])} (chance {fmt(result['chance_r'])}, p {fmt(result['p_value'])}), "
         f"challenge r {fmt(result['challenge_r'])} (chance {fmt(result['challenge_chance_r'])}), "
         f"{len(result['subjects'])} subjects"
+        + (f", {failed} windows FAILED (non-finite predictions, scored r = 0)" if failed else "")
     )

@@ -24,6 +24,13 @@ windows are scored (a trailing remainder is dropped, as in the paper); a recordi
 window but at least ``min_samples`` long is scored as a single window of its own length (so short
 test parts still count); a window in which either signal is constant has r = NaN (scipy's
 convention) and is left out of the means.
+
+A prediction with NaN or infinite values is a failure of the model, and a failure is never left out of a score
+without a word: by default (``non_finite="raise"``) scoring it raises
+:class:`~dmf2mel.errors.NonFinitePrediction`, naming the recording; with ``non_finite="fail"`` every window that
+holds such a value scores r = 0 in every band (in the null too: a failure is worth no more than chance either way)
+and the result counts them in ``n_failed_windows``. A true mel with such values is bad data
+(:class:`~dmf2mel.errors.DataError`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ import itertools
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
+
+from dmf2mel.errors import DataError, NonFinitePrediction
 
 #: Sampling rate of EEG and mel (Hz).
 SFREQ = 64
@@ -53,6 +62,8 @@ N_BOOT = 10_000
 N_FLIPS = 10_000
 #: Coverage of the bootstrap interval of :func:`paired_difference`.
 CONFIDENCE = 0.95
+#: What a score does with a prediction holding NaN or infinite values: refuse it, or count its windows as failures.
+NON_FINITE = ("raise", "fail")
 
 
 class RecordingPrediction(NamedTuple):
@@ -180,6 +191,22 @@ def _to_float(x) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _check_finite(recordings: Sequence[RecordingPrediction], non_finite: str) -> None:
+    """Refuse a non-finite true mel always, and a non-finite prediction unless ``non_finite == "fail"``."""
+    if non_finite not in NON_FINITE:
+        raise ValueError(f"non_finite must be one of {', '.join(NON_FINITE)}, got {non_finite!r}")
+    for rec in recordings:
+        if not np.isfinite(rec.true).all():
+            raise DataError(f"true mel of {rec.subject} / {rec.stimulus} holds NaN or infinite values")
+        if non_finite == "raise":
+            bad = ~np.isfinite(rec.pred)
+            if bad.any():
+                rows = np.flatnonzero(bad.any(axis=1))
+                raise NonFinitePrediction(
+                    rec.subject, rec.stimulus, int(bad.sum()), (int(rows[0]), int(rows[-1])), len(rec.pred)
+                )
+
+
 def windowed_score(
     recordings: Sequence[RecordingPrediction],
     window: int,
@@ -188,6 +215,7 @@ def windowed_score(
     seed: int = 0,
     sfreq: float = SFREQ,
     min_samples: int | None = None,
+    non_finite: str = "raise",
 ) -> dict:
     """Pearson r per window and band, aggregated by recording or subject, with its null distribution.
 
@@ -208,6 +236,9 @@ def windowed_score(
         Sampling rate (Hz), for the minimal shift.
     min_samples : int, optional
         Shortest recording scored as one window of its own (default: 4 x the minimal shift).
+    non_finite : {"raise", "fail"}
+        A prediction holding NaN or infinite values: raise :class:`~dmf2mel.errors.NonFinitePrediction` (default),
+        or score each window that holds one as r = 0 in every band and count it in ``n_failed_windows``.
 
     Returns
     -------
@@ -215,7 +246,16 @@ def windowed_score(
         ``r`` (the score), ``chance_r``, ``p_value``; ``per_band``, ``per_band_chance_r``,
         ``per_band_p_value`` (lists of n_mels); ``per_subject``, ``per_subject_chance_r``,
         ``per_subject_p_value`` (dicts by subject); ``null_mean``, ``null_std``, ``n_windows``,
-        ``window_samples``, ``n_null``. NaN is written as None.
+        ``n_failed_windows`` (scored windows whose prediction was not finite, each counted as r = 0),
+        ``failed_recordings`` (``"subject / stimulus"`` of each), ``window_samples``, ``n_null``. NaN is written as
+        None.
+
+    Raises
+    ------
+    NonFinitePrediction
+        With ``non_finite="raise"``, when a prediction holds NaN or infinite values.
+    DataError
+        When a true mel does.
     """
     if level not in ("recording", "subject"):
         raise ValueError(f"level must be 'recording' or 'subject', got {level!r}")
@@ -227,6 +267,7 @@ def windowed_score(
                 f"{rec.subject} {rec.stimulus}: pred {np.shape(rec.pred)} and true {np.shape(rec.true)} "
                 "must both be (time, n_mels)"
             )
+    _check_finite(recordings, non_finite)
     min_shift = max(1, int(round(MIN_SHIFT_SECONDS * sfreq)))
     min_samples = 4 * min_shift if min_samples is None else min_samples
     windows = cut_windows([len(rec.pred) for rec in recordings], window, min_samples)
@@ -245,6 +286,7 @@ def windowed_score(
     rng = np.random.default_rng(seed)
     r_obs = np.full((n_windows, n_mels), np.nan)
     valid = np.zeros((n_windows, n_mels), dtype=bool)
+    failed = np.zeros(n_windows, dtype=bool)
     r_null = np.full((n_null, n_windows, n_mels), np.nan)
     for length in np.unique(windows.length):
         lo = min(min_shift, length // 4)
@@ -256,7 +298,15 @@ def windowed_score(
             ]
             pred = np.stack([np.asarray(rec.pred[span], np.float64) for rec, span in spans])
             true = np.stack([np.asarray(rec.true[span], np.float64) for rec, span in spans])
+            broken = ~np.isfinite(pred).all(axis=(1, 2))
+            if broken.any():
+                # a failed window scores 0 in every band the true mel varies in, observed and shifted alike
+                pred[broken] = 0.0
+                failed[chunk[broken]] = True
             xcorr, ok = _circular_xcorr(pred, true)
+            if broken.any():
+                xcorr[broken] = 0.0
+                ok[broken] = np.ptp(true[broken], axis=1) > 0
             r_obs[chunk] = np.where(ok, xcorr[:, 0], np.nan)
             valid[chunk] = ok
             if n_null:
@@ -307,6 +357,10 @@ def windowed_score(
         "null_mean": _to_float(overall[1].mean()) if n_null else None,
         "null_std": _to_float(overall[1].std()) if n_null else None,
         "n_windows": int(window_valid.sum()),
+        "n_failed_windows": int((failed & window_valid).sum()),
+        "failed_recordings": sorted(
+            {f"{recordings[r].subject} / {recordings[r].stimulus}" for r in windows.recording[failed & window_valid]}
+        ),
         "window_samples": int(window),
         "n_null": int(n_null),
     }
@@ -318,13 +372,14 @@ def paper_metric(
     sfreq: float = SFREQ,
     n_null: int = N_NULL,
     seed: int = 0,
+    non_finite: str = "raise",
 ) -> dict:
     """The paper's score: r within 10 s windows per band -> mean per recording -> mean over recordings.
 
     See :func:`windowed_score` for the arguments and the returned dict (``r`` is the score).
     """
     window = int(round(window_seconds * sfreq))
-    return windowed_score(recordings, window, "recording", n_null=n_null, seed=seed, sfreq=sfreq)
+    return windowed_score(recordings, window, "recording", n_null=n_null, seed=seed, sfreq=sfreq, non_finite=non_finite)
 
 
 def challenge_metric(
@@ -333,13 +388,14 @@ def challenge_metric(
     sfreq: float = SFREQ,
     n_null: int = N_NULL,
     seed: int = 0,
+    non_finite: str = "raise",
 ) -> dict:
     """The ICASSP 2024 score: r per 30 s segment per band -> mean bands -> mean per subject -> mean.
 
     See :func:`windowed_score` for the arguments and the returned dict (``r`` is the score).
     """
     window = int(round(segment_seconds * sfreq))
-    return windowed_score(recordings, window, "subject", n_null=n_null, seed=seed, sfreq=sfreq)
+    return windowed_score(recordings, window, "subject", n_null=n_null, seed=seed, sfreq=sfreq, non_finite=non_finite)
 
 
 def _seed_by_subject(scores: Mapping[str, float] | Sequence[Mapping[str, float]]) -> list[Mapping[str, float]]:

@@ -12,7 +12,7 @@ import train_fixtures as tf
 from dmf2mel.cli import add_evaluate_parser, add_predict_parser
 from dmf2mel.data import sparrkulee as sk
 from dmf2mel.data.datasets import SubjectIndex
-from dmf2mel.errors import DataError, UserError
+from dmf2mel.errors import DataError, NonFinitePrediction, UserError
 from dmf2mel.evaluate import (
     default_held_out,
     evaluate_run,
@@ -112,6 +112,50 @@ def test_evaluate_refusals(trained, tmp_path):
     other = tf.make_corpus(tmp_path / "eeg32", n_chans=32)
     with pytest.raises(DataError, match=r"takes 64-channel EEG"):
         evaluate_run(run, other, write=False)
+
+
+@pytest.fixture
+def nan_on_sub_002(monkeypatch):
+    """The tiny run's predictions, with NaN in the last 40 rows of sub-002's recordings (the failure seen in a book
+    build: a model's last chunk of some recordings)."""
+    import dmf2mel.evaluate as evaluate_module
+
+    real = evaluate_module.predict_recording
+
+    def failing(model, eeg, subject, *args, **kwargs):
+        out = real(model, eeg, subject, *args, **kwargs)
+        if subject == 1:
+            out[-40:] = np.nan
+        return out
+
+    monkeypatch.setattr(evaluate_module, "predict_recording", failing)
+
+
+def test_evaluate_refuses_non_finite_predictions_and_keeps_the_old_metrics(trained, nan_on_sub_002, capsys):
+    corpus, run = trained
+    metrics_file = run / "metrics.json"
+    metrics_file.write_text('{"earlier": true}')
+    with pytest.raises(NonFinitePrediction, match=r"tiny run .*run, sub-002 / story_1\) has 400 NaN"):
+        evaluate_run(run, corpus, n_null=10)
+    assert json.loads(metrics_file.read_text()) == {"earlier": True}
+    args = _parse("evaluate", "--data", str(corpus), "--run", str(run), "--n-null", "10")
+    with pytest.raises(NonFinitePrediction):
+        args.func(args)
+
+
+def test_evaluate_can_count_non_finite_predictions_as_failures(trained, nan_on_sub_002, capsys):
+    corpus, run = trained
+    args = _parse("evaluate", "--data", str(corpus), "--run", str(run), "--n-null", "10", "--non-finite", "fail")
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "windows FAILED (non-finite predictions, scored r = 0)" in printed.splitlines()[0]
+    known = json.loads((run / "metrics.json").read_text())["known"]
+    # 300 test samples: one window of its own length per recording; both of sub-002's recordings fail
+    assert known["n_failed_windows"] == 2
+    assert known["paper"]["failed_recordings"] == ["sub-002 / story_1", "sub-002 / story_2"]
+    assert known["per_subject"]["sub-002"] == 0.0
+    honest = evaluate_run(run, corpus, n_null=10, write=False, non_finite="fail")["unknown"]
+    assert honest["n_failed_windows"] == 0
 
 
 def test_predict_writes_a_challenge_submission(trained, tmp_path):

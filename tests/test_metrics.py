@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from dmf2mel.errors import DataError, NonFinitePrediction
 from dmf2mel.metrics import (
     RecordingPrediction,
     _circular_xcorr,
@@ -126,6 +127,50 @@ def test_a_real_signal_is_far_above_chance_with_the_smallest_p():
     assert got["p_value"] == pytest.approx(1 / (n_null + 1))
     assert all(p == pytest.approx(1 / (n_null + 1)) for p in got["per_band_p_value"])
     assert all(p == pytest.approx(1 / (n_null + 1)) for p in got["per_subject_p_value"].values())
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("metric", [paper_metric, challenge_metric])
+def test_a_non_finite_prediction_is_refused_naming_the_recording(metric, value):
+    """The failure that used to vanish: the windows holding NaN were left out of the score without a word."""
+    recs = _corpus(signal=0.2, seed=7)
+    pred = recs[1].pred.copy()
+    pred[2000:2320, 4] = value
+    recs[1] = recs[1]._replace(pred=pred)
+    with pytest.raises(
+        NonFinitePrediction, match=r"sub-000 / story_1\) has 320 NaN or infinite values in rows 2000-2319"
+    ) as err:
+        metric(recs, n_null=10)
+    assert (err.value.subject, err.value.stimulus, err.value.rows) == ("sub-000", "story_1", (2000, 2319))
+    assert "dmf2mel run X" in str(err.value.for_model("dmf2mel run X"))
+
+
+def test_a_non_finite_prediction_counts_as_failed_windows_scored_zero():
+    recs = _corpus(signal=0.3, seed=8)
+    window = int(10 * SFREQ)
+    pred = recs[0].pred.copy()
+    pred[700, 2] = np.nan  # inside the second window of the first recording
+    pred[-1, 0] = np.inf  # in the trailing remainder, which no score reads
+    recs[0] = recs[0]._replace(pred=pred)
+    got = paper_metric(recs, n_null=50, non_finite="fail")
+    per_window = [_scipy_window_r(rec.pred, rec.true, window) for rec in recs]
+    per_window[0][1] = 0.0  # the failure scores r = 0 in every band
+    assert got["r"] == pytest.approx(np.mean([r.mean() for r in per_window]), abs=1e-10)
+    assert got["n_failed_windows"] == 1 and got["failed_recordings"] == ["sub-000 / story_0"]
+    assert got["n_windows"] == sum(len(r) for r in per_window)
+    assert np.isfinite(got["chance_r"]) and got["p_value"] > 0
+    assert paper_metric(_corpus(signal=0.3, seed=8), n_null=0)["n_failed_windows"] == 0
+
+
+def test_a_non_finite_true_mel_is_bad_data_and_the_option_is_checked():
+    recs = _corpus(signal=0.2, seed=9)
+    true = recs[2].true.copy()
+    true[5, 5] = np.nan
+    bad = recs[:2] + [recs[2]._replace(true=true)]
+    with pytest.raises(DataError, match="true mel of sub-001 / story_0"):
+        paper_metric(bad, non_finite="fail")
+    with pytest.raises(ValueError, match="non_finite must be one of raise, fail"):
+        paper_metric(recs, non_finite="drop")
 
 
 def test_null_is_deterministic_for_a_seed_and_validates_shapes():
