@@ -20,7 +20,7 @@ from dmf2mel.data.simulation_params import PRESETS
 from dmf2mel.data.sparrkulee import find_challenge_subjects
 from dmf2mel.errors import UserError
 from dmf2mel.evaluate import challenge_files, evaluate_run, parse_subjects, predict_subjects, summary_line
-from dmf2mel.metrics import N_NULL
+from dmf2mel.metrics import N_NULL, NON_FINITE
 from dmf2mel.models.registry import model_names
 from dmf2mel.train import PROFILES, train
 
@@ -215,6 +215,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", choices=model_names(), help="default: dmf2mel (on --resume: the run's)")
     parser.add_argument("--profile", choices=tuple(PROFILES), help="default: quick (on --resume: the run's)")
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    parser.add_argument("--lr", type=float, help="override the profile's learning rate (on --resume: the run's)")
     parser.add_argument("--seed", type=int, help="default: 0 (on --resume: the run's)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
@@ -245,6 +246,7 @@ def _run_train(args) -> int:
         patience=args.patience,
         workers=args.workers,
         test=args.test,
+        lr=args.lr,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(
@@ -272,6 +274,13 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--n-null", type=int, default=N_NULL, help="null draws for the chance levels")
     parser.add_argument("--seed", type=int, default=0, help="seed of the null distribution")
+    parser.add_argument(
+        "--non-finite",
+        choices=NON_FINITE,
+        default="raise",
+        help="a prediction with NaN or infinite values: refuse to score (raise, the default), or score each window "
+        "holding one as a failure, r = 0, and report how many (fail)",
+    )
     parser.add_argument("--json", action="store_true", help='print one JSON object {"known": ..., "unknown": ...}')
     parser.set_defaults(func=_run_evaluate)
     return parser
@@ -280,7 +289,13 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
 def _run_evaluate(args) -> int:
     """``python -m dmf2mel evaluate``."""
     results = evaluate_run(
-        args.run, args.data, parse_subjects(args.held_out), device=args.device, n_null=args.n_null, seed=args.seed
+        args.run,
+        args.data,
+        parse_subjects(args.held_out),
+        device=args.device,
+        n_null=args.n_null,
+        seed=args.seed,
+        non_finite=args.non_finite,
     )
     if args.json:
         print(json.dumps({"known": results["known"], "unknown": results["unknown"]}))

@@ -161,11 +161,29 @@ def verify_run(folder: str | Path, identity: dict | None = None) -> dict:
         raise DataError(f"{folder}: {CONFIG_FILE} does not match {IDENTITY_FILE}")
     if "known" not in metrics:
         raise DataError(f"{folder}: {METRICS_FILE} has no known-subject results")
+    problem = _training_problem(folder, metrics)
+    if problem:
+        raise DataError(f"{folder}: {problem}; not reused")
     try:
         load_checkpoint(folder / BEST_CHECKPOINT)
     except UserError as err:
         raise DataError(str(err)) from None
     return metrics
+
+
+def _training_problem(folder: Path, metrics: dict) -> str | None:
+    """Why a run's training cannot be shown as a result (None: it can): NaN in its history (a run of code without the
+    trainer's guard), a stop after repeated divergence, or test windows scored as failures."""
+    for row in read_history(folder):
+        for column in ("loss", "train_r", "val_r"):
+            if row.get(column, "").strip().lower() in ("nan", "inf", "-inf"):
+                return f"its training diverged ({HISTORY_FILE}: {column} {row[column]} in epoch {row.get('epoch')})"
+        if "training stopped" in row.get("event", ""):
+            return f"its training diverged ({HISTORY_FILE}: {row['event']})"
+    for protocol in ("known", "unknown"):
+        if (metrics.get(protocol) or {}).get("n_failed_windows"):
+            return f"its model predicted NaN or infinite values on the test parts ({protocol} subjects)"
+    return None
 
 
 def _failure_note(root: Path, folder: Path) -> Path:
@@ -348,14 +366,20 @@ def read_metrics(run: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+#: Columns of ``history.csv`` that hold text (what the trainer did), not numbers.
+TEXT_COLUMNS = ("event",)
+
+
 def history_table(run: str | Path) -> dict[str, np.ndarray]:
     """A run's ``history.csv`` as float columns (an empty cell, e.g. an epoch without validation, is NaN).
 
     Returns
     -------
-    dict column name -> (n_epochs,) float64 array
-        ``epoch``, ``lr``, ``loss``, ``train_r``, ``train_l1``, ``train_infonce``, ``val_r``,
-        ``best_val_r``, ``seconds``.
+    dict column name -> (n_epochs,) array
+        float64: ``epoch``, ``step`` (optimiser updates so far), ``lr``, ``loss``, ``train_r``, ``train_l1``,
+        ``train_infonce``, ``grad_norm``, ``grad_norm_max``, ``clipped_steps``, ``skipped_steps``, ``val_r``,
+        ``best_val_r``, ``seconds`` (runs of older versions lack some); str: ``event`` (empty, or the sentence the
+        trainer wrote when an epoch diverged).
     """
     rows = read_history(run)
     if not rows:
@@ -364,7 +388,10 @@ def history_table(run: str | Path) -> dict[str, np.ndarray]:
     def number(text: str) -> float:
         return float(text) if text not in ("", "None") else np.nan
 
-    return {column: np.array([number(row[column]) for row in rows]) for column in rows[0]}
+    return {
+        column: np.array([row[column] if column in TEXT_COLUMNS else number(row[column]) for row in rows])
+        for column in rows[0]
+    }
 
 
 @dataclasses.dataclass(frozen=True)

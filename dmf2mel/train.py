@@ -13,10 +13,25 @@ Two profiles:
   window per recording per epoch, Adam (lr 5e-4, betas 0.9/0.98, eps 1e-9), StepLR(50, 0.9), 2000
   epochs, loss -r + 0.5 L1 + 0.1 InfoNCE.
 
+Both profiles warm the learning rate up linearly over their first ``warmup_steps`` optimiser steps and clip the
+gradient's norm to ``clip_grad_norm`` (the official recipe does neither; with its loss, whose terms are bounded or
+nearly so, the norm stays well below the bound in a healthy run and only a spike is cut). ``history.csv`` records
+each epoch's mean and largest gradient norm (before clipping) and how many steps were clipped.
+
+The run guards itself. A step whose loss or gradient is not finite never updates the weights (it is counted in
+``skipped_steps``). An epoch *diverges* when more than half of its steps were skipped or when its model predicts a
+non-finite value on validation; the trainer then restores the best state so far (the start of the run when there is
+none yet), halves the learning rate and goes on, at most :data:`MAX_RECOVERIES` times; after that it stops. Either
+way one sentence says so on the console and in the ``event`` column of ``history.csv``. ``best.pt`` only ever holds a
+state whose validation predictions were all finite.
+
 Every epoch ends with an atomic ``last.pt`` (model, optimiser, scheduler, the RNG states of every
-process, epoch, config, history); an improvement on val also writes ``best.pt``. ``resume=True``
-continues from ``last.pt``; the windows of an epoch depend only on ``(seed, epoch)``, so on CPU a
-resumed run ends bit-identical to an uninterrupted one.
+process, epoch, step, config, history, the thread counts the run computed on); an improvement on val also writes
+``best.pt``. ``resume=True`` continues from ``last.pt``; the windows of an epoch depend only on ``(seed, epoch)``.
+On CPU a resumed run ends bit-identical to an uninterrupted one **when both ran on one fixed thread count**
+(``DMF2MEL_NUM_THREADS=N``, or ``OMP_NUM_THREADS``; :mod:`dmf2mel.threads`): a parallel sum's rounding depends on how
+many threads split it, and without a fixed count the count follows the machine's load and changes mid-run. A resume
+that cannot keep the promise says so (:class:`ResumeWarning`) and ends equal to an uninterrupted run up to rounding.
 
 Multi-GPU / multi-node: launch with ``torchrun --nproc_per_node N -m dmf2mel train ...``. Each
 process trains on its share of every epoch's windows (``batch_size`` is per process), gradients are
@@ -26,12 +41,14 @@ only rank 0 writes files.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -59,10 +76,10 @@ from dmf2mel.checkpoint import (
 )
 from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
-from dmf2mel.errors import UserError
+from dmf2mel.errors import TrainingFailed, UserError
 from dmf2mel.models.registry import model_spec
-from dmf2mel.validation import check_folder, check_option
-from dmf2mel.threads import ThreadGovernor
+from dmf2mel.validation import check_folder, check_option, check_positive_number
+from dmf2mel.threads import THREADS_ENV, ThreadGovernor, explicit_threads
 from dmf2mel.threads import configure as configure_threads
 from dmf2mel.evaluate import (
     default_held_out,
@@ -75,6 +92,18 @@ from dmf2mel.metrics import N_NULL, paper_metric
 
 #: Layout version of config.json.
 CONFIG_VERSION = 1
+#: Recoveries from a diverged epoch (restore the best state, halve the learning rate) before a run stops.
+MAX_RECOVERIES = 3
+#: The learning rate is multiplied by this at each recovery.
+RECOVERY_LR_FACTOR = 0.5
+
+
+class ResumeWarning(UserWarning):
+    """A resumed run will not end bit-identical to an uninterrupted one (the message says why)."""
+
+
+#: The profile fields of the training guard, with the values that train as runs written before them did.
+_GUARD_FIELDS = {"warmup_steps": 0, "clip_grad_norm": None}
 
 
 @dataclass(frozen=True)
@@ -102,6 +131,11 @@ class TrainProfile:
     unknown_fraction : float
         Share of training windows whose subject id is hidden (-1), which trains the
         "unknown subject" conditioning.
+    warmup_steps : int
+        The learning rate rises linearly from ``lr / warmup_steps`` to ``lr`` over the first ``warmup_steps``
+        optimiser steps (0: no warm-up).
+    clip_grad_norm : float or None
+        Largest gradient norm (over all parameters) of a step; a larger one is scaled down to it (None: no clipping).
     """
 
     name: str
@@ -118,6 +152,8 @@ class TrainProfile:
     val_every: int
     patience: int | None
     unknown_fraction: float
+    warmup_steps: int = 0
+    clip_grad_norm: float | None = None
 
     @property
     def window(self) -> int:
@@ -147,6 +183,10 @@ PROFILES: dict[str, TrainProfile] = {
         val_every=1,
         patience=4,
         unknown_fraction=0.0,  # DMF2Mel hides subjects itself (config.subject_dropout)
+        # about one epoch of the teaching corpus (18 steps); gradient norms of DMF2Mel's steps were 0.3-0.5 in its
+        # second epoch (seed 0), so the bound cuts spikes only
+        warmup_steps=20,
+        clip_grad_norm=1.0,
     ),
     "paper": TrainProfile(
         name="paper",
@@ -163,6 +203,9 @@ PROFILES: dict[str, TrainProfile] = {
         val_every=1,
         patience=200,
         unknown_fraction=0.0,  # DMF2Mel hides subjects itself (config.subject_dropout)
+        # not in the official recipe: a guard against an early spike that costs nothing once the run is healthy
+        warmup_steps=200,
+        clip_grad_norm=1.0,
     ),
 }
 
@@ -323,31 +366,46 @@ def validate(
     index: SubjectIndex,
     window: int,
     proc: _Process,
-) -> float:
-    """Paper-metric Pearson r (no null) on the val parts; every process gets the same number."""
+) -> tuple[float, int]:
+    """Paper-metric Pearson r (no null) on the val parts and the number of windows whose prediction was not finite
+    (scored as failures, r = 0); every process gets the same numbers."""
     was_training = model.training
     model.eval()
     mine = list(recordings)[proc.rank :: proc.world]
     predictions = predict_recordings(model, data, "val", mine, index, window, proc.device)
     model.train(was_training)
     every = [p for part in _gather(proc, predictions) for p in part]
-    r = paper_metric(every, n_null=0)["r"]
-    return float("nan") if r is None else r
+    score = paper_metric(every, n_null=0, non_finite="fail")
+    r = float("nan") if score["r"] is None else score["r"]
+    return r, score["n_failed_windows"]
 
 
 def _history_row(
-    epoch: int, lr: float, terms: dict[str, float], val_r: float | None, best: float, seconds: float
+    epoch: int,
+    lr: float,
+    terms: dict[str, float],
+    val_r: float | None,
+    best: float,
+    seconds: float,
+    step: int = 0,
+    event: str = "",
 ) -> dict:
     return {
         "epoch": epoch,
+        "step": step,
         "lr": lr,
         "loss": terms.get("loss"),
         "train_r": terms.get("r"),
         "train_l1": terms.get("l1"),
         "train_infonce": terms.get("infonce"),
+        "grad_norm": terms.get("grad_norm"),
+        "grad_norm_max": terms.get("grad_norm_max"),
+        "clipped_steps": terms.get("clipped_steps"),
+        "skipped_steps": terms.get("skipped_steps"),
         "val_r": val_r,
         "best_val_r": best if math.isfinite(best) else None,
         "seconds": round(seconds, 3),
+        "event": event,
     }
 
 
@@ -369,10 +427,20 @@ class _Trainer:
         self.model = model_from_config(config, proc.device)
         self.history: list[dict] = []
         self.epoch = 0
+        self.step = 0  # optimiser updates made
         self.best_val_r = -math.inf
         self.best_epoch = 0
         self.bad_validations = 0
         self.stopped_early = False
+        self.recoveries = 0
+        self.diverged = False  # stopped by divergence
+        self.has_best = False  # best.pt holds a state validated with finite predictions
+        # in memory, for a recovery: the best state so far, or the state the run (or this resumed part) started from
+        self._best_state: dict | None = None
+        self._start_state: dict | None = None
+        # the torch thread counts the run's steps ran on, and whether every part of the run fixed the count
+        self.thread_counts: set[int] = set()
+        self.threads_fixed = explicit_threads() is not None
 
     # checkpoints -------------------------------------------------------------------------------
 
@@ -380,6 +448,7 @@ class _Trainer:
         rngs = _gather(self.proc, rng_state())
         return {
             "epoch": self.epoch,
+            "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else {},
             "scheduler": scheduler.state_dict() if scheduler is not None else {},
@@ -390,15 +459,20 @@ class _Trainer:
             "best_epoch": self.best_epoch,
             "bad_validations": self.bad_validations,
             "stopped_early": self.stopped_early,
+            "recoveries": self.recoveries,
+            "diverged": self.diverged,
+            "threads": {"counts": sorted(self.thread_counts), "fixed": self.threads_fixed},
         }
 
-    def _save(self, improved: bool, optimizer=None, scheduler=None) -> None:
+    def _save(self, best: bool, optimizer=None, scheduler=None) -> None:
         state = self._state(optimizer, scheduler)  # every process joins the RNG gather
+        if best:
+            self.has_best = True
+            self._best_state = _copy_state(self.epoch, self.model, optimizer)
         if not self.proc.main:
             return
         write_history(self.run, self.history)
-        # until a validation gives a finite r, the latest state stands in as the best one
-        if improved or not (self.run / BEST_CHECKPOINT).exists():
+        if best:
             save_checkpoint(self.run / BEST_CHECKPOINT, state)
         save_checkpoint(self.run / LAST_CHECKPOINT, state)
 
@@ -408,28 +482,75 @@ class _Trainer:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
+        self.step = state.get("step", 0)
         self.history = list(state["history"])
         self.best_val_r = state["best_val_r"]
         self.best_epoch = state["best_epoch"]
         self.bad_validations = state["bad_validations"]
         self.stopped_early = state["stopped_early"]
+        self.recoveries = state.get("recoveries", 0)
+        self.diverged = state.get("diverged", False)
+        best_file = self.run / BEST_CHECKPOINT
+        self.has_best = best_file.is_file()
+        if self.has_best and optimizer is not None:
+            best = load_checkpoint(best_file)
+            self._best_state = {"epoch": best["epoch"], "model": best["model"], "optimizer": best["optimizer"]}
         rngs = state["rng"]
         set_rng_state(rngs[self.proc.rank] if len(rngs) == self.proc.world else rngs[0])
+
+    def _check_resume_threads(self, threads: dict | None) -> None:
+        """Warn when the resumed run cannot end bit-identical to an uninterrupted one: its thread count was not one
+        fixed number, or is another one now."""
+        now = torch.get_num_threads()
+        fixed_now = explicit_threads() is not None
+        if threads is None:
+            self.threads_fixed = False
+            why = "its checkpoint does not record the thread counts it ran on"
+        else:
+            self.thread_counts = set(threads["counts"])
+            self.threads_fixed = threads["fixed"] and fixed_now
+            counts = " and ".join(map(str, threads["counts"])) or "no"
+            if not threads["fixed"]:
+                why = f"its epochs so far ran on {counts} thread(s) chosen by the machine's load"
+            elif not fixed_now:
+                why = f"it ran on {counts} fixed thread(s) and now the machine's load chooses the count"
+            elif self.thread_counts and self.thread_counts != {now}:
+                why = f"it ran on {counts} thread(s) and now runs on {now}"
+            else:
+                return
+        if self.proc.device.type == "cpu" and self.proc.main:
+            warnings.warn(
+                f"resume: {self.run} will end equal to an uninterrupted run up to rounding, not bit for bit: {why} "
+                f"(set {THREADS_ENV}=N for every part of a run to get the same bits)",
+                ResumeWarning,
+                stacklevel=2,
+            )
 
     def _log(self, text: str) -> None:
         if self.quiet and self.proc.main:
             print(text, flush=True)
 
+    def _say(self, text: str) -> None:
+        """One line on the console whether progress bars are shown or not."""
+        if self.proc.main:
+            if self.quiet:
+                print(text, flush=True)
+            else:
+                tqdm.write(text)
+
     # validation and model selection ------------------------------------------------------------
 
-    def _validate_and_select(self) -> tuple[float, bool]:
-        val_r = validate(self.model, self.data, self.val_recs, self.index, self.window, self.proc)
-        improved = math.isfinite(val_r) and val_r > self.best_val_r
+    def _validate(self) -> tuple[float, int]:
+        return validate(self.model, self.data, self.val_recs, self.index, self.window, self.proc)
+
+    def _select(self, val_r: float, failed: int) -> bool:
+        """Whether a validated state is the new best; counts validations without improvement."""
+        improved = failed == 0 and math.isfinite(val_r) and val_r > self.best_val_r
         if improved:
             self.best_val_r, self.best_epoch, self.bad_validations = val_r, self.epoch, 0
         else:
             self.bad_validations += 1
-        return val_r, improved
+        return improved
 
     # closed-form fit ---------------------------------------------------------------------------
 
@@ -444,10 +565,16 @@ class _Trainer:
         }
         self.model.fit(pairs["train"], pairs["val"])
         self.epoch = 1
-        val_r, improved = self._validate_and_select()
+        val_r, failed = self._validate()
+        if failed:
+            raise TrainingFailed(
+                f"{self.run}: the fitted {self.config['model']} predicts NaN or infinite values on {failed} "
+                "validation windows"
+            )
+        self._select(val_r, failed)
         self.history.append(_history_row(1, 0.0, {}, val_r, self.best_val_r, time.perf_counter() - start))
         self._log(f"fitted {self.config['model']}: val r {val_r:.4f}")
-        self._save(improved=True)
+        self._save(best=True)
 
     # gradient descent --------------------------------------------------------------------------
 
@@ -456,8 +583,10 @@ class _Trainer:
         optimizer, scheduler = self._optimizer()
         if state is not None:
             self.restore(state, optimizer, scheduler)
+            self._check_resume_threads(state.get("threads"))
         else:
             _seed(self.seed + self.proc.rank)  # dropout masks differ between processes
+        self._start_state = _copy_state(self.epoch, self.model, optimizer)
         net = self._network()
         loss_fn = PaperLoss()
         dataset = self._windows()
@@ -475,17 +604,55 @@ class _Trainer:
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             self.epoch += 1
-            val_r, improved = self._validate_if_due(epochs)
+            val_r, failed = self._validate() if self._validation_due(epochs) else (None, 0)
+            reason = _divergence(means, failed)
+            if reason is not None:
+                event, best = self._recover(reason, optimizer, scheduler), False
+                self.bad_validations += 1
+                self._say(event)
+            else:
+                event = ""
+                best = val_r is not None and self._select(val_r, failed)
+                # until a validation gives a finite r, a validated state with finite predictions stands in as the best
+                best = best or (val_r is not None and not self.has_best)
+            self._check_patience(val_r is not None or reason is not None)
             self.history.append(
-                _history_row(self.epoch, lr, means, val_r, self.best_val_r, time.perf_counter() - start)
+                _history_row(
+                    self.epoch, lr, means, val_r, self.best_val_r, time.perf_counter() - start, self.step, event
+                )
             )
-            self._save(improved, optimizer, scheduler)
-            self._report_epoch(bar, means, val_r, improved, epochs)
+            self._save(best, optimizer, scheduler)
+            self._report_epoch(bar, means, val_r, best and reason is None, epochs)
         batch_bar.close()
         bar.close()
-        if self.stopped_early:
+        if not self.has_best:
+            raise TrainingFailed(
+                f"{self.run}: training diverged and no epoch's model predicted finite values on validation, so there "
+                f"is no best.pt (history.csv says when and how); try a lower learning rate (train --lr)"
+            )
+        if self.stopped_early and not self.diverged:
             patience = self.profile["patience"]
             self._log(f"stopped early after epoch {self.epoch}: no val improvement in {patience} validations")
+
+    def _recover(self, reason: str, optimizer, scheduler) -> str:
+        """After a diverged epoch: the best state so far (or the start) with half the learning rate, or a stop.
+
+        Returns the sentence that says which."""
+        if self.recoveries >= MAX_RECOVERIES:
+            self.stopped_early = self.diverged = True
+            kept = f"best.pt holds epoch {self.best_epoch}" if self.has_best else "no state is kept as best"
+            return f"epoch {self.epoch} diverged ({reason}) after {MAX_RECOVERIES} recoveries: training stopped; {kept}"
+        source = self._best_state or self._start_state
+        self.model.load_state_dict(source["model"])
+        optimizer.load_state_dict(source["optimizer"])
+        for group, scheduled in zip(optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = scheduled * RECOVERY_LR_FACTOR  # StepLR goes on from this value
+        self.recoveries += 1
+        where = f"epoch {source['epoch']}" if source["epoch"] else "the start"
+        return (
+            f"epoch {self.epoch} diverged ({reason}): restored the state of {where} and cut the learning rate to "
+            f"{optimizer.param_groups[0]['lr']:.3g} (recovery {self.recoveries} of {MAX_RECOVERIES})"
+        )
 
     def _optimizer(self):
         """Adam and the StepLR schedule with the profile's hyper-parameters."""
@@ -517,14 +684,18 @@ class _Trainer:
         )
 
     def _train_epoch(self, net, dataset, optimizer, loss_fn, batch_bar, governor) -> dict[str, float]:
-        """One pass over this epoch's windows; the mean loss terms over every process's windows."""
+        """One pass over this epoch's windows: the mean loss terms over every process's windows of the steps that
+        updated the weights, and the gradient norms (``grad_norm``, ``grad_norm_max``, ``clipped_steps``,
+        ``skipped_steps``, ``steps``)."""
         proc = self.proc
         dataset.set_epoch(self.epoch)
         batches = _epoch_batches(len(dataset), self.profile["batch_size"], self.seed, self.epoch, proc)
         loader = DataLoader(
             dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=proc.device.type == "cuda"
         )
+        clip = self.profile.get("clip_grad_norm")
         sums = torch.zeros(5, dtype=torch.float64)  # loss, r, l1, infonce, windows
+        norms, skipped = [], 0
         net.train()
         batch_bar.reset(total=len(batches))
         batch_bar.set_description(f"epoch {self.epoch + 1}")
@@ -536,34 +707,93 @@ class _Trainer:
             loss = loss_fn.combine(terms)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            n = len(eeg)
-            values = [loss, terms["r"], terms["l1"], terms["infonce"]]
-            sums += torch.tensor([float(v.detach()) * n for v in values] + [n], dtype=torch.float64)
+            # the norm before clipping; with several processes the gradients are already averaged, so every process
+            # sees the same norm and skips the same steps
+            norm = float(
+                torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(), math.inf if clip is None else clip, error_if_nonfinite=False
+                )
+            )
+            values = [float(v.detach()) for v in (loss, terms["r"], terms["l1"], terms["infonce"])]
+            if not math.isfinite(norm) or (proc.world == 1 and not all(map(math.isfinite, values))):
+                skipped += 1  # never an update from a non-finite loss or gradient
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                self._update(optimizer)
+                norms.append(norm)
+                n = len(eeg)
+                sums += torch.tensor([v * n for v in values] + [n], dtype=torch.float64)
+            self.thread_counts.add(torch.get_num_threads())
             batch_bar.update(1)
             governor.update()
         if proc.world > 1:
             dist.all_reduce(sums)
-        return dict(zip(("loss", "r", "l1", "infonce"), (sums[:4] / sums[4]).tolist()))
+        means = sums[:4] / sums[4] if sums[4] > 0 else torch.full((4,), math.nan, dtype=torch.float64)
+        out = {k: (v if math.isfinite(v) else None) for k, v in zip(("loss", "r", "l1", "infonce"), means.tolist())}
+        out.update(
+            grad_norm=float(np.mean(norms)) if norms else None,
+            grad_norm_max=float(np.max(norms)) if norms else None,
+            clipped_steps=sum(norm > clip for norm in norms) if clip is not None else 0,
+            skipped_steps=skipped,
+            steps=len(batches),
+        )
+        return out
 
-    def _validate_if_due(self, epochs: int) -> tuple[float | None, bool]:
-        """Validate every ``val_every`` epochs and after the last; decide on early stopping."""
-        if self.epoch % self.profile["val_every"] and self.epoch != epochs:
-            return None, False
-        val_r, improved = self._validate_and_select()
+    def _update(self, optimizer) -> None:
+        """One optimiser step, at a fraction of the scheduled learning rate during the warm-up."""
+        warmup = self.profile.get("warmup_steps") or 0
+        factor = min(1.0, (self.step + 1) / warmup) if warmup else 1.0
+        scheduled = [group["lr"] for group in optimizer.param_groups]
+        if factor < 1.0:
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
+        optimizer.step()
+        for group, lr in zip(optimizer.param_groups, scheduled):
+            group["lr"] = lr  # StepLR scales what the group holds: give it back the scheduled value
+        self.step += 1
+
+    def _validation_due(self, epochs: int) -> bool:
+        """Validate every ``val_every`` epochs and after the last."""
+        return self.epoch % self.profile["val_every"] == 0 or self.epoch == epochs
+
+    def _check_patience(self, validated: bool) -> None:
         patience = self.profile["patience"]
-        self.stopped_early = patience is not None and self.bad_validations >= patience
-        return val_r, improved
+        if validated and patience is not None and self.bad_validations >= patience:
+            self.stopped_early = True
 
-    def _report_epoch(self, bar, means: dict[str, float], val_r: float | None, improved: bool, epochs: int) -> None:
+    def _report_epoch(self, bar, means: dict, val_r: float | None, improved: bool, epochs: int) -> None:
+        loss = means["loss"]
         bar.update(1)
         bar.set_postfix(
-            loss=f"{means['loss']:.3f}", val_r="-" if val_r is None else f"{val_r:.4f}", best=f"{self.best_val_r:.4f}"
+            loss="-" if loss is None else f"{loss:.3f}",
+            val_r="-" if val_r is None else f"{val_r:.4f}",
+            best=f"{self.best_val_r:.4f}",
         )
+        train_r = means["r"]
         self._log(
-            f"epoch {self.epoch}/{epochs}  loss {means['loss']:.4f}  train r {means['r']:.4f}  "
+            f"epoch {self.epoch}/{epochs}  loss {'-' if loss is None else f'{loss:.4f}'}  "
+            f"train r {'-' if train_r is None else f'{train_r:.4f}'}  "
             + ("" if val_r is None else f"val r {val_r:.4f}{'  (best)' if improved else ''}")
         )
+
+
+def _copy_state(epoch: int, model: nn.Module, optimizer) -> dict:
+    """A copy of the weights and the optimiser's state, to return to after a diverged epoch."""
+    return {
+        "epoch": epoch,
+        "model": {key: value.detach().clone() for key, value in model.state_dict().items()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()) if optimizer is not None else {},
+    }
+
+
+def _divergence(means: dict, failed_windows: int) -> str | None:
+    """Why an epoch diverged (None: it did not): most steps skipped, or non-finite predictions on validation."""
+    reasons = []
+    if 2 * means["skipped_steps"] > means["steps"]:
+        reasons.append(f"{means['skipped_steps']} of {means['steps']} steps had a non-finite loss or gradient")
+    if failed_windows:
+        reasons.append(f"its model predicted NaN or infinite values in {failed_windows} validation windows")
+    return "; ".join(reasons) or None
 
 
 def train(
@@ -582,6 +812,7 @@ def train(
     workers: int = 0,
     test: bool = True,
     n_null: int = N_NULL,
+    lr: float | None = None,
 ) -> dict:
     """Train a model on a split_data folder into the run folder ``run``.
 
@@ -599,6 +830,8 @@ def train(
         Default: ``"quick"`` (on resume: the run's profile).
     epochs, val_every, patience : int, optional
         Override the profile's values (on resume: default to the run's).
+    lr : float, optional
+        Override the profile's learning rate (on resume: defaults to the run's).
     seed : int, optional
         Default 0 (on resume: the run's seed).
     device : str, optional
@@ -635,8 +868,15 @@ def train(
     configure_threads()
     started = time.perf_counter()
     try:
-        overrides = {"epochs": epochs, "val_every": val_every, "patience": patience}
+        if lr is not None:
+            check_positive_number("lr", lr)
+        overrides = {"epochs": epochs, "val_every": val_every, "patience": patience, "lr": lr}
         chosen = PROFILES[profile]
+        if stored is not None:
+            # a run written before the training guard resumes as it was trained: no warm-up, no clipping
+            old_run = {key: value for key, value in _GUARD_FIELDS.items() if key not in stored["train"]}
+            chosen = dataclasses.replace(chosen, **old_run)
+            stored = {**stored, "train": {**old_run, **stored["train"]}}
         for key, value in overrides.items():
             if value is None and stored is not None and stored.get("profile") == profile:
                 value = stored["train"][key]  # resuming: keep the run's own value unless told otherwise

@@ -15,6 +15,7 @@ The error's ``parameter`` attribute holds that name, so the command line can spe
 
 from __future__ import annotations
 
+import math
 import operator
 from pathlib import Path
 from typing import Any, Collection
@@ -57,6 +58,16 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
         ) from None
     if minimum is not None and number < minimum:
         raise UserError(f"{name} must be an integer >= {minimum}; got {number}", parameter=name)
+    return number
+
+
+def check_positive_number(name: str, value: Any) -> float:
+    """``value`` as a ``float`` if it is a real number, finite and above 0 (a learning rate, a duration)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise UserTypeError(f"{name} must be a number > 0; got {type(value).__name__} {value!r}", parameter=name)
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise UserError(f"{name} must be a finite number > 0; got {number!r}", parameter=name)
     return number
 
 

@@ -122,6 +122,39 @@ def test_a_broken_cached_run_is_trained_again(tiny_corpus, trained, tmp_path, co
     runs.verify_run(again)
 
 
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("nan history", r"its training diverged \(history.csv: val_r nan in epoch 2\); not reused"),
+        ("stopped", r"its training diverged \(history.csv: epoch 2 diverged \(.*\): training stopped"),
+        ("failed windows", r"predicted NaN or infinite values on the test parts \(known subjects\)"),
+    ],
+)
+def test_a_cached_run_whose_training_diverged_is_not_reused(
+    tiny_corpus, trained, tmp_path, count_training, damage, reason
+):
+    folder = copy_run(trained, tmp_path)
+    history = (folder / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    if damage == "nan history":
+        row = history[2].split(",")
+        row[header.index("val_r")] = "nan"
+        history[2] = ",".join(row)
+    elif damage == "stopped":
+        row = history[2].split(",")
+        row[header.index("event")] = '"epoch 2 diverged (3 of 3 steps): training stopped; best.pt holds epoch 1"'
+        history[2] = ",".join(row)
+    else:
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+        metrics["known"]["n_failed_windows"] = 2
+        (folder / METRICS_FILE).write_text(json.dumps(metrics))
+    (folder / "history.csv").write_text("\n".join(history) + "\n")
+    with pytest.raises(DataError, match=reason):
+        runs.verify_run(folder)
+    assert cached(tiny_corpus, tmp_path) == folder and len(count_training) == 1
+    runs.verify_run(folder)
+
+
 def interrupted_train(data, run, **kwargs):
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")
@@ -263,11 +296,12 @@ def test_mel_power_maps_the_true_mel_back_to_the_stored_one(trained):
 
 
 def test_history_table_reads_missing_validations_as_nan(tmp_path):
-    (tmp_path / "history.csv").write_text("epoch,loss,val_r\n1,0.5,\n2,0.25,0.125\n")
+    (tmp_path / "history.csv").write_text("epoch,loss,val_r,event\n1,0.5,,\n2,0.25,0.125,epoch 2 diverged\n")
     table = runs.history_table(tmp_path)
     np.testing.assert_array_equal(table["epoch"], [1.0, 2.0])
     np.testing.assert_array_equal(table["loss"], [0.5, 0.25])
     assert np.isnan(table["val_r"][0]) and table["val_r"][1] == 0.125
+    assert table["event"].tolist() == ["", "epoch 2 diverged"]
 
 
 def test_read_metrics_names_the_missing_file(tmp_path):

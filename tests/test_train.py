@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 import train_fixtures as tf
 from dmf2mel.checkpoint import build_model, load_checkpoint, read_history, rng_state, save_checkpoint, set_rng_state
 from dmf2mel.errors import DataError, UserError
-from dmf2mel.train import train
+from dmf2mel.train import ResumeWarning, train
 
 TESTS = Path(__file__).parent
 EPOCHS = 3
@@ -127,7 +128,9 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(corpus, finished, tmp_
     assert load_checkpoint(run / "last.pt")["epoch"] == 1
     assert not list(run.glob(".*tmp"))  # no half-written files
 
-    train(corpus, run, resume=True, quiet=True, n_null=200)  # model, profile, seed, epochs: the run's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)  # one fixed thread count in both parts: the promise holds
+        train(corpus, run, resume=True, quiet=True, n_null=200)  # model, profile, seed, epochs: the run's
 
     reference, _ = finished
     ref, got = load_checkpoint(reference / "last.pt"), load_checkpoint(run / "last.pt")
@@ -139,6 +142,32 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(corpus, finished, tmp_
     ref_metrics = json.loads((reference / "metrics.json").read_text())
     got_metrics = json.loads((run / "metrics.json").read_text())
     assert got_metrics["known"] == ref_metrics["known"] and got_metrics["unknown"] == ref_metrics["unknown"]
+
+
+@pytest.mark.parametrize(
+    "first, then, why",
+    [
+        ("auto", "1", "its epochs so far ran on 1 thread\\(s\\) chosen by the machine's load"),
+        ("1", "auto", "it ran on 1 fixed thread\\(s\\) and now the machine's load chooses the count"),
+        ("1", "2", "it ran on 1 thread\\(s\\) and now runs on 2"),
+    ],
+)
+def test_resume_warns_when_the_thread_count_cannot_give_the_same_bits(corpus, tmp_path, monkeypatch, first, then, why):
+    from dmf2mel import threads
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(threads, "threads_for", lambda usable, others: 1)  # the load-chosen count, made definite
+    monkeypatch.setenv("DMF2MEL_NUM_THREADS", first)
+    train(corpus, run, model="tiny", profile="tiny", epochs=1, quiet=True, test=False)
+    assert load_checkpoint(run / "last.pt")["threads"] == {"counts": [1], "fixed": first != "auto"}
+    monkeypatch.setenv("DMF2MEL_NUM_THREADS", then)
+    with pytest.warns(
+        ResumeWarning, match=f"resume: {run} will end equal to an uninterrupted run up to rounding.*{why}"
+    ):
+        train(corpus, run, epochs=2, resume=True, quiet=True, test=False)
+    resumed = load_checkpoint(run / "last.pt")["threads"]
+    assert resumed["fixed"] == (first != "auto" and then != "auto")
+    assert resumed["counts"] == ([1, 2] if then == "2" else [1])
 
 
 def test_early_stopping_after_patience_validations_without_improvement(corpus, tmp_path):

@@ -37,6 +37,31 @@ class TinyDecoder(nn.Module):
         return out + self.subject(ids)[:, None, :]
 
 
+class FlakyDecoder(TinyDecoder):
+    """:class:`TinyDecoder` that predicts NaN on demand, to test the trainer's guard.
+
+    ``FAIL_TRAINING_CALLS``: the training-mode forward calls (counted from 1 over the model's life) whose output is
+    NaN; ``FAIL_EVAL_AFTER``: evaluation-mode calls predict NaN once this many training calls have been made.
+    """
+
+    FAIL_TRAINING_CALLS: set = set()
+    FAIL_EVAL_AFTER: int | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.training_calls = 0
+
+    def forward(self, eeg: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
+        out = super().forward(eeg, subject)
+        if self.training:
+            self.training_calls += 1
+            if self.training_calls in self.FAIL_TRAINING_CALLS:
+                return out * float("nan")
+        elif self.FAIL_EVAL_AFTER is not None and self.training_calls > self.FAIL_EVAL_AFTER:
+            return out * float("nan")
+        return out
+
+
 def _tiny_config(preset, n_subjects, n_chans, n_mels):
     return {"n_subjects": n_subjects, "n_chans": n_chans, "n_mels": n_mels}
 
@@ -60,8 +85,9 @@ TINY_PROFILE = TrainProfile(
 
 
 def register() -> None:
-    """Make ``model="tiny"`` and ``profile="tiny"`` known to the trainer."""
+    """Make ``model="tiny"``, ``model="flaky"`` and ``profile="tiny"`` known to the trainer."""
     MODELS["tiny"] = ModelSpec(_tiny_config, lambda config: TinyDecoder(**config))
+    MODELS["flaky"] = ModelSpec(_tiny_config, lambda config: FlakyDecoder(**config))
     PROFILES["tiny"] = TINY_PROFILE
 
 
