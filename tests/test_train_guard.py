@@ -66,6 +66,22 @@ def test_a_non_finite_step_never_updates_the_weights(corpus, tmp_path, flaky):
     assert math.isfinite(float(history["loss"]))  # the skipped step is not in the epoch's mean
 
 
+def test_a_flat_eeg_file_trains_the_cnn_baseline_to_finite_weights(tmp_path):
+    """One recording's EEG all zeros (a disconnected cap): the CNN predicts a constant there, and the Pearson loss's
+    square root of a zero sum of squares used to give a NaN gradient, and NaN weights from the first epoch."""
+    import numpy as np
+
+    corpus = tf.make_corpus(tmp_path / "split_data")
+    for split in ("train", "val", "test"):
+        path = corpus / f"{split}_-_sub-002_-_story_1_-_eeg.npy"
+        np.save(path, np.zeros_like(np.load(path)))
+    summary = train(corpus, tmp_path / "run", model="cnn", profile="tiny", epochs=2, quiet=True, n_null=10)
+    assert _column(tmp_path / "run", "skipped_steps") == ["0", "0"]
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(value).all() for value in state["model"].values() if value.is_floating_point())
+    assert summary["metrics"]["known"]["paper_r"] > summary["metrics"]["known"]["chance_r"]
+
+
 def test_gradient_norms_are_recorded_and_clipped(corpus, tmp_path):
     PROFILES["tiny-clipped"] = dataclasses.replace(tf.TINY_PROFILE, name="tiny-clipped", clip_grad_norm=1e-6)
     run = tmp_path / "run"

@@ -115,6 +115,38 @@ def test_best_epoch_sentence_reads_the_validation_curve():
     assert "the last epoch was the best" in vr.best_epoch_sentence(history)
 
 
+def test_a_diverged_epoch_is_never_the_kept_one():
+    history = {
+        "epoch": np.arange(1, 5),
+        "val_r": np.array([0.1, 0.3, 0.5, 0.2]),
+        "event": np.array(["", "", "epoch 3 diverged (...): restored the state of epoch 2", ""]),
+    }
+    assert vr.kept_epoch(history) == 2
+    assert vr.best_epoch_sentence(history).startswith("Validation r peaked at 0.300 in epoch 2 of 4")
+    assert vr.kept_epoch({"epoch": np.arange(1, 3), "val_r": np.full(2, np.nan)}) is None
+
+
+def test_guard_sentence_reports_norms_clipping_skips_and_events():
+    history = {
+        "grad_norm": np.array([0.41, 0.3, np.nan]),
+        "grad_norm_max": np.array([1.7, 0.5, np.nan]),
+        "clipped_steps": np.array([2.0, 0.0, 0.0]),
+        "skipped_steps": np.array([0.0, 1.0, 3.0]),
+        "event": np.array(["", "", "epoch 3 diverged (3 of 3 steps had a non-finite loss or gradient): restored"]),
+    }
+    assert vr.guard_sentence(history, 1.0) == (
+        "Averaged over an epoch, the gradient norm of a step ranged from 0.30 to 0.41 (the largest single step: 1.70); "
+        "2 steps went above the bound of 1 and were scaled down to it; 4 steps had a non-finite loss or gradient and "
+        "never updated the weights. Epoch 3 diverged (3 of 3 steps had a non-finite loss or gradient): restored."
+    )
+    quiet = {**history, "clipped_steps": np.zeros(3), "skipped_steps": np.zeros(3), "event": np.array(["", "", ""])}
+    assert vr.guard_sentence(quiet, 1.0).endswith(
+        "no step went above the bound of 1; no step had a non-finite loss or gradient. No epoch diverged."
+    )
+    assert "was not clipped" in vr.guard_sentence(quiet, None)
+    assert "before the trainer recorded" in vr.guard_sentence({"epoch": np.arange(3)}, 1.0)
+
+
 def make_entries(n_frames=(200, 260), models=("m1", "m2")):
     rng = np.random.default_rng(0)
     targets = {f"rec{i}": rng.random((n, 10)) + 0.1 for i, n in enumerate(n_frames)}

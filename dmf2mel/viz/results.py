@@ -461,7 +461,7 @@ def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     history : mapping column -> (n_epochs,) array
         :func:`dmf2mel.runs.history_table` of the run.
     """
-    val_r = np.asarray(history["val_r"], dtype=np.float64)
+    val_r = _selectable_val_r(history)
     if not np.any(np.isfinite(val_r)):
         return "No validation gave a finite r."
     best = int(np.nanargmax(val_r))
@@ -473,6 +473,66 @@ def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     else:
         tail = f"the {'epoch' if after == 1 else f'{after} epochs'} after it did not improve on it"
     return f"Validation r peaked at {val_r[best]:.3f} in epoch {int(epochs[best])} of {last}; {tail}."
+
+
+def _selectable_val_r(history: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The validation r of each epoch that model selection could keep: NaN for an epoch that diverged."""
+    val_r = np.asarray(history["val_r"], dtype=np.float64).copy()
+    if "event" in history:
+        val_r[np.asarray([bool(event) for event in history["event"]])] = np.nan
+    return val_r
+
+
+def kept_epoch(history: Mapping[str, np.ndarray]) -> int | None:
+    """The epoch whose state ``best.pt`` holds: the best validation r of an epoch that did not diverge (None: none)."""
+    val_r = _selectable_val_r(history)
+    if not np.any(np.isfinite(val_r)):
+        return None
+    return int(np.asarray(history["epoch"])[int(np.nanargmax(val_r))])
+
+
+def _steps(n: int) -> str:
+    return "1 step" if n == 1 else f"{n} steps"
+
+
+def guard_sentence(history: Mapping[str, np.ndarray], clip_grad_norm: float | None) -> str:
+    """What the trainer's guard did in a run: gradient norms, clipped and skipped steps, diverged epochs.
+
+    Parameters
+    ----------
+    history : mapping column -> (n_epochs,) array
+        :func:`dmf2mel.runs.history_table` of a run trained by gradient descent.
+    clip_grad_norm : float or None
+        The run's bound on the gradient norm (its profile's ``clip_grad_norm``).
+    """
+    if "grad_norm" not in history:
+        return "This run was trained before the trainer recorded gradient norms."
+    norms = np.asarray(history["grad_norm"], dtype=np.float64)
+    largest = np.asarray(history["grad_norm_max"], dtype=np.float64)
+    if not np.any(np.isfinite(norms)):
+        return "No step of this run had a finite gradient."
+    clipped = int(np.nansum(history["clipped_steps"]))
+    skipped = int(np.nansum(history["skipped_steps"]))
+    events = [str(event) for event in history["event"] if event]
+    if clip_grad_norm is None:
+        bound = "the gradient was not clipped"
+    elif clipped == 0:
+        bound = f"no step went above the bound of {clip_grad_norm:g}"
+    else:
+        verb = "was" if clipped == 1 else "were"
+        bound = f"{_steps(clipped)} went above the bound of {clip_grad_norm:g} and {verb} scaled down to it"
+    skips = (
+        "no step had a non-finite loss or gradient"
+        if skipped == 0
+        else f"{_steps(skipped)} had a non-finite loss or gradient and never updated the weights"
+    )
+    text = (
+        f"Averaged over an epoch, the gradient norm of a step ranged from {np.nanmin(norms):.2f} to "
+        f"{np.nanmax(norms):.2f} (the largest single step: {np.nanmax(largest):.2f}); {bound}; {skips}."
+    )
+    if not events:
+        return text + " No epoch diverged."
+    return text + " " + " ".join(f"{event[0].upper()}{event[1:]}." for event in events)
 
 
 # --- the static comparison explorer -------------------------------------------------------------
