@@ -301,6 +301,7 @@ def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path, fake_fingerp
     assert any("kept" in m for m in messages)
 
 
+@pytest.mark.filterwarnings("ignore::dmf2mel.train.ResumeWarning")  # the thread count is not what is tested here
 def test_quality_goes_on_where_a_cut_short_run_stopped(random_corpus, tmp_path, fake_fingerprint):
     """Saved seeds are kept while budget, corpus and maths are the same; a run folder without its result resumes
     from its last checkpoint (here: after its last epoch, so it is only scored again); other maths retrain."""

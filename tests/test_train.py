@@ -157,6 +157,9 @@ def test_resume_warns_when_the_thread_count_cannot_give_the_same_bits(corpus, tm
 
     run = tmp_path / "run"
     monkeypatch.setattr(threads, "threads_for", lambda usable, others: 1)  # the load-chosen count, made definite
+    # forget thread counts earlier tests set (a torch.set_num_threads call would read as the user's fixed choice)
+    monkeypatch.setattr(threads, "_last_set", torch.get_num_threads())
+    monkeypatch.setattr(threads, "_configured_at", -float("inf"))
     monkeypatch.setenv("DMF2MEL_NUM_THREADS", first)
     train(corpus, run, model="tiny", profile="tiny", epochs=1, quiet=True, test=False)
     assert load_checkpoint(run / "last.pt")["threads"] == {"counts": [1], "fixed": first != "auto"}
