@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 
 from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
 
-from dmf2mel.metrics import format_p  # noqa: E402
+from dmf2mel.metrics import VERDICT_RULE, format_p, paired_verdict  # noqa: E402
 from dmf2mel.models.registry import model_names  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -419,14 +419,12 @@ def paired(row: dict | None, reference: dict | None, protocol: str) -> dict | No
 
 
 def verdict(comparison: dict | None) -> str:
-    """``"beats"``, ``"below"``, ``"no detectable difference"`` or ``"untested"`` (no per-subject scores)."""
+    """``"beats"``, ``"below"``, ``"no detectable difference"``, ``"too few subjects"`` (the rule of
+    :data:`dmf2mel.metrics.VERDICT_RULE`) or ``"untested"`` (no per-subject scores)."""
     if comparison is None:
         return "untested"
-    if comparison["ci_low"] > 0:
-        return "beats"
-    if comparison["ci_high"] < 0:
-        return "below"
-    return "no detectable difference"
+    decision = paired_verdict(comparison)
+    return "beats" if decision == "above" else decision
 
 
 def comparisons(report: dict) -> dict:
@@ -459,10 +457,13 @@ def difference_sentence(model: str, reference: str, comparison: dict | None) -> 
         f"Δr = {c['difference']:+.4f}, {c['confidence']:.0%} CI [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], "
         f"{format_p(c['p_value'])}, {c['n_subjects']} subjects x {c['n_seeds_a']}/{c['n_seeds_b']} seeds"
     )
-    if c["ci_low"] > 0:
+    decision = verdict(c)
+    if decision == "beats":
         return f"{model} beats {reference} ({numbers})"
-    if c["ci_high"] < 0:
+    if decision == "below":
         return f"{model} is below {reference} ({numbers})"
+    if decision == "too few subjects":
+        return f"too few subjects to tell {model} from {reference} ({numbers})"
     return f"no detectable difference between {model} and {reference} ({numbers})"
 
 
@@ -512,10 +513,8 @@ def markdown(report: dict) -> str:
     if "dmf2mel" in names:
         lines += [
             "",
-            "Paired comparisons (subject by subject on the same test recordings; a model beats another only "
-            "when the 95 % bootstrap interval of the difference, which resamples subjects and seeds, excludes 0; "
-            "p is a two-sided sign-flip test of the per-subject mean differences, whose smallest value for n "
-            "subjects is 2/2^n (0.031 for 6), so p can fall below 0.05 while the interval still includes 0):",
+            "Paired comparisons (subject by subject on the same test recordings; the bootstrap interval resamples "
+            "subjects and seeds, p is a two-sided sign-flip test of the per-subject mean differences). " + VERDICT_RULE,
         ]
         for protocol, comparison in comparisons(report).items():
             lines.append("")

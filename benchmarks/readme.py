@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 
 import compile_step  # noqa: E402
 import quality  # noqa: E402
+from dmf2mel.metrics import VERDICT_RULE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -77,9 +78,9 @@ def quality_section(reports: dict[str, dict]) -> list[str]:
             f"{b['threads']} torch thread(s)): profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), "
             f"{b['epochs']} epochs of {train['windows_per_recording']} random {train['window_seconds']:g} s windows "
             f"per training recording, batch {train['batch_size']}, Adam lr {train['lr']:g}, best val epoch; "
-            f"seeds {', '.join(map(str, b['seeds']))}.{_stale(report)} Paired comparison (a model beats another only when the 95 % "
-            f"interval of the subject-by-subject difference excludes 0) - {verdicts}."
+            f"seeds {', '.join(map(str, b['seeds']))}.{_stale(report)} Paired comparison - {verdicts}."
         )
+    lines += ["", VERDICT_RULE]
     return lines
 
 

@@ -62,6 +62,15 @@ N_BOOT = 10_000
 N_FLIPS = 10_000
 #: Coverage of the bootstrap interval of :func:`paired_difference`.
 CONFIDENCE = 0.95
+#: Level of the sign-flip test a verdict needs (:func:`paired_verdict`).
+ALPHA = 0.05
+#: The rule every verdict of the book, the benchmarks and the README follows, in one sentence.
+VERDICT_RULE = (
+    "A model beats (or stays below) another only when two paired tests over the same subjects agree: the 95 % "
+    "bootstrap interval of the subject-by-subject difference excludes 0 and the two-sided sign-flip test gives "
+    "p < 0.05. With n subjects the sign-flip test cannot give p below 2/2^n, which is above 0.05 for n <= 5: such a "
+    "comparison is 'too few subjects to tell', whatever the interval says."
+)
 #: What a score does with a prediction holding NaN or infinite values: refuse it, or count its windows as failures.
 NON_FINITE = ("raise", "fail")
 
@@ -408,6 +417,34 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def smallest_sign_flip_p(n_subjects: int) -> float:
+    """The smallest two-sided p-value an exact sign-flip test over ``n_subjects`` can give: ``2 / 2**n``."""
+    return min(1.0, 2.0 / 2.0**n_subjects)
+
+
+#: The verdicts :func:`paired_verdict` gives.
+VERDICTS = ("above", "below", "no detectable difference", "too few subjects")
+
+
+def paired_verdict(comparison: Mapping, alpha: float = ALPHA) -> str:
+    """The verdict of a :func:`paired_difference` result under :data:`VERDICT_RULE`.
+
+    Returns
+    -------
+    str
+        ``"too few subjects"`` when the sign-flip test cannot reach ``alpha`` with this many subjects; ``"above"``
+        (A beats B) or ``"below"`` when the interval excludes 0 on that side *and* ``p < alpha``; else
+        ``"no detectable difference"``.
+    """
+    if smallest_sign_flip_p(comparison["n_subjects"]) >= alpha:
+        return "too few subjects"
+    if comparison["p_value"] < alpha and comparison["ci_low"] > 0:
+        return "above"
+    if comparison["p_value"] < alpha and comparison["ci_high"] < 0:
+        return "below"
+    return "no detectable difference"
+
+
 def paired_difference(
     scores_a: Mapping[str, float] | Sequence[Mapping[str, float]],
     scores_b: Mapping[str, float] | Sequence[Mapping[str, float]],
@@ -441,7 +478,8 @@ def paired_difference(
         ``difference``: mean over subjects of (A's mean over seeds - B's); ``ci_low``, ``ci_high``: the percentile
         bootstrap interval; ``p_value``: two-sided sign-flip permutation p-value of the paired per-subject
         differences (how often flipping the sign of each subject's difference at random gives a mean at least as far
-        from 0); ``detectable``: the interval excludes 0; ``n_subjects``, ``n_seeds_a``, ``n_seeds_b``,
+        from 0); ``detectable``: the interval excludes 0; ``verdict``: :func:`paired_verdict` (interval and test
+        must agree); ``n_subjects``, ``n_seeds_a``, ``n_seeds_b``,
         ``subjects``, ``confidence``, ``n_boot``, ``n_flips`` (the flips actually used), ``exact``.
 
     Raises
@@ -484,7 +522,7 @@ def paired_difference(
     # a tolerance so that the identity flip (and its mirror) always count, whatever the rounding
     extreme = int((flipped >= abs(difference) - 1e-12).sum())
     p_value = extreme / len(signs) if exact else (1 + extreme) / (1 + len(signs))
-    return {
+    result = {
         "difference": difference,
         "ci_low": ci_low,
         "ci_high": ci_high,
@@ -499,3 +537,5 @@ def paired_difference(
         "n_flips": len(signs),
         "exact": exact,
     }
+    result["verdict"] = paired_verdict(result)
+    return result

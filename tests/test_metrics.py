@@ -229,6 +229,33 @@ def test_paired_difference_is_deterministic_given_a_seed_and_uses_common_finite_
         paired_difference({"sub-001": 0.1}, {"sub-002": 0.1})
 
 
+@pytest.mark.parametrize("n_subjects", [1, 2, 5])
+def test_a_verdict_needs_enough_subjects_for_the_sign_flip_test(n_subjects):
+    """Chapter 10 printed "The linear decoder beats DMF2Mel (... over 2 subjects, p = 0.500)": the bootstrap interval
+    of 2 subjects that agree in sign always excludes 0, while no test over 2 subjects can reach p < 0.05."""
+    from dmf2mel.metrics import paired_verdict, smallest_sign_flip_p
+
+    a = _subject_scores(0.2 + 0.01 * np.arange(n_subjects))
+    b = _subject_scores(0.1 + 0.01 * np.arange(n_subjects))
+    result = paired_difference(a, b)
+    assert result["ci_low"] > 0  # the interval alone would call it
+    assert result["p_value"] == pytest.approx(smallest_sign_flip_p(n_subjects)) and result["p_value"] >= 0.05
+    assert result["verdict"] == paired_verdict(result) == "too few subjects"
+
+
+def test_a_verdict_needs_both_the_interval_and_the_test():
+    from dmf2mel.metrics import paired_verdict
+
+    six = {"n_subjects": 6, "p_value": 0.031, "ci_low": -0.01, "ci_high": 0.05}
+    assert paired_verdict(six) == "no detectable difference"  # p < 0.05, but the interval includes 0
+    assert paired_verdict({**six, "ci_low": 0.001}) == "above"
+    assert paired_verdict({**six, "ci_low": -0.05, "ci_high": -0.001}) == "below"
+    assert paired_verdict({**six, "ci_low": 0.001, "p_value": 0.06}) == "no detectable difference"  # and vice versa
+    # six subjects that all agree: the exact test's smallest p, 2/64 = 0.031, is enough
+    result = paired_difference(_subject_scores(0.2 + 0.01 * np.arange(6)), _subject_scores(0.1 + 0.01 * np.arange(6)))
+    assert result["p_value"] == pytest.approx(2 / 64) and result["verdict"] == "above"
+
+
 def test_format_p_never_prints_a_p_value_of_zero():
     from dmf2mel.metrics import format_p
 

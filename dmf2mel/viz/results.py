@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from dmf2mel.data.features import TARGET_SFREQ
 from dmf2mel.errors import UserError
-from dmf2mel.metrics import format_p, paired_difference
+from dmf2mel.metrics import format_p, paired_difference, paired_verdict
 from dmf2mel.viz.mel import ZSCORE_RANGE, _heatmap, band_correlations, check_pair, zscore_bands
 from dmf2mel.viz.scores import CHANCE_MARKER, _as_floats
 from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, SERIES_COLORS, TRUE_COLOR
@@ -207,10 +207,12 @@ def comparison_sentences(
     """Sentences comparing every model with ``reference`` on one protocol (paper metric), best first.
 
     Each sentence gives the model's r, chance level and p-value and a verdict from the paired comparison
-    (:func:`paired_comparison`, subject by subject on the same test recordings): the model **beats** the reference,
-    or stays below it, only when the 95 % bootstrap interval of the difference excludes 0; otherwise the sentence
-    says there is no detectable difference. Results without per-subject scores get the difference of the means and
-    the remark that it was not tested. Models not evaluated on the protocol are left out.
+    (:func:`paired_comparison`, subject by subject on the same test recordings) under
+    :data:`dmf2mel.metrics.VERDICT_RULE`: the model **beats** the reference, or stays below it, only when the 95 %
+    bootstrap interval of the difference excludes 0 and the sign-flip test gives p < 0.05; with 5 subjects or fewer
+    the sentence says there are too few subjects to tell; otherwise, that there is no detectable difference. Results
+    without per-subject scores get the difference of the means and the remark that it was not tested. Models not
+    evaluated on the protocol are left out.
 
     Parameters
     ----------
@@ -252,10 +254,13 @@ def comparison_sentences(
                 f"{paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
                 f"over {paired['n_subjects']} subjects, {format_p(paired['p_value'])}"
             )
-            if paired["ci_low"] > 0:
+            decision = paired_verdict(paired)
+            if decision == "above":
                 verdict = f"**{model_name} beats {ref_name}** ({interval})"
-            elif paired["ci_high"] < 0:
+            elif decision == "below":
                 verdict = f"{model_name} stays below {ref_name} ({interval})"
+            elif decision == "too few subjects":
+                verdict = f"Too few subjects to tell {name(model)} from {ref_name} ({interval})"
             else:
                 verdict = f"No detectable difference between {name(model)} and {ref_name} ({interval})"
         sentences.append(f"{verdict}: {significance(result)}.")
