@@ -169,9 +169,30 @@ def train_and_score(
         "best_epoch": summary["best_epoch"],
         "best_val_r": summary["best_val_r"],
         "params": sum(p.numel() for p in fitted.parameters()),
+        "curve": learning_curve(run),
         "known": metrics["known"],
         "unknown": metrics["unknown"],
     }
+
+
+#: The columns of a run's ``history.csv`` a report keeps as its learning curve.
+CURVE_COLUMNS = ("epoch", "step", "loss", "train_r", "val_r", "grad_norm", "skipped_steps", "event")
+
+
+def learning_curve(run: Path) -> dict:
+    """A run's learning curve from its ``history.csv``: ``{column: [one value per epoch]}`` for
+    :data:`CURVE_COLUMNS` (NaN, e.g. an epoch without validation, as None), so the report keeps it after the run
+    folders are deleted."""
+    from dmf2mel.runs import history_table
+
+    table = history_table(run)
+    curve = {}
+    for column in CURVE_COLUMNS:
+        if column not in table:
+            continue
+        values = table[column].tolist()
+        curve[column] = [v if isinstance(v, str) or math.isfinite(v) else None for v in values]
+    return curve
 
 
 def seed_result(
@@ -240,6 +261,8 @@ def model_row(
         "epochs": per_seed[0]["epochs_run"],
         "best_epoch": [r["best_epoch"] for r in per_seed],
         "best_val_r": [r["best_val_r"] for r in per_seed],
+        # every seed's learning curve (val r against optimiser steps), kept after the run folders are gone
+        "curves": [r.get("curve") for r in per_seed],
         "train_seconds": _mean([r["train_seconds"] for r in per_seed]),
         "eval_seconds": _mean([r["eval_seconds"] for r in per_seed]),
         "known": aggregate([r["known"] for r in per_seed], seeds),

@@ -265,6 +265,11 @@ def test_quality_report_layout(random_corpus, tmp_path, fake_fingerprint):
     assert {"cpu", "torch", "cpu_count"} <= set(written["machine"])
     assert set(written["comparisons"]) == {"known", "unknown"}
     assert set(written["rows"][0]["known"]["per_seed"][0]["per_subject"]) == {"sub-001", "sub-002"}
+    # every seed's learning curve is kept in the report, the run folders may go
+    cnn_curve = written["rows"][1]["curves"][0]
+    assert cnn_curve["epoch"] == [1.0] and cnn_curve["step"][0] > 0 and cnn_curve["event"] == [""]
+    assert cnn_curve["val_r"][0] == pytest.approx(written["rows"][1]["best_val_r"][0])
+    assert written["rows"][0]["curves"][0]["epoch"] == [1.0]  # the closed-form fit: one point
     table = out.with_suffix(".md").read_text()
     assert "| linear |" in table and "| cnn |" in table and "1 epochs" in table
 
