@@ -176,7 +176,7 @@ def train_and_score(
 
 
 #: The columns of a run's ``history.csv`` a report keeps as its learning curve.
-CURVE_COLUMNS = ("epoch", "step", "loss", "train_r", "val_r", "grad_norm", "skipped_steps", "event")
+CURVE_COLUMNS = ("epoch", "step", "loss", "train_r", "val_r", "grad_norm", "skipped_steps", "seconds", "event")
 
 
 def learning_curve(run: Path) -> dict:

@@ -22,6 +22,7 @@ import profile_step  # noqa: E402
 import quality  # noqa: E402
 import readme  # noqa: E402
 import speedup  # noqa: E402
+import sweep  # noqa: E402
 import train_speed  # noqa: E402
 
 from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
@@ -733,3 +734,36 @@ def test_profile_by_module_attributes_the_step_to_the_modules_that_ran():
     text = profile_step.modules_markdown(report)
     assert "| `hams_self_attention` | 3 |" in text
     assert "`hams/encoder`" not in text  # a ModuleList of blocks, never called itself
+
+
+def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
+    random_corpus, tmp_path, fake_fingerprint, monkeypatch
+):
+    out = tmp_path / "sweep_random.json"
+    report = sweep.run_sweep(
+        "teaching", models=["cnn"], lrs=[1e-4, 1e-2], epochs=2, data=random_corpus, runs=tmp_path / "runs",
+        out=out, threads=None, log=lambda text: None,
+    )  # fmt: skip
+    written = json.loads(out.read_text())
+    assert [(e["model"], e["lr"]) for e in written["runs"]] == [("cnn", 1e-4), ("cnn", 1e-2)]
+    for entry in written["runs"]:
+        assert entry["curve"]["epoch"] == [1.0, 2.0] and len(entry["curve"]["val_r"]) == 2
+        assert entry["best_val_r"] == pytest.approx(max(entry["curve"]["val_r"]))
+        assert entry["key"]["train"]["lr"] == entry["lr"] and entry["key"]["train"]["epochs"] == 2
+    best = max(written["runs"], key=lambda e: e["best_val_r"])
+    assert written["chosen"]["cnn"]["lr"] == best["lr"]
+    assert "at the edge of the grid" in written["chosen"]["cnn"]["notes"][0]
+    table = out.with_suffix(".md").read_text()
+    assert "| cnn |" in table and f"**{best['best_val_r']:.4f}" in table and "never looked at" in table
+
+    # a second call keeps both runs (the report's, or the run folder's result) and trains nothing
+    monkeypatch.setattr(sweep, "train_one", lambda *args: pytest.fail("a finished run was trained again"))
+    again = sweep.run_sweep(
+        "teaching", models=["cnn"], lrs=[1e-4, 1e-2], epochs=2, data=random_corpus, runs=tmp_path / "other",
+        out=out, threads=None, log=lambda text: None,
+    )  # fmt: skip
+    assert again["runs"] == report["runs"] == written["runs"]
+    # another budget is another run
+    with pytest.raises(pytest.fail.Exception):
+        sweep.run_sweep("teaching", models=["cnn"], lrs=[1e-4], epochs=3, data=random_corpus, runs=tmp_path / "r3",
+                        out=out, threads=None, log=lambda text: None)  # fmt: skip

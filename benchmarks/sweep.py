@@ -1,0 +1,262 @@
+"""Learning-rate sweep: every gradient-trained model at several learning rates, the winner chosen on validation only.
+
+``python benchmarks/sweep.py --preset teaching --runs ~/sweep-runs`` trains each model of ``--models`` (default the
+CNN, VLAAI and DMF2Mel) once per learning rate of ``--lrs`` on the quality benchmark's corpus of the preset
+(:data:`quality.BENCHMARK_CORPUS`), with the ``quick`` profile and a shortened budget (``--epochs``, default half
+the quality benchmark's), one seed, early stopping off and validation after every epoch. It never looks at the
+test parts: each run is summed up by its best validation r, the epoch of that best, and its whole learning curve
+(validation r against optimiser steps, from ``history.csv``). The learning rate with the highest best validation r
+is the model's choice; a choice at the edge of the grid, or a best epoch that is the last one, is flagged, since a
+better setting may lie beyond it.
+
+Writes ``benchmarks/results/sweep_<preset>.json`` and a markdown table beside it after every run. The runs survive
+a session's end in two ways: a run folder under ``--runs`` resumes from its last checkpoint, and a run already in
+the committed report is kept as long as its key (model, learning rate, budget, corpus version, the model's
+fingerprint) matches, so the sweep can be finished in several sessions by committing the report as it grows.
+Never part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
+
+from quality import BENCHMARK_CORPUS, PROFILE, RESULTS_DIR, corpus_info, learning_curve  # noqa: E402
+from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
+
+#: The models whose learning rate is swept (the ablations take DMF2Mel's).
+DEFAULT_MODELS = ("cnn", "vlaai", "dmf2mel")
+#: A grid in steps of about 3 around the quick profile's 3e-3.
+DEFAULT_LRS = (1e-3, 3e-3, 1e-2)
+#: Half the quality benchmark's 20 epochs: enough to rank learning rates, at half the cost.
+DEFAULT_EPOCHS = 10
+SEED = 0
+#: Where a run folder keeps its result.
+RESULT_FILE = "sweep_result.json"
+
+
+def run_key(model: str, lr: float, epochs: int, corpus_version: str | None, fingerprint: list | None) -> dict:
+    """What one run's result depends on: a saved result with another key is trained again."""
+    from dmf2mel.train import PROFILES
+
+    profile = dataclasses.replace(PROFILES[PROFILE], epochs=epochs, patience=epochs, val_every=1, lr=lr)
+    return json.loads(
+        json.dumps(
+            {
+                "model": model,
+                "lr": lr,
+                "seed": SEED,
+                "train": dataclasses.asdict(profile),
+                "corpus": corpus_version,
+                "fingerprint": fingerprint,
+            }
+        )
+    )
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Two keys agree: everything equal, the fingerprints to their tolerance."""
+    from dmf2mel.models.fingerprint import same_fingerprint
+
+    rest = lambda key: {k: v for k, v in key.items() if k != "fingerprint"}  # noqa: E731
+    if rest(a) != rest(b):
+        return False
+    if a["fingerprint"] is None or b["fingerprint"] is None:
+        return a["fingerprint"] == b["fingerprint"]
+    return same_fingerprint({"m": a["fingerprint"]}, {"m": b["fingerprint"]})
+
+
+def train_one(data: Path, run: Path, key: dict) -> dict:
+    """Train one model at one learning rate (on from the run's last checkpoint when there is one); its result."""
+    from dmf2mel.train import train
+
+    resumed = (run / "last.pt").is_file()
+    if run.exists() and not resumed:
+        shutil.rmtree(run)  # cut short before its first checkpoint: nothing in it to keep
+    started = time.perf_counter()
+    summary = train(
+        data,
+        run,
+        model=key["model"],
+        profile=PROFILE,
+        epochs=key["train"]["epochs"],
+        seed=key["seed"],
+        device="cpu",
+        quiet=True,
+        patience=key["train"]["epochs"],
+        val_every=1,
+        test=False,
+        resume=resumed,
+        lr=key["lr"],
+    )
+    curve = learning_curve(run)
+    return {
+        "key": key,
+        "model": key["model"],
+        "lr": key["lr"],
+        "best_val_r": summary["best_val_r"],
+        "best_epoch": summary["best_epoch"],
+        "epochs": summary["epochs"],
+        "seconds": float(sum(curve["seconds"])) if curve.get("seconds") else time.perf_counter() - started,
+        "diverged": any(curve.get("event", [])),
+        "curve": curve,
+    }
+
+
+def choose(entries: Sequence[dict]) -> dict:
+    """Per model: the learning rate with the highest best validation r, and what to distrust about the choice."""
+    out = {}
+    for model in dict.fromkeys(entry["model"] for entry in entries):
+        mine = sorted((e for e in entries if e["model"] == model), key=lambda e: e["lr"])
+        scored = [e for e in mine if e["best_val_r"] is not None and math.isfinite(e["best_val_r"])]
+        if not scored:
+            out[model] = {"lr": None, "best_val_r": None, "notes": ["no run gave a finite validation r"]}
+            continue
+        best = max(scored, key=lambda e: e["best_val_r"])
+        notes = []
+        if len(mine) > 1 and best["lr"] in (mine[0]["lr"], mine[-1]["lr"]):
+            notes.append("at the edge of the grid: a learning rate beyond it may do better")
+        if best["best_epoch"] == best["epochs"]:
+            notes.append("best in the last epoch: still learning at the end of the sweep's budget")
+        if best["diverged"]:
+            notes.append("the run diverged once and recovered (history.csv, event)")
+        out[model] = {
+            "lr": best["lr"],
+            "best_val_r": best["best_val_r"],
+            "best_epoch": best["best_epoch"],
+            "notes": notes,
+        }
+    return out
+
+
+def markdown(report: dict) -> str:
+    """The sweep as a table: best validation r (and its epoch) per model and learning rate; the choice in bold."""
+    lrs = sorted({entry["lr"] for entry in report["runs"]})
+    chosen = report["chosen"]
+    budget = report["budget"]
+    lines = [
+        f"# Learning-rate sweep, `{report['preset']}` preset",
+        "",
+        f"{report['date'][:10]}, {report['machine']['cpu_count']}-core {report['machine']['cpu']}, "
+        f"{budget['threads']} torch thread(s), commit {str(report['code']['commit'])[:7]}. Profile `{PROFILE}` with "
+        f"{budget['epochs']} epochs, seed {SEED}, validation after every epoch, early stopping off; the corpus is the "
+        f"quality benchmark's ({report['corpus']['folder']}). Each cell: the best validation r (paper metric without "
+        "its null) and, in brackets, the epoch it was reached in. The test parts are never looked at.",
+        "",
+        "| model | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | chosen |",
+        "|---|" + "---:|" * (len(lrs) + 1),
+    ]
+    for model, choice in chosen.items():
+        cells = []
+        for lr in lrs:
+            entry = next((e for e in report["runs"] if e["model"] == model and e["lr"] == lr), None)
+            if entry is None:
+                cells.append("-")
+                continue
+            r = entry["best_val_r"]
+            text = "n/a" if r is None else f"{r:.4f} ({entry['best_epoch']})"
+            cells.append(f"**{text}**" if lr == choice["lr"] else text)
+        lr_text = "-" if choice["lr"] is None else f"{choice['lr']:g}"
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {lr_text} |")
+    notes = [f"- {model}: {'; '.join(c['notes'])}." for model, c in chosen.items() if c["notes"]]
+    if notes:
+        lines += ["", "Caveats:", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def run_sweep(
+    preset: str,
+    models: Sequence[str] = DEFAULT_MODELS,
+    lrs: Sequence[float] = DEFAULT_LRS,
+    epochs: int = DEFAULT_EPOCHS,
+    data: Path | None = None,
+    runs: Path | None = None,
+    out: Path | None = None,
+    threads: int | None = 1,
+    log=print,
+) -> dict:
+    """Train every model at every learning rate (keeping matching runs of ``out``); the report, written to ``out``
+    after every run."""
+    from dmf2mel.data.corpus import simulate_corpus
+    from dmf2mel.io import save_json
+    from dmf2mel.models.fingerprint import fingerprint
+
+    set_threads(threads)
+    runs = Path(runs) if runs is not None else Path.home() / "sweep-runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = runs / f"corpus-{preset}"
+        if not data.is_dir():
+            log(f"generating the benchmark corpus of {preset} in {data} (about 20 minutes on one core)")
+            simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
+    data = Path(data)
+    corpus = corpus_info(data)
+    prints = fingerprint(list(models))
+    earlier = []
+    if out is not None and out.is_file():
+        earlier = json.loads(out.read_text(encoding="utf-8")).get("runs", [])
+    report = {
+        "preset": preset,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "code": code_state(),
+        "corpus": corpus,
+        "budget": {"profile": PROFILE, "epochs": epochs, "seed": SEED, "threads": threads, "lrs": list(lrs)},
+        "runs": [],
+    }
+    for model in models:
+        for lr in lrs:
+            key = run_key(model, lr, epochs, corpus["version"], prints.get(model))
+            kept = next((e for e in earlier if _same(e["key"], key)), None)
+            folder = runs / f"{model}-lr{lr:g}"
+            saved = folder / RESULT_FILE
+            if kept is None and saved.is_file():
+                candidate = json.loads(saved.read_text(encoding="utf-8"))
+                kept = candidate if _same(candidate["key"], key) else None
+            if kept is not None:
+                entry = kept
+                log(
+                    f"  {model:<8} lr {lr:<7g} kept: best val r {entry['best_val_r']:.4f} in epoch {entry['best_epoch']}"
+                )
+            else:
+                entry = train_one(data, folder, key)
+                save_json(saved, entry)
+                log(
+                    f"  {model:<8} lr {lr:<7g} best val r {entry['best_val_r']:.4f} in epoch {entry['best_epoch']} "
+                    f"of {entry['epochs']} ({entry['seconds']:.0f} s)"
+                )
+            report["runs"].append(entry)
+            report["chosen"] = choose(report["runs"])
+            if out is not None:
+                write_report(report, out, markdown(report))
+    return report
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="teaching", choices=("teaching", "sparrkulee"))
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--lrs", nargs="+", type=float, default=list(DEFAULT_LRS))
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--runs", type=Path, help="folder of the run folders and the corpus (default ~/sweep-runs)")
+    parser.add_argument("--out", type=Path, help="the report (default benchmarks/results/sweep_<preset>.json)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args(argv)
+    out = args.out or RESULTS_DIR / f"sweep_{args.preset}.json"
+    report = run_sweep(args.preset, args.models, args.lrs, args.epochs, runs=args.runs, out=out, threads=args.threads)
+    for model, choice in report["chosen"].items():
+        print(f"{model}: lr {choice['lr']} (best val r {choice['best_val_r']})", *choice["notes"], sep="; ")
+
+
+if __name__ == "__main__":
+    main()
