@@ -35,7 +35,7 @@ from dmf2mel.errors import DataError, NonFinitePrediction, UserError
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, NON_FINITE, RecordingPrediction, challenge_metric, paper_metric
 from dmf2mel.threads import configure as configure_threads
-from dmf2mel.validation import check_folder, check_option
+from dmf2mel.validation import check_folder, check_int, check_option
 
 #: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
 SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
@@ -195,6 +195,7 @@ def evaluate_run(
     seed: int = 0,
     write: bool = True,
     non_finite: str = "raise",
+    window: int | None = None,
 ) -> dict:
     """Evaluate a run's best checkpoint on both protocols; write ``RUN/metrics.json``.
 
@@ -212,6 +213,10 @@ def evaluate_run(
     non_finite : {"raise", "fail"}
         A prediction with NaN or infinite values raises :class:`~dmf2mel.errors.NonFinitePrediction` naming the
         run, subject and recording (default), or scores its windows as failures, counted in ``n_failed_windows``.
+    window : int, optional
+        Samples per forward pass when predicting (default: the run's training window). The paper metric scores
+        10 s windows (640 samples); with 5 s training windows each scored window spans two forward passes unless
+        ``window=640``.
 
     Returns
     -------
@@ -224,7 +229,7 @@ def evaluate_run(
     config, model = load_model(run, BEST_CHECKPOINT, device)
     data = open_data_for(config, data_folder or config["data"]["folder"])
     index = SubjectIndex(config["data"]["subjects"])
-    window = config["data"]["window"]
+    window = config["data"]["window"] if window is None else check_int("window", window, minimum=1)
     held = list(config["data"]["held_out"]) if held_out is None else list(held_out)
     trained_on = sorted(set(held) & set(index.subjects))
     if trained_on:
@@ -252,6 +257,7 @@ def evaluate_run(
         results["unknown"] = None
     results["checkpoint"] = str(run / BEST_CHECKPOINT)
     results["data"] = str(data.folder)
+    results["window"] = window
     if write:
         save_json(run / METRICS_FILE, results)
     return results

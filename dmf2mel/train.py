@@ -87,7 +87,7 @@ from dmf2mel.evaluate import (
     open_data_for,
     predict_recordings,
 )
-from dmf2mel.losses import PaperLoss
+from dmf2mel.losses import INFONCE_WEIGHT, L1_WEIGHT, PEARSON_WEIGHT, PaperLoss
 from dmf2mel.metrics import N_NULL, paper_metric
 
 #: Layout version of config.json.
@@ -102,8 +102,12 @@ class ResumeWarning(UserWarning):
     """A resumed run will not end bit-identical to an uninterrupted one (the message says why)."""
 
 
-#: The profile fields of the training guard, with the values that train as runs written before them did.
-_GUARD_FIELDS = {"warmup_steps": 0, "clip_grad_norm": None}
+#: Profile fields added after runs were first written, with the values that train as those runs did.
+_GUARD_FIELDS = {
+    "warmup_steps": 0,
+    "clip_grad_norm": None,
+    "loss_weights": [PEARSON_WEIGHT, L1_WEIGHT, INFONCE_WEIGHT],
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class TrainProfile:
         optimiser steps (0: no warm-up).
     clip_grad_norm : float or None
         Largest gradient norm (over all parameters) of a step; a larger one is scaled down to it (None: no clipping).
+    loss_weights : (float, float, float)
+        Weights of -Pearson r, L1 and InfoNCE in the loss (:class:`~dmf2mel.losses.PaperLoss`; official: 1, 0.5,
+        0.1).
     """
 
     name: str
@@ -154,6 +161,7 @@ class TrainProfile:
     unknown_fraction: float
     warmup_steps: int = 0
     clip_grad_norm: float | None = None
+    loss_weights: tuple[float, float, float] = (PEARSON_WEIGHT, L1_WEIGHT, INFONCE_WEIGHT)
 
     @property
     def window(self) -> int:
@@ -588,7 +596,8 @@ class _Trainer:
             _seed(self.seed + self.proc.rank)  # dropout masks differ between processes
         self._start_state = _copy_state(self.epoch, self.model, optimizer)
         net = self._network()
-        loss_fn = PaperLoss()
+        pearson, l1, infonce = self.profile.get("loss_weights") or _GUARD_FIELDS["loss_weights"]
+        loss_fn = PaperLoss(pearson_weight=pearson, l1_weight=l1, infonce_weight=infonce)
         dataset = self._windows()
         epochs = self.profile["epochs"]
         show = self.proc.main and not self.quiet

@@ -158,6 +158,20 @@ def test_evaluate_can_count_non_finite_predictions_as_failures(trained, nan_on_s
     assert honest["n_failed_windows"] == 0
 
 
+def test_evaluate_can_predict_with_another_window(trained):
+    """The tiny run trained on 2 s windows (128 samples); each 300-sample test part is then three forward passes,
+    or one with window=300: the convolution's edges move, so the scores change a little, and the window is
+    recorded."""
+    corpus, run = trained
+    default = evaluate_run(run, corpus, n_null=10, write=False)
+    whole = evaluate_run(run, corpus, n_null=10, write=False, window=300)
+    assert default["window"] == 128 and whole["window"] == 300
+    assert whole["known"]["paper_r"] != default["known"]["paper_r"]
+    assert whole["known"]["paper_r"] == pytest.approx(default["known"]["paper_r"], abs=0.05)
+    with pytest.raises(UserError, match="window must be an integer >= 1"):
+        evaluate_run(run, corpus, write=False, window=0)
+
+
 def test_predict_writes_a_challenge_submission(trained, tmp_path):
     corpus, run = trained
     rng = np.random.default_rng(1)

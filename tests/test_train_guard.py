@@ -168,6 +168,16 @@ def test_a_run_without_any_finite_validation_fails_with_one_sentence(corpus, tmp
     assert not (tmp_path / "run" / "best.pt").exists()
 
 
+def test_the_profile_sets_the_loss_weights(corpus, tmp_path):
+    PROFILES["tiny-pearson"] = dataclasses.replace(tf.TINY_PROFILE, name="tiny-pearson", loss_weights=(1.0, 0.0, 0.0))
+    run = tmp_path / "run"
+    train(corpus, run, model="tiny", profile="tiny-pearson", epochs=1, quiet=True, test=False)
+    row = read_history(run)[0]
+    assert float(row["loss"]) == pytest.approx(-float(row["train_r"]))  # the loss is -r alone
+    assert float(row["train_l1"]) > 0  # the other terms are still recorded
+    assert json.loads((run / "config.json").read_text())["train"]["loss_weights"] == [1.0, 0.0, 0.0]
+
+
 def test_lr_from_the_command_line(corpus, tmp_path):
     parser = argparse.ArgumentParser()
     add_train_parser(parser.add_subparsers())
@@ -206,7 +216,7 @@ def test_a_run_from_before_the_guard_resumes_without_warm_up_or_clipping(corpus,
     run = tmp_path / "run"
     train(corpus, run, model="tiny", profile="tiny-guarded-2", epochs=1, quiet=True, test=False)
     config = json.loads((run / "config.json").read_text())
-    for key in ("warmup_steps", "clip_grad_norm"):
+    for key in ("warmup_steps", "clip_grad_norm", "loss_weights"):
         del config["train"][key]
     (run / "config.json").write_text(json.dumps(config))
     state = load_checkpoint(run / "last.pt")

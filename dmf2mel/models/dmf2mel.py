@@ -83,7 +83,12 @@ class DMF2MelConfig:
     n_cross_layers : int, default 6
         Cross-attention layers of the fusion chain (see ``CROSS_ATTENTION_CHAIN``), at least 1.
     n_convmamba_repeats : int, default 2
-        Applications of convMamba (each but the last with a residual).
+        Applications of convMamba (each but the last with a residual, unless ``convmamba_last_residual``).
+    convmamba_last_residual : bool, default False
+        Add a residual around the last convMamba pass too. The official model (two passes) has none there, but its
+        first pass keeps one; with :meth:`small`'s single pass the official rule leaves nothing that skips convMamba.
+    convmamba_output_dropout : bool, default True
+        The second dropout of convMamba's feed-forward, after its output projection (official); False leaves it out.
     share_hams, share_dcfam, share_convmamba : bool, default True
         One instance applied at every repeat (the official code) instead of one per repeat.
     share_fusion_self_attention : bool, default True
@@ -150,6 +155,8 @@ class DMF2MelConfig:
     n_dcfam_repeats: int = 4
     n_cross_layers: int = 6
     n_convmamba_repeats: int = 2
+    convmamba_last_residual: bool = False
+    convmamba_output_dropout: bool = True
     share_hams: bool = True
     share_dcfam: bool = True
     share_convmamba: bool = True
@@ -314,7 +321,7 @@ class DMF2Mel(nn.Module):
     3. Fusion: self-attention on each branch, then the cross-attention chain ``CROSS_ATTENTION_CHAIN``
        (its first layer is the self-attention layer again, with ``share_first_cross_attention``).
     4. convMamba, applied repeatedly; every pass but the last adds its input (official: ``y = m(x) + x``,
-       then ``m(y)``).
+       then ``m(y)``; ``convmamba_last_residual`` adds it around the last pass too).
     5. Head: Linear ``d_model -> n_mels`` (or ``-> 1`` with ``head="single"``).
 
     Parameters
@@ -400,6 +407,7 @@ class DMF2Mel(nn.Module):
                 expand=config.expand,
                 scan_backend=config.scan_backend,
                 checkpoint_feed_forward=config.checkpoint_activations,
+                output_dropout=config.convmamba_output_dropout,
             ),
             config.n_convmamba_repeats,
             config.share_convmamba,
@@ -441,7 +449,8 @@ class DMF2Mel(nn.Module):
         last = len(self.convmamba) - 1
         for index, block in enumerate(self.convmamba):
             # official: every pass but the last adds its input
-            fused = block(fused) + fused if index < last else block(fused)
+            residual = index < last or self.config.convmamba_last_residual
+            fused = block(fused) + fused if residual else block(fused)
         return self.head(fused)
 
     def _run(self, block: nn.Module, *inputs: torch.Tensor | None) -> torch.Tensor:

@@ -259,7 +259,10 @@ def _row_chunks(n_rows: int, width: int) -> list[slice]:
 
 
 class FeedForward(nn.Module):
-    """Pre-LayerNorm feed-forward: LN, d_model → d_ff, SiLU, dropout, d_ff → d_model.
+    """Pre-LayerNorm feed-forward: LN, d_model → d_ff, SiLU, dropout, d_ff → d_model, dropout.
+
+    Both dropouts take the same probability, as in the official code; ``output_dropout=False`` leaves the second out
+    (what this package did before, kept to measure its effect).
 
     In training on CPU float tensors (with the package's numba kernels on, :mod:`dmf2mel.models.kernels`) the part
     after the LayerNorm runs as one fused, chunked function that keeps no ``(tokens, d_ff)`` activation (see
@@ -268,12 +271,13 @@ class FeedForward(nn.Module):
     Shapes: ``(batch, time, d_model) -> (batch, time, d_model)`` (no residual; the caller adds it).
     """
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, d_ff: int, dropout: float, output_dropout: bool = True):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.expand = nn.Linear(d_model, d_ff)
         self.dropout = Dropout(dropout)
         self.contract = nn.Linear(d_ff, d_model)
+        self.output_dropout = Dropout(dropout) if output_dropout else nn.Identity()
 
     def fused(self, x: torch.Tensor) -> bool:
         """Whether ``forward(x)`` takes the fused path (training mode, a tensor the numba kernels handle)."""
@@ -285,8 +289,8 @@ class FeedForward(nn.Module):
         if self.fused(x):
             weights = (self.expand.weight, self.expand.bias, self.contract.weight, self.contract.bias)
             flat = _FusedFeedForward.apply(normed.reshape(-1, normed.shape[-1]).contiguous(), *weights, self.dropout.p)
-            return flat.view(*x.shape[:-1], -1)
-        return self.contract(self.dropout(F.silu(self.expand(normed))))
+            return self.output_dropout(flat.view(*x.shape[:-1], -1))
+        return self.output_dropout(self.contract(self.dropout(F.silu(self.expand(normed)))))
 
 
 class ConvMamba(nn.Module):
@@ -304,7 +308,9 @@ class ConvMamba(nn.Module):
     d_ff : int, default 2048
         Hidden size of the feed-forward.
     dropout : float, default 0.1
-        Dropout inside the feed-forward.
+        Dropout inside the feed-forward, after its SiLU and after its output.
+    output_dropout : bool, default True
+        The feed-forward's second dropout (official); False leaves it out.
     kernel_size : int, default 7
         Kernel of the time convolution.
     use_mamba : bool, default True
@@ -332,13 +338,14 @@ class ConvMamba(nn.Module):
         kernel_size: int = 7,
         use_mamba: bool = True,
         checkpoint_feed_forward: bool = False,
+        output_dropout: bool = True,
         **mamba_kwargs,
     ):
         super().__init__()
         self.checkpoint_feed_forward = checkpoint_feed_forward
         self.conv = ConvBNReLU(d_model, kernel_size)
         self.bimamba = BiMamba(d_model, **mamba_kwargs) if use_mamba else None
-        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout, output_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, d_model) -> (batch, time, d_model)."""

@@ -84,8 +84,9 @@ def dmf2mel_config(
     return DMF2MelConfig.from_dict({**config.to_dict(), **overrides}) if overrides else config
 
 
-def _dmf2mel_spec(switches: dict, label: str) -> ModelSpec:
-    """DMF2Mel with ``switches`` (config fields) applied on top of every config it is given."""
+def dmf2mel_variant(switches: dict, label: str) -> ModelSpec:
+    """DMF2Mel with ``switches`` (config fields) applied on top of every config it is given (for :func:`register`:
+    an ablation, or a variant a study trains)."""
     module = SingleHeadBroadcast if switches.get("head") == "single" else DMF2Mel
 
     def default_config(preset: str, n_subjects: int, n_chans: int, n_mels: int) -> dict:
@@ -137,8 +138,8 @@ MODELS: dict[str, ModelSpec] = {
     "linear": _baseline_spec(LinearDecoder, "linear decoder", closed_form=True),
     "cnn": _baseline_spec(CNNBaseline, "CNN baseline"),
     "vlaai": _baseline_spec(VLAAI, "VLAAI"),
-    "dmf2mel": _dmf2mel_spec({}, "DMF2Mel"),
-    **{name: _dmf2mel_spec(switches, ABLATION_LABELS[name]) for name, switches in ABLATIONS.items()},
+    "dmf2mel": dmf2mel_variant({}, "DMF2Mel"),
+    **{name: dmf2mel_variant(switches, ABLATION_LABELS[name]) for name, switches in ABLATIONS.items()},
 }
 
 
@@ -202,6 +203,7 @@ __all__ = [
     "ModelSpec",
     "build_model",
     "dmf2mel_config",
+    "dmf2mel_variant",
     "model_label",
     "model_names",
     "model_spec",

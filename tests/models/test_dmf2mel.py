@@ -476,6 +476,19 @@ def test_convmamba_residual_on_every_pass_but_the_last():
     torch.testing.assert_close(head_inputs[0], second_out)
 
 
+def test_convmamba_last_residual_adds_the_input_of_the_last_pass_too():
+    """The small config's single pass with a residual around it: the head sees ``m(x) + x``."""
+    torch.manual_seed(12)
+    model = DMF2Mel(tiny(n_convmamba_repeats=1, convmamba_last_residual=True)).eval()
+    calls, head_inputs = [], []
+    model.convmamba[0].register_forward_hook(lambda module, args, output: calls.append((args[0], output)))
+    model.head.register_forward_pre_hook(lambda module, args: head_inputs.append(args[0]))
+    with torch.no_grad():
+        model(torch.randn(2, 24, 64), torch.tensor([0, 1]))
+    ((block_in, block_out),) = calls
+    torch.testing.assert_close(head_inputs[0], block_out + block_in)
+
+
 def test_official_comparison_explains_the_total_difference():
     from dmf2mel.models.summary import OFFICIAL_DMF2MEL_PARAMETERS, official_comparison
 

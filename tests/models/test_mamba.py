@@ -218,8 +218,31 @@ def test_checkpointed_feed_forward_same_outputs_gradients_and_statistics(torch_k
 
 
 def unfused_feed_forward(ffn: FeedForward, x: torch.Tensor) -> torch.Tensor:
-    """The feed-forward as torch ops with the package's dropout (the mask the fused path must reproduce)."""
-    return ffn.contract(ffn.dropout(F.silu(ffn.expand(ffn.norm(x)))))
+    """The feed-forward as torch ops with the package's dropouts (the masks the fused path must reproduce)."""
+    return ffn.output_dropout(ffn.contract(ffn.dropout(F.silu(ffn.expand(ffn.norm(x))))))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_feed_forward_has_the_official_second_dropout(fused):
+    """Dropout after the SiLU and again after the output projection, both at the block's rate; output_dropout=False
+    leaves the second out."""
+    from dmf2mel.models import kernels
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 500, 16)
+    kernels.set_backend("numba" if fused else "torch")
+    try:
+        with_second = FeedForward(16, 32, 0.4).train()
+        without = FeedForward(16, 32, 0.4, output_dropout=False).train()
+        without.load_state_dict(with_second.state_dict())
+        assert with_second.fused(x) == fused
+        zeros = (with_second(x) == 0).float().mean().item()
+        assert zeros == pytest.approx(0.4, abs=0.02)  # the output's own mask: whole outputs set to 0
+        assert (without(x) == 0).float().mean().item() < 0.01
+        with torch.no_grad():
+            torch.testing.assert_close(with_second.eval()(x), without.eval()(x))  # both off in evaluation
+    finally:
+        kernels.set_backend("numba")
 
 
 @pytest.mark.parametrize(
