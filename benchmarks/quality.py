@@ -133,10 +133,19 @@ def aggregate(per_seed: list[dict | None], seeds: Sequence[int]) -> dict | None:
 
 
 def train_and_score(
-    model: str, data: Path, run: Path, seed: int, epochs: int, val_every: int, n_null: int, resume: bool = False
+    model: str,
+    data: Path,
+    run: Path,
+    seed: int,
+    epochs: int,
+    val_every: int,
+    n_null: int,
+    resume: bool = False,
+    profile: str = PROFILE,
+    lr: float | None = None,
 ) -> dict:
     """Train ``model`` with the package's trainer (on from the run's last checkpoint with ``resume``) and score its
-    best checkpoint; times and metrics."""
+    best checkpoint; times and metrics. ``profile`` and ``lr`` (default: the profile's) set the recipe."""
     from dmf2mel.checkpoint import load_model
     from dmf2mel.evaluate import evaluate_run
     from dmf2mel.train import train
@@ -147,7 +156,7 @@ def train_and_score(
         data,
         run,
         model=model,
-        profile=PROFILE,
+        profile=profile,
         epochs=epochs,
         seed=seed,
         device="cpu",
@@ -156,6 +165,7 @@ def train_and_score(
         val_every=val_every,
         test=False,
         resume=resume,
+        lr=lr,
     )
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()

@@ -18,6 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import compile_step  # noqa: E402
+import explanations  # noqa: E402
 import profile_step  # noqa: E402
 import quality  # noqa: E402
 import readme  # noqa: E402
@@ -767,3 +768,26 @@ def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
     with pytest.raises(pytest.fail.Exception):
         sweep.run_sweep("teaching", models=["cnn"], lrs=[1e-4], epochs=3, data=random_corpus, runs=tmp_path / "r3",
                         out=out, threads=None, log=lambda text: None)  # fmt: skip
+
+
+def test_explanations_compare_each_variant_with_the_baseline_and_keep_finished_runs(
+    random_corpus, tmp_path, monkeypatch
+):
+    out = tmp_path / "explanations_random.json"
+    kwargs = dict(seeds=[0], epochs=1, data=random_corpus, runs=tmp_path / "runs", out=out, n_null=10, threads=None)
+    report = explanations.run_study("teaching", ["baseline", "no-infonce"], lr=1e-3, log=lambda text: None, **kwargs)
+    written = json.loads(out.read_text())
+    assert [(e["variant"], e["seed"]) for e in written["runs"]] == [("baseline", 0), ("no-infonce", 0)]
+    baseline, variant = written["runs"]
+    assert baseline["key"]["switches"] == {"convmamba_output_dropout": False}
+    assert variant["key"]["profile"]["loss_weights"] == [1.0, 0.5, 0.0] and variant["key"]["lr"] == 1e-3
+    assert baseline["predict_10s"]["known"]["paper_r"] is not None  # scored again with 10 s passes
+    assert set(written["comparisons"]) == {"no-infonce", "predict-10s"}
+    for comparison in written["comparisons"].values():
+        assert comparison["known"]["verdict"] == "too few subjects"  # two training subjects
+    table = out.with_suffix(".md").read_text()
+    assert "| no-infonce |" in table and "| baseline |" in table and "too few subjects" in table
+
+    monkeypatch.setattr(explanations, "train_and_score", lambda *args: pytest.fail("a finished run was trained again"))
+    again = explanations.run_study("teaching", ["baseline", "no-infonce"], lr=1e-3, log=lambda text: None, **kwargs)
+    assert again["runs"] == report["runs"]

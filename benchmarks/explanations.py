@@ -1,0 +1,316 @@
+"""Why DMF2Mel ranks where it does: the reviewed differences from the official code, tested one at a time.
+
+``python benchmarks/explanations.py --preset teaching --runs ~/explanation-runs`` trains DMF2Mel as it was before
+this study (:data:`BASELINE`: the quick profile's small config without convMamba's second dropout) and one variant
+per explanation (:data:`VARIANTS`), each with the same seeds, the quality benchmark's budget and corpus, and the
+learning rate chosen for DMF2Mel by the sweep (``benchmarks/results/sweep_<preset>.json``; the profile's when the
+sweep has no choice yet). Each variant is compared with the baseline subject by subject on the same test recordings
+(:func:`dmf2mel.metrics.paired_difference` over subjects and seeds, verdicts by
+:data:`dmf2mel.metrics.VERDICT_RULE`). One explanation needs no training: the baseline's runs are scored again with
+10 s forward passes, the paper metric's window, instead of the 5 s training window (``predict-10s``).
+
+Writes ``benchmarks/results/explanations_<preset>.json`` and a markdown table beside it after every run. As in the
+sweep, a finished run in the committed report is kept while its key (variant, seed, recipe, corpus, fingerprint)
+matches, and a run folder resumes from its last checkpoint, so the study can be spread over several sessions.
+Never part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
+
+from quality import (  # noqa: E402
+    BENCHMARK_CORPUS,
+    DEFAULT_EPOCHS,
+    DEFAULT_SEEDS,
+    DEFAULT_VAL_EVERY,
+    PROFILE,
+    RESULTS_DIR,
+    corpus_info,
+    paired,
+    train_and_score,
+)
+from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
+
+from dmf2mel.metrics import VERDICT_RULE, format_p, paired_verdict  # noqa: E402
+
+#: DMF2Mel as the quality reports trained it, before this study: convMamba's feed-forward without its second dropout.
+BASELINE = {"convmamba_output_dropout": False}
+#: Each explanation: (DMF2MelConfig switches on top of the baseline, TrainProfile changes, what it tests).
+VARIANTS: dict[str, tuple[dict, dict, str]] = {
+    "output-dropout": (
+        {"convmamba_output_dropout": True},
+        {},
+        "the official second dropout in convMamba's feed-forward (now the default)",
+    ),
+    "last-residual": (
+        {"convmamba_last_residual": True},
+        {},
+        "a residual around the small config's single convMamba pass (the official two-pass model keeps one around "
+        "its first pass)",
+    ),
+    "no-infonce": ({}, {"loss_weights": (1.0, 0.5, 0.0)}, "InfoNCE weight 0 (-r + 0.5 L1 only)"),
+    "last-residual-no-infonce": (
+        {"convmamba_last_residual": True},
+        {"loss_weights": (1.0, 0.5, 0.0)},
+        "both of the two above",
+    ),
+    "no-subject-dropout": (
+        {"subject_dropout": 0.0},
+        {},
+        "no subject dropout (the book hides the subject of 10 % of training windows; the official code does not)",
+    ),
+}
+#: Forward passes of the paper metric's window (10 s at 64 Hz) for the no-training explanation.
+SCORING_WINDOW = 640
+RESULT_FILE = "explanation_result.json"
+
+
+def register_variant(name: str) -> tuple[str, str]:
+    """Register the model and the profile of ``name`` (``"baseline"`` or a key of :data:`VARIANTS`) with the
+    package, for this process; returns (model name, profile name)."""
+    from dmf2mel.models.registry import dmf2mel_variant, register
+    from dmf2mel.train import PROFILES
+
+    switches, profile_changes, _ = ({}, {}, "") if name == "baseline" else VARIANTS[name]
+    model = f"dmf2mel-study-{name}"
+    register(model, dmf2mel_variant({**BASELINE, **switches}, f"DMF2Mel ({name})"))
+    profile = f"{PROFILE}-study-{name}"
+    PROFILES[profile] = dataclasses.replace(PROFILES[PROFILE], name=profile, **profile_changes)
+    return model, profile
+
+
+def chosen_lr(preset: str) -> tuple[float | None, str]:
+    """DMF2Mel's learning rate from the sweep report, and where it came from."""
+    path = RESULTS_DIR / f"sweep_{preset}.json"
+    if path.is_file():
+        choice = json.loads(path.read_text(encoding="utf-8")).get("chosen", {}).get("dmf2mel", {})
+        if choice.get("lr") is not None:
+            return choice["lr"], f"chosen by the sweep ({path.name})"
+    return None, f"the {PROFILE} profile's (no sweep choice for dmf2mel yet)"
+
+
+def _key(name: str, seed: int, epochs: int, lr: float | None, corpus: str | None, fingerprint: list) -> dict:
+    from dmf2mel.train import PROFILES
+
+    switches, changes, _ = ({}, {}, "") if name == "baseline" else VARIANTS[name]
+    profile = dataclasses.asdict(dataclasses.replace(PROFILES[PROFILE], **changes))
+    return json.loads(
+        json.dumps(
+            {
+                "variant": name,
+                "switches": {**BASELINE, **switches},
+                "profile": profile,
+                "seed": seed,
+                "epochs": epochs,
+                "lr": lr,
+                "corpus": corpus,
+                "fingerprint": fingerprint,
+            }
+        )
+    )
+
+
+def _same(a: dict, b: dict) -> bool:
+    from dmf2mel.models.fingerprint import same_fingerprint
+
+    rest = lambda key: {k: v for k, v in key.items() if k != "fingerprint"}  # noqa: E731
+    return rest(a) == rest(b) and same_fingerprint({"m": a["fingerprint"]}, {"m": b["fingerprint"]})
+
+
+def _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log) -> dict:
+    from dmf2mel.io import save_json
+
+    kept = next((e for e in earlier if _same(e["key"], key)), None)
+    folder = runs / f"{name}-seed{seed}"
+    saved = folder / RESULT_FILE
+    if kept is None and saved.is_file():
+        candidate = json.loads(saved.read_text(encoding="utf-8"))
+        kept = candidate if _same(candidate["key"], key) else None
+    if kept is not None:
+        log(f"  {name:<26} seed {seed}: kept (known r {kept['known']['paper_r']:.4f})")
+        return kept
+    model, profile = register_variant(name)
+    resumed = (folder / "last.pt").is_file()
+    result = train_and_score(
+        model, data, folder, seed, epochs, min(DEFAULT_VAL_EVERY, epochs), n_null, resumed, profile, lr
+    )
+    entry = {"key": key, "variant": name, "seed": seed, **result}
+    if name == "baseline":
+        from dmf2mel.evaluate import evaluate_run
+
+        windowed = evaluate_run(folder, data, n_null=n_null, seed=seed, write=False, window=SCORING_WINDOW)
+        entry["predict_10s"] = {"known": windowed["known"], "unknown": windowed["unknown"]}
+    save_json(saved, entry)
+    log(f"  {name:<26} seed {seed}: known r {entry['known']['paper_r']:.4f} ({entry['train_seconds']:.0f} s)")
+    return entry
+
+
+def _row(name: str, entries: Sequence[dict], protocol_key=None) -> dict:
+    """A variant's results in the layout :func:`quality.paired` reads: per protocol, per seed per-subject scores."""
+    row = {"model": name, "seeds": [e["seed"] for e in entries]}
+    for protocol in ("known", "unknown"):
+        results = [(protocol_key(e) if protocol_key else e)[protocol] for e in entries]
+        if any(r is None for r in results):
+            row[protocol] = None
+            continue
+        row[protocol] = {
+            "paper_r": sum(r["paper_r"] for r in results) / len(results),
+            "per_seed": [{"seed": e["seed"], "per_subject": r["per_subject"]} for e, r in zip(entries, results)],
+        }
+    return row
+
+
+def compare(report: dict) -> dict:
+    """Every variant against the baseline, per protocol, on the seeds both have finished."""
+    by_variant: dict[str, list[dict]] = {}
+    for entry in report["runs"]:
+        by_variant.setdefault(entry["variant"], []).append(entry)
+    baseline = by_variant.get("baseline", [])
+    out = {}
+    candidates = {name: entries for name, entries in by_variant.items() if name != "baseline"}
+    if baseline and all("predict_10s" in e for e in baseline):
+        candidates["predict-10s"] = None
+    for name, entries in candidates.items():
+        if entries is None:
+            mine, theirs = _row(name, baseline, lambda e: e["predict_10s"]), _row("baseline", baseline)
+        else:
+            seeds = sorted({e["seed"] for e in entries} & {e["seed"] for e in baseline})
+            if not seeds:
+                continue
+            mine = _row(name, [e for e in entries if e["seed"] in seeds])
+            theirs = _row("baseline", [e for e in baseline if e["seed"] in seeds])
+        out[name] = {}
+        for protocol in ("known", "unknown"):
+            comparison = paired(mine, theirs, protocol)
+            out[name][protocol] = None if comparison is None else {**comparison, "verdict": paired_verdict(comparison)}
+        out[name]["seeds"] = mine["seeds"]
+        out[name]["r"] = {p: (mine[p] or {}).get("paper_r") for p in ("known", "unknown")}
+    return out
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Explanations tested one at a time, `{report['preset']}` preset",
+        "",
+        f"{report['date'][:10]}, {report['machine']['cpu_count']}-core {report['machine']['cpu']}, commit "
+        f"{str(report['code']['commit'])[:7]}. Every variant is the baseline (DMF2Mel, small config, without "
+        f"convMamba's second dropout) with one change; profile `{PROFILE}`, {report['budget']['epochs']} epochs, "
+        f"learning rate {report['budget']['lr_text']}, best validation epoch, seeds "
+        f"{', '.join(map(str, report['budget']['seeds']))}; the quality benchmark's corpus. Δr: variant minus "
+        f"baseline, paired over subjects and seeds. {VERDICT_RULE}",
+        "",
+        "| variant | what it tests | seeds | known r | Δr known (95 % CI, p) | verdict | unknown r | Δr unknown | verdict |",
+        "|---|---|---:|---:|---|---|---:|---|---|",
+    ]
+    base = [e for e in report["runs"] if e["variant"] == "baseline"]
+    if base:
+        mean = lambda p: sum(e[p]["paper_r"] for e in base) / len(base)  # noqa: E731
+        lines.append(
+            f"| baseline | DMF2Mel before this study | {len(base)} | {mean('known'):.4f} | | | {mean('unknown'):.4f} | | |"
+        )
+    descriptions = {name: text for name, (_, _, text) in VARIANTS.items()}
+    descriptions["predict-10s"] = "the baseline's runs predicted in 10 s passes (the scoring window) instead of 5 s"
+
+    def cell(c):
+        if c is None:
+            return "-", "-"
+        return (
+            f"{c['difference']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], {format_p(c['p_value'])}",
+            c["verdict"],
+        )
+
+    for name, c in report["comparisons"].items():
+        known, known_verdict = cell(c["known"])
+        unknown, unknown_verdict = cell(c["unknown"])
+        r = c["r"]
+        lines.append(
+            f"| {name} | {descriptions.get(name, '')} | {len(c['seeds'])} | {r['known'] or float('nan'):.4f} | {known} | "
+            f"{known_verdict} | {r['unknown'] or float('nan'):.4f} | {unknown} | {unknown_verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_study(
+    preset: str,
+    variants: Sequence[str] = ("baseline", *VARIANTS),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    epochs: int = DEFAULT_EPOCHS,
+    data: Path | None = None,
+    runs: Path | None = None,
+    out: Path | None = None,
+    n_null: int | None = None,
+    threads: int | None = 1,
+    lr: float | None = None,
+    log=print,
+) -> dict:
+    """Train the baseline and the variants, seed by seed (keeping matching runs of ``out``); the report."""
+    from dmf2mel.data.corpus import simulate_corpus
+    from dmf2mel.metrics import N_NULL
+    from dmf2mel.models.fingerprint import model_fingerprint
+
+    set_threads(threads)
+    n_null = N_NULL if n_null is None else n_null
+    runs = Path(runs) if runs is not None else Path.home() / "explanation-runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = runs / f"corpus-{preset}"
+        if not data.is_dir():
+            log(f"generating the benchmark corpus of {preset} in {data} (about 20 minutes on one core)")
+            simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
+    data = Path(data)
+    lr_text = f"{lr:g} (given)" if lr is not None else None
+    if lr is None:
+        lr, source = chosen_lr(preset)
+        lr_text = f"{lr:g}, {source}" if lr is not None else source
+    corpus = corpus_info(data)
+    earlier = json.loads(out.read_text(encoding="utf-8")).get("runs", []) if out is not None and out.is_file() else []
+    report = {
+        "preset": preset,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "code": code_state(),
+        "corpus": corpus,
+        "budget": {"profile": PROFILE, "epochs": epochs, "seeds": list(seeds), "lr": lr, "lr_text": lr_text},
+        "runs": [],
+        "comparisons": {},
+    }
+    for seed in seeds:  # seed by seed: a cut-short study has whole comparisons on its first seeds
+        for name in variants:
+            model, _ = register_variant(name)
+            key = _key(name, seed, epochs, lr, corpus["version"], model_fingerprint(model))
+            report["runs"].append(_one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log))
+            report["comparisons"] = compare(report)
+            if out is not None:
+                write_report(report, out, markdown(report))
+    return report
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="teaching", choices=("teaching", "sparrkulee"))
+    parser.add_argument("--variants", nargs="+", default=["baseline", *VARIANTS], choices=["baseline", *VARIANTS])
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--lr", type=float, help="DMF2Mel's learning rate (default: the sweep's choice)")
+    parser.add_argument("--runs", type=Path, help="run folders and the corpus (default ~/explanation-runs)")
+    parser.add_argument("--out", type=Path, help="the report (default benchmarks/results/explanations_<preset>.json)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    out = args.out or RESULTS_DIR / f"explanations_{args.preset}.json"
+    report = run_study(
+        args.preset, args.variants, args.seeds, args.epochs, runs=args.runs, out=out, threads=args.threads, lr=args.lr
+    )
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
