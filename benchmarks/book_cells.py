@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_speed import RESULTS_DIR, code_state, machine_info, write_report  # noqa: E402
+from reports import RESULTS_DIR, code_state, machine_info, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

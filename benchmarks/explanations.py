@@ -28,17 +28,24 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
 from quality import (  # noqa: E402
-    BENCHMARK_CORPUS,
     DEFAULT_EPOCHS,
     DEFAULT_SEEDS,
     DEFAULT_VAL_EVERY,
     PROFILE,
-    RESULTS_DIR,
     corpus_info,
     paired,
     train_and_score,
 )
-from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
+from reports import (  # noqa: E402
+    RESULTS_DIR,
+    benchmark_corpus,
+    code_state,
+    earlier_runs,
+    kept_result,
+    machine_info,
+    set_threads,
+    write_report,
+)
 
 from dmf2mel.metrics import VERDICT_RULE, format_p, paired_verdict  # noqa: E402
 
@@ -119,22 +126,12 @@ def _key(name: str, seed: int, epochs: int, lr: float | None, corpus: str | None
     )
 
 
-def _same(a: dict, b: dict) -> bool:
-    from dmf2mel.models.fingerprint import same_fingerprint
-
-    rest = lambda key: {k: v for k, v in key.items() if k != "fingerprint"}  # noqa: E731
-    return rest(a) == rest(b) and same_fingerprint({"m": a["fingerprint"]}, {"m": b["fingerprint"]})
-
-
 def _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log) -> dict:
     from dmf2mel.io import save_json
 
-    kept = next((e for e in earlier if _same(e["key"], key)), None)
     folder = runs / f"{name}-seed{seed}"
     saved = folder / RESULT_FILE
-    if kept is None and saved.is_file():
-        candidate = json.loads(saved.read_text(encoding="utf-8"))
-        kept = candidate if _same(candidate["key"], key) else None
+    kept = kept_result(key, earlier, saved)
     if kept is not None:
         log(f"  {name:<26} seed {seed}: kept (known r {kept['known']['paper_r']:.4f})")
         return kept
@@ -253,7 +250,6 @@ def run_study(
     log=print,
 ) -> dict:
     """Train the baseline and the variants, seed by seed (keeping matching runs of ``out``); the report."""
-    from dmf2mel.data.corpus import simulate_corpus
     from dmf2mel.metrics import N_NULL
     from dmf2mel.models.fingerprint import model_fingerprint
 
@@ -261,18 +257,13 @@ def run_study(
     n_null = N_NULL if n_null is None else n_null
     runs = Path(runs) if runs is not None else Path.home() / "explanation-runs"
     runs.mkdir(parents=True, exist_ok=True)
-    if data is None:
-        data = runs / f"corpus-{preset}"
-        if not data.is_dir():
-            log(f"generating the benchmark corpus of {preset} in {data} (about 20 minutes on one core)")
-            simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
-    data = Path(data)
+    data = Path(data) if data is not None else benchmark_corpus(runs, preset, log)
     lr_text = f"{lr:g} (given)" if lr is not None else None
     if lr is None:
         lr, source = chosen_lr(preset)
         lr_text = f"{lr:g}, {source}" if lr is not None else source
     corpus = corpus_info(data)
-    earlier = json.loads(out.read_text(encoding="utf-8")).get("runs", []) if out is not None and out.is_file() else []
+    earlier = earlier_runs(out)
     report = {
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_speed import RESULTS_DIR, WINDOW, build, code_state, train_step  # noqa: E402
+from reports import RESULTS_DIR, code_state  # noqa: E402
+from train_speed import WINDOW, build, train_step  # noqa: E402
 
 
 def profile_steps(step, sync, on_gpu: bool, top: int, steps: int = 2) -> dict:

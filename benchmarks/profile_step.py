@@ -25,16 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from reports import RESULTS_DIR, code_state, machine_info, set_threads, write_report  # noqa: E402
 from train_speed import (  # noqa: E402
-    RESULTS_DIR,
     WINDOW,
     _module_labels,
     build,
-    code_state,
-    machine_info,
-    set_threads,
     train_step,
-    write_report,
 )
 
 

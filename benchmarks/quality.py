@@ -35,7 +35,7 @@ sign-flip p-value). A model "beats" another only when the interval excludes 0; o
 detectable difference". Reports written before per-subject scores were kept have no paired test, and say so.
 
 The corpus: the book's built-in corpora are small (each recording's test part is one 10 s window, 24 windows in
-all). The benchmark simulates its own, larger corpus of each preset (:data:`BENCHMARK_CORPUS`: more subjects, more
+all). The benchmark simulates its own, larger corpus of each preset (:data:`reports.BENCHMARK_CORPUS`: more subjects, more
 held out, 10-minute stories), whose test parts hold about ten times as many windows for each protocol.
 """
 
@@ -57,12 +57,19 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its helpers
 
-from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
+from reports import (  # noqa: E402
+    RESULTS_DIR,
+    benchmark_corpus,
+    code_state,
+    machine_info,
+    same_key,
+    set_threads,
+    write_report,
+)
 
 from dmf2mel.metrics import VERDICT_RULE, format_p, paired_verdict  # noqa: E402
 from dmf2mel.models.registry import model_names  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRESETS = ("teaching", "sparrkulee")
 MODELS = model_names()  # the baselines, dmf2mel and its ablations, in table order
 #: The trainer's profile every model trains with.
@@ -81,12 +88,6 @@ DEFAULT_VAL_EVERY = 2
 DEFAULT_SEEDS = (0, 1, 2)
 #: torch threads: one, because the machine is shared (see train_speed.set_threads).
 DEFAULT_THREADS = 1
-#: Sizes of the benchmark's corpus (:func:`dmf2mel.data.corpus.simulate_corpus`, seed 0): 14 training and 6
-#: held-out subjects, 3 stories of 10 minutes each, so every recording's test part holds six 10 s windows: 252 known
-#: and 108 unknown test windows (the default corpus: 18 and 6), with 42 training recordings (default 18), so an epoch
-#: costs about 2.3 times as much. Generating it takes minutes (2 subjects of it took 130 s on one core; about 20 minutes
-#: for all 20, estimated).
-BENCHMARK_CORPUS = {"n_subjects": 20, "n_held_out": 6, "minutes": 10.0}
 #: Where each run folder keeps its seed's result (:func:`seed_result`).
 RESULT_FILE = "quality_result.json"
 #: Seed of the bootstrap and the sign flips of the paired comparisons.
@@ -217,16 +218,12 @@ def seed_result(
     also after changes of the code that leave the maths alone.
     """
     from dmf2mel.io import save_json
-    from dmf2mel.models.fingerprint import same_fingerprint
     from dmf2mel.runs import history_table
 
     saved_path = run / RESULT_FILE
     if saved_path.is_file():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        same = {k: v for k, v in saved["key"].items() if k != "fingerprint"} == json.loads(
-            json.dumps({k: v for k, v in key.items() if k != "fingerprint"})
-        )
-        if same and same_fingerprint(saved["key"]["fingerprint"], key["fingerprint"]):
+        if same_key(saved["key"], json.loads(json.dumps(key))):
             return {**saved["result"], "reused": True}
         shutil.rmtree(run)  # another budget, corpus or maths: train again
     resumed = (run / "last.pt").is_file()
@@ -345,7 +342,7 @@ def run_preset(
         given.
     models, seeds, epochs : the models, the seeds and the epochs of each gradient-trained model.
     data : Path, optional
-        A split_data folder to use instead of the benchmark's corpus of ``preset`` (:data:`BENCHMARK_CORPUS`).
+        A split_data folder to use instead of the benchmark's corpus of ``preset`` (:data:`reports.BENCHMARK_CORPUS`).
     runs : Path, optional
         Where the run folders (and the benchmark's corpus, generated on first use) go (default: a temporary
         folder, deleted at the end). Given, a second call with the same arguments goes on where the first stopped:
@@ -362,7 +359,6 @@ def run_preset(
     threads : int, optional
         torch threads (default 1; None keeps torch's default).
     """
-    from dmf2mel.data.corpus import simulate_corpus
     from dmf2mel.metrics import N_NULL
 
     unknown = sorted(set(models) - set(MODELS))
@@ -377,10 +373,7 @@ def run_preset(
     source = data
     if data is None:
         # the benchmark's own, larger corpus (deterministic: seed 0), in the run folder
-        data = runs / f"corpus-{preset}"
-        if not data.is_dir():
-            simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
-        source = data
+        data = source = benchmark_corpus(runs, preset, log)
     data = Path(data)
     from dmf2mel.models.fingerprint import fingerprint
 

@@ -35,7 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_speed import RESULTS_DIR, WINDOW, code_state, machine_info, run_worker, write_report  # noqa: E402
+from reports import RESULTS_DIR, code_state, machine_info, write_report  # noqa: E402
+from train_speed import WINDOW, run_worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "083b7f6"

@@ -2,7 +2,7 @@
 
 ``python benchmarks/sweep.py --preset teaching --runs ~/sweep-runs`` trains each model of ``--models`` (default the
 CNN, VLAAI and DMF2Mel) once per learning rate of ``--lrs`` on the quality benchmark's corpus of the preset
-(:data:`quality.BENCHMARK_CORPUS`), with the ``quick`` profile and a shortened budget (``--epochs``, default half
+(:data:`reports.BENCHMARK_CORPUS`), with the ``quick`` profile and a shortened budget (``--epochs``, default half
 the quality benchmark's), one seed, early stopping off and validation after every epoch. It never looks at the
 test parts: each run is summed up by its best validation r, the epoch of that best, and its whole learning curve
 (validation r against optimiser steps, from ``history.csv``). The learning rate with the highest best validation r
@@ -31,8 +31,17 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
-from quality import BENCHMARK_CORPUS, PROFILE, RESULTS_DIR, corpus_info, learning_curve  # noqa: E402
-from train_speed import code_state, machine_info, set_threads, write_report  # noqa: E402
+from quality import PROFILE, corpus_info, learning_curve  # noqa: E402
+from reports import (  # noqa: E402
+    RESULTS_DIR,
+    benchmark_corpus,
+    code_state,
+    earlier_runs,
+    kept_result,
+    machine_info,
+    set_threads,
+    write_report,
+)
 
 #: The models whose learning rate is swept (the ablations take DMF2Mel's).
 DEFAULT_MODELS = ("cnn", "vlaai", "dmf2mel")
@@ -62,18 +71,6 @@ def run_key(model: str, lr: float, epochs: int, corpus_version: str | None, fing
             }
         )
     )
-
-
-def _same(a: dict, b: dict) -> bool:
-    """Two keys agree: everything equal, the fingerprints to their tolerance."""
-    from dmf2mel.models.fingerprint import same_fingerprint
-
-    rest = lambda key: {k: v for k, v in key.items() if k != "fingerprint"}  # noqa: E731
-    if rest(a) != rest(b):
-        return False
-    if a["fingerprint"] is None or b["fingerprint"] is None:
-        return a["fingerprint"] == b["fingerprint"]
-    return same_fingerprint({"m": a["fingerprint"]}, {"m": b["fingerprint"]})
 
 
 def train_one(data: Path, run: Path, key: dict) -> dict:
@@ -187,24 +184,16 @@ def run_sweep(
 ) -> dict:
     """Train every model at every learning rate (keeping matching runs of ``out``); the report, written to ``out``
     after every run."""
-    from dmf2mel.data.corpus import simulate_corpus
     from dmf2mel.io import save_json
     from dmf2mel.models.fingerprint import fingerprint
 
     set_threads(threads)
     runs = Path(runs) if runs is not None else Path.home() / "sweep-runs"
     runs.mkdir(parents=True, exist_ok=True)
-    if data is None:
-        data = runs / f"corpus-{preset}"
-        if not data.is_dir():
-            log(f"generating the benchmark corpus of {preset} in {data} (about 20 minutes on one core)")
-            simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
-    data = Path(data)
+    data = Path(data) if data is not None else benchmark_corpus(runs, preset, log)
     corpus = corpus_info(data)
     prints = fingerprint(list(models))
-    earlier = []
-    if out is not None and out.is_file():
-        earlier = json.loads(out.read_text(encoding="utf-8")).get("runs", [])
+    earlier = earlier_runs(out)
     report = {
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -217,12 +206,9 @@ def run_sweep(
     for model in models:
         for lr in lrs:
             key = run_key(model, lr, epochs, corpus["version"], prints.get(model))
-            kept = next((e for e in earlier if _same(e["key"], key)), None)
             folder = runs / f"{model}-lr{lr:g}"
             saved = folder / RESULT_FILE
-            if kept is None and saved.is_file():
-                candidate = json.loads(saved.read_text(encoding="utf-8"))
-                kept = candidate if _same(candidate["key"], key) else None
+            kept = kept_result(key, earlier, saved)
             if kept is not None:
                 entry = kept
                 log(

@@ -38,7 +38,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -46,7 +45,10 @@ import threading
 import time
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+
+from reports import RESULTS_DIR, code_state, machine_info, set_threads, write_report  # noqa: E402, F401
+
 PRESETS = ("paper", "small")
 BACKENDS = ("cpu", "reference")
 BATCHES = (16, 2)
@@ -119,24 +121,6 @@ def _hwm_mb() -> float:
 def _maxrss_mb() -> float:
     # Linux reports ru_maxrss in kilobytes
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def set_threads(threads: int | None) -> None:
-    """Intra-op threads of torch (the numba scan follows torch's count); None: the package's policy
-    (:func:`dmf2mel.threads.configure`: the cores other programs leave free).
-
-    Speed benchmarks fix the count (one thread by default in ``make bench``) so that their numbers compare across
-    runs; a shared machine then costs them a fair share of the cores, not the barrier stalls of two spinning
-    threads (see :mod:`dmf2mel.threads`).
-    """
-    import torch
-
-    from dmf2mel import threads as thread_policy
-
-    if threads is None:
-        thread_policy.configure()
-    else:
-        torch.set_num_threads(threads)
 
 
 def build(preset: str, backend: str, batch: int, window: int, seed: int = 0):
@@ -357,51 +341,6 @@ def run_worker(spec: dict, max_rss_mb: float, timeout_s: float, tree: Path | Non
     return {"status": "ok", **json.loads(stdout.strip().splitlines()[-1])}
 
 
-def machine_info() -> dict:
-    """CPU model, cores, memory, library versions, threads and the load average."""
-    import numba
-    import numpy
-    import torch
-
-    cpu_model = platform.processor()
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo", encoding="ascii") as meminfo:
-        mem_total_gb = int(meminfo.readline().split()[1]) / 2**20
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "mem_total_gb": round(mem_total_gb, 1),
-        "load_average": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numba": numba.__version__,
-        "numpy": numpy.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numba_threads": numba.config.NUMBA_NUM_THREADS,
-    }
-
-
-def code_state() -> dict:
-    """The commit the package was measured at, and the package files that differed from it (uncommitted edits)."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*arguments):
-        completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=False)
-        return completed.stdout if completed.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--", "dmf2mel")
-    commit = git("rev-parse", "HEAD")
-    return {
-        "commit": None if commit is None else commit.strip(),
-        "modified_package_files": None if status is None else [line[3:] for line in status.splitlines()],
-    }
-
-
 def configurations(presets, batches, backends, window, repeats, attribute, threads=None, kernels="numba") -> list[dict]:
     """Every (preset, batch, backend) to measure, cpu backend first (the default on the CPU)."""
     specs = []
@@ -586,18 +525,6 @@ def run(
     if out is not None:
         write(report, out)
     return report
-
-
-def write_report(report: dict, out: Path, text: str) -> None:
-    """``report`` as JSON at ``out`` and ``text`` (its markdown) beside it as ``.md``, each atomically.
-
-    Shared by the three benchmark scripts.
-    """
-    from dmf2mel.io import atomic_path, save_json
-
-    save_json(out, report)
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def write(report: dict, out: Path) -> None:

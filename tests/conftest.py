@@ -19,3 +19,14 @@ def tiny_corpus(tmp_path_factory):
     return simulate_corpus(
         tmp_path_factory.mktemp("corpus") / "teaching", preset="teaching", seed=0, progress=False, **TINY
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread for every run of a module that asks for it (``pytestmark = pytest.mark.usefixtures("one_thread")``),
+    subprocesses included: a resumed run equals an uninterrupted one bit for bit only at one fixed thread count, and
+    the package's policy (dmf2mel.threads) picks the count from the load of the moment (a float reduction split over
+    two threads rounds differently)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DMF2MEL_NUM_THREADS", "1")
+        yield

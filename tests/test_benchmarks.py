@@ -22,6 +22,7 @@ import explanations  # noqa: E402
 import profile_step  # noqa: E402
 import quality  # noqa: E402
 import readme  # noqa: E402
+import reports  # noqa: E402
 import speedup  # noqa: E402
 import sweep  # noqa: E402
 import train_speed  # noqa: E402
@@ -215,7 +216,7 @@ def test_aggregate_keeps_each_seeds_per_subject_scores():
 def test_benchmark_corpus_has_ten_times_the_test_windows():
     from dmf2mel.data.simulation_params import preset_params
 
-    default, bench = preset_params("teaching"), preset_params("teaching", **quality.BENCHMARK_CORPUS)
+    default, bench = preset_params("teaching"), preset_params("teaching", **reports.BENCHMARK_CORPUS)
 
     def test_windows(params, held_out: bool):
         subjects = params.n_held_out if held_out else params.n_subjects - params.n_held_out

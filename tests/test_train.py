@@ -25,14 +25,7 @@ def tiny_model_and_profile():
     tf.register()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread for every run of this module, the killed and resumed subprocess included: a resumed run equals an
-    uninterrupted one bit for bit at the same thread count, and the package's policy (dmf2mel.threads) picks the count
-    from the load of the moment (a float reduction split over two threads rounds differently)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DMF2MEL_NUM_THREADS", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,7 @@ def tiny_model_and_profile():
     PROFILES["tiny-guarded"] = dataclasses.replace(tf.TINY_PROFILE, name="tiny-guarded", clip_grad_norm=1.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DMF2MEL_NUM_THREADS", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

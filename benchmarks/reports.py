@@ -1,0 +1,145 @@
+"""What every benchmark report shares: where reports go, the machine and the code they were measured on, the torch
+thread count, atomic writing, and the run store of the long studies (the benchmark corpus, a run's key, a finished
+run kept across sessions).
+
+One module that the report scripts import, so that none of them imports another for its helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Sizes of the benchmark's corpus (:func:`dmf2mel.data.corpus.simulate_corpus`, seed 0): 14 training and 6
+#: held-out subjects, 3 stories of 10 minutes each, so every recording's test part holds six 10 s windows: 252 known
+#: and 108 unknown test windows (the default corpus: 18 and 6), with 42 training recordings (default 18), so an epoch
+#: costs about 2.3 times as much. Generating it takes minutes (2 subjects of it took 130 s on one core; about 20 minutes
+#: for all 20, estimated).
+BENCHMARK_CORPUS = {"n_subjects": 20, "n_held_out": 6, "minutes": 10.0}
+
+
+def set_threads(threads: int | None) -> None:
+    """Intra-op threads of torch (the numba scan follows torch's count); None: the package's policy
+    (:func:`dmf2mel.threads.configure`: the cores other programs leave free).
+
+    Speed benchmarks fix the count (one thread by default in ``make bench``) so that their numbers compare across
+    runs; a shared machine then costs them a fair share of the cores, not the barrier stalls of two spinning
+    threads (see :mod:`dmf2mel.threads`).
+    """
+    import torch
+
+    from dmf2mel import threads as thread_policy
+
+    if threads is None:
+        thread_policy.configure()
+    else:
+        torch.set_num_threads(threads)
+
+
+def machine_info() -> dict:
+    """CPU model, cores, memory, library versions, threads and the load average."""
+    import numba
+    import numpy
+    import torch
+
+    cpu_model = platform.processor()
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        mem_total_gb = int(meminfo.readline().split()[1]) / 2**20
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "mem_total_gb": round(mem_total_gb, 1),
+        "load_average": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numba": numba.__version__,
+        "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numba_threads": numba.config.NUMBA_NUM_THREADS,
+    }
+
+
+def code_state() -> dict:
+    """The commit the package was measured at, and the package files that differed from it (uncommitted edits)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*arguments):
+        completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=False)
+        return completed.stdout if completed.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--", "dmf2mel")
+    commit = git("rev-parse", "HEAD")
+    return {
+        "commit": None if commit is None else commit.strip(),
+        "modified_package_files": None if status is None else [line[3:] for line in status.splitlines()],
+    }
+
+
+def write_report(report: dict, out: Path, text: str) -> None:
+    """``report`` as JSON at ``out`` and ``text`` (its markdown) beside it as ``.md``, each atomically.
+
+    Shared by the three benchmark scripts.
+    """
+    from dmf2mel.io import atomic_path, save_json
+
+    save_json(out, report)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+# --- the run store of the long studies (quality, sweep, explanations) ----------------------------
+
+
+def benchmark_corpus(runs: Path, preset: str, log=print) -> Path:
+    """The quality benchmark's corpus of ``preset`` (:data:`BENCHMARK_CORPUS`, seed 0) in ``runs``,
+    generated on first use (about 20 minutes on one core)."""
+    from dmf2mel.data.corpus import simulate_corpus
+
+    data = Path(runs) / f"corpus-{preset}"
+    if not data.is_dir():
+        log(f"generating the benchmark corpus of {preset} in {data} (about 20 minutes on one core)")
+        simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
+    return data
+
+
+def same_key(a: dict, b: dict) -> bool:
+    """Two run keys agree: every entry equal, the models' ``fingerprint`` entries to their tolerance
+    (:func:`dmf2mel.models.fingerprint.same_fingerprint`: a faster or tidier code computing the same maths keeps a
+    run)."""
+    from dmf2mel.models.fingerprint import same_fingerprint
+
+    rest = lambda key: {k: v for k, v in key.items() if k != "fingerprint"}  # noqa: E731
+    if rest(a) != rest(b):
+        return False
+    mine, theirs = a.get("fingerprint"), b.get("fingerprint")
+    if mine is None or theirs is None or isinstance(mine, dict) != isinstance(theirs, dict):
+        return mine == theirs
+    # one model's numbers, or a dict of them by model name
+    return same_fingerprint(mine, theirs) if isinstance(mine, dict) else same_fingerprint({"m": mine}, {"m": theirs})
+
+
+def kept_result(key: dict, earlier: list[dict], saved: Path) -> dict | None:
+    """A finished run with this ``key``: from a report's earlier runs (committed, so it survives a session), else
+    from the result file a run folder saved; None when neither matches."""
+    kept = next((entry for entry in earlier if same_key(entry["key"], key)), None)
+    if kept is None and saved.is_file():
+        candidate = json.loads(saved.read_text(encoding="utf-8"))
+        kept = candidate if same_key(candidate["key"], key) else None
+    return kept
+
+
+def earlier_runs(out: Path | None) -> list[dict]:
+    """The runs of an existing report (none when there is no report yet)."""
+    if out is None or not Path(out).is_file():
+        return []
+    return json.loads(Path(out).read_text(encoding="utf-8")).get("runs", [])
