@@ -17,6 +17,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import ceilings  # noqa: E402
 import compile_step  # noqa: E402
 import explanations  # noqa: E402
 import profile_step  # noqa: E402
@@ -792,3 +793,20 @@ def test_explanations_compare_each_variant_with_the_baseline_and_keep_finished_r
     monkeypatch.setattr(explanations, "train_and_score", lambda *args: pytest.fail("a finished run was trained again"))
     again = explanations.run_study("teaching", ["baseline", "no-infonce"], lr=1e-3, log=lambda text: None, **kwargs)
     assert again["runs"] == report["runs"]
+
+
+def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, tmp_path):
+    out = tmp_path / "ceilings_tiny.json"
+    report = ceilings.run_ceilings(
+        "teaching", ["linear"], data=tiny_corpus, runs=tmp_path / "runs", out=out, n_null=10, threads=None,
+        log=lambda text: None,
+    )  # fmt: skip
+    recorded, clean = report["runs"]
+    assert (recorded["condition"], clean["condition"]) == ("recorded", "noise-free")
+    view = tmp_path / "runs" / f"{tiny_corpus.name}-clean"
+    eeg = next(view.glob("train_-_*_-_eeg.npy"))
+    assert eeg.resolve() == (tiny_corpus / "clean" / eeg.name).resolve()
+    assert next(view.glob("train_-_*_-_mel.npy")).resolve().parent == tiny_corpus.resolve()
+    # without the background EEG and the sensor noise the linear decoder does far better: the ceiling
+    assert clean["known"]["paper_r"] > recorded["known"]["paper_r"] + 0.1
+    assert "| linear | noise-free | 3 |" in out.with_suffix(".md").read_text()

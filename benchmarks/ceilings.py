@@ -1,0 +1,197 @@
+"""Ceilings: what a decoder could reach on the built-in corpora if the EEG held no noise, or if there were more data.
+
+``python benchmarks/ceilings.py --preset teaching --runs ~/study`` trains the models of ``--models`` (default the
+linear decoder, which fits in closed form in seconds; add ``cnn`` or ``dmf2mel`` for the deep decoders) twice on the
+quality benchmark's corpus of the preset: on its EEG as recorded (the usual benchmark), and on the noise-free EEG
+the simulation keeps beside it (``clean/``: the simulated auditory response through the same filters, without the
+background EEG, the artefacts and the sensor noise). Both are scored on the test parts of their own EEG, with the
+same chance levels. The gap says how much the noise costs: a decoder far below its clean-EEG ceiling is limited by
+the data, not by the model. ``--subject-factors 2 4`` adds corpora with 2 and 4 times the training subjects (the
+same held-out subjects' count; generated on first use, which takes about 20 minutes per 20 subjects on one core):
+how the decoders scale with data.
+
+Writes ``benchmarks/results/ceilings_<preset>.json`` and a markdown table beside it after every run; finished runs
+are kept across sessions as in the other studies. Never part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
+
+from quality import DEFAULT_EPOCHS, DEFAULT_VAL_EVERY, corpus_info, train_and_score  # noqa: E402
+from reports import (  # noqa: E402
+    BENCHMARK_CORPUS,
+    RESULTS_DIR,
+    benchmark_corpus,
+    code_state,
+    earlier_runs,
+    kept_result,
+    machine_info,
+    set_threads,
+    write_report,
+)
+
+SEED = 0
+RESULT_FILE = "ceiling_result.json"
+
+
+def clean_view(corpus: Path, folder: Path) -> Path:
+    """A ``split_data`` folder whose EEG is the corpus's noise-free EEG (``clean/``) and whose other features and
+    metadata are the corpus's own, as symbolic links (nothing is copied)."""
+    from dmf2mel.data.corpus import CLEAN_FOLDER
+    from dmf2mel.data.sparrkulee import METADATA_FILE
+
+    corpus = Path(corpus).resolve()
+    clean = corpus / CLEAN_FOLDER
+    if not clean.is_dir():
+        raise SystemExit(f"{corpus}: no {CLEAN_FOLDER}/ folder (a corpus simulated by dmf2mel keeps one)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in corpus.glob("*.npy"):
+        source = clean / path.name if path.name.endswith("_-_eeg.npy") else path
+        link = folder / path.name
+        if not link.is_symlink():
+            os.symlink(source, link)
+    if not (folder / METADATA_FILE).exists():
+        metadata = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8"))
+        metadata["version"] = f"{metadata.get('version')}+clean"
+        (folder / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
+    return folder
+
+
+def scaled_corpus(runs: Path, preset: str, factor: int, log=print) -> Path:
+    """The benchmark corpus with ``factor`` times the training subjects (and the same number held out)."""
+    from dmf2mel.data.corpus import simulate_corpus
+
+    held = BENCHMARK_CORPUS["n_held_out"]
+    n_subjects = held + factor * (BENCHMARK_CORPUS["n_subjects"] - held)
+    data = Path(runs) / f"corpus-{preset}-x{factor}"
+    if not data.is_dir():
+        log(f"generating {data}: {n_subjects} subjects (about {n_subjects} minutes on one core)")
+        simulate_corpus(data, preset=preset, seed=0, progress=False, **{**BENCHMARK_CORPUS, "n_subjects": n_subjects})
+    return data
+
+
+def _key(model: str, condition: str, corpus_version: str | None, epochs: int, fingerprint: list) -> dict:
+    return json.loads(
+        json.dumps(
+            {
+                "model": model,
+                "condition": condition,
+                "corpus": corpus_version,
+                "epochs": epochs,
+                "seed": SEED,
+                "fingerprint": fingerprint,
+            }
+        )
+    )
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Ceilings and scaling, `{report['preset']}` preset",
+        "",
+        f"{report['date'][:10]}, {report['machine']['cpu_count']}-core {report['machine']['cpu']}, commit "
+        f"{str(report['code']['commit'])[:7]}. The quality benchmark's corpus; deep models: profile `quick`, "
+        f"{report['budget']['epochs']} epochs, seed {SEED}, best validation epoch. `recorded`: the EEG as the "
+        "benchmark uses it; `noise-free`: the simulated auditory response alone, through the same filters; "
+        "`N x subjects`: a corpus with N times the training subjects. Paper r on the test parts (chance level in "
+        "brackets).",
+        "",
+        "| model | condition | training subjects | known r | unknown r |",
+        "|---|---|---:|---:|---:|",
+    ]
+
+    def r(result):
+        if not result or result.get("paper_r") is None:
+            return "-"
+        return f"{result['paper_r']:.3f} ({result['chance_r']:.3f})"
+
+    for entry in report["runs"]:
+        lines.append(
+            f"| {entry['model']} | {entry['condition']} | {entry['n_training_subjects']} | {r(entry['known'])} | "
+            f"{r(entry['unknown'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_ceilings(
+    preset: str,
+    models: Sequence[str] = ("linear",),
+    subject_factors: Sequence[int] = (),
+    epochs: int = DEFAULT_EPOCHS,
+    data: Path | None = None,
+    runs: Path | None = None,
+    out: Path | None = None,
+    n_null: int | None = None,
+    threads: int | None = 1,
+    log=print,
+) -> dict:
+    """Every model on the recorded EEG, the noise-free EEG and the scaled corpora; the report."""
+    from dmf2mel.io import save_json
+    from dmf2mel.metrics import N_NULL
+    from dmf2mel.models.fingerprint import model_fingerprint
+
+    set_threads(threads)
+    n_null = N_NULL if n_null is None else n_null
+    runs = Path(runs) if runs is not None else Path.home() / "study"
+    runs.mkdir(parents=True, exist_ok=True)
+    data = Path(data) if data is not None else benchmark_corpus(runs, preset, log)
+    conditions = [("recorded", data), ("noise-free", clean_view(data, runs / f"{data.name}-clean"))]
+    conditions += [(f"{factor} x subjects", scaled_corpus(runs, preset, factor, log)) for factor in subject_factors]
+    earlier = earlier_runs(out)
+    report = {
+        "preset": preset,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "code": code_state(),
+        "budget": {"epochs": epochs, "seed": SEED, "n_null": n_null},
+        "runs": [],
+    }
+    for condition, folder in conditions:
+        corpus = corpus_info(folder)
+        for model in models:
+            key = _key(model, condition, corpus["version"], epochs, model_fingerprint(model))
+            run = runs / f"ceiling-{model}-{condition.replace(' ', '')}"
+            entry = kept_result(key, earlier, run / RESULT_FILE)
+            if entry is None:
+                resumed = (run / "last.pt").is_file()
+                val_every = min(DEFAULT_VAL_EVERY, epochs)
+                result = train_and_score(model, folder, run, SEED, epochs, val_every, n_null, resumed)
+                n_training = len(corpus["subjects"]) - len(corpus["held_out"])
+                entry = {"key": key, "model": model, "condition": condition, "n_training_subjects": n_training}
+                entry.update({k: result[k] for k in ("known", "unknown", "train_seconds", "best_val_r", "curve")})
+                save_json(run / RESULT_FILE, entry)
+            log(f"  {model:<8} {condition:<14} known r {entry['known']['paper_r']:.4f}")
+            report["runs"].append(entry)
+            if out is not None:
+                write_report(report, out, markdown(report))
+    return report
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="teaching", choices=("teaching", "sparrkulee"))
+    parser.add_argument("--models", nargs="+", default=["linear"])
+    parser.add_argument("--subject-factors", nargs="*", type=int, default=[])
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--runs", type=Path, help="run folders and corpora (default ~/study)")
+    parser.add_argument("--out", type=Path, help="the report (default benchmarks/results/ceilings_<preset>.json)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    out = args.out or RESULTS_DIR / f"ceilings_{args.preset}.json"
+    report = run_ceilings(
+        args.preset, args.models, args.subject_factors, args.epochs, runs=args.runs, out=out, threads=args.threads
+    )
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
