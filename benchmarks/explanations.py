@@ -126,7 +126,7 @@ def _key(name: str, seed: int, epochs: int, lr: float | None, corpus: str | None
     )
 
 
-def _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log) -> dict:
+def _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log, finished_only=False) -> dict | None:
     from dmf2mel.io import save_json
 
     folder = runs / f"{name}-seed{seed}"
@@ -135,6 +135,8 @@ def _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log) -> d
     if kept is not None:
         log(f"  {name:<26} seed {seed}: kept (known r {kept['known']['paper_r']:.4f})")
         return kept
+    if finished_only:
+        return None
     model, profile = register_variant(name)
     resumed = (folder / "last.pt").is_file()
     result = train_and_score(
@@ -248,8 +250,10 @@ def run_study(
     threads: int | None = 1,
     lr: float | None = None,
     log=print,
+    finished_only: bool = False,
 ) -> dict:
-    """Train the baseline and the variants, seed by seed (keeping matching runs of ``out``); the report."""
+    """Train the baseline and the variants, seed by seed (keeping matching runs of ``out``); the report.
+    ``finished_only``: train nothing, report the runs already finished (to merge studies run in parallel)."""
     from dmf2mel.metrics import N_NULL
     from dmf2mel.models.fingerprint import model_fingerprint
 
@@ -278,7 +282,10 @@ def run_study(
         for name in variants:
             model, _ = register_variant(name)
             key = _key(name, seed, epochs, lr, corpus["version"], model_fingerprint(model))
-            report["runs"].append(_one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log))
+            entry = _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log, finished_only)
+            if entry is None:
+                continue
+            report["runs"].append(entry)
             report["comparisons"] = compare(report)
             if out is not None:
                 write_report(report, out, markdown(report))
@@ -295,10 +302,19 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=Path, help="run folders and the corpus (default ~/explanation-runs)")
     parser.add_argument("--out", type=Path, help="the report (default benchmarks/results/explanations_<preset>.json)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--finished-only", action="store_true", help="train nothing: report the finished runs")
     args = parser.parse_args(argv)
     out = args.out or RESULTS_DIR / f"explanations_{args.preset}.json"
     report = run_study(
-        args.preset, args.variants, args.seeds, args.epochs, runs=args.runs, out=out, threads=args.threads, lr=args.lr
+        args.preset,
+        args.variants,
+        args.seeds,
+        args.epochs,
+        runs=args.runs,
+        out=out,
+        threads=args.threads,
+        lr=args.lr,
+        finished_only=args.finished_only,
     )
     print(markdown(report))
 

@@ -181,9 +181,11 @@ def run_sweep(
     out: Path | None = None,
     threads: int | None = 1,
     log=print,
+    finished_only: bool = False,
 ) -> dict:
     """Train every model at every learning rate (keeping matching runs of ``out``); the report, written to ``out``
-    after every run."""
+    after every run. ``finished_only``: train nothing, report the runs already finished (in ``out`` or in the run
+    folders), e.g. to merge sweeps that ran in parallel processes."""
     from dmf2mel.io import save_json
     from dmf2mel.models.fingerprint import fingerprint
 
@@ -214,6 +216,8 @@ def run_sweep(
                 log(
                     f"  {model:<8} lr {lr:<7g} kept: best val r {entry['best_val_r']:.4f} in epoch {entry['best_epoch']}"
                 )
+            elif finished_only:
+                continue
             else:
                 entry = train_one(data, folder, key)
                 save_json(saved, entry)
@@ -237,9 +241,19 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=Path, help="folder of the run folders and the corpus (default ~/sweep-runs)")
     parser.add_argument("--out", type=Path, help="the report (default benchmarks/results/sweep_<preset>.json)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--finished-only", action="store_true", help="train nothing: report the finished runs")
     args = parser.parse_args(argv)
     out = args.out or RESULTS_DIR / f"sweep_{args.preset}.json"
-    report = run_sweep(args.preset, args.models, args.lrs, args.epochs, runs=args.runs, out=out, threads=args.threads)
+    report = run_sweep(
+        args.preset,
+        args.models,
+        args.lrs,
+        args.epochs,
+        runs=args.runs,
+        out=out,
+        threads=args.threads,
+        finished_only=args.finished_only,
+    )
     for model, choice in report["chosen"].items():
         print(f"{model}: lr {choice['lr']} (best val r {choice['best_val_r']})", *choice["notes"], sep="; ")
 

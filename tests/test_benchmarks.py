@@ -766,6 +766,12 @@ def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
         out=out, threads=None, log=lambda text: None,
     )  # fmt: skip
     assert again["runs"] == report["runs"] == written["runs"]
+    # merging parallel sweeps: the finished runs only, nothing trained for the missing learning rate
+    merged = sweep.run_sweep(
+        "teaching", models=["cnn"], lrs=[1e-4, 3e-3, 1e-2], epochs=2, data=random_corpus, runs=tmp_path / "runs",
+        out=tmp_path / "merged.json", threads=None, log=lambda text: None, finished_only=True,
+    )  # fmt: skip
+    assert [e["lr"] for e in merged["runs"]] == [1e-4, 1e-2]
     # another budget is another run
     with pytest.raises(pytest.fail.Exception):
         sweep.run_sweep("teaching", models=["cnn"], lrs=[1e-4], epochs=3, data=random_corpus, runs=tmp_path / "r3",
@@ -793,6 +799,11 @@ def test_explanations_compare_each_variant_with_the_baseline_and_keep_finished_r
     monkeypatch.setattr(explanations, "train_and_score", lambda *args: pytest.fail("a finished run was trained again"))
     again = explanations.run_study("teaching", ["baseline", "no-infonce"], lr=1e-3, log=lambda text: None, **kwargs)
     assert again["runs"] == report["runs"]
+    merged = explanations.run_study(
+        "teaching", ["baseline", "last-residual", "no-infonce"], lr=1e-3, log=lambda text: None, finished_only=True,
+        **kwargs,
+    )  # fmt: skip
+    assert [e["variant"] for e in merged["runs"]] == ["baseline", "no-infonce"]
 
 
 def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, tmp_path):
