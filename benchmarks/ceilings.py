@@ -35,6 +35,7 @@ from reports import (  # noqa: E402
     earlier_runs,
     kept_result,
     machine_info,
+    resumable,
     set_threads,
     write_report,
 )
@@ -162,7 +163,7 @@ def run_ceilings(
             run = runs / f"ceiling-{model}-{condition.replace(' ', '')}"
             entry = kept_result(key, earlier, run / RESULT_FILE)
             if entry is None:
-                resumed = (run / "last.pt").is_file()
+                resumed = resumable(run)
                 val_every = min(DEFAULT_VAL_EVERY, epochs)
                 result = train_and_score(model, folder, run, SEED, epochs, val_every, n_null, resumed)
                 n_training = len(corpus["subjects"]) - len(corpus["held_out"])

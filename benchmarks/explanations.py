@@ -43,6 +43,7 @@ from reports import (  # noqa: E402
     earlier_runs,
     kept_result,
     machine_info,
+    resumable,
     set_threads,
     write_report,
 )
@@ -138,7 +139,7 @@ def _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log, fini
     if finished_only:
         return None
     model, profile = register_variant(name)
-    resumed = (folder / "last.pt").is_file()
+    resumed = resumable(folder)
     result = train_and_score(
         model, data, folder, seed, epochs, min(DEFAULT_VAL_EVERY, epochs), n_null, resumed, profile, lr
     )

@@ -62,6 +62,7 @@ from reports import (  # noqa: E402
     benchmark_corpus,
     code_state,
     machine_info,
+    resumable,
     same_key,
     set_threads,
     write_report,
@@ -226,9 +227,7 @@ def seed_result(
         if same_key(saved["key"], json.loads(json.dumps(key))):
             return {**saved["result"], "reused": True}
         shutil.rmtree(run)  # another budget, corpus or maths: train again
-    resumed = (run / "last.pt").is_file()
-    if run.exists() and not resumed:
-        shutil.rmtree(run)  # cut short before its first checkpoint: nothing in it to keep
+    resumed = resumable(run)
     result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed)
     if resumed:  # the training time of all the run's epochs, not only of those after the resume
         result["train_seconds"] = float(sum(history_table(run)["seconds"]))

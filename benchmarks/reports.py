@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -126,6 +127,17 @@ def same_key(a: dict, b: dict) -> bool:
         return mine == theirs
     # one model's numbers, or a dict of them by model name
     return same_fingerprint(mine, theirs) if isinstance(mine, dict) else same_fingerprint({"m": mine}, {"m": theirs})
+
+
+def resumable(run: Path) -> bool:
+    """Whether ``run`` holds a checkpoint to resume from. A run folder cut short before its first checkpoint has
+    nothing in it to keep (and the trainer refuses a folder that is not empty): it is removed, to start afresh."""
+    run = Path(run)
+    if (run / "last.pt").is_file():
+        return True
+    if run.exists():
+        shutil.rmtree(run)
+    return False
 
 
 def kept_result(key: dict, earlier: list[dict], saved: Path) -> dict | None:

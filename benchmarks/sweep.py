@@ -23,7 +23,6 @@ import dataclasses
 import datetime
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from reports import (  # noqa: E402
     earlier_runs,
     kept_result,
     machine_info,
+    resumable,
     set_threads,
     write_report,
 )
@@ -77,9 +77,7 @@ def train_one(data: Path, run: Path, key: dict) -> dict:
     """Train one model at one learning rate (on from the run's last checkpoint when there is one); its result."""
     from dmf2mel.train import train
 
-    resumed = (run / "last.pt").is_file()
-    if run.exists() and not resumed:
-        shutil.rmtree(run)  # cut short before its first checkpoint: nothing in it to keep
+    resumed = resumable(run)
     started = time.perf_counter()
     summary = train(
         data,

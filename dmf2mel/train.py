@@ -596,7 +596,7 @@ class _Trainer:
             _seed(self.seed + self.proc.rank)  # dropout masks differ between processes
         self._start_state = _copy_state(self.epoch, self.model, optimizer)
         net = self._network()
-        pearson, l1, infonce = self.profile.get("loss_weights") or _GUARD_FIELDS["loss_weights"]
+        pearson, l1, infonce = self.profile["loss_weights"]
         loss_fn = PaperLoss(pearson_weight=pearson, l1_weight=l1, infonce_weight=infonce)
         dataset = self._windows()
         epochs = self.profile["epochs"]
@@ -702,7 +702,7 @@ class _Trainer:
         loader = DataLoader(
             dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=proc.device.type == "cuda"
         )
-        clip = self.profile.get("clip_grad_norm")
+        clip = self.profile["clip_grad_norm"]
         sums = torch.zeros(5, dtype=torch.float64)  # loss, r, l1, infonce, windows
         norms, skipped = [], 0
         net.train()
@@ -750,7 +750,7 @@ class _Trainer:
 
     def _update(self, optimizer) -> None:
         """One optimiser step, at a fraction of the scheduled learning rate during the warm-up."""
-        warmup = self.profile.get("warmup_steps") or 0
+        warmup = self.profile["warmup_steps"]
         factor = min(1.0, (self.step + 1) / warmup) if warmup else 1.0
         scheduled = [group["lr"] for group in optimizer.param_groups]
         if factor < 1.0:

@@ -821,3 +821,15 @@ def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, 
     # without the background EEG and the sensor noise the linear decoder does far better: the ceiling
     assert clean["known"]["paper_r"] > recorded["known"]["paper_r"] + 0.1
     assert "| linear | noise-free | 3 |" in out.with_suffix(".md").read_text()
+
+
+def test_resumable_keeps_a_checkpointed_run_and_clears_one_cut_short_before_its_first_checkpoint(tmp_path):
+    cut_short = tmp_path / "cut-short"
+    cut_short.mkdir()
+    (cut_short / "config.json").write_text("{}")  # a killed run: the trainer would refuse this folder
+    assert reports.resumable(cut_short) is False and not cut_short.exists()
+    checkpointed = tmp_path / "checkpointed"
+    checkpointed.mkdir()
+    (checkpointed / "last.pt").write_bytes(b"state")
+    assert reports.resumable(checkpointed) is True and (checkpointed / "last.pt").is_file()
+    assert reports.resumable(tmp_path / "new") is False
