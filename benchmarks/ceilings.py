@@ -163,7 +163,7 @@ def run_ceilings(
             run = runs / f"ceiling-{model}-{condition.replace(' ', '')}"
             entry = kept_result(key, earlier, run / RESULT_FILE)
             if entry is None:
-                resumed = resumable(run)
+                resumed = resumable(run, key)
                 val_every = min(DEFAULT_VAL_EVERY, epochs)
                 result = train_and_score(model, folder, run, SEED, epochs, val_every, n_null, resumed)
                 n_training = len(corpus["subjects"]) - len(corpus["held_out"])

@@ -52,6 +52,10 @@ from dmf2mel.metrics import VERDICT_RULE, format_p, paired_verdict  # noqa: E402
 
 #: DMF2Mel as the quality reports trained it, before this study: convMamba's feed-forward without its second dropout.
 BASELINE = {"convmamba_output_dropout": False}
+#: The ``small`` config's defaults that this study changed, as they were before it: every variant starts from them,
+#: so the study keeps comparing with the model it set out to explain. Not part of a run's key: the key's model
+#: fingerprint already pins the maths, and the runs trained before the defaults changed stay valid.
+BEFORE_THE_STUDY = {"convmamba_last_residual": False}
 #: Each explanation: (DMF2MelConfig switches on top of the baseline, TrainProfile changes, what it tests).
 VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "output-dropout": (
@@ -76,7 +80,16 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
         {},
         "no subject dropout (the book hides the subject of 10 % of training windows; the official code does not)",
     ),
+    "default": (
+        {"convmamba_last_residual": True, "convmamba_output_dropout": True},
+        {},
+        "the small config's defaults after this study: the residual around the single pass and the official "
+        "second dropout",
+    ),
 }
+#: Variants also compared with another variant than the baseline: what the second dropout does on top of the
+#: residual.
+ALSO_AGAINST = {"default": "last-residual"}
 #: Forward passes of the paper metric's window (10 s at 64 Hz) for the no-training explanation.
 SCORING_WINDOW = 640
 RESULT_FILE = "explanation_result.json"
@@ -90,14 +103,19 @@ def register_variant(name: str) -> tuple[str, str]:
 
     switches, profile_changes, _ = ({}, {}, "") if name == "baseline" else VARIANTS[name]
     model = f"dmf2mel-study-{name}"
-    register(model, dmf2mel_variant({**BASELINE, **switches}, f"DMF2Mel ({name})"))
+    register(model, dmf2mel_variant({**BEFORE_THE_STUDY, **BASELINE, **switches}, f"DMF2Mel ({name})"))
     profile = f"{PROFILE}-study-{name}"
     PROFILES[profile] = dataclasses.replace(PROFILES[PROFILE], name=profile, **profile_changes)
     return model, profile
 
 
-def chosen_lr(preset: str) -> tuple[float | None, str]:
-    """DMF2Mel's learning rate from the sweep report, and where it came from."""
+def chosen_lr(preset: str, out: Path | None = None) -> tuple[float | None, str]:
+    """DMF2Mel's learning rate, and where it came from: the one the study in ``out`` started with (a study keeps
+    its recipe, also after the sweep has moved on to DMF2Mel's new defaults), else the sweep report's choice."""
+    if out is not None and Path(out).is_file():
+        budget = json.loads(Path(out).read_text(encoding="utf-8")).get("budget", {})
+        if budget.get("lr") is not None:
+            return budget["lr"], budget["lr_text"].split(", ", 1)[-1]
     path = RESULTS_DIR / f"sweep_{preset}.json"
     if path.is_file():
         choice = json.loads(path.read_text(encoding="utf-8")).get("chosen", {}).get("dmf2mel", {})
@@ -139,7 +157,7 @@ def _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log, fini
     if finished_only:
         return None
     model, profile = register_variant(name)
-    resumed = resumable(folder)
+    resumed = resumable(folder, key)
     result = train_and_score(
         model, data, folder, seed, epochs, min(DEFAULT_VAL_EVERY, epochs), n_null, resumed, profile, lr
     )
@@ -169,31 +187,38 @@ def _row(name: str, entries: Sequence[dict], protocol_key=None) -> dict:
     return row
 
 
+def _comparison(mine: dict, theirs: dict) -> dict:
+    """``mine`` minus ``theirs`` (rows of :func:`_row`) per protocol, with verdicts, seeds and mean r."""
+    out = {}
+    for protocol in ("known", "unknown"):
+        comparison = paired(mine, theirs, protocol)
+        out[protocol] = None if comparison is None else {**comparison, "verdict": paired_verdict(comparison)}
+    out["seeds"] = mine["seeds"]
+    out["r"] = {p: (mine[p] or {}).get("paper_r") for p in ("known", "unknown")}
+    return out
+
+
 def compare(report: dict) -> dict:
-    """Every variant against the baseline, per protocol, on the seeds both have finished."""
+    """Every variant against the baseline (and those of :data:`ALSO_AGAINST` against their second reference, as
+    ``"<variant> vs <reference>"``), per protocol, on the seeds both have finished."""
     by_variant: dict[str, list[dict]] = {}
     for entry in report["runs"]:
         by_variant.setdefault(entry["variant"], []).append(entry)
-    baseline = by_variant.get("baseline", [])
     out = {}
-    candidates = {name: entries for name, entries in by_variant.items() if name != "baseline"}
+    baseline = by_variant.get("baseline", [])
+    pairs = [(name, "baseline") for name in by_variant if name != "baseline"]
+    pairs += [(name, ref) for name, ref in ALSO_AGAINST.items() if name in by_variant]
+    for name, ref in pairs:
+        entries, references = by_variant[name], by_variant.get(ref, [])
+        seeds = sorted({e["seed"] for e in entries} & {e["seed"] for e in references})
+        if not seeds:
+            continue
+        mine = _row(name, [e for e in entries if e["seed"] in seeds])
+        theirs = _row(ref, [e for e in references if e["seed"] in seeds])
+        out[name if ref == "baseline" else f"{name} vs {ref}"] = _comparison(mine, theirs)
     if baseline and all("predict_10s" in e for e in baseline):
-        candidates["predict-10s"] = None
-    for name, entries in candidates.items():
-        if entries is None:
-            mine, theirs = _row(name, baseline, lambda e: e["predict_10s"]), _row("baseline", baseline)
-        else:
-            seeds = sorted({e["seed"] for e in entries} & {e["seed"] for e in baseline})
-            if not seeds:
-                continue
-            mine = _row(name, [e for e in entries if e["seed"] in seeds])
-            theirs = _row("baseline", [e for e in baseline if e["seed"] in seeds])
-        out[name] = {}
-        for protocol in ("known", "unknown"):
-            comparison = paired(mine, theirs, protocol)
-            out[name][protocol] = None if comparison is None else {**comparison, "verdict": paired_verdict(comparison)}
-        out[name]["seeds"] = mine["seeds"]
-        out[name]["r"] = {p: (mine[p] or {}).get("paper_r") for p in ("known", "unknown")}
+        mine = _row("predict-10s", baseline, lambda e: e["predict_10s"])
+        out["predict-10s"] = _comparison(mine, _row("baseline", baseline))
     return out
 
 
@@ -202,8 +227,9 @@ def markdown(report: dict) -> str:
         f"# Explanations tested one at a time, `{report['preset']}` preset",
         "",
         f"{report['date'][:10]}, {report['machine']['cpu_count']}-core {report['machine']['cpu']}, commit "
-        f"{str(report['code']['commit'])[:7]}. Every variant is the baseline (DMF2Mel, small config, without "
-        f"convMamba's second dropout) with one change; profile `{PROFILE}`, {report['budget']['epochs']} epochs, "
+        f"{str(report['code']['commit'])[:7]}. Every variant is the baseline (DMF2Mel's small config as it was "
+        f"before this study: a single convMamba pass with no residual around it, no second dropout in its "
+        f"feed-forward) with one change (`default`: the two that became the small config's defaults); profile `{PROFILE}`, {report['budget']['epochs']} epochs, "
         f"learning rate {report['budget']['lr_text']}, best validation epoch, seeds "
         f"{', '.join(map(str, report['budget']['seeds']))}; the quality benchmark's corpus. Δr: variant minus "
         f"baseline, paired over subjects and seeds. {VERDICT_RULE}",
@@ -219,6 +245,8 @@ def markdown(report: dict) -> str:
         )
     descriptions = {name: text for name, (_, _, text) in VARIANTS.items()}
     descriptions["predict-10s"] = "the baseline's runs predicted in 10 s passes (the scoring window) instead of 5 s"
+    for name, ref in ALSO_AGAINST.items():
+        descriptions[f"{name} vs {ref}"] = f"Δr of {name} against {ref} instead of the baseline"
 
     def cell(c):
         if c is None:
@@ -265,7 +293,7 @@ def run_study(
     data = Path(data) if data is not None else benchmark_corpus(runs, preset, log)
     lr_text = f"{lr:g} (given)" if lr is not None else None
     if lr is None:
-        lr, source = chosen_lr(preset)
+        lr, source = chosen_lr(preset, out)
         lr_text = f"{lr:g}, {source}" if lr is not None else source
     corpus = corpus_info(data)
     earlier = earlier_runs(out)

@@ -226,8 +226,7 @@ def seed_result(
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
         if same_key(saved["key"], json.loads(json.dumps(key))):
             return {**saved["result"], "reused": True}
-        shutil.rmtree(run)  # another budget, corpus or maths: train again
-    resumed = resumable(run)
+    resumed = resumable(run, key)  # another budget, corpus or maths: trained again
     result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed)
     if resumed:  # the training time of all the run's epochs, not only of those after the resume
         result["train_seconds"] = float(sum(history_table(run)["seconds"]))

@@ -129,10 +129,40 @@ def same_key(a: dict, b: dict) -> bool:
     return same_fingerprint(mine, theirs) if isinstance(mine, dict) else same_fingerprint({"m": mine}, {"m": theirs})
 
 
-def resumable(run: Path) -> bool:
+def _key_file(run: Path) -> Path:
+    """Where :func:`resumable` records what a run folder was started for: beside it (the trainer wants the folder
+    itself to hold nothing but its own files)."""
+    return run.with_name(f"{run.name}.key.json")
+
+
+def _started_for(run: Path, key: dict) -> bool:
+    """Whether the run in ``run`` was started for ``key``: the key recorded beside it, else the key of a result it
+    saved (``*_result.json``); a folder with neither (started before keys were recorded) is taken to match."""
+    recorded = _key_file(run)
+    if recorded.is_file():
+        return same_key(json.loads(recorded.read_text(encoding="utf-8")), key)
+    for result in run.glob("*_result.json"):
+        saved = json.loads(result.read_text(encoding="utf-8"))
+        if "key" in saved:
+            return same_key(saved["key"], key)
+    return True
+
+
+def resumable(run: Path, key: dict | None = None) -> bool:
     """Whether ``run`` holds a checkpoint to resume from. A run folder cut short before its first checkpoint has
-    nothing in it to keep (and the trainer refuses a folder that is not empty): it is removed, to start afresh."""
+    nothing in it to keep (and the trainer refuses a folder that is not empty): it is removed, to start afresh.
+
+    With ``key`` (what the run's result will depend on), a folder started for another key (another recipe, corpus
+    or model: resuming it would continue the other model) is removed as well, and ``key`` is recorded beside the
+    folder for the next call.
+    """
+    from dmf2mel.io import save_json
+
     run = Path(run)
+    if key is not None and run.exists() and not _started_for(run, key):
+        shutil.rmtree(run)
+    if key is not None:
+        save_json(_key_file(run), json.loads(json.dumps(key)))
     if (run / "last.pt").is_file():
         return True
     if run.exists():

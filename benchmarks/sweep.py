@@ -77,7 +77,7 @@ def train_one(data: Path, run: Path, key: dict) -> dict:
     """Train one model at one learning rate (on from the run's last checkpoint when there is one); its result."""
     from dmf2mel.train import train
 
-    resumed = resumable(run)
+    resumed = resumable(run, key)
     started = time.perf_counter()
     summary = train(
         data,

@@ -806,6 +806,31 @@ def test_explanations_compare_each_variant_with_the_baseline_and_keep_finished_r
     assert [e["variant"] for e in merged["runs"]] == ["baseline", "no-infonce"]
 
 
+def test_explanations_compare_the_new_default_with_the_baseline_and_with_the_residual_alone():
+    subjects = [f"sub-{i:03d}" for i in range(8)]
+
+    def entry(variant, seed, shift):
+        scores = {s: 0.2 + 0.01 * i + shift for i, s in enumerate(subjects)}
+        result = {"paper_r": sum(scores.values()) / len(scores), "per_subject": scores}
+        return {"variant": variant, "seed": seed, "known": result, "unknown": result}
+
+    runs = [entry("baseline", 0, 0.0), entry("last-residual", 0, 0.08), entry("default", 0, 0.05)]
+    comparisons = explanations.compare({"runs": runs})
+    assert set(comparisons) == {"last-residual", "default", "default vs last-residual"}
+    assert comparisons["default"]["known"]["difference"] == pytest.approx(0.05)
+    second = comparisons["default vs last-residual"]["known"]
+    assert second["difference"] == pytest.approx(-0.03) and second["verdict"] == "below"
+    # the baseline and every variant are built as the small config stood before the study
+    from dmf2mel.models.registry import model_spec
+
+    model, _ = explanations.register_variant("baseline")
+    config = model_spec(model).default_config("small", 3, 64, 10)
+    assert not config["convmamba_last_residual"] and not config["convmamba_output_dropout"]
+    model, _ = explanations.register_variant("default")
+    config = model_spec(model).default_config("small", 3, 64, 10)
+    assert config["convmamba_last_residual"] and config["convmamba_output_dropout"]
+
+
 def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, tmp_path):
     out = tmp_path / "ceilings_tiny.json"
     report = ceilings.run_ceilings(
@@ -833,3 +858,26 @@ def test_resumable_keeps_a_checkpointed_run_and_clears_one_cut_short_before_its_
     (checkpointed / "last.pt").write_bytes(b"state")
     assert reports.resumable(checkpointed) is True and (checkpointed / "last.pt").is_file()
     assert reports.resumable(tmp_path / "new") is False
+
+
+def test_resumable_never_continues_a_run_started_for_another_key(tmp_path):
+    old_key, new_key = {"model": "dmf2mel", "lr": 3e-3}, {"model": "dmf2mel", "lr": 1e-3}
+    # a finished run of another recipe (its result file says so): resuming it would return the other model
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "last.pt").write_bytes(b"state")
+    (finished / "sweep_result.json").write_text(json.dumps({"key": old_key}))
+    assert reports.resumable(finished, new_key) is False and not finished.exists()
+    # a run cut short after its first checkpoint: the key recorded beside it decides
+    started = tmp_path / "started"
+    assert reports.resumable(started, old_key) is False
+    started.mkdir()
+    (started / "last.pt").write_bytes(b"state")
+    assert reports.resumable(started, old_key) is True and (started / "last.pt").is_file()
+    assert reports.resumable(started, new_key) is False and not started.exists()
+    assert json.loads((tmp_path / "started.key.json").read_text()) == new_key
+    # a folder from before keys were recorded, with no result yet, is resumed
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "last.pt").write_bytes(b"state")
+    assert reports.resumable(legacy, new_key) is True

@@ -464,7 +464,7 @@ def test_first_cross_attention_reuses_the_self_attention_layer():
 def test_convmamba_residual_on_every_pass_but_the_last():
     """The official ``y = m(x) + x; out = m(y)``: the last pass feeds the head without a residual."""
     torch.manual_seed(12)
-    model = DMF2Mel(tiny(n_convmamba_repeats=2)).eval()
+    model = DMF2Mel(tiny(n_convmamba_repeats=2, convmamba_last_residual=False)).eval()
     calls = []
     model.convmamba[0].register_forward_hook(lambda module, args, output: calls.append((args[0], output)))
     head_inputs = []
@@ -487,6 +487,13 @@ def test_convmamba_last_residual_adds_the_input_of_the_last_pass_too():
         model(torch.randn(2, 24, 64), torch.tensor([0, 1]))
     ((block_in, block_out),) = calls
     torch.testing.assert_close(head_inputs[0], block_out + block_in)
+
+
+def test_the_small_config_keeps_a_residual_around_its_single_pass_and_the_paper_config_follows_the_official_rule():
+    small, paper = DMF2MelConfig.small(), DMF2MelConfig.paper()
+    assert (small.n_convmamba_repeats, small.convmamba_last_residual) == (1, True)
+    assert (paper.n_convmamba_repeats, paper.convmamba_last_residual) == (2, False)
+    assert small.convmamba_output_dropout and paper.convmamba_output_dropout
 
 
 def test_official_comparison_explains_the_total_difference():
