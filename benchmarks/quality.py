@@ -102,6 +102,34 @@ P_VALUES = ("p_value", "challenge_p_value")
 # --- one model ----------------------------------------------------------------------------------
 
 
+def learning_rates(preset: str, models: Sequence[str], sweep: Path | None = None) -> dict[str, dict]:
+    """Each gradient-trained model's learning rate, chosen on validation by the sweep of ``preset``
+    (``benchmarks/results/sweep_<preset>.json``, :mod:`sweep`): ``{model: {"lr": ..., "source": ...}}``.
+
+    The ablations take DMF2Mel's (the sweep does not sweep them: each is one switch of DMF2Mel, trained with its
+    recipe); a model the sweep has no choice for keeps the profile's learning rate, and says so; the closed-form
+    linear decoder has none.
+    """
+    from dmf2mel.models.registry import model_spec
+    from dmf2mel.train import PROFILES
+
+    sweep = RESULTS_DIR / f"sweep_{preset}.json" if sweep is None else Path(sweep)
+    chosen = json.loads(sweep.read_text(encoding="utf-8")).get("chosen", {}) if sweep.is_file() else {}
+    out = {}
+    for model in models:
+        if model_spec(model).closed_form:
+            continue
+        swept = model if model in chosen else "dmf2mel" if model.startswith("dmf2mel-") else model
+        lr = chosen.get(swept, {}).get("lr")
+        if lr is None:
+            out[model] = {"lr": PROFILES[PROFILE].lr, "source": f"the {PROFILE} profile's (no sweep choice)"}
+        elif swept == model:
+            out[model] = {"lr": lr, "source": f"chosen on validation by the sweep ({sweep.name})"}
+        else:
+            out[model] = {"lr": lr, "source": f"DMF2Mel's, chosen by the sweep ({sweep.name})"}
+    return out
+
+
 def _mean(values: Sequence) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else None
@@ -208,13 +236,21 @@ def learning_curve(run: Path) -> dict:
 
 
 def seed_result(
-    model: str, data: Path, run: Path, seed: int, epochs: int, val_every: int, n_null: int, key: dict
+    model: str,
+    data: Path,
+    run: Path,
+    seed: int,
+    epochs: int,
+    val_every: int,
+    n_null: int,
+    key: dict,
+    lr: float | None = None,
 ) -> dict:
     """One seed of one model, resumable: the result saved in the run folder when its ``key`` matches, else the
     training continued from the run's last checkpoint (or started), scored and saved.
 
-    ``key`` holds what the result depends on besides the run folder (budget, corpus version and the models'
-    fingerprint, :mod:`dmf2mel.models.fingerprint`); a saved result is kept only when the budget and corpus are the
+    ``key`` holds what the result depends on besides the run folder (budget, the model's learning rate ``lr``,
+    corpus version and the models' fingerprint, :mod:`dmf2mel.models.fingerprint`); a saved result is kept only when the budget and corpus are the
     same and the fingerprint matches, so a benchmark cut short (a closed session, Ctrl+C) goes on where it stopped,
     also after changes of the code that leave the maths alone.
     """
@@ -227,7 +263,7 @@ def seed_result(
         if same_key(saved["key"], json.loads(json.dumps(key))):
             return {**saved["result"], "reused": True}
     resumed = resumable(run, key)  # another budget, corpus or maths: trained again
-    result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed)
+    result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed, lr=lr)
     if resumed:  # the training time of all the run's epochs, not only of those after the resume
         result["train_seconds"] = float(sum(history_table(run)["seconds"]))
         result["resumed"] = True
@@ -245,12 +281,15 @@ def model_row(
     n_null: int,
     key: dict,
     log=print,
+    lr: float | None = None,
 ) -> dict:
-    """Train and score ``model`` once per seed (:func:`seed_result`: resumable, ``key`` as there); the row of the
-    quality table."""
+    """Train and score ``model`` once per seed at learning rate ``lr`` (:func:`seed_result`: resumable, ``key`` as
+    there); the row of the quality table."""
     per_seed = []
+    key = {**key, "lr": lr}  # a model's runs depend on its own learning rate only
     for seed in seeds:
-        result = seed_result(model, data, runs / f"{model}-seed{seed}", seed, epochs, val_every, n_null, key)
+        folder = runs / f"{model}-seed{seed}"
+        result = seed_result(model, data, folder, seed, epochs, val_every, n_null, key, lr)
         per_seed.append(result)
         unknown = result["unknown"] or {}
         how = " (saved earlier)" if result.get("reused") else " (resumed)" if result.get("resumed") else ""
@@ -261,6 +300,7 @@ def model_row(
         )
     return {
         "model": model,
+        "lr": lr,
         "params": per_seed[0]["params"],
         "seeds": list(seeds),
         "epochs": per_seed[0]["epochs_run"],
@@ -330,6 +370,7 @@ def run_preset(
     val_every: int | None = None,
     threads: int | None = DEFAULT_THREADS,
     log=print,
+    sweep: Path | None = None,
 ) -> dict:
     """Train and score every model on the corpus of ``preset``; the report (written to ``out`` as it grows).
 
@@ -356,6 +397,9 @@ def run_preset(
         trainer also validates after the last epoch.
     threads : int, optional
         torch threads (default 1; None keeps torch's default).
+    sweep : Path, optional
+        The learning-rate sweep report the models' learning rates come from (:func:`learning_rates`; default
+        ``benchmarks/results/sweep_<preset>.json``).
     """
     from dmf2mel.metrics import N_NULL
 
@@ -382,6 +426,8 @@ def run_preset(
         # the fingerprint lets a later change of the code that leaves the maths alone keep these numbers current
         "code": {**code_state(), "fingerprint": fingerprint()},
         "budget": budget(epochs, seeds, n_null, val_every, threads),
+        # every model's own learning rate, chosen on validation (the profile's lr in "budget" is not used)
+        "learning_rates": learning_rates(preset, models, sweep),
         "corpus": {**corpus_info(data), "folder": Path(source).name},
         "rows": [],
     }
@@ -395,7 +441,8 @@ def run_preset(
         old = json.loads(out.read_text(encoding="utf-8"))
         same_budget = old.get("budget") == json.loads(json.dumps(report["budget"]))  # tuples come back as lists
         if same_budget and old.get("corpus", {}).get("version") == report["corpus"]["version"]:
-            done = {row["model"]: row for row in old["rows"]}
+            lr_of = lambda model: report["learning_rates"].get(model, {}).get("lr")  # noqa: E731
+            done = {row["model"]: row for row in old["rows"] if row.get("lr") == lr_of(row["model"])}
     started = time.perf_counter()
     try:
         for model in models:
@@ -403,7 +450,8 @@ def run_preset(
                 log(f"  {model:<22} kept from {out}")
                 report["rows"].append(done[model])
             else:
-                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, key, log))
+                lr = report["learning_rates"].get(model, {}).get("lr")
+                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, key, log, lr))
             report["wall_seconds"] = time.perf_counter() - started
             if out is not None:
                 write(report, out)
@@ -502,6 +550,8 @@ def markdown(report: dict) -> str:
     """The quality table of one preset as markdown."""
     b, corpus, machine = report["budget"], report["corpus"], report["machine"]
     train = b["train"]
+    sources = {lr["source"] for lr in report.get("learning_rates", {}).values()}
+    lr_text = "; ".join(sorted(sources)) if sources else f"the profile's {train['lr']:g} for every model"
     lines = [
         f"# Quality on the `{report['preset']}` corpus",
         "",
@@ -511,13 +561,13 @@ def markdown(report: dict) -> str:
         "",
         f"Budget per model: profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), {b['epochs']} epochs of "
         f"{train['windows_per_recording']} random {train['window_seconds']:g} s windows per training recording, "
-        f"batch {train['batch_size']}, Adam lr {train['lr']:g}; validation every {b['val_every']} epochs, early stopping off, best val epoch evaluated; "
+        f"batch {train['batch_size']}, Adam at each model's learning rate (column lr: {lr_text}); validation every {b['val_every']} epochs, early stopping off, best val epoch evaluated; "
         f"seeds {', '.join(map(str, b['seeds']))}; {b['closed_form']}. Chance = 95th percentile of a "
         f"circular-shift null ({b['n_null']} draws); p = permutation p-value (largest over seeds).",
         "",
-        "| model | params | known paper r | known challenge r | known chance r | known p | unknown paper r "
+        "| model | params | lr | known paper r | known challenge r | known chance r | known p | unknown paper r "
         "| unknown challenge r | unknown chance r | unknown p | train s / seed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         known, unknown = row["known"] or {}, row["unknown"] or {}
@@ -528,7 +578,7 @@ def markdown(report: dict) -> str:
             return text if std is None else f"{text} ± {std:.4f}"
 
         lines.append(
-            f"| {row['model']} | {row['params']:,d} | {r_cell(known)} | {_fmt(known.get('challenge_r'))} | "
+            f"| {row['model']} | {row['params']:,d} | {_fmt(row.get('lr'), 'g')} | {r_cell(known)} | {_fmt(known.get('challenge_r'))} | "
             f"{_fmt(known.get('chance_r'))} | {_fmt(known.get('p_value'), '.3f')} | {r_cell(unknown)} | "
             f"{_fmt(unknown.get('challenge_r'))} | {_fmt(unknown.get('chance_r'))} | {_fmt(unknown.get('p_value'), '.3f')} | "
             f"{_fmt(row.get('train_seconds'), '.0f')} |"

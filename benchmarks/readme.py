@@ -77,11 +77,22 @@ def quality_section(reports: dict[str, dict]) -> list[str]:
             f"- `{preset}` ({_day(report['date'])}, {machine['cpu_count']}-core {machine['cpu']}, "
             f"{b['threads']} torch thread(s)): profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), "
             f"{b['epochs']} epochs of {train['windows_per_recording']} random {train['window_seconds']:g} s windows "
-            f"per training recording, batch {train['batch_size']}, Adam lr {train['lr']:g}, best val epoch; "
+            f"per training recording, batch {train['batch_size']}, Adam at {_learning_rates(report)}, best val epoch; "
             f"seeds {', '.join(map(str, b['seeds']))}.{_stale(report)} Paired comparison - {verdicts}."
         )
     lines += ["", VERDICT_RULE]
     return lines
+
+
+def _learning_rates(report: dict) -> str:
+    """Each model's learning rate, as the quality report trained it (one lr for all in reports before the sweep)."""
+    rates = report.get("learning_rates")
+    if not rates:
+        return f"lr {report['budget']['train']['lr']:g} for every model"
+    dmf2mel = rates.get("dmf2mel", {}).get("lr")
+    own = ", ".join(f"{model} {rate['lr']:g}" for model, rate in rates.items() if not model.startswith("dmf2mel-"))
+    shared = " (its ablations too)" if any(m.startswith("dmf2mel-") for m in rates) and dmf2mel else ""
+    return f"learning rates chosen on validation by the sweep: {own}{shared}"
 
 
 def _stale(report: dict, rerun: str = "make bench-quality") -> str:

@@ -241,6 +241,8 @@ def fake_fingerprint(monkeypatch):
 
 def test_quality_report_layout(random_corpus, tmp_path, fake_fingerprint):
     out = tmp_path / "quality_random.json"
+    sweep = tmp_path / "sweep_random.json"
+    sweep.write_text(json.dumps({"chosen": {"cnn": {"lr": 2e-4}, "vlaai": {"lr": None}}}))
     report = quality.run_preset(
         "teaching",
         models=["linear", "cnn"],
@@ -252,6 +254,7 @@ def test_quality_report_layout(random_corpus, tmp_path, fake_fingerprint):
         out=out,
         threads=None,
         log=lambda text: None,
+        sweep=sweep,
     )
     written = json.loads(out.read_text())
     assert written["rows"] == json.loads(json.dumps(report["rows"]))
@@ -274,8 +277,29 @@ def test_quality_report_layout(random_corpus, tmp_path, fake_fingerprint):
     assert cnn_curve["epoch"] == [1.0] and cnn_curve["step"][0] > 0 and cnn_curve["event"] == [""]
     assert cnn_curve["val_r"][0] == pytest.approx(written["rows"][1]["best_val_r"][0])
     assert written["rows"][0]["curves"][0]["epoch"] == [1.0]  # the closed-form fit: one point
+    # each model trains at the learning rate its sweep chose on validation; the linear decoder has none
+    assert written["learning_rates"] == {
+        "cnn": {"lr": 2e-4, "source": "chosen on validation by the sweep (sweep_random.json)"}
+    }
+    assert [row["lr"] for row in written["rows"]] == [None, 2e-4]
+    assert json.loads((tmp_path / "runs" / "cnn-seed0" / "config.json").read_text())["train"]["lr"] == 2e-4
     table = out.with_suffix(".md").read_text()
     assert "| linear |" in table and "| cnn |" in table and "1 epochs" in table
+    assert "| cnn | " in table and " | 0.0002 | " in table
+
+
+def test_quality_learning_rates_come_from_the_sweep_and_the_ablations_take_dmf2mels(tmp_path):
+    sweep = tmp_path / "sweep_x.json"
+    sweep.write_text(json.dumps({"chosen": {"dmf2mel": {"lr": 1e-2}, "cnn": {"lr": 1e-3}, "vlaai": {"lr": None}}}))
+    rates = quality.learning_rates("teaching", ["linear", "cnn", "vlaai", "dmf2mel", "dmf2mel-no-mamba"], sweep)
+    assert set(rates) == {"cnn", "vlaai", "dmf2mel", "dmf2mel-no-mamba"}
+    assert rates["cnn"]["lr"] == 1e-3 and rates["dmf2mel"]["lr"] == rates["dmf2mel-no-mamba"]["lr"] == 1e-2
+    assert "DMF2Mel's" in rates["dmf2mel-no-mamba"]["source"]
+    from dmf2mel.train import PROFILES
+
+    assert rates["vlaai"] == {"lr": PROFILES["quick"].lr, "source": "the quick profile's (no sweep choice)"}
+    missing = quality.learning_rates("teaching", ["cnn"], tmp_path / "none.json")
+    assert missing["cnn"]["source"] == "the quick profile's (no sweep choice)"
 
 
 def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path, fake_fingerprint):
