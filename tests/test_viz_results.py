@@ -325,3 +325,35 @@ def test_fingerprint_is_reproducible_and_moves_with_the_maths(monkeypatch):
     with monkeypatch.context() as patch:  # another initialisation
         patch.setattr(torch.nn.init, "kaiming_uniform_", lambda w, *a, **k: torch.nn.init.normal_(w, 0.0, 0.05))
         assert moved("cnn")
+
+
+def curve(steps, val_r):
+    return {"epoch": list(range(1, len(steps) + 1)), "step": steps, "val_r": val_r}
+
+
+def test_learning_curves_show_each_seed_range_and_the_closed_form_model_as_a_line():
+    report = {
+        "rows": [
+            {"model": "linear", "curves": [curve([0], [0.24]), curve([0], [0.26])]},
+            {
+                "model": "dmf2mel",
+                # validation every second epoch: epochs without it are None and are not drawn
+                "curves": [
+                    curve([10, 20, 30, 40], [None, 0.1, None, 0.3]),
+                    curve([10, 20, 30, 40], [None, 0.2, None, 0.28]),
+                ],
+            },
+        ]
+    }
+    figure = vr.learning_curves_figure(report, ("linear", "dmf2mel"), {"dmf2mel": "DMF2Mel"})
+    high, low, mean, line = figure.data
+    assert list(high.x) == [20, 40] and list(high.y) == [0.2, 0.3] and list(low.y) == [0.1, 0.28]
+    assert low.fill == "tonexty" and np.allclose(mean.y, [0.15, 0.29]) and mean.name == "DMF2Mel (2 seeds)"
+    assert list(line.x) == [0, 40] and np.allclose(line.y, [0.25, 0.25]) and line.line.dash == "dash"
+    assert "DMF2Mel ends highest (0.290)" in figure.layout.title.text
+    pio.to_json(figure)
+    # a report from before the curves were kept draws nothing rather than a wrong figure
+    old = {"rows": [{"model": "dmf2mel", "best_val_r": [0.2]}]}
+    assert vr.learning_curves_figure(old, ("dmf2mel",)) is None
+    with pytest.raises(UserError, match="no row for vlaai"):
+        vr.learning_curves_figure(report, ("vlaai",))

@@ -458,6 +458,87 @@ def gpu_step_note(results_dir: Path | str):
     return Markdown(text) if text else None
 
 
+def seed_curves(row: Mapping) -> tuple[np.ndarray, np.ndarray] | None:
+    """A quality-report row's validation curves over seeds: (optimiser steps (n,), val r (seeds, n)) on the
+    validated steps every seed has; None when the row kept no curves (reports before they were kept)."""
+    curves = [c for c in row.get("curves") or [] if c and c.get("step") and c.get("val_r")]
+    if not curves or len(curves) < len(row.get("curves") or []):
+        return None
+    per_seed = [
+        {int(step): float(r) for step, r in zip(c["step"], c["val_r"]) if r is not None and np.isfinite(r)}
+        for c in curves
+    ]
+    steps = sorted(set.intersection(*(set(points) for points in per_seed)))
+    if not steps:
+        return None
+    return np.asarray(steps), np.asarray([[points[s] for s in steps] for points in per_seed])
+
+
+def _fill_rgba(colour: str, alpha: float = 0.2) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def learning_curves_figure(
+    report: Mapping, models: tuple[str, ...], names: Mapping[str, str] | None = None
+) -> go.Figure | None:
+    """Validation r against optimiser steps for ``models`` of a quality report: each gradient-trained model's mean
+    over seeds with the range between its lowest and highest seed shaded; a closed-form model (one point per
+    seed) as a dashed line at its mean validation r. None when a gradient-trained model's row kept no curves.
+
+    The title names the model with the highest mean validation r at the last validated step; the test parts are
+    not in this figure (model selection never sees them).
+    """
+    names = dict(names or {})
+    rows = {row["model"]: row for row in report["rows"]}
+    missing = [m for m in models if m not in rows]
+    if missing:
+        raise UserError(f"the quality report has no row for {', '.join(missing)}; it has {', '.join(rows)}")
+    figure = go.Figure()
+    palette = iter(SERIES_COLORS * (1 + len(models) // len(SERIES_COLORS)))
+    last_r, flat, x_max = {}, {}, 0
+    for model in models:
+        row, colour, label = rows[model], next(palette), names.get(model, model)
+        curves = row.get("curves") or []
+        if curves and all(c and len(c.get("val_r") or []) == 1 for c in curves):  # fitted once: one point a seed
+            flat[model] = (label, colour, float(np.mean([c["val_r"][0] for c in curves])))
+            continue
+        curve = seed_curves(row)
+        if curve is None:
+            return None
+        steps, r = curve
+        x_max = max(x_max, int(steps[-1]))
+        low, high = r.min(axis=0), r.max(axis=0)
+        band = dict(mode="lines", line=dict(width=0, color=colour), hoverinfo="skip", showlegend=False)
+        figure.add_trace(go.Scatter(x=steps, y=high, legendgroup=label, **band))
+        figure.add_trace(
+            go.Scatter(x=steps, y=low, fill="tonexty", fillcolor=_fill_rgba(colour), legendgroup=label, **band)
+        )
+        n_seeds = r.shape[0]
+        figure.add_trace(
+            go.Scatter(
+                x=steps, y=r.mean(axis=0), mode="lines+markers", name=f"{label} ({n_seeds} seeds)",
+                legendgroup=label, line=dict(color=colour),
+            )
+        )  # fmt: skip
+        last_r[label] = float(r.mean(axis=0)[-1])
+    for label, colour, value in flat.values():
+        figure.add_trace(
+            go.Scatter(
+                x=[0, x_max], y=[value, value], mode="lines", name=f"{label} (closed form)",
+                line=dict(color=colour, dash="dash"),
+            )
+        )  # fmt: skip
+        last_r[label] = value
+    top = max(last_r, key=last_r.get)
+    figure.update_layout(
+        title=f"Validation r while training: {top} ends highest ({last_r[top]:.3f}); shading: lowest to highest seed",
+        xaxis_title="optimiser steps",
+        yaxis_title="validation r (paper metric, no null)",
+    )
+    return figure
+
+
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
 
