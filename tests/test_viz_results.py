@@ -208,6 +208,11 @@ def test_quality_budget_sentence_reads_the_report():
         "`teaching` corpus (6 training subjects, 2 held out); profile `quick`, 3 epochs per gradient-trained model "
         "(early stopping off, best validation epoch kept), seed 0; chance levels from 1000 null draws; run on 2026-11-25."
     )
+    report["learning_rates"] = {"cnn": {"lr": 1e-3}, "dmf2mel": {"lr": 3e-3}, "dmf2mel-no-mamba": {"lr": 3e-3}}
+    assert vr.quality_budget_sentence(report).endswith(
+        "run on 2026-11-25. Each model trained at its own learning rate, chosen on the validation parts by the "
+        "learning-rate sweep (cnn 0.001, dmf2mel 0.003; the ablations take DMF2Mel's)."
+    )
 
 
 def test_step_cost_sentence_reads_the_speedup_report():

@@ -380,6 +380,15 @@ def quality_budget_sentence(report: dict) -> str:
         f"validation epoch kept), seed{'s' if len(budget['seeds']) > 1 else ''} {seeds}; chance levels from "
         f"{budget['n_null']} null draws; run on {report['date'][:10]}."
     )
+    rates = report.get("learning_rates")
+    if rates:
+        chosen = ", ".join(
+            f"{model} {rate['lr']:g}" for model, rate in rates.items() if not model.startswith("dmf2mel-")
+        )
+        text += (
+            f" Each model trained at its own learning rate, chosen on the validation parts by the learning-rate sweep "
+            f"({chosen}; the ablations take DMF2Mel's)."
+        )
     return text + results_currency(report)
 
 
