@@ -362,3 +362,21 @@ def test_learning_curves_show_each_seed_range_and_the_closed_form_model_as_a_lin
     assert vr.learning_curves_figure(old, ("dmf2mel",)) is None
     with pytest.raises(UserError, match="no row for vlaai"):
         vr.learning_curves_figure(report, ("vlaai",))
+
+
+def test_explanation_sentence_reads_the_study_report():
+    known = {"difference": 0.0807, "ci_low": 0.0592, "ci_high": 0.1041, "p_value": 0.0004, "verdict": "above"}
+    unknown = {
+        "difference": -0.01,
+        "ci_low": -0.03,
+        "ci_high": 0.01,
+        "p_value": 0.4,
+        "verdict": "no detectable difference",
+    }
+    report = {"comparisons": {"last-residual": {"known": known, "unknown": unknown, "seeds": [0, 1, 2]}}}
+    assert vr.explanation_sentence(report, "last-residual", "a residual around the pass") == (
+        "A residual around the pass: Δr = +0.081 on known subjects (95 % CI [+0.059, +0.104], p < 0.001: higher) "
+        "and Δr = -0.010 on unknown subjects (95 % CI [-0.030, +0.010], p = 0.400: no detectable difference), "
+        "over 3 seeds."
+    )
+    assert "not measured yet" in vr.explanation_sentence(report, "no-infonce", "no InfoNCE")

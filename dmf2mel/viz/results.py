@@ -548,6 +548,36 @@ def learning_curves_figure(
     return figure
 
 
+#: How an explanation's verdict reads in a sentence (``"above"``: the variant scores higher than its reference).
+_EXPLANATION_VERDICTS = {
+    "above": "higher",
+    "below": "lower",
+    "no detectable difference": "no detectable difference",
+    "too few subjects": "too few subjects to tell",
+}
+
+
+def explanation_sentence(report: Mapping, name: str, label: str) -> str:
+    """One sentence from the explanations study's report (``benchmarks/results/explanations_<preset>.json``): the
+    paired difference of variant ``name`` from its reference on known and on unknown subjects, with intervals,
+    p-values and verdicts (:data:`dmf2mel.metrics.VERDICT_RULE`); ``label`` says what the variant changes."""
+    comparison = report.get("comparisons", {}).get(name)
+    if comparison is None:
+        return f"{_capitalised(label)}: not measured yet (no finished runs of `{name}` in the report)."
+    parts = []
+    for protocol in PROTOCOLS:
+        c = comparison.get(protocol)
+        if c is None:
+            parts.append(f"no paired test on {protocol} subjects")
+            continue
+        parts.append(
+            f"Δr = {c['difference']:+.3f} on {protocol} subjects (95 % CI [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], "
+            f"{format_p(c['p_value'])}: {_EXPLANATION_VERDICTS[c['verdict']]})"
+        )
+    n_seeds = len(comparison["seeds"])
+    return f"{_capitalised(label)}: {' and '.join(parts)}, over {n_seeds} seed{'s' if n_seeds > 1 else ''}."
+
+
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
 
