@@ -17,6 +17,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import batchnorm  # noqa: E402
 import ceilings  # noqa: E402
 import compile_step  # noqa: E402
 import explanations  # noqa: E402
@@ -905,3 +906,29 @@ def test_resumable_never_continues_a_run_started_for_another_key(tmp_path):
     legacy.mkdir()
     (legacy / "last.pt").write_bytes(b"state")
     assert reports.resumable(legacy, new_key) is True
+
+
+def test_batch_statistics_normalise_with_the_batch_and_leave_the_running_averages_alone():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(3, 4, 1), torch.nn.BatchNorm1d(4), torch.nn.ReLU()).eval()
+    norm = model[1]
+    norm.running_mean.fill_(5.0)  # far from what the batch has: evaluation mode is then wrong
+    x = torch.randn(8, 3, 20)
+    before = {name: buffer.clone() for name, buffer in norm.named_buffers()}
+    with torch.no_grad():
+        running = model(x)
+        with batchnorm.batch_statistics(model) as n_layers:
+            assert n_layers == 1
+            with_batch = model(x)
+        again = model(x)
+    features = model[0](x).detach()
+    expected = torch.relu(
+        (features - features.mean((0, 2), keepdim=True)) / torch.sqrt(features.var((0, 2), unbiased=False, keepdim=True) + norm.eps)
+        * norm.weight[:, None] + norm.bias[:, None]
+    )  # fmt: skip
+    torch.testing.assert_close(with_batch, expected)
+    assert not torch.allclose(running, with_batch)
+    torch.testing.assert_close(again, running)  # back in evaluation mode with the same running averages
+    assert not norm.training and norm.momentum == 0.1
+    for name, buffer in norm.named_buffers():
+        torch.testing.assert_close(buffer, before[name])
