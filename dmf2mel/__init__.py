@@ -8,6 +8,9 @@ Subpackages: ``data`` (features, the SparrKULee layout, the simulated corpus), `
 
 __version__ = "0.1.0"
 
+from dmf2mel import numba_cache
 from dmf2mel.errors import DataError, UserError
+
+numba_cache.configure()  # before any kernel is compiled: a read-only package and home must not fail the import
 
 __all__ = ["DataError", "UserError", "__version__"]

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from dmf2mel.errors import UserError
+
 #: The file whose modification time records an entry's last use.
 LAST_USED_FILE = ".last_used"
 #: An older version of an entry is deleted once nobody has asked for it for this long.
@@ -143,6 +145,71 @@ def replace_folder(source: str | Path, target: str | Path) -> None:
     os.rename(target, old / target.name)
     os.rename(source, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def unlisted(folder: str | Path, listed: set[str]) -> list[str]:
+    """What ``folder`` holds besides ``listed`` (paths relative to it, ``/``-separated), sorted.
+
+    A folder counts as listed when a listed file lies inside it; an empty folder or any file not listed is returned.
+    """
+    folder = Path(folder)
+    parents = {str(Path(name).parent.as_posix()) for name in listed}
+    ancestors = set()
+    for parent in parents:
+        while parent not in ("", "."):
+            ancestors.add(parent)
+            parent = Path(parent).parent.as_posix()
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if relative not in ancestors:
+                found.append(relative + "/")
+        elif relative not in listed:
+            found.append(relative)
+    # report a foreign folder once, not with every file inside it
+    return [
+        name
+        for name in found
+        if not any(other.endswith("/") and name != other and name.startswith(other) for other in found)
+    ]
+
+
+def check_replaceable(out: Path, written_by: Callable[[Path], set[str] | None], what: str) -> None:
+    """Raise :class:`~dmf2mel.errors.UserError` unless ``out`` is absent, an empty folder, or ``what`` (whose files
+    ``written_by`` lists) holding nothing else: a command replaces only what it wrote itself."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    listed = written_by(out)
+    if listed is None:
+        raise UserError(
+            f"out: {out} must be a new or empty folder, or {what} to replace; it holds other files "
+            "(nothing was changed)",
+            parameter="out",
+        )
+    foreign = unlisted(out, listed)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(
+            f"out: {out} is {what}, but it also holds what the corpus did not write ({shown}); it would be deleted "
+            f"with {what.split(' ', 1)[-1]}, so nothing was changed: move it elsewhere, or choose another folder",
+            parameter="out",
+        )
+
+
+def remove_leftovers(root: str | Path, name: str) -> list[Path]:
+    """Delete what killed builds of ``root/name`` left beside it: ``.NAME.tmp-*`` and ``.NAME.old-*`` folders.
+
+    Call it while holding the entry's :func:`entry_lock`: every build of ``root/name`` holds that lock, so such a
+    folder then belongs to no running process.
+    """
+    removed = []
+    for prefix in (_temp_prefix(name), f".{name}.old-"):
+        for path in Path(root).glob(prefix + "*"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
 
 
 def mark_used(folder: str | Path) -> None:

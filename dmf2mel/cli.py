@@ -1,14 +1,17 @@
 """The command line: ``python -m dmf2mel {simulate,inspect,split,preprocess,train,evaluate,predict} ...``.
 
 User errors (:class:`dmf2mel.errors.UserError`: a bad argument, a missing or malformed file) are
-printed as one paragraph without a traceback and exit with status 2. Anything else is a bug and
-keeps its traceback. The library names arguments as Python does (``n_held_out``, ``resume=True``);
-the messages printed here name the command's flags instead (``--held-out``, ``--resume``).
+printed as one paragraph without a traceback and exit with status 2, and so are the machine's
+refusals (no permission, a read-only or full disk), which every writer meets before it replaces
+anything (files are written aside and renamed into place). Anything else is a bug and keeps its
+traceback. The library names arguments as Python does (``n_held_out``, ``resume=True``); the
+messages printed here name the command's flags instead (``--held-out``, ``--resume``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -35,7 +38,9 @@ def _add_simulate(subparsers) -> None:
     parser.add_argument("--preset", choices=tuple(PRESETS), default="teaching")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--out", required=True, help="output folder: new, empty, or an earlier simulated corpus (replaced whole)"
+        "--out",
+        required=True,
+        help="output folder: new, empty, or an earlier simulated corpus holding nothing else (replaced whole)",
     )
     parser.add_argument("--subjects", type=int, dest="n_subjects", help="number of subjects (incl. held out)")
     parser.add_argument("--held-out", type=int, dest="n_held_out", help="subjects held out entirely")
@@ -281,6 +286,12 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
         help="a prediction with NaN or infinite values: refuse to score (raise, the default), or score each window "
         "holding one as a failure, r = 0, and report how many (fail)",
     )
+    parser.add_argument(
+        "--out",
+        help="write the scores to this file instead of RUN/metrics.json (which is never replaced by scores of fewer "
+        "subjects than it holds)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the metrics file whatever it holds")
     parser.add_argument("--json", action="store_true", help='print one JSON object {"known": ..., "unknown": ...}')
     parser.set_defaults(func=_run_evaluate)
     return parser
@@ -296,13 +307,15 @@ def _run_evaluate(args) -> int:
         n_null=args.n_null,
         seed=args.seed,
         non_finite=args.non_finite,
+        out=args.out,
+        overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps({"known": results["known"], "unknown": results["unknown"]}))
     else:
         print(summary_line("known", results["known"]))
         print(summary_line("unknown", results["unknown"]))
-        print(f"wrote {Path(args.run) / METRICS_FILE}")
+        print(f"wrote {args.out or Path(args.run) / METRICS_FILE}")
     return 0
 
 
@@ -321,6 +334,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--eeg", help="one subject: sub-XXX_eeg.npz of EEG segments")
     parser.add_argument("--mapping", help="one subject: sub-XXX_mapping.json")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace submissions that already exist there")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.set_defaults(func=_run_predict)
     return parser
@@ -336,7 +350,7 @@ def _run_predict(args) -> int:
         subjects = find_challenge_subjects(args.test_folder)
     else:
         subjects = [challenge_files(args.eeg, args.mapping)]
-    for result in predict_subjects(args.run, subjects, args.out, device=args.device):
+    for result in predict_subjects(args.run, subjects, args.out, device=args.device, overwrite=args.overwrite):
         note = (
             ""
             if result.known
@@ -361,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(subparsers)
     return parser
 
+
+#: Errors of the machine rather than of the program: no permission, a read-only or full disk.
+_ENVIRONMENT_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 #: Python parameters whose flag has another name than the argparse destination.
 _PARAMETER_FLAGS = {"out_dir": "--out", "data_folder": "--data"}
@@ -391,6 +408,8 @@ def error_message(error: UserError, flags: dict[str, str], switches: set[str] = 
         message = flags[name] + message[len(name) :]
     for dest in switches:
         message = message.replace(f"{dest}=True", flags[dest])
+    for dest, flag in flags.items():
+        message = message.replace(f" {dest}=FILE", f" {flag} FILE")
     return message
 
 
@@ -403,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as err:
         print(f"error: {error_message(err, *_flags(parser, args.command))}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _ENVIRONMENT_ERRORS:
+            raise  # anything else is a bug: keep its traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: {err.strerror}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -14,6 +14,10 @@ their chance levels and p-values, per band and per subject. Predictions are made
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -21,13 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, load_model
+from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE, check_same_data, load_model
 from dmf2mel.data.datasets import SubjectIndex, sequential_spans
 from dmf2mel.data.sparrkulee import (
     ChallengeSubject,
     Recording,
     SplitData,
     challenge_subject_id,
+    check_finite_prediction,
     read_challenge_subject,
     write_predictions,
 )
@@ -35,7 +40,7 @@ from dmf2mel.errors import DataError, NonFinitePrediction, UserError
 from dmf2mel.io import save_json
 from dmf2mel.metrics import N_NULL, NON_FINITE, RecordingPrediction, challenge_metric, paper_metric
 from dmf2mel.threads import configure as configure_threads
-from dmf2mel.validation import check_folder, check_int, check_option
+from dmf2mel.validation import check_device, check_folder, check_int, check_option, check_writable
 
 #: The 2023 challenge's held-out subjects, used for real SparrKULee data that has no metadata.
 SPARRKULEE_HELD_OUT = tuple(f"sub-{i:03d}" for i in range(72, 86))
@@ -196,6 +201,8 @@ def evaluate_run(
     write: bool = True,
     non_finite: str = "raise",
     window: int | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate a run's best checkpoint on both protocols; write ``RUN/metrics.json``.
 
@@ -217,6 +224,12 @@ def evaluate_run(
         Samples per forward pass when predicting (default: the run's training window). The paper metric scores
         10 s windows (640 samples); with 5 s training windows each scored window spans two forward passes unless
         ``window=640``.
+    out : path, optional
+        Where to write the scores (default ``RUN/metrics.json``). The run's metrics file is never replaced by scores
+        of fewer subjects than it holds (e.g. of a mistyped ``held_out``), and another existing file not at all,
+        unless ``overwrite``; the folder's write access is checked before anything is computed.
+    overwrite : bool
+        Replace ``out`` whatever it holds.
 
     Returns
     -------
@@ -224,11 +237,19 @@ def evaluate_run(
         ``{"known": {...}, "unknown": {...} or None}`` (see :func:`score_predictions`).
     """
     check_option("non_finite", non_finite, NON_FINITE)
+    device = check_device("device", device)
+    n_null = check_int("n_null", n_null, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
     run = Path(run)
+    target = run / METRICS_FILE if out is None else Path(out)
+    if write:
+        check_folder("out", target.parent)
+        check_writable("out", target.parent)
     configure_threads()
     config, model = load_model(run, BEST_CHECKPOINT, device)
     data = open_data_for(config, data_folder or config["data"]["folder"])
     index = SubjectIndex(config["data"]["subjects"])
+    check_same_data(run, config["data"].get("fingerprint"), data, index.subjects)
     window = config["data"]["window"] if window is None else check_int("window", window, minimum=1)
     held = list(config["data"]["held_out"]) if held_out is None else list(held_out)
     trained_on = sorted(set(held) & set(index.subjects))
@@ -237,18 +258,26 @@ def evaluate_run(
             f"held_out: {', '.join(trained_on)} were training subjects of {run}; pick subjects it never saw",
             parameter="held_out",
         )
+    absent = sorted(set(held) - set(data.subjects))
+    if held_out is not None and absent:
+        raise UserError(
+            f"held_out: {', '.join(absent)} not in {data.folder} (subjects: {', '.join(data.subjects)})",
+            parameter="held_out",
+        )
 
-    results: dict = {}
     known = data.recordings_in("test", subjects=index.subjects)
     if not known:
         raise DataError(
             f"{data.folder}: no test recordings of the run's training subjects ({', '.join(index.subjects)})"
         )
+    unknown = data.recordings_in("test", subjects=held)
+    if write and not overwrite:
+        _check_keeps_scores(target, out is None, known, unknown)
+    results: dict = {}
     name = f"{config['model']} run {run}"
     results["known"] = score_predictions(
         predict_recordings(model, data, "test", known, index, window, device), n_null, seed, non_finite, name
     )
-    unknown = data.recordings_in("test", subjects=held)
     if unknown:
         # An empty index gives every subject id -1: the unknown-subject conditioning.
         preds = predict_recordings(model, data, "test", unknown, SubjectIndex([]), window, device)
@@ -259,8 +288,35 @@ def evaluate_run(
     results["data"] = str(data.folder)
     results["window"] = window
     if write:
-        save_json(run / METRICS_FILE, results)
+        save_json(target, results)
     return results
+
+
+def _check_keeps_scores(target: Path, is_run_metrics: bool, known: list, unknown: list) -> None:
+    """Refuse to replace ``target`` with scores of fewer subjects than it holds (e.g. a mistyped held-out list), or,
+    when it is not the run's own metrics file, to replace it at all."""
+    if not target.exists():
+        return
+    how = "write these scores elsewhere with out=FILE, or replace it with overwrite=True (nothing was changed)"
+    if not is_run_metrics:
+        raise UserError(f"out: {target} already exists; {how}", parameter="out")
+    try:
+        earlier = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # an unreadable metrics file holds nothing to keep
+    lost = []
+    for protocol, recordings in (("known", known), ("unknown", unknown)):
+        before = (earlier.get(protocol) or {}) if isinstance(earlier, dict) else {}
+        kept = {rec.subject for rec in recordings}
+        gone = sorted(set(before.get("subjects") or []) - kept) if isinstance(before, dict) else []
+        if gone:
+            lost.append(f"{protocol}: {', '.join(gone)}")
+    if lost:
+        raise UserError(
+            f"out: {target} holds scores of subjects this evaluation would not score ({'; '.join(lost)}), so it was "
+            f"kept; {how}",
+            parameter="out",
+        )
 
 
 class SubjectPrediction(NamedTuple):
@@ -277,33 +333,55 @@ def predict_subjects(
     subjects: Sequence[ChallengeSubject],
     out_dir: str | Path,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> list[SubjectPrediction]:
     """Write the challenge submission ``OUT/sub-XXX.json`` ``{segment_id: mel (time, n_mels)}`` of each subject.
 
-    Every subject's files are read and checked before anything is written, so a bad file leaves
-    ``out_dir`` as it was. Each EEG segment is z-scored per channel over its own samples (a test
-    segment has no train part to take statistics from) and predicted with the subject's id if the
+    All or nothing: every subject's files are read and checked, every prediction is made and checked (no NaN or
+    infinite value: strict JSON has none) before anything is written; the files are then written aside and moved
+    into ``out_dir`` together, so a bad input, a failure or an interruption leaves ``out_dir`` as it was. A
+    submission already there is refused unless ``overwrite``. Each EEG segment is z-scored per channel over its own
+    samples (a test segment has no train part to take statistics from) and predicted with the subject's id if the
     run was trained on that subject, else with the unknown-subject conditioning (``known`` False).
     """
+    device = check_device("device", device)
     out_dir = check_folder("out_dir", out_dir)
+    targets = [out_dir / f"{entry.subject}.json" for entry in subjects]
+    existing = [path for path in targets if path.exists()]
+    if existing and not overwrite:
+        raise UserError(
+            f"out_dir: {len(existing)} of the {len(targets)} submissions to write already exist in {out_dir} (first: "
+            f"{existing[0].name}); overwrite=True replaces them (nothing was changed)",
+            parameter="out_dir",
+        )
+    check_writable("out_dir", out_dir)
     config, model = load_model(run, BEST_CHECKPOINT, device)
-    n_chans = config["data"]["n_chans"]
-    for entry in subjects:
-        read_challenge_subject(entry.eeg_npz, entry.mapping_json, n_chans=n_chans)
+    n_chans, n_mels, window = config["data"]["n_chans"], config["data"]["n_mels"], config["data"]["window"]
+    inputs = [read_challenge_subject(entry.eeg_npz, entry.mapping_json, n_chans=n_chans) for entry in subjects]
     index = SubjectIndex(config["data"]["subjects"])
-    written = []
-    for entry in subjects:
-        segments = read_challenge_subject(entry.eeg_npz, entry.mapping_json, n_chans=n_chans)
+    predicted = []
+    for entry, target, segments in zip(subjects, targets, inputs):
         predictions = {}
         for segment_id, eeg in segments.items():
+            eeg = eeg.astype(np.float64)  # float32 statistics overflow on extreme values
             std = eeg.std(axis=0)
             eeg = (eeg - eeg.mean(axis=0)) / np.where(std > 0, std, 1.0)
-            predictions[segment_id] = predict_recording(
-                model, eeg, index[entry.subject], config["data"]["window"], device
-            )
-        path = write_predictions(out_dir / f"{entry.subject}.json", predictions, n_mels=config["data"]["n_mels"])
-        written.append(SubjectPrediction(entry.subject, path, entry.subject in index, len(predictions)))
-    return written
+            predictions[segment_id] = predict_recording(model, eeg, index[entry.subject], window, device)
+            check_finite_prediction(target, segment_id, predictions[segment_id])
+        predicted.append(predictions)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    aside = Path(tempfile.mkdtemp(prefix=".predict.tmp-", dir=out_dir))
+    try:
+        for target, predictions in zip(targets, predicted):
+            write_predictions(aside / target.name, predictions, n_mels=n_mels)
+        for target in targets:
+            os.replace(aside / target.name, target)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+    return [
+        SubjectPrediction(entry.subject, target, entry.subject in index, len(predictions))
+        for entry, target, predictions in zip(subjects, targets, predicted)
+    ]
 
 
 def challenge_files(eeg_npz: str | Path, mapping_json: str | Path) -> ChallengeSubject:
@@ -327,13 +405,14 @@ def predict_challenge(
     mapping_json: str | Path,
     out_dir: str | Path,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> Path:
     """Write the challenge submission of one subject, ``OUT/sub-XXX.json``; returns its path.
 
     The subject id comes from the mapping file's name (``sub-XXX_mapping.json``); see
     :func:`predict_subjects`.
     """
-    return predict_subjects(run, [challenge_files(eeg_npz, mapping_json)], out_dir, device)[0].path
+    return predict_subjects(run, [challenge_files(eeg_npz, mapping_json)], out_dir, device, overwrite)[0].path
 
 
 # --- one-line summaries -----------------------------------------------------------------------

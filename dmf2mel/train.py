@@ -41,6 +41,7 @@ only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -64,11 +65,16 @@ from tqdm.auto import tqdm
 from dmf2mel.checkpoint import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
+    check_checkpoint_config,
+    check_same_data,
+    HISTORY_FILE,
     LAST_CHECKPOINT,
+    LOCK_FILE,
     load_checkpoint,
     model_from_config,
     read_config,
     rng_state,
+    run_lock,
     save_checkpoint,
     set_rng_state,
     write_config,
@@ -78,7 +84,14 @@ from dmf2mel.data.datasets import RandomWindows, SubjectIndex
 from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SFREQ, SplitData
 from dmf2mel.errors import TrainingFailed, UserError
 from dmf2mel.models.registry import model_spec
-from dmf2mel.validation import check_folder, check_option, check_positive_number
+from dmf2mel.validation import (
+    check_device,
+    check_folder,
+    check_int,
+    check_option,
+    check_positive_number,
+    check_writable,
+)
 from dmf2mel.threads import THREADS_ENV, ThreadGovernor, explicit_threads
 from dmf2mel.threads import configure as configure_threads
 from dmf2mel.evaluate import (
@@ -283,7 +296,8 @@ def make_config(
     seed: int,
     held_out: Sequence[str] | None,
 ) -> dict:
-    """The config of a new run: model and its config, profile, seed, data subjects and window."""
+    """The config of a new run: model and its config, profile, seed, data subjects, window and the fingerprint of the
+    training subjects' recordings (:meth:`~dmf2mel.data.sparrkulee.SplitData.fingerprint`)."""
     held = default_held_out(data) if held_out is None else sorted(held_out)
     missing = sorted(set(held) - set(data.subjects))
     if missing:
@@ -310,6 +324,8 @@ def make_config(
                 "subjects": subjects,
                 "held_out": held,
                 "window": profile.window,
+                # ties the run to the recordings it learns from (evaluate and resume check it)
+                "fingerprint": data.fingerprint(subjects),
             },
         }
     )
@@ -331,20 +347,36 @@ def _differences(stored: dict, requested: dict, prefix: tuple = ()) -> list[str]
     return out
 
 
-def _check_run_folder(run: Path, resume: bool) -> None:
-    """Refuse to clobber an existing run, or to resume one that is not there."""
+def _check_run_folder(run: Path, resume: bool) -> bool:
+    """Refuse to clobber an existing run, or to resume one that is not there; call it holding :func:`run_lock`.
+
+    Returns True when ``run`` holds a run cut short before its first checkpoint (only ``config.json``, perhaps
+    ``history.csv``): nothing of it can be resumed or lost, so it is started again (its files are removed).
+    """
     check_folder("run", run)
+    contents = {path.name for path in run.iterdir()} - {LOCK_FILE} if run.is_dir() else set()
+    cut_short = bool(contents) and contents <= {CONFIG_FILE, HISTORY_FILE}
     if resume:
-        if not (run / LAST_CHECKPOINT).is_file() or not (run / CONFIG_FILE).is_file():
+        if cut_short:
+            raise UserError(
+                f"resume: {run} stopped before its first epoch ended ({CONFIG_FILE} but no {LAST_CHECKPOINT}), so "
+                "there is nothing to resume; the same command without resume=True starts it again",
+                parameter="resume",
+            )
+        if LAST_CHECKPOINT not in contents or CONFIG_FILE not in contents:
             raise UserError(
                 f"resume: {run} holds no run to resume (no {CONFIG_FILE} and {LAST_CHECKPOINT})", parameter="resume"
             )
-    elif run.is_dir() and any(run.iterdir()):
+        return False
+    if cut_short:
+        return True
+    if contents:
         raise UserError(
             f"run: {run} exists and is not empty; resume=True continues that run, "
             "or choose a new folder (nothing was changed)",
             parameter="run",
         )
+    return False
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -830,7 +862,9 @@ def train(
     data_folder : path
         A SparrKULee ``split_data`` folder (64-channel EEG, 10 mel bands).
     run : path
-        The run folder: new or empty, or an existing run with ``resume=True``.
+        The run folder: new or empty, or an existing run with ``resume=True``; a folder holding only the
+        ``config.json`` of a run that stopped before its first epoch ended is started again. The run is locked
+        (:func:`~dmf2mel.checkpoint.run_lock`) while it trains: a second process on it is refused.
     model : str, optional
         A name in :data:`dmf2mel.models.registry.MODELS`: ``"dmf2mel"``, ``"cnn"``, ``"vlaai"``, ``"linear"`` or an
         ablation such as ``"dmf2mel-no-mamba"`` (:data:`~dmf2mel.models.registry.ABLATIONS`). Default: ``"dmf2mel"``
@@ -866,7 +900,67 @@ def train(
         ``seconds`` and ``metrics`` (the final evaluation, or None).
     """
     run = Path(run)
-    _check_run_folder(run, resume)
+    device = None if device is None else check_device("device", device)
+    if epochs is not None:
+        check_int("epochs", epochs, minimum=1)
+    if val_every is not None:
+        check_int("val_every", val_every, minimum=1)
+    if patience is not None:
+        check_int("patience", patience, minimum=1)
+    if seed is not None:
+        check_int("seed", seed, minimum=0)
+    check_int("workers", workers, minimum=0)
+    check_int("n_null", n_null, minimum=0)
+    if lr is not None:
+        check_positive_number("lr", lr)
+    check_writable("run", run)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes, so only rank 0 locks the run
+    with run_lock(run) if main_process else contextlib.nullcontext():
+        return _train_locked(
+            data_folder,
+            run,
+            model,
+            profile,
+            epochs,
+            seed,
+            device,
+            resume,
+            held_out,
+            quiet,
+            val_every,
+            patience,
+            workers,
+            test,
+            n_null,
+            lr,
+            main_process,
+        )
+
+
+def _train_locked(
+    data_folder,
+    run: Path,
+    model,
+    profile,
+    epochs,
+    seed,
+    device,
+    resume,
+    held_out,
+    quiet,
+    val_every,
+    patience,
+    workers,
+    test,
+    n_null,
+    lr,
+    main_process: bool,
+) -> dict:
+    """:func:`train` with its arguments checked, holding the run's lock (on the process that writes)."""
+    if _check_run_folder(run, resume) and main_process:
+        for name in (CONFIG_FILE, HISTORY_FILE):
+            (run / name).unlink(missing_ok=True)
+        print(f"{run} held a run that stopped before its first epoch ended (no {LAST_CHECKPOINT}): starting it again")
     stored = read_config(run) if resume else None
     # on resume, what the command leaves out is taken from the run (what it states must match)
     model = model or (stored["model"] if stored else "dmf2mel")
@@ -877,8 +971,6 @@ def train(
     configure_threads()
     started = time.perf_counter()
     try:
-        if lr is not None:
-            check_positive_number("lr", lr)
         overrides = {"epochs": epochs, "val_every": val_every, "patience": patience, "lr": lr}
         chosen = PROFILES[profile]
         if stored is not None:
@@ -898,12 +990,17 @@ def train(
         open_data_for(config, data.folder)  # refuse data with another channel count before writing
         state = None
         if stored is not None:
+            # a run written before fingerprints existed adopts the data it is resumed on
+            stored_data = {"fingerprint": config["data"]["fingerprint"], **stored["data"]}
+            stored = {**stored, "data": stored_data}
+            check_same_data(run, stored_data["fingerprint"], data, stored_data["subjects"])
             differences = _differences(stored, config)
             if differences:
                 raise UserError(
                     f"resume: {run} was trained with another setup:\n  " + "\n  ".join(differences), parameter="resume"
                 )
             state = load_checkpoint(run / LAST_CHECKPOINT)
+            check_checkpoint_config(run / LAST_CHECKPOINT, state, stored)
         trainer = _Trainer(config, data, run, proc, quiet, workers)
         if proc.main and (stored is None or stored != config):
             write_config(run, config)

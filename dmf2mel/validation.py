@@ -15,8 +15,10 @@ The error's ``parameter`` attribute holds that name, so the command line can spe
 
 from __future__ import annotations
 
+import errno
 import math
 import operator
+import tempfile
 from pathlib import Path
 from typing import Any, Collection
 
@@ -85,6 +87,52 @@ def check_folder(name: str, path: Any) -> Path:
     return path
 
 
+def check_writable(name: str, folder: Any) -> Path:
+    """``folder`` as a :class:`~pathlib.Path` if a file can be created in it (or, when it does not exist yet, in the
+    nearest folder above it that does), else :class:`~dmf2mel.errors.UserError`.
+
+    Called before a command computes anything, so a read-only output folder is reported at once, not after an hour.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{name}: {existing} exists and is not a folder", parameter=name)
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".dmf2mel-write-test-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            reason += ": the folder is read-only for this user"
+        raise UserError(
+            f"{name}: cannot write to {folder} ({reason} in {existing}); choose a folder you can write to",
+            parameter=name,
+        ) from None
+    return folder
+
+
+def check_device(name: str, device: Any) -> str:
+    """``device`` if it is ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` with that GPU present, else a
+    :class:`~dmf2mel.errors.UserError` saying what is allowed and what is available here."""
+    check_type(device, str, name, "a string such as 'cpu' or 'cuda'")
+    kind, _, number = device.partition(":")
+    if (
+        kind not in ("cpu", "cuda")
+        or (kind == "cpu" and number)
+        or (kind == "cuda" and number and not number.isdigit())
+    ):
+        raise UserError(f"{name} must be 'cpu', 'cuda' or 'cuda:N' (lower case); got {device!r}", parameter=name)
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise UserError(f"{name} {device!r}: no CUDA GPU is available here (use 'cpu')", parameter=name)
+        if number and int(number) >= count:
+            raise UserError(f"{name} {device!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}", name)
+    return device
+
+
 def check_eeg(eeg: Any, n_chans: int, owner: str) -> torch.Tensor:
     """``eeg`` if it is a floating-point ``(batch, time, n_chans)`` tensor with at least one time step.
 
@@ -102,4 +150,14 @@ def check_eeg(eeg: Any, n_chans: int, owner: str) -> torch.Tensor:
     return eeg
 
 
-__all__ = ["check_divides", "check_eeg", "check_folder", "check_int", "check_option", "check_type"]
+__all__ = [
+    "check_device",
+    "check_divides",
+    "check_eeg",
+    "check_folder",
+    "check_int",
+    "check_option",
+    "check_positive_number",
+    "check_type",
+    "check_writable",
+]

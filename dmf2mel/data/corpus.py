@@ -41,9 +41,9 @@ from dmf2mel.data.simulate import (
     synthetic_stimulus,
 )
 from dmf2mel.data.simulation_params import SimulationParams, preset_params
-from dmf2mel.errors import DataError, UserError
+from dmf2mel.errors import DataError
 from dmf2mel.io import save_npy
-from dmf2mel.validation import check_int
+from dmf2mel.validation import check_folder, check_int, check_writable
 
 CLEAN_FOLDER = "clean"
 CACHE_ENV = "DMF2MEL_CACHE"
@@ -160,9 +160,11 @@ def simulate_corpus(
     Parameters
     ----------
     out : path
-        Output folder. It must be absent, empty, or an earlier simulated corpus (which is replaced).
-        The corpus is built in a temporary sibling folder and renamed into place at the end, so an
-        interrupted run leaves ``out`` as it was.
+        Output folder. It must be absent, empty, or an earlier simulated corpus holding nothing but
+        what that corpus wrote (it is then replaced); anything else in it is refused, never deleted.
+        The corpus is built in a temporary sibling folder ``.NAME.tmp-*`` and renamed into place at the
+        end, so an interrupted run leaves ``out`` as it was; the next run into ``out`` removes what a
+        killed one left there (it holds a lock, ``.NAME.lock`` beside ``out``, while it builds).
     preset : {"teaching", "sparrkulee"}
         Signal-to-noise regime (see :mod:`dmf2mel.data.simulate`).
     seed : int
@@ -183,22 +185,32 @@ def simulate_corpus(
     subjects, held-out subjects, who heard what, parameters, every file with its shape) and
     ``clean/`` with the noise-free EEG under the same names.
     """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_corpus(out))):
-        raise UserError(
-            f"out: {out} must be a new or empty folder (or an earlier simulated corpus to replace); "
-            "found a file or a folder with other content",
-            parameter="out",
-        )
+    out = check_folder("out", out)
     seed = check_int("seed", seed, minimum=0)
     params = preset_params(preset, n_subjects, n_held_out, n_stories, minutes)
+    check_writable("out", out.parent)
+    cache.check_replaceable(out, _corpus_files, "an earlier simulated corpus")
     stories = _stimuli(params, seed, stimuli_dir, minutes_given=minutes is not None)
     params = dataclasses.replace(
         params, n_stories=len(stories), stories_per_subject=min(params.stories_per_subject, len(stories))
     )
-    return cache.build_entry(
-        out, lambda path: _write_corpus(path, preset, seed, params, stories, stimuli_dir, progress)
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with cache.entry_lock(out.parent, out.name, f"simulating a corpus into {out}", verbose=progress):
+        cache.remove_leftovers(out.parent, out.name)  # of a killed run: no other process builds out now
+        cache.check_replaceable(out, _corpus_files, "an earlier simulated corpus")  # again, now that out is ours
+        return cache.build_entry(
+            out, lambda path: _write_corpus(path, preset, seed, params, stories, stimuli_dir, progress)
+        )
+
+
+def _corpus_files(folder: Path) -> set[str] | None:
+    """Every file an earlier simulated corpus in ``folder`` wrote (None: ``folder`` is no simulated corpus)."""
+    if not _is_corpus(folder):
+        return None
+    files = sparrkulee.read_metadata(folder).get("files")
+    if not isinstance(files, dict):
+        return None
+    return {*files, sparrkulee.METADATA_FILE, LAST_USED_FILE}
 
 
 def verify_corpus(folder: str | Path, version: str | None = None) -> dict:

@@ -14,7 +14,8 @@ does the same, file for file:
 
 * the stimulus of a recording is the part of its file name between ``-audio-`` and ``_eeg.``;
 * the EEG is transposed to (time, channels) and only its first 64 channels are kept;
-* every array of a recording (EEG, envelope, mel) is cut to the shortest of them, ``n`` samples;
+* every array of a recording (EEG, envelope, mel) is cut to the shortest of them, ``n`` samples (they
+  may differ by up to :data:`MAX_MISMATCH_S`; a larger difference is an error, not a silent cut);
 * the cut is consecutive: train ``int(n * 0.8)`` samples, then val ``int(n * 0.1)``, then test
   ``int(n * 0.1)`` (so up to two samples at the very end are dropped, as the challenge drops them);
 * each part is written *unnormalised*, with the dtype it had on disk, as
@@ -23,7 +24,8 @@ does the same, file for file:
 The challenge script computes the train-part mean and standard deviation of each array but saves
 the raw cut; :class:`dmf2mel.data.sparrkulee.SplitData` applies that z-score when it reads. Unlike
 the script, this module checks everything (missing features, channel count, names that collide)
-before it writes anything, and never replaces an existing file unless asked to.
+before it writes anything (channel-major EEG, lengths that agree), and never replaces an existing
+file unless asked to.
 """
 
 from __future__ import annotations
@@ -34,13 +36,23 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from dmf2mel.data.sparrkulee import N_CHANS, N_MELS, SPLIT_FRACTIONS, SPLITS, format_filename, open_float_npy
+from dmf2mel.data.sparrkulee import (
+    N_CHANS,
+    N_MELS,
+    SFREQ,
+    SPLIT_FRACTIONS,
+    SPLITS,
+    format_filename,
+    open_float_npy,
+)
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
-from dmf2mel.validation import check_folder
+from dmf2mel.validation import check_folder, check_writable
 
 PREPROCESSED_EEG = "preprocessed_eeg"
 PREPROCESSED_STIMULI = "preprocessed_stimuli"
+#: The longest length difference between a recording's EEG and its stimulus features that is cut to the shortest.
+MAX_MISMATCH_S = 10.0
 #: The stimulus features the challenge splits, in its order.
 STIMULUS_FEATURES = ("envelope", "mel")
 _AUDIO_MARK = "-audio-"
@@ -118,6 +130,11 @@ def _open_recording(derivatives: Path, rec: DerivedRecording, features: tuple[st
         raise DataError(
             f"{rec.eeg_path}: expected (channels, time) with at least {N_CHANS} EEG channels, found shape {eeg.shape}"
         )
+    if eeg.shape[0] > eeg.shape[1]:
+        raise DataError(
+            f"{rec.eeg_path}: expected channel-major EEG (channels, time) as the release stores it, found shape "
+            f"{eeg.shape}: more rows than columns, so it looks time-major (time, channels); transpose it"
+        )
     arrays = {"eeg": eeg.T[:, :N_CHANS]}
     for feature in features:
         path = feature_path(derivatives, rec.stimulus, feature)
@@ -137,6 +154,20 @@ def _open_recording(derivatives: Path, rec: DerivedRecording, features: tuple[st
             raise DataError(f"{path}: expected a time-major {feature} of shape {shape}, found shape {array.shape}")
         arrays[feature] = array
     return arrays
+
+
+def _check_lengths(rec: DerivedRecording, arrays: dict[str, np.ndarray]) -> None:
+    """The EEG and the stimulus features of a recording may differ by up to :data:`MAX_MISMATCH_S` (the epoch runs on
+    a little after the sound ends); more means a wrong stimulus, rate or layout, which cutting to the shortest would
+    hide."""
+    lengths = {name: len(array) for name, array in arrays.items()}
+    if max(lengths.values()) - min(lengths.values()) > MAX_MISMATCH_S * SFREQ:
+        found = ", ".join(f"{name} {n}" for name, n in lengths.items())
+        raise DataError(
+            f"{rec.eeg_path}: the EEG and the features of {rec.stimulus!r} differ in length by more than "
+            f"{MAX_MISMATCH_S:g} s at {SFREQ} Hz ({found} samples); check the stimulus, its sampling rate and the "
+            "EEG's layout"
+        )
 
 
 def split_derivatives(
@@ -169,9 +200,10 @@ def split_derivatives(
     """
     derivatives, out = Path(derivatives), check_folder("out", out)
     recordings = find_recordings(derivatives)
+    check_writable("out", out)
     names: dict[Path, Path] = {}
     for rec in recordings:
-        _open_recording(derivatives, rec, features)
+        _check_lengths(rec, _open_recording(derivatives, rec, features))
         for split in SPLITS:
             for feature in ("eeg", *features):
                 target = out / format_filename(split, rec.subject, rec.stimulus, feature)

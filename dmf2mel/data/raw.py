@@ -43,6 +43,7 @@ import math
 import shutil
 import tempfile
 import zipfile
+import zlib
 from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
@@ -57,7 +58,7 @@ from dmf2mel.data import features, mwf
 from dmf2mel.data.derivatives import PREPROCESSED_EEG, feature_path, preprocessed_eeg_name
 from dmf2mel.errors import DataError, UserError
 from dmf2mel.io import save_npy
-from dmf2mel.validation import check_folder
+from dmf2mel.validation import check_folder, check_writable
 
 N_CHANS = 64
 STATUS_CHANNEL = "Status"
@@ -152,20 +153,52 @@ def _read_maybe_gzip(path: Path) -> bytes:
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataError(f"{path}: not a readable {'gzip ' if path.name.endswith('.gz') else ''}file ({err})") from None
 
 
-def load_audio_npz(path: str | Path) -> tuple[np.ndarray, float]:
-    """``(audio (samples,) float64, fs)`` of a stimulus or trigger ``.npz`` / ``.npz.gz`` (keys ``audio`` and ``fs``)."""
+def load_audio_npz(path: str | Path, mix_down=None) -> tuple[np.ndarray, float]:
+    """``(audio (samples,) float64, fs)`` of a stimulus or trigger ``.npz`` / ``.npz.gz`` (keys ``audio`` and ``fs``).
+
+    Parameters
+    ----------
+    path : path
+    mix_down : callable, optional
+        Audio of several channels, ``(samples, channels)`` or ``(channels, samples)`` (the shorter axis is the
+        channels), is averaged to one and ``mix_down`` is called with a note saying so. Without it (trigger files:
+        one pulse train), several channels are an error.
+
+    Raises
+    ------
+    DataError
+        Naming the file: unreadable, missing arrays, several channels (without ``mix_down``), or a sampling rate
+        that is not a finite number above 0.
+    """
     path = Path(path)
     try:
         with np.load(io.BytesIO(_read_maybe_gzip(path)), allow_pickle=False) as archive:
-            audio, fs = np.asarray(archive["audio"], dtype=np.float64), float(archive["fs"])
+            audio, fs = np.asarray(archive["audio"]), np.asarray(archive["fs"])
     except KeyError as err:
         raise DataError(f"{path}: expected an .npz with the arrays 'audio' and 'fs', missing {err}") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DataError(f"{path}: not a readable .npz archive ({err})") from None
+    if audio.dtype.kind not in "fiu" or fs.dtype.kind not in "fiu" or fs.size != 1:
+        raise DataError(
+            f"{path}: expected real-valued 'audio' and one sampling rate 'fs', found dtypes {audio.dtype} "
+            f"and {fs.dtype} (fs of shape {fs.shape})"
+        )
+    fs = float(fs.reshape(()))
+    if not math.isfinite(fs) or fs <= 0:
+        raise DataError(f"{path}: its sampling rate fs is {fs:g}; expected a finite number of Hz above 0")
+    audio = audio.astype(np.float64)
+    if audio.ndim == 2 and min(audio.shape) > 1:
+        channels = int(np.argmin(audio.shape))
+        if mix_down is None:
+            raise DataError(f"{path}: expected one channel, found audio of shape {audio.shape}")
+        mix_down(f"{path}: {audio.shape[channels]} audio channels (shape {audio.shape}) mixed down to one")
+        audio = audio.mean(axis=channels)
+    if audio.ndim > 2 or audio.size == 0:
+        raise DataError(f"{path}: expected audio of shape (samples,) or (samples, channels), found {audio.shape}")
     return audio.reshape(-1), fs
 
 
@@ -186,7 +219,7 @@ def read_bdf(path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
             try:
                 with gzip.open(path, "rb") as fh_in, open(source, "wb") as fh_out:
                     shutil.copyfileobj(fh_in, fh_out)
-            except (OSError, EOFError, gzip.BadGzipFile) as err:
+            except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:  # zlib: a corrupt compressed body
                 raise DataError(f"{path}: not a readable gzip file ({err})") from None
         try:
             raw = mne.io.read_raw_bdf(source, preload=True, verbose="error")
@@ -413,6 +446,7 @@ def preprocess_bids(
     """
     bids_root, out = Path(bids_root), check_folder("out", out)
     recordings = find_raw_recordings(bids_root)
+    check_writable("out", out)
     written, skipped, failed = [], [], []
     done_stimuli: set[str] = set()
     bar = tqdm(recordings, desc="preprocessing recordings", unit="recording", disable=not progress)
@@ -430,7 +464,7 @@ def preprocess_bids(
                 triggers, trigger_sfreq = load_audio_npz(stim.trigger_path)
                 results[target] = preprocess_eeg(eeg, status, sfreq, triggers, trigger_sfreq, rec.bdf_path, use_mwf)
                 if stim.name not in done_stimuli:
-                    audio, audio_sfreq = load_audio_npz(stim.audio_path)
+                    audio, audio_sfreq = load_audio_npz(stim.audio_path, mix_down=lambda note: report(f"note: {note}"))
                     for name, array in stimulus_features(audio, audio_sfreq).items():
                         path = feature_path(out, stim.name, name)
                         if overwrite or not path.exists():
@@ -438,7 +472,12 @@ def preprocess_bids(
                     done_stimuli.add(stim.name)
             for target, array in results.items():
                 written.append(save_npy(target, array))
-        except (DataError, ValueError) as err:
+        except (
+            DataError,
+            ValueError,
+            ArithmeticError,
+            OSError,
+        ) as err:  # this recording's fault: go on with the others
             message = str(err) if str(rec.bdf_path) in str(err) else f"{rec.bdf_path}: {err}"
             failed.append((rec.bdf_path, message))
             report(f"skipped {message}")

@@ -30,7 +30,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,8 +50,8 @@ from dmf2mel.data import simulate
 from dmf2mel.data.derivatives import preprocessed_eeg_name
 from dmf2mel.data.preprocess import biosemi_info
 from dmf2mel.data.simulation_params import SimulationParams, preset_params
-from dmf2mel.errors import UserError
-from dmf2mel.io import atomic_path, save_json, save_npy
+from dmf2mel.io import atomic_path, new_folder_mode, save_json, save_npy
+from dmf2mel.validation import check_folder, check_int, check_writable
 
 RAW_SFREQ = 1024
 SESSION = "shortstories01"
@@ -215,8 +217,9 @@ def simulate_raw_corpus(
     Parameters
     ----------
     out : path
-        A new or empty folder, or an earlier raw simulated corpus (replaced whole). Built in a
-        temporary sibling folder and renamed into place at the end.
+        A new or empty folder, or an earlier raw simulated corpus holding nothing but what it wrote
+        (replaced whole; anything else in it is refused, never deleted). Built in a temporary sibling
+        folder and renamed into place at the end; the next run removes what a killed one left.
     preset, seed, n_subjects, n_stories, minutes
         As for :func:`dmf2mel.data.corpus.simulate_corpus` (the same synthetic stories).
     params : SimulationParams, optional
@@ -227,13 +230,31 @@ def simulate_raw_corpus(
     -------
     ``out``.
     """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER_FILE).is_file())):
-        raise UserError(
-            f"out: {out} must be a new or empty folder (or an earlier raw simulated corpus to replace)", parameter="out"
-        )
+    out = check_folder("out", out)
+    seed = check_int("seed", seed, minimum=0)
     if params is None:
         params = preset_params(preset, n_subjects, 0, n_stories, minutes)
+    check_writable("out", out.parent)
+    cache.check_replaceable(out, _raw_corpus_files, "an earlier raw simulated corpus")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with cache.entry_lock(out.parent, out.name, f"simulating a raw corpus into {out}", verbose=progress):
+        cache.remove_leftovers(out.parent, out.name)  # of a killed run: no other process builds out now
+        cache.check_replaceable(out, _raw_corpus_files, "an earlier raw simulated corpus")
+        return _write_raw_corpus(out, preset, seed, params, progress)
+
+
+def _raw_corpus_files(folder: Path) -> set[str] | None:
+    """Every file an earlier raw simulated corpus in ``folder`` wrote (None: it is no such corpus, or one written
+    before the marker listed its files)."""
+    try:
+        marker = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = marker.get("files") if isinstance(marker, dict) else None
+    return {*files, MARKER_FILE} if isinstance(files, list) else None
+
+
+def _write_raw_corpus(out: Path, preset: str, seed: int, params: SimulationParams, progress: bool) -> Path:
     subjects = simulate.subject_names(params.n_subjects)
     stories = simulate.story_names(params.n_stories)
     duration_s = params.minutes * 60.0
@@ -281,8 +302,10 @@ def simulate_raw_corpus(
                 "subjects": subjects,
                 "stimuli": stories,
                 "sfreq": RAW_SFREQ,
+                "files": sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()),
             },
         )
+        os.chmod(root, new_folder_mode())  # mkdtemp made it owner-only
         cache.replace_folder(root, out)
     finally:
         shutil.rmtree(root, ignore_errors=True)

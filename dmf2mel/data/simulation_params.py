@@ -14,7 +14,7 @@ import dataclasses
 
 from dmf2mel.data import speech
 from dmf2mel.errors import UserError
-from dmf2mel.validation import check_int, check_option
+from dmf2mel.validation import check_int, check_option, check_positive_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +77,7 @@ def preset_params(
             parameter="n_held_out",
         )
     check_int("n_stories", params.n_stories, minimum=1)
+    check_positive_number("minutes", params.minutes)  # NaN and infinity too
     if params.minutes * 60 < speech.MIN_STIMULUS_SECONDS:
         raise UserError(
             f"minutes must give at least {speech.MIN_STIMULUS_SECONDS:g} s per story, got {params.minutes} min",

@@ -26,6 +26,7 @@ carries an ``_eeg`` suffix, so its stem is *not* the subject id). Predictions go
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zipfile
@@ -45,6 +46,9 @@ N_MELS = 10
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 METADATA_FILE = "dmf2mel_corpus.json"
 SEPARATOR = "_-_"
+#: Blocks of bytes read from each file for :meth:`SplitData.fingerprint` (the first holds the .npy header).
+FINGERPRINT_BLOCKS = 8
+FINGERPRINT_BLOCK_BYTES = 4096
 # Values are checked for NaN/inf this many samples at a time, so validation never loads a whole file.
 _CHECK_CHUNK = 65536
 
@@ -230,8 +234,9 @@ class SplitData:
     Parameters
     ----------
     folder : path
-        The folder of ``{split}_-_{subject}_-_{stimulus}_-_{feature}.npy`` files. Other files are
-        ignored.
+        The folder of ``{split}_-_{subject}_-_{stimulus}_-_{feature}.npy`` files. Other files (the
+        corpus metadata, ``clean/``) are ignored, but a ``.npy`` file of another name, or a folder
+        under a split_data name, is an error (it would drop a recording without a word).
     n_chans : int
         Expected number of EEG channels (64).
     n_mels : int
@@ -257,8 +262,17 @@ class SplitData:
         self._files: dict[FileKey, Path] = {}
         for path in sorted(self.folder.iterdir()):
             key = parse_filename(path.name)
-            if key is not None and path.is_file():
+            if key is not None and not path.is_file():
+                raise DataError(f"{path}: a folder (or other non-file) where a split_data .npy file belongs")
+            if key is not None:
                 self._files[key] = path
+            elif path.name.endswith(".npy") and not path.name.startswith("."):
+                # a mistyped name would otherwise drop a recording, or a whole subject, without a word
+                raise DataError(
+                    f"{path}: a .npy file whose name is not '{{split}}_-_{{subject}}_-_{{stimulus}}_-_{{feature}}.npy' "
+                    f"(split in {', '.join(SPLITS)}, subject like 'sub-001', feature in {', '.join(FEATURES)}); "
+                    "rename it, or move it out of the folder"
+                )
         if not self._files:
             raise DataError(
                 f"{self.folder}: no recordings found (expected files named "
@@ -359,6 +373,28 @@ class SplitData:
                 array = (array - mean) / std
             arrays.append(array)
         return arrays[0], arrays[1]
+
+    def fingerprint(self, subjects: Iterable[str] | None = None) -> str:
+        """A hash of the recordings of ``subjects`` (default: all): every file's name, dtype and shape, and
+        :data:`FINGERPRINT_BLOCKS` blocks of its bytes spread over the file.
+
+        Cheap on the real release (a few reads per file) and different for any re-simulated, re-split or
+        replaced recording; the same for a copy or a moved folder. A run records it (``config.json``) to tell
+        later whether it is evaluated or resumed on the data it was trained on.
+        """
+        wanted = None if subjects is None else set(subjects)
+        digest = hashlib.sha256()
+        for key, path in sorted(self._files.items()):
+            if wanted is not None and key.subject not in wanted:
+                continue
+            digest.update(path.name.encode())
+            size = path.stat().st_size
+            with open(path, "rb") as fh:
+                for k in range(FINGERPRINT_BLOCKS):
+                    fh.seek(k * max(size - FINGERPRINT_BLOCK_BYTES, 0) // max(FINGERPRINT_BLOCKS - 1, 1))
+                    digest.update(fh.read(FINGERPRINT_BLOCK_BYTES))
+            digest.update(str(size).encode())
+        return digest.hexdigest()[:16]
 
     def summary(self, feature: str = "mel") -> dict:
         """Counts for ``python -m dmf2mel inspect``: subjects, stimuli, recordings and samples per split."""
@@ -492,9 +528,18 @@ def read_challenge_subject(
                 raise DataError(
                     f"{eeg_npz}: has no array {eeg_id!r}, which {mapping_json.name} names for segment {segment_id!r}"
                 )
-            eeg = archive[eeg_id]
+            try:
+                eeg = archive[eeg_id]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:  # object arrays, a corrupt member
+                raise DataError(f"{eeg_npz}: array {eeg_id!r} is not a readable numeric array ({err})") from None
+            if eeg.dtype.kind not in "fiu":
+                raise DataError(
+                    f"{eeg_npz}: array {eeg_id!r}: expected real numbers (float or integer), found dtype {eeg.dtype}"
+                )
             if eeg.ndim != 2 or eeg.shape[1] != n_chans:
                 raise DataError(f"{eeg_npz}: array {eeg_id!r}: expected shape (time, {n_chans}), found {eeg.shape}")
+            if len(eeg) == 0:
+                raise DataError(f"{eeg_npz}: array {eeg_id!r} (segment {segment_id!r}) has no samples")
             if not np.isfinite(eeg).all():
                 raise DataError(f"{eeg_npz}: array {eeg_id!r} contains NaN or infinite values")
             segments[str(segment_id)] = eeg.astype(np.float32)
@@ -518,6 +563,18 @@ def write_challenge_subject(folder: str | Path, subject: str, segments: dict[str
     return npz_path, mapping_path
 
 
+def check_finite_prediction(path: str | Path, segment_id: str, mel: np.ndarray) -> None:
+    """Raise :class:`UserError` when a prediction holds NaN or infinite values (strict JSON has no NaN)."""
+    bad = ~np.isfinite(mel)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=-1))
+        raise UserError(
+            f"{Path(path).name}: the model predicted {int(bad.sum())} NaN or infinite values for segment "
+            f"{segment_id!r} (rows {rows[0]}-{rows[-1]} of {len(mel)}); a submission cannot hold them, so nothing "
+            "was written"
+        )
+
+
 def write_predictions(path: str | Path, predictions: dict[str, np.ndarray], n_mels: int = N_MELS) -> Path:
     """Write a challenge submission: one JSON ``{segment_id: [[n_mels floats] per time step]}``, atomically.
 
@@ -532,6 +589,7 @@ def write_predictions(path: str | Path, predictions: dict[str, np.ndarray], n_me
             raise UserError(
                 f"prediction for segment {segment_id!r}: expected shape (time, {n_mels}), found {mel.shape}"
             )
+        check_finite_prediction(path, segment_id, mel)
         out[str(segment_id)] = np.round(mel.astype(np.float64), 6).tolist()
     return save_json(path, out, indent=None)
 
@@ -576,4 +634,5 @@ __all__ = [
     "write_metadata",
     "write_predictions",
     "write_recording",
+    "check_finite_prediction",
 ]

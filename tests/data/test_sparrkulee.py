@@ -132,8 +132,11 @@ def test_truncated_file_is_refused(folder):
 
 
 def test_folder_without_recordings_is_refused(tmp_path):
-    (tmp_path / "something.npy").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("")
     with pytest.raises(DataError, match="no recordings found"):
+        sk.SplitData(tmp_path)
+    (tmp_path / "something.npy").write_bytes(b"")  # a recording under another name is not silently left out
+    with pytest.raises(DataError, match=r"something.npy: a .npy file whose name is not"):
         sk.SplitData(tmp_path)
     with pytest.raises(UserError, match="not a folder"):
         sk.SplitData(tmp_path / "missing")
