@@ -2,9 +2,10 @@
 """Write the student edition of the chapters: the notebooks without the exercises' solutions.
 
 Every cell tagged ``solution`` (the hidden solutions of the book) is removed; everything else is kept, the
-implement-it scaffolds with their ``...`` and their checker calls included. Where a removed solution had code
-and the exercise has no scaffold (an experiment), an empty code cell is left for the student's own. Outputs
-are stripped. The edition lies next to ``notebooks/`` (default ``student/``, gitignored), so the chapters'
+implement-it scaffolds with their ``...`` and their checker calls included. Every exercise keeps a place to
+work: an empty code cell where a removed solution had code and the exercise has no scaffold (an experiment),
+or where the solution did more than fill the scaffold (a second part, such as using the function); a
+Markdown answer cell where the solution was text only (a reasoning exercise). Outputs are stripped. The edition lies next to ``notebooks/`` (default ``student/``, gitignored), so the chapters'
 relative paths (``../benchmarks``, ``../book``) still work.
 
 Usage: ``python scripts/student_edition.py [OUT_DIR]`` (``make student``)
@@ -12,6 +13,7 @@ Usage: ``python scripts/student_edition.py [OUT_DIR]`` (``make student``)
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_TAG = "solution"
 WORK_CELL = "# Your code here."
+ANSWER_CELL = "*Your answer:*"
 # The chapters' exercise introductions point at the hidden solutions, which this edition leaves out.
 SOLUTION_HINT = (
     "Try each exercise before opening its solution.",
@@ -31,8 +34,25 @@ def is_solution(cell) -> bool:
     return SOLUTION_TAG in cell.metadata.get("tags", [])
 
 
+def does_more_than_fill_a_scaffold(source: str) -> bool:
+    """Whether solution code holds statements besides function definitions and checker calls (a second part)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef):
+            continue
+        if isinstance(node, ast.Expr) and "exercises.check_" in ast.unparse(node):
+            continue
+        return True
+    return False
+
+
+def work_cell(run: list, kind: str):
+    cell = nbformat.v4.new_code_cell(WORK_CELL) if kind == "code" else nbformat.v4.new_markdown_cell(ANSWER_CELL)
+    cell.id = f"{run[0].id}-{'work' if kind == 'code' else 'answer'}"
+    return cell
+
+
 def student_cells(cells: list) -> list:
-    """``cells`` without solutions; an empty code cell where an exercise without a scaffold had solution code."""
+    """``cells`` without solutions, each removed solution replaced by a place to work where one is missing."""
     kept = []
     index = 0
     while index < len(cells):
@@ -44,11 +64,12 @@ def student_cells(cells: list) -> list:
         while index < len(cells) and is_solution(cells[index]):
             run.append(cells[index])
             index += 1
+        code = [cell for cell in run if cell.cell_type == "code"]
         has_scaffold = bool(kept) and kept[-1].cell_type == "code"
-        if any(cell.cell_type == "code" for cell in run) and not has_scaffold:
-            work = nbformat.v4.new_code_cell(WORK_CELL)
-            work.id = f"{run[0].id}-work"
-            kept.append(work)
+        if code and (not has_scaffold or any(does_more_than_fill_a_scaffold(cell.source) for cell in code)):
+            kept.append(work_cell(run, "code"))
+        elif not code:
+            kept.append(work_cell(run, "markdown"))
     return kept
 
 

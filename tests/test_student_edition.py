@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
@@ -64,6 +65,75 @@ def test_experiments_get_an_empty_cell_to_work_in(edition):
         cell for notebook in edition.values() for cell in notebook.cells if cell.source == student_edition.WORK_CELL
     ]
     assert work_cells, "no experiment left room for the student's code"
+
+
+EXERCISE = re.compile(r"^\*\*Exercise (\d+\.\d+)\*\* \*\((\w[\w-]*)\)\*", re.MULTILINE)
+
+
+def exercises_of(notebook) -> dict[str, tuple[str, list]]:
+    """Exercise number -> (kind, the cells from its statement up to the next exercise)."""
+    found, current = {}, None
+    for cell in notebook.cells:
+        match = EXERCISE.search(cell.source) if cell.cell_type == "markdown" else None
+        if match:
+            current = match.group(1)
+            found[current] = (match.group(2), [])
+        elif current:
+            found[current][1].append(cell)
+    return found
+
+
+def test_every_exercise_has_a_place_to_work(edition):
+    originals_by_name = originals()
+    for name, notebook in edition.items():
+        exercises = exercises_of(notebook)
+        assert 4 <= len(exercises) <= 6, f"{name}: found {sorted(exercises)}"
+        solutions = exercises_of(originals_by_name[name])
+        for number, (kind, cells) in exercises.items():
+            if kind == "reasoning":  # an answer cell, or a code cell where the solution computes its point
+                places = (student_edition.ANSWER_CELL, student_edition.WORK_CELL)
+                assert any(c.source in places for c in cells), f"{number}: no cell to answer in"
+                continue
+            assert any(c.cell_type == "code" for c in cells), f"exercise {number} ({kind}) has no code cell"
+            solution_code = [
+                c.source for c in solutions[number][1] if c.cell_type == "code" and student_edition.is_solution(c)
+            ]
+            if kind == "implement-it" and any(map(student_edition.does_more_than_fill_a_scaffold, solution_code)):
+                # a second part (e.g. use the function on the chapter's data): a cell besides the scaffold
+                assert any(c.source == student_edition.WORK_CELL for c in cells), f"{number}: no cell for part two"
+
+
+def test_the_second_part_of_exercise_3_4_gets_its_own_cell(edition):
+    kind, cells = exercises_of(edition["03_metrics_and_baselines.ipynb"])["3.4"]
+    sources = [cell.source for cell in cells]
+    assert kind == "implement-it" and "exercises.check_shifted_null(shifted_null)" in sources[0]
+    assert student_edition.WORK_CELL in sources[1:]
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+LEAK_WORDS = 10  # a run of this many words of a solution, found in the text, is a copied answer
+
+
+def test_no_solution_sentence_appears_in_the_students_text(edition):
+    """The main text does not answer an exercise in the solution's own words (caught: ten words in a row)."""
+    for name, original in originals().items():
+        text = " " + " ".join(" ".join(words(cell.source)) for cell in edition[name].cells) + " "
+        for cell in original.cells:
+            if not (student_edition.is_solution(cell) and cell.cell_type == "markdown"):
+                continue
+            solution = words(cell.source)
+            for start in range(len(solution) - LEAK_WORDS + 1):
+                run = " ".join(solution[start : start + LEAK_WORDS])
+                assert f" {run} " not in text, f"{name}: the text says the solution of {cell.id}: {run!r}"
+
+
+def test_solution_hints_point_at_the_instructor(edition):
+    for name, notebook in edition.items():
+        text = "\n".join(cell.source for cell in notebook.cells)
+        assert student_edition.SOLUTION_HINT[0] not in text, f"{name} still points at the solutions"
 
 
 @pytest.mark.slow
