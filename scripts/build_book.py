@@ -29,17 +29,28 @@ def jupyter_book() -> str:
     return str(candidate) if candidate.exists() else "jupyter-book"
 
 
-def main() -> int:
-    vendor = subprocess.run([sys.executable, str(ROOT / "scripts" / "vendor_js.py")], cwd=ROOT, check=False)
-    if vendor.returncode != 0:
+def build_command(source: Path, path_output: Path | None = None) -> list[str]:
+    """The ``jupyter-book build`` command of a book whose root is ``source``: warnings and cell errors fail it."""
+    command = [jupyter_book(), "build", "--all", "-W", "-n", "--keep-going", str(source)]
+    return command + (["--path-output", str(path_output)] if path_output is not None else [])
+
+
+def vendor() -> int:
+    """Vendor the pages' scripts from npm (``scripts/vendor_js.py``); its exit status."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "vendor_js.py")], cwd=ROOT, check=False)
+    if result.returncode != 0:
         print("error: vendoring the book's JavaScript failed (see above)", file=sys.stderr)
-        return vendor.returncode
+    return result.returncode
+
+
+def main() -> int:
+    vendored = vendor()
+    if vendored != 0:
+        return vendored
     STAMP.unlink(missing_ok=True)
     env = dict(os.environ, DMF2MEL_BUILD=f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
-    build = subprocess.run(
-        [jupyter_book(), "build", "--all", "-W", "-n", "--keep-going", "."], cwd=ROOT, env=env, check=False
-    )
+    build = subprocess.run(build_command(Path(".")), cwd=ROOT, env=env, check=False)
     minutes = (time.perf_counter() - started) / 60
     if build.returncode != 0:
         print(
