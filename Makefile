@@ -40,9 +40,11 @@ book: $(STAMP)
 lab: $(STAMP)
 	$(PY) scripts/lab.py notebooks
 
-# The chapters without the exercises' solutions, for a class: student/ (gitignored).
+# The chapters without the exercises' solutions, for a class: student/ (notebooks) and student/_build/html (the book,
+# with the outputs of the last book build, which runs first when it is missing or stale); the instructors' key,
+# every solution in one file: instructors/solutions.md. Both gitignored.
 student: $(STAMP)
-	$(PY) scripts/student_edition.py student
+	$(PY) scripts/student_edition.py student --key instructors/solutions.md --html
 
 bench: $(STAMP)
 	$(PY) benchmarks/scan.py
@@ -57,4 +59,4 @@ bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py
 
 clean:
-	rm -rf _build .pytest_cache student
+	rm -rf _build .pytest_cache student instructors

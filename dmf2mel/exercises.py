@@ -6,6 +6,10 @@ here calls that function on a few random inputs, compares what it returns with w
 itself computes, and returns a :class:`CheckResult` whose text says, in plain words, whether the
 two agree and if not, what differs, where and by how much; it also recognises a few typical mistakes
 (a wrong axis, a missing normalisation, ``repeat`` instead of ``repeat_interleave``) and names them.
+The random inputs are chosen so that the usual wrong answers cannot pass by luck: anti-correlated and
+constant bands, band counts other than 10, odd lengths. A solution that only calls the package's own
+implementation (the reference the checker compares with) fails too: the checker watches the calls
+made while the student's function runs and names the one it must not use.
 
 >>> from dmf2mel import exercises
 >>> exercises.check_band_correlation(my_band_correlation)  # doctest: +SKIP
@@ -21,8 +25,11 @@ modules' inner maps are channel-first ``(batch, channels, time)``.
 
 from __future__ import annotations
 
+import sys
 import textwrap
 import traceback
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -33,8 +40,11 @@ import torch.nn.functional as F
 from dmf2mel import metrics
 from dmf2mel.data.features import FMAX, FMIN
 from dmf2mel.models import kan
-from dmf2mel.models.scan import selective_scan
-from dmf2mel.viz.audio import band_carriers, vocode
+from dmf2mel.models.dcfam import DCFAM
+from dmf2mel.models.hams import HAMSNet
+from dmf2mel.models.scan import selective_scan, selective_scan_cpu, selective_scan_cuda, selective_scan_reference
+from dmf2mel.viz import audio as viz_audio
+from dmf2mel.viz.audio import band_carriers
 
 __all__ = [
     "CheckResult",
@@ -100,6 +110,51 @@ class _Mistake:
     hint: str
 
 
+@dataclass(frozen=True)
+class _Forbidden:
+    """Package code a solution must not call: it computes the answer itself."""
+
+    functions: Sequence[Callable]
+    name: str
+
+
+def _code_of(function: Callable):
+    """The code object a Python function runs, or None for a builtin (watched by identity)."""
+    function = getattr(function, "__func__", function)
+    return getattr(function, "__code__", None)
+
+
+@contextmanager
+def _watching(forbidden: Sequence[_Forbidden]):
+    """Record in the yielded list the name of every forbidden function called inside the block.
+
+    A profile hook sees each call by its code object (Python functions, whatever name the student
+    imported them under) or by identity (builtins such as ``torch.nn.functional.linear``).
+    """
+    codes = {_code_of(f): rule.name for rule in forbidden for f in rule.functions if _code_of(f) is not None}
+    builtins = {id(f): rule.name for rule in forbidden for f in rule.functions if _code_of(f) is None}
+    called: list[str] = []
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code in codes:
+            called.append(codes[frame.f_code])
+        elif event == "c_call" and id(arg) in builtins:
+            called.append(builtins[id(arg)])
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        yield called
+    finally:
+        sys.setprofile(previous)
+
+
+def _shapes(case: tuple) -> str:
+    """The shapes of a case's arrays, e.g. ``(640, 13), (640, 13)``, to say which input broke a solution."""
+    shapes = [tuple(x.shape) for x in case if hasattr(x, "shape")]
+    return ", ".join(str(shape) for shape in shapes)
+
+
 def _as_array(value) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
@@ -158,14 +213,33 @@ def _check(
     mistakes: Sequence[_Mistake] = (),
     rtol: float = 1e-5,
     atol: float = 1e-6,
+    forbidden: Sequence[_Forbidden] = (),
 ) -> CheckResult:
-    """Run ``student(*case)`` and ``reference(*case)`` on every case and compare."""
+    """Run ``student(*case)`` and ``reference(*case)`` on every case and compare.
+
+    The student's function runs with numpy's and Python's warnings silenced (a 0/0 in a constant band
+    is part of the exercise, the verdict says what counts) and with ``forbidden`` watched.
+    """
     worst_error = 0.0
     for trial, case in enumerate(cases, start=1):
         try:
-            answer = student(*case)
+            with warnings.catch_warnings(), np.errstate(all="ignore"), _watching(forbidden) as called:
+                warnings.simplefilter("ignore")
+                answer = student(*case)
         except Exception as error:  # the student's bug is the verdict, not a crash of the checker
-            return _verdict(exercise, False, f"✗ {exercise}: your function raised {_error_text(error)}")
+            return _verdict(
+                exercise,
+                False,
+                f"✗ {exercise}: on random input {trial} (shapes {_shapes(case)}) your function raised "
+                f"{_error_text(error)}",
+            )
+        if called:
+            return _verdict(
+                exercise,
+                False,
+                f"✗ {exercise}: your function calls {called[0]}, the package's own answer to this "
+                "exercise. Write the computation yourself.",
+            )
         if answer is None or answer is Ellipsis:
             return _verdict(
                 exercise, False, f"✗ {exercise}: your function returned {answer!r}. Replace the `...` with your code."
@@ -177,8 +251,8 @@ def _check(
             return _verdict(
                 exercise,
                 False,
-                f"✗ {exercise}: your result has shape {got.shape}, expected {expected.shape} "
-                f"({', '.join(axes)}).{' ' + hint if hint else ''}",
+                f"✗ {exercise}: on random input {trial} (shapes {_shapes(case)}) your result has shape "
+                f"{got.shape}, expected {expected.shape} ({', '.join(axes)}).{' Hint: ' + hint if hint else ''}",
             )
         both_nan = np.isnan(got) & np.isnan(expected)
         difference = np.where(both_nan, 0.0, np.abs(got - expected))
@@ -215,25 +289,46 @@ def _check(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _mel_pairs(rng: np.random.Generator, n_mels: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Random (pred, true) pairs, (time, n_mels), partly correlated and of different lengths and scales."""
+# Band counts of the random inputs: 10 as in the model, then others, so that a hard-coded 10 fails.
+BAND_COUNTS = (10, 13, 6)
+CONSTANT_LEVEL = 3.0  # a constant band's value: exact in binary, so that its mean is exact and its r is 0/0
+
+
+def _mel_pairs(rng: np.random.Generator, constant_band: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random (pred, true) pairs, (time, n_mels), of different lengths, scales and band counts.
+
+    About half the bands of each pair are anti-correlated (so ``np.abs(r)`` or ``r ** 2`` cannot pass),
+    and with ``constant_band`` one band of the last prediction is constant (its r is undefined, NaN).
+    """
     pairs = []
-    for n_times in (640, 97, 321)[:N_TRIALS]:
+    for n_times, n_mels in list(zip((640, 97, 321), BAND_COUNTS))[:N_TRIALS]:
         true = np.cumsum(rng.standard_normal((n_times, n_mels)), axis=0)
-        pred = 0.3 * true + rng.standard_normal((n_times, n_mels)) * rng.uniform(0.5, 5, n_mels) + 2.0
+        signs = np.where(np.arange(n_mels) % 2 == 0, 1.0, -1.0)
+        pred = 0.3 * signs * true + rng.standard_normal((n_times, n_mels)) * rng.uniform(0.5, 5, n_mels) + 2.0
         pairs.append((pred, true))
+    if constant_band:
+        pairs[-1][0][:, 1] = CONSTANT_LEVEL
     return pairs
+
+
+def _uncentred_r(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The correlation formula without subtracting the means over time (a cosine similarity per band)."""
+    return (p * t).sum(axis=0) / np.sqrt((p**2).sum(axis=0) * (t**2).sum(axis=0))
 
 
 def check_band_correlation(band_correlation: Callable) -> CheckResult:
     """Check ``band_correlation(pred, true) -> r`` against :func:`dmf2mel.metrics.pearsonr_time`.
 
     ``pred`` and ``true`` are ``(time, n_mels)`` numpy arrays; ``r`` is ``(n_mels,)``, the Pearson
-    correlation over time of each band.
+    correlation over time of each band, with its sign; NaN for a band that is constant over time (its
+    r is 0/0, as ``scipy.stats.pearsonr`` says).
     """
 
     def centred(x):
         return x - x.mean(axis=0)
+
+    def r_of(p, t):
+        return metrics.pearsonr_time(p, t)
 
     mistakes = [
         _Mistake(lambda p, t: metrics.pearsonr_time(p.T, t.T), "you correlated across bands; r is over time (axis 0)."),
@@ -241,22 +336,47 @@ def check_band_correlation(band_correlation: Callable) -> CheckResult:
             lambda p, t: (centred(p) * centred(t)).mean(axis=0),
             "this is the covariance: divide by both standard deviations to get a correlation.",
         ),
+        _Mistake(_uncentred_r, "subtract each band's mean over time first (Pearson r ignores offsets)."),
         _Mistake(
-            lambda p, t: (p * t).sum(axis=0) / np.sqrt((p**2).sum(axis=0) * (t**2).sum(axis=0)),
-            "subtract each band's mean over time first (Pearson r ignores offsets).",
+            lambda p, t: _uncentred_r(p - p.mean(axis=1, keepdims=True), t - t.mean(axis=1, keepdims=True)),
+            "you subtracted the mean over bands (axis 1); centre each band on its mean over time (axis 0).",
         ),
-        _Mistake(lambda p, t: np.nanmean(metrics.pearsonr_time(p, t)), "return one r per band, not their mean."),
+        _Mistake(lambda p, t: np.nanmean(r_of(p, t)), "return one r per band, not their mean."),
+        _Mistake(
+            lambda p, t: np.abs(r_of(p, t)),
+            "some bands are anti-correlated: keep the sign of r (no np.abs).",
+        ),
+        _Mistake(lambda p, t: r_of(p, t) ** 2, "this is r squared: keep r itself, with its sign."),
+        _Mistake(lambda p, t: -r_of(p, t), "the sign is flipped: r is positive when both rise together."),
+        _Mistake(
+            lambda p, t: r_of(p[:, :10], t[:, :10]),
+            "you computed 10 bands; take the number of bands from the input (pred.shape[1]).",
+        ),
+        _Mistake(
+            lambda p, t: np.nan_to_num(r_of(p, t)),
+            f"a band that is constant over time has no correlation: its r is 0/0, NaN (as "
+            f"scipy.stats.pearsonr gives), not 0. The last input has a constant band (value {CONSTANT_LEVEL:g}).",
+        ),
+    ]
+    unmatched_ddof = (
+        "the normalisations do not match: divide the sum of products by the square root of the sums of "
+        "squares (or use the same ddof for the covariance and for np.std)."
+    )
+    mistakes += [
+        _Mistake(lambda p, t: r_of(p, t) * (len(p) - 1) / len(p), unmatched_ddof),
+        _Mistake(lambda p, t: r_of(p, t) * len(p) / (len(p) - 1), unmatched_ddof),
     ]
     return _check(
         "band correlation",
         band_correlation,
-        _mel_pairs(np.random.default_rng(SEED)),
+        _mel_pairs(np.random.default_rng(SEED), constant_band=True),
         metrics.pearsonr_time,
         ("band",),
         "dmf2mel.metrics.pearsonr_time",
         mistakes,
         rtol=1e-6,
         atol=1e-9,
+        forbidden=[_Forbidden([metrics.pearsonr_time], "dmf2mel.metrics.pearsonr_time")],
     )
 
 
@@ -275,6 +395,9 @@ def check_shifted_null(shifted_null: Callable) -> CheckResult:
     rng = np.random.default_rng(SEED + 1)
     cases = [(pred, true, rng.integers(64, len(true) - 16, size=20)) for pred, true in _mel_pairs(rng)]
 
+    def per_lag(p, t, shifts, roll, average=np.nanmean):
+        return np.array([average(metrics.pearsonr_time(p, roll(t, int(s)))) for s in shifts])
+
     def cropped(p, t, shifts):
         return np.array([np.nanmean(metrics.pearsonr_time(p[s:], t[: len(t) - s])) for s in shifts])
 
@@ -285,8 +408,32 @@ def check_shifted_null(shifted_null: Callable) -> CheckResult:
         ),
         _Mistake(cropped, "you shifted by cropping, which drops samples; the null uses a circular shift (np.roll)."),
         _Mistake(
-            lambda p, t, s: np.array([np.nanmean(metrics.pearsonr_time(np.roll(p, int(k), axis=1), t)) for k in s]),
+            lambda p, t, s: per_lag(p, t, s, lambda x, k: np.roll(x, k, axis=1)),
             "you shifted along the bands (axis 1); shift in time (axis 0).",
+        ),
+        _Mistake(
+            lambda p, t, s: per_lag(p, t, s, lambda x, k: np.roll(x, k)),
+            "np.roll without axis= rolls the flattened array, mixing bands: pass axis=0.",
+        ),
+        _Mistake(
+            lambda p, t, s: _shifted_null_reference(p, t, s + 1),
+            "your lags are off by one (s + 1): shift by exactly s.",
+        ),
+        _Mistake(
+            lambda p, t, s: _shifted_null_reference(p, t, s - 1),
+            "your lags are off by one (s - 1): shift by exactly s.",
+        ),
+        _Mistake(
+            lambda p, t, s: np.stack([metrics.pearsonr_time(p, np.roll(t, int(k), axis=0)) for k in s]),
+            "average r over the bands: one value per lag, shape (n_shifts,).",
+        ),
+        _Mistake(
+            lambda p, t, s: per_lag(p, t, s, lambda x, k: np.roll(x, k, axis=0), lambda r: np.nanmean(np.abs(r))),
+            "keep the sign of each band's r before averaging (no np.abs).",
+        ),
+        _Mistake(
+            lambda p, t, s: np.full(len(s), np.nanmean(metrics.pearsonr_time(p, t))),
+            "every lag gave the unshifted r: shift the true mel by each s before correlating.",
         ),
     ]
     return _check(
@@ -299,6 +446,9 @@ def check_shifted_null(shifted_null: Callable) -> CheckResult:
         mistakes,
         rtol=1e-6,
         atol=1e-9,
+        forbidden=[
+            _Forbidden([metrics.windowed_score, metrics._circular_xcorr], "the metrics' own null (dmf2mel.metrics)")
+        ],
     )
 
 
@@ -324,13 +474,33 @@ def check_cubic_bases(cubic_bases: Callable) -> CheckResult:
     def of_order(order):
         return lambda x, g: kan.b_spline_bases_reference(x, kan.uniform_knots(g, order, dtype=x.dtype), order)
 
+    def on_knots(knots):
+        return lambda x, g: kan.b_spline_bases_reference(x, knots(g, x.dtype))
+
     mistakes = [
         _Mistake(of_order(2), "these are quadratic B-splines: a cubic basis needs three rounds of the recursion."),
         _Mistake(of_order(1), "these are linear B-splines (hat functions): a cubic basis needs three rounds."),
         _Mistake(
-            lambda x, g: kan.b_spline_bases_reference(x, torch.linspace(-1, 1, g + 1, dtype=x.dtype)),
+            on_knots(lambda g, dtype: torch.linspace(-1, 1, g + 1, dtype=dtype)),
             "extend the grid by three knots on each side (kan.uniform_knots does): "
             "otherwise the bases near the ends are missing.",
+        ),
+        _Mistake(lambda x, g: _spline_bases_reference(x, g).T, "your result is transposed: one row per point."),
+        _Mistake(
+            lambda x, g: _spline_bases_reference(x, g + 1),
+            "one basis too many: grid_size intervals carry grid_size + 3 cubic bases.",
+        ),
+        _Mistake(
+            lambda x, g: _spline_bases_reference(x, g - 1),
+            "one basis too few: grid_size intervals carry grid_size + 3 cubic bases.",
+        ),
+        _Mistake(
+            lambda x, g: _spline_bases_reference(x, cases[0][1]),
+            "use the grid_size you are given, not a fixed number of intervals.",
+        ),
+        _Mistake(
+            on_knots(lambda g, dtype: kan.uniform_knots(g, grid_range=(0.0, 1.0), dtype=dtype)),
+            "the grid spans [-1, 1], not [0, 1].",
         ),
     ]
     return _check(
@@ -343,6 +513,12 @@ def check_cubic_bases(cubic_bases: Callable) -> CheckResult:
         mistakes,
         rtol=1e-6,
         atol=1e-9,
+        forbidden=[
+            _Forbidden(
+                [kan.b_spline_bases_reference, kan.uniform_cubic_bases, kan.local_to_dense, kan.KANLinear.forward],
+                "the package's B-splines (dmf2mel.models.kan)",
+            )
+        ],
     )
 
 
@@ -369,10 +545,15 @@ def neighbourhood_aggregation(v: torch.Tensor, logits: torch.Tensor, normalise: 
     -------
     (batch, channels, time)
     """
+    return _aggregate(v, logits, normalise)
+
+
+def _aggregate(v: torch.Tensor, logits: torch.Tensor, normalise: bool = True, late: int = 0) -> torch.Tensor:
+    """:func:`neighbourhood_aggregation`, its windows moved ``late`` steps later (a wrong padding when not 0)."""
     batch, channels, time = v.shape
     n_heads, kernel_size = logits.shape[1], logits.shape[2]
     weights = torch.softmax(logits, dim=2) if normalise else logits
-    padded = F.pad(v, (kernel_size // 2, kernel_size // 2))
+    padded = F.pad(v, (kernel_size // 2 + late, kernel_size // 2 - late))
     windows = padded.unfold(-1, kernel_size, 1)  # (batch, channels, time, kernel_size)
     windows = windows.reshape(batch, n_heads, channels // n_heads, time, kernel_size)
     return torch.einsum("bhctk,bhkt->bhct", windows, weights).reshape(batch, channels, time)
@@ -397,6 +578,14 @@ def check_neighbourhood_aggregation(aggregate: Callable) -> CheckResult:
         trimmed = neighbourhood_aggregation(padded, F.pad(logits, (k, k)))
         return trimmed[..., k:-k]
 
+    def interleaved(v, logits):
+        """Heads taking every n_heads-th channel instead of consecutive groups."""
+        batch, channels, time = v.shape
+        n_heads = logits.shape[1]
+        grouped = v.view(batch, channels // n_heads, n_heads, time).transpose(1, 2).reshape(batch, channels, time)
+        out = neighbourhood_aggregation(grouped, logits)
+        return out.view(batch, n_heads, channels // n_heads, time).transpose(1, 2).reshape(batch, channels, time)
+
     mistakes = [
         _Mistake(
             lambda v, lg: neighbourhood_aggregation(v, lg, normalise=False),
@@ -407,7 +596,28 @@ def check_neighbourhood_aggregation(aggregate: Callable) -> CheckResult:
             lambda v, lg: neighbourhood_aggregation(v, torch.softmax(lg, dim=3), normalise=False),
             "the softmax runs over time; it should run over the neighbourhood (dim=2).",
         ),
+        _Mistake(
+            lambda v, lg: neighbourhood_aggregation(v, torch.softmax(lg, dim=1), normalise=False),
+            "the softmax runs over the heads; it should run over the neighbourhood (dim=2).",
+        ),
         _Mistake(circular, "the ends wrap around: pad with zeros (F.pad), not circularly."),
+        _Mistake(
+            lambda v, lg: neighbourhood_aggregation(v, lg.flip(2)),
+            "your neighbourhood runs backwards: weight j belongs to the step at offset j - kernel_size // 2.",
+        ),
+        _Mistake(
+            lambda v, lg: _aggregate(v, lg, late=1),
+            "your windows are one step late: centre them on t (pad kernel_size // 2 on each side).",
+        ),
+        _Mistake(
+            lambda v, lg: _aggregate(v, lg, late=-1),
+            "your windows are one step early: centre them on t (pad kernel_size // 2 on each side).",
+        ),
+        _Mistake(
+            interleaved,
+            "channels form n_heads consecutive groups (head 0 has the first channels // n_heads), not every "
+            "n_heads-th channel.",
+        ),
     ]
     return _check(
         "neighbourhood aggregation",
@@ -417,6 +627,10 @@ def check_neighbourhood_aggregation(aggregate: Callable) -> CheckResult:
         ("batch", "channel", "time step"),
         "DC-FAM's aggregation",
         mistakes,
+        forbidden=[
+            _Forbidden([neighbourhood_aggregation], "dmf2mel.exercises.neighbourhood_aggregation"),
+            _Forbidden([DCFAM._neighbourhoods, DCFAM.neighbourhood_weights, DCFAM.forward], "DC-FAM's own code"),
+        ],
     )
 
 
@@ -460,6 +674,12 @@ def check_top_down_pass(top_down: Callable) -> CheckResult:
     def linear_up(x):
         return F.interpolate(x, scale_factor=2, mode="linear", align_corners=False)
 
+    def averaged(decoded):
+        total = decoded[0]
+        for finer in decoded[1:]:
+            total = (finer + total.repeat_interleave(2, dim=-1)) / 2
+        return total
+
     mistakes = [
         _Mistake(
             with_up(lambda x: x.repeat(1, 1, 2)),
@@ -468,6 +688,12 @@ def check_top_down_pass(top_down: Callable) -> CheckResult:
         ),
         _Mistake(with_up(linear_up), "HAMS-Net upsamples by repeating each step (nearest neighbour), not linearly."),
         _Mistake(lambda decoded: top_down_pass(decoded[1:]), "the coarsest map (T/8) is missing: start from it."),
+        _Mistake(lambda decoded: decoded[-1], "you returned the finest map alone: add the upsampled coarser maps."),
+        _Mistake(
+            lambda decoded: decoded[-1] + decoded[-2].repeat_interleave(2, dim=-1),
+            "only the two finest maps are summed: carry the running sum up (total = finer + up(total)).",
+        ),
+        _Mistake(averaged, "you averaged each map with the upsampled sum: add them."),
     ]
     return _check(
         "top-down pass",
@@ -477,6 +703,10 @@ def check_top_down_pass(top_down: Callable) -> CheckResult:
         ("batch", "channel", "time step"),
         "HAMS-Net's top-down pass",
         mistakes,
+        forbidden=[
+            _Forbidden([top_down_pass], "dmf2mel.exercises.top_down_pass"),
+            _Forbidden([HAMSNet.forward], "HAMS-Net's own forward pass"),
+        ],
     )
 
 
@@ -513,10 +743,29 @@ def check_selective_scan(scan: Callable) -> CheckResult:
     def undelta_drive(u, delta, A, B, C, D):
         return _wrong_scan(u, delta, A, B, C, D, undelta_drive=True)
 
+    def late_readout(u, delta, A, B, C, D):
+        return _wrong_scan(u, delta, A, B, C, D, read_before_update=True)
+
     mistakes = [
         _Mistake(lambda u, dl, A, B, C, D: _scan_reference(u, dl, A, B, C, None), "the skip term D * u is missing."),
         _Mistake(euler, "the decay is exp(delta * A), not 1 + delta * A (that is only its first-order approximation)."),
         _Mistake(undelta_drive, "the input enters as delta_t * B_t * u_t: the step size multiplies B too."),
+        _Mistake(
+            late_readout,
+            "y_t reads the state one step late: update h_t first, then y_t = C_t . h_t + D u_t.",
+        ),
+        _Mistake(
+            lambda u, dl, A, B, C, D: _scan_reference(u, dl, -A, B, C, D),
+            "A is negative already: the decay is exp(delta * A); exp(-delta * A) makes the state grow.",
+        ),
+        _Mistake(
+            lambda u, dl, A, B, C, D: _scan_reference(u, dl, A, C, B, D),
+            "B and C are swapped: B_t writes the input into the state, C_t reads the state out.",
+        ),
+        _Mistake(
+            lambda u, dl, A, B, C, D: _scan_reference(u, F.softplus(dl), A, B, C, D),
+            "delta is already positive here: use it as it is, without another softplus.",
+        ),
     ]
     return _check(
         "selective scan",
@@ -526,20 +775,27 @@ def check_selective_scan(scan: Callable) -> CheckResult:
         ("batch", "channel", "time step"),
         "dmf2mel.models.scan.selective_scan",
         mistakes,
+        forbidden=[
+            _Forbidden(
+                [selective_scan, selective_scan_reference, selective_scan_cpu, selective_scan_cuda, _scan_reference],
+                "dmf2mel.models.scan.selective_scan",
+            )
+        ],
     )
 
 
-def _wrong_scan(u, delta, A, B, C, D, euler_decay=False, undelta_drive=False):
+def _wrong_scan(u, delta, A, B, C, D, euler_decay=False, undelta_drive=False, read_before_update=False):
     """The scan as a loop with a typical slip: a first-order decay ``1 + delta_t A`` instead of
-    ``exp(delta_t A)`` (``euler_decay``), or ``B_t u_t`` instead of ``delta_t B_t u_t`` as the input
-    (``undelta_drive``)."""
+    ``exp(delta_t A)`` (``euler_decay``), ``B_t u_t`` instead of ``delta_t B_t u_t`` as the input
+    (``undelta_drive``), or ``y_t`` read from ``h_{t-1}`` (``read_before_update``)."""
     state, out = u.new_zeros(u.shape[0], u.shape[1], A.shape[1]), []
     for t in range(u.shape[-1]):
         step = delta[..., t, None]
         decay = 1 + step * A if euler_decay else torch.exp(step * A)
         drive = u[..., t, None] if undelta_drive else step * u[..., t, None]
+        previous = state
         state = decay * state + drive * B[:, None, :, t]
-        out.append(torch.einsum("bdn,bn->bd", state, C[..., t]))
+        out.append(torch.einsum("bdn,bn->bd", previous if read_before_update else state, C[..., t]))
     return torch.stack(out, -1) + u * D[:, None]
 
 
@@ -579,6 +835,14 @@ def check_band_head(band_head: Callable) -> CheckResult:
             lambda f, w, b: (f @ w[:1].T + b[:1]).expand(-1, -1, w.shape[0]),
             "every band got the same output: that is the official single head, broadcast to the bands.",
         ),
+        _Mistake(
+            lambda f, w, b: torch.softmax(f @ w.T + b, dim=-1),
+            "no softmax: each band is its own linear read-out, not a share of a total.",
+        ),
+        _Mistake(
+            lambda f, w, b: (f.mean(dim=1, keepdim=True) @ w.T + b).expand(-1, f.shape[1], -1),
+            "the head reads out every time step on its own: do not average over time.",
+        ),
     ]
     return _check(
         "10-band head",
@@ -588,6 +852,9 @@ def check_band_head(band_head: Callable) -> CheckResult:
         ("batch", "time step", "band"),
         "the model's head, torch.nn.Linear(d_model, n_mels)",
         mistakes,
+        forbidden=[
+            _Forbidden([F.linear, torch.nn.Linear.forward], "torch.nn.functional.linear (the head itself)"),
+        ],
     )
 
 
@@ -603,23 +870,24 @@ def check_noise_vocoder(noise_vocoder: Callable, sfreq_audio: float = 16_000, me
     noises (:func:`dmf2mel.viz.audio.band_carriers`), ``n_samples = round(n_frames * sfreq_audio /
     mel_sfreq)``. The audio is the sum over bands of ``sqrt(power)``, interpolated linearly from the
     frame centres ``(i + 0.5) / mel_sfreq`` to the sample centres ``(n + 0.5) / sfreq_audio``, times
-    that band's carrier, scaled to a peak of 0.99.
+    that band's carrier, scaled to a peak of 0.99 in absolute value (the second input's carriers are
+    sign-flipped, so that its largest excursion is negative).
     """
     rng = np.random.default_rng(SEED + 7)
     cases = []
-    for seed, (n_frames, n_mels) in enumerate(((64, 10), (32, 10), (48, 6))):
+    for seed, (n_frames, n_mels), sign in zip(range(3), ((64, 10), (32, 10), (48, 6)), (1, -1, 1)):
         mel = np.abs(rng.standard_normal((n_frames, n_mels))) ** 2 * rng.uniform(0.1, 10, n_mels)
         n_samples = int(round(n_frames * sfreq_audio / mel_sfreq))
-        carriers = band_carriers(n_mels, n_samples, sfreq_audio, FMIN, FMAX, seed)
-        cases.append((mel, carriers, sfreq_audio, mel_sfreq, seed))
+        carriers = sign * band_carriers(n_mels, n_samples, sfreq_audio, FMIN, FMAX, seed)
+        cases.append((mel, carriers, sfreq_audio, mel_sfreq, seed, sign))
 
-    def reference(mel, carriers, sfreq, rate, seed):
-        return vocode(mel, sfreq_audio=sfreq, mel_sfreq=rate, seed=seed)
+    def reference(mel, carriers, sfreq, rate, seed, sign):
+        return sign * viz_audio.vocode(mel, sfreq_audio=sfreq, mel_sfreq=rate, seed=seed)
 
-    def build(amplitude_of, hold=False):
-        def vocoder(mel, carriers, sfreq, rate, seed):
+    def build(amplitude_of, hold=False, frame_offset=0.5, peak=lambda audio: np.abs(audio).max()):
+        def vocoder(mel, carriers, sfreq, rate, *_):
             n_samples = carriers.shape[1]
-            frames = (np.arange(len(mel)) + 0.5) / rate
+            frames = (np.arange(len(mel)) + frame_offset) / rate
             samples = (np.arange(n_samples) + 0.5) / sfreq
             amplitude = amplitude_of(mel)
             if hold:
@@ -627,7 +895,7 @@ def check_noise_vocoder(noise_vocoder: Callable, sfreq_audio: float = 16_000, me
             else:
                 envelopes = np.stack([np.interp(samples, frames, band) for band in amplitude.T])
             audio = (envelopes * carriers).sum(axis=0)
-            return 0.99 * audio / np.abs(audio).max()
+            return 0.99 * audio / peak(audio)
 
         return vocoder
 
@@ -637,10 +905,22 @@ def check_noise_vocoder(noise_vocoder: Callable, sfreq_audio: float = 16_000, me
             build(np.sqrt, hold=True),
             "each frame is held constant; interpolate the envelope linearly between frame centres (np.interp).",
         ),
+        _Mistake(
+            build(np.sqrt, peak=lambda audio: 0.99),
+            "scale the audio to a peak of 0.99: divide by np.abs(audio).max() and multiply by 0.99.",
+        ),
+        _Mistake(
+            build(np.sqrt, peak=np.max),
+            "the peak is the largest absolute value (np.abs(audio).max()); a negative peak can be the larger.",
+        ),
+        _Mistake(
+            build(np.sqrt, frame_offset=0.0),
+            "frame i stands for the time (i + 0.5) / mel_sfreq, its centre, not i / mel_sfreq.",
+        ),
     ]
     return _check(
         "noise vocoder",
-        lambda mel, carriers, sfreq, rate, seed: noise_vocoder(mel, carriers, sfreq, rate),
+        lambda mel, carriers, sfreq, rate, seed, sign: noise_vocoder(mel, carriers, sfreq, rate),
         cases,
         reference,
         ("audio sample",),
@@ -648,4 +928,5 @@ def check_noise_vocoder(noise_vocoder: Callable, sfreq_audio: float = 16_000, me
         mistakes,
         rtol=1e-4,
         atol=2e-6,
+        forbidden=[_Forbidden([viz_audio.vocode], "dmf2mel.viz.vocode")],
     )

@@ -55,7 +55,7 @@ from dmf2mel.checkpoint import (
     read_history,
 )
 from dmf2mel.data.datasets import SubjectIndex
-from dmf2mel.data.corpus import cache_dir, default_corpus
+from dmf2mel.data.corpus import cache_dir, default_corpus, shown_path
 from dmf2mel.data.sparrkulee import SplitData
 from dmf2mel.errors import DataError, TrainingFailed, UserError
 from dmf2mel.evaluate import open_data_for, predict_recordings
@@ -273,7 +273,7 @@ def cached_run(
             verify_run(folder, identity)
             cache.mark_used(folder)
             if verbose:
-                print(f"using the cached {model} run {folder}")
+                print(f"using the cached {model} run {shown_path(folder)}")
             return folder
         failure = None if retry else _earlier_failure(note)
         if failure is not None:
@@ -303,7 +303,7 @@ def cached_run(
         note.unlink(missing_ok=True)
         cache.mark_used(folder)
     if verbose:
-        print(f"trained {model} ({profile} profile) in {time.perf_counter() - started:.0f} s: {folder}")
+        print(f"trained {model} ({profile} profile) in {time.perf_counter() - started:.0f} s: {shown_path(folder)}")
     return folder
 
 

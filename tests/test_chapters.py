@@ -182,36 +182,32 @@ def test_citations_exist_in_the_bibliography(chapter, notebook):
     assert keys <= bibliography_keys(), f"unknown citation keys {sorted(keys - bibliography_keys())}"
 
 
-LITERALINCLUDE = re.compile(r"```\{literalinclude\} /(\S+)\n(?::\w+: .*\n)*?:pyobject: (\S+)\n")
-
-
-def python_object_exists(path: Path, name: str) -> bool:
-    """Whether ``name`` (``function``, ``Class`` or ``Class.method``) is defined at the top of ``path``."""
-    scope = ast.parse(path.read_text()).body
-    for part in name.split("."):
-        found = next(
-            (node for node in scope if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == part), None
-        )
-        if found is None:
-            return False
-        scope = found.body
-    return True
+def shown_sources(notebook) -> list[tuple[dict, str]]:
+    """(cell, dotted name) of every object a ``viz.show_source(...)`` cell shows."""
+    shown = []
+    for cell in code_cells(notebook):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "viz.show_source":
+                shown += [(cell, ast.unparse(arg)) for arg in node.args]
+    return shown
 
 
 def test_model_chapters_show_the_package_code_they_teach(chapter, notebook):
-    includes = [
-        match
-        for cell in notebook.cells
-        if cell.cell_type == "markdown"
-        for match in LITERALINCLUDE.findall(cell.source + "\n")
-    ]
+    """The package's code is shown by ``viz.show_source`` (read from the source when the cell runs), which renders in
+    JupyterLab and in the book alike; a Sphinx ``literalinclude`` would show in JupyterLab as unrendered text."""
+    markdown = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    assert "{literalinclude}" not in markdown, "use a viz.show_source cell: JupyterLab cannot render literalinclude"
+    shown = shown_sources(notebook)
     if chapter[:2] not in MODEL_CHAPTERS:
-        assert not includes or all(path.startswith("dmf2mel/") for path, _ in includes)
         return
-    assert includes, "a model chapter shows the package's implementation (literalinclude with :pyobject:)"
-    for path, name in includes:
-        assert (ROOT / path).is_file(), f"{path} does not exist"
-        assert python_object_exists(ROOT / path, name), f"{name} is not defined in {path}"
+    assert shown, "a model chapter shows the package's implementation (a viz.show_source cell)"
+    namespace: dict = {}
+    imports = [n for n in ast.parse(code_cells(notebook)[0].source).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    exec(compile(ast.Module(imports, []), "imports", "exec"), namespace)
+    for cell, name in shown:
+        assert "remove-input" in tags(cell), "the book shows the code, not the call that shows it"
+        obj = eval(name, namespace)  # a dotted name from the chapter's own imports
+        assert getattr(obj, "__module__", "").startswith("dmf2mel."), f"{name} is not the package's code"
 
 
 UNLINKED_CHAPTER = re.compile(r"(?<!\[)\b[Cc]hapters? \d+\b(?!\]\()")

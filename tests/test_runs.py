@@ -15,6 +15,7 @@ import pytest
 import train_fixtures as tf
 from dmf2mel import runs
 from dmf2mel.checkpoint import BEST_CHECKPOINT, METRICS_FILE
+from dmf2mel.data import corpus as corpus_module
 from dmf2mel.errors import DataError, TrainingFailed, UserError
 from dmf2mel.evaluate import score_predictions
 
@@ -319,3 +320,13 @@ def test_book_run_fixes_the_chapters_choices(monkeypatch, tmp_path):
     assert model == "cnn"
     assert kwargs["preset"] == "teaching" and kwargs["profile"] == "quick"
     assert kwargs["epochs"] == runs.BOOK_EPOCHS and kwargs["seed"] == 0
+
+
+def test_a_run_in_the_cache_is_named_relative_to_it(tiny_corpus, trained, tmp_path, monkeypatch, capsys):
+    """A book page shows ``$DMF2MEL_CACHE/runs/<name>``, not the building machine's folders."""
+    monkeypatch.setenv(corpus_module.CACHE_ENV, str(tmp_path))
+    folder = copy_run(trained, tmp_path / "runs")
+    runs.cached_run(model="tiny", profile="tiny", data=tiny_corpus, root=tmp_path / "runs", n_null=N_NULL)
+    out = capsys.readouterr().out
+    assert f"using the cached tiny run $DMF2MEL_CACHE/runs/{folder.name}" in out and str(tmp_path) not in out
+    assert corpus_module.shown_path("/elsewhere/run") == "/elsewhere/run"

@@ -9,6 +9,7 @@ import pytest
 from dmf2mel import viz
 from dmf2mel.data.features import mel_band_edges, mel_spectrogram
 from dmf2mel.errors import UserError
+from dmf2mel.viz import style
 from dmf2mel.viz.audio import band_carriers
 from dmf2mel.viz.mel import check_pair
 
@@ -106,6 +107,16 @@ def test_mel_comparison_dropdown_holds_every_entry():
     assert trace_update["x"][0][0] == pytest.approx(5.0) and len(trace_update["x"][0]) == 200
     expected_r = np.nanmean(viz.band_correlations(true_b, true_b[::-1]))
     assert layout_update == {"title.text": f"b: mean r over bands = {expected_r:.3f}"}
+
+
+def test_mel_comparison_menu_sits_above_the_row_titles():
+    """Beside the centred title of the top heatmap, the menu would cover it at phone width (390 px)."""
+    mel = modulated_mel(seed=1)
+    figure = viz.mel_comparison({"a": (mel, mel), "b": (mel, mel)})
+    (menu,) = figure.layout.updatemenus
+    plot_px = figure.layout.height - figure.layout.margin.t - figure.layout.margin.b
+    assert menu.yanchor == "bottom" and (menu.y - 1) * plot_px >= style.MENU_GAP_PX - 1e-6
+    assert (menu.y - 1) * plot_px + style.MENU_ROW_PX <= figure.layout.margin.t
 
 
 def test_mel_comparison_rejects_empty_and_mismatched_entries():

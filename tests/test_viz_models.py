@@ -181,3 +181,15 @@ def test_growth_exponent_and_crossover_read_what_was_measured():
     assert model_viz.first_length_below(lengths, [5, 1, 2, 1], [1, 2, 4, 8]) == 128
     assert model_viz.first_length_below(lengths, [1, 5, 2, 1], [2, 2, 4, 8]) == 256
     assert model_viz.first_length_below(lengths, [9, 9, 9, 9], [1, 2, 4, 8]) is None
+
+
+def test_log_axes_spanning_decades_label_only_powers_of_ten():
+    """plotly labels the ticks between powers of ten by their first digit ("2", "5"), which reads as values."""
+    memory = model_viz.bar_figure(
+        {"recursion": 40.0, "four bases": 0.3}, title="t", y_title="GiB", x_title="k", log_y=True
+    )
+    assert memory.layout.yaxis.type == "log" and memory.layout.yaxis.dtick == 1
+    within_a_decade = model_viz.bar_figure({"a": 2.0, "b": 5.0}, title="t", y_title="v", x_title="k", log_y=True)
+    assert within_a_decade.layout.yaxis.type == "log" and within_a_decade.layout.yaxis.dtick is None
+    scaling = model_viz.scaling_figure([64, 640, 6400], {"m": [1e3, 1e4, 1e5]}, title="t", y_title="bytes")
+    assert scaling.layout.xaxis.dtick == 1 and scaling.layout.yaxis.dtick == 1

@@ -8,6 +8,7 @@ import pytest
 
 from dmf2mel.errors import UserError
 from dmf2mel.viz import results as vr
+from dmf2mel.viz import style
 
 
 def result(r, chance=0.05, p=0.01, challenge=None):
@@ -380,3 +381,15 @@ def test_explanation_sentence_reads_the_study_report():
         "over 3 seeds."
     )
     assert "not measured yet" in vr.explanation_sentence(report, "no-infonce", "no InfoNCE")
+
+
+def test_comparison_explorer_menus_are_stacked_above_the_plot_not_side_by_side():
+    """At phone width (390 px) two menus side by side overlap; stacked and left-aligned they do not."""
+    targets, predictions = make_entries()
+    figure = vr.comparison_explorer_figure(targets, predictions, sfreq=64, window_seconds=1.0)
+    recording, model = figure.layout.updatemenus
+    assert recording.xanchor == model.xanchor == "left" and recording.x == model.x == 0.0
+    plot_px = figure.layout.height - figure.layout.margin.t - figure.layout.margin.b
+    assert (model.y - 1) * plot_px >= style.MENU_GAP_PX - 1e-6  # above the top heatmap's title
+    assert (recording.y - model.y) * plot_px >= style.MENU_ROW_PX - 1e-6  # a row of its own
+    assert (recording.y - 1) * plot_px + style.MENU_ROW_PX <= figure.layout.margin.t  # inside the top margin

@@ -246,6 +246,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dmf2mel")
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a message shows it: inside the cache as ``$DMF2MEL_CACHE/...``, else as given.
+
+    A book page then shows where a run or corpus lies without the building machine's own folders.
+    """
+    path = Path(path)
+    try:
+        return f"${CACHE_ENV}/{path.resolve().relative_to(cache_dir().resolve()).as_posix()}"
+    except ValueError:
+        return str(path)
+
+
 def corpus_key(preset: str, seed: int = 0) -> str:
     """The cache folder name of a default corpus: preset plus a hash of parameters, seed, code and libraries."""
     params = preset_params(preset)

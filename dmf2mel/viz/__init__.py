@@ -12,6 +12,7 @@ HTML book alike.
 - :mod:`dmf2mel.viz.lines` — line plots (response functions, curves against lag or epoch)
 - :mod:`dmf2mel.viz.explorer` — the ipywidgets comparison explorer (JupyterLab)
 - :mod:`dmf2mel.viz.results` — the benchmark reports' figures and sentences (:func:`gpu_step_note` for a chapter)
+- :mod:`dmf2mel.viz.source` — the package's own code shown in a chapter (:func:`show_source`)
 """
 
 from dmf2mel.viz.audio import vocode
@@ -29,6 +30,7 @@ from dmf2mel.viz.mel import (
 )
 from dmf2mel.viz.results import gpu_step_note
 from dmf2mel.viz.scores import band_scores, score_bars
+from dmf2mel.viz.source import show_source
 from dmf2mel.viz.style import PREDICTED_COLOR, TRUE_COLOR, setup_notebook
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "mel_heatmap",
     "scalp_positions",
     "score_bars",
+    "show_source",
     "setup_notebook",
     "spectra",
     "topomap",

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dmf2mel.errors import UserError
-from dmf2mel.viz.style import SERIES_COLORS
+from dmf2mel.viz.style import SERIES_COLORS, log_axis
 
 
 def line_figure(
@@ -45,5 +45,5 @@ def line_figure(
         figure.add_trace(go.Scatter(x=x, y=y, mode="lines", name=label, line=dict(color=colour)))
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     if log_y:
-        figure.update_yaxes(type="log")
+        figure.update_yaxes(**log_axis(*(y for _, y in series.values())))
     return figure

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from dmf2mel.data.features import FMAX, FMIN, N_MELS, TARGET_SFREQ, mel_band_edges
 from dmf2mel.errors import UserError
 from dmf2mel.metrics import pearsonr_time
-from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, TRUE_COLOR
+from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, TRUE_COLOR, menu_rows
 
 # z-scored bands are drawn on a fixed symmetric range so that colours mean the same in every panel.
 ZSCORE_RANGE = 2.5
@@ -244,14 +244,17 @@ def mel_comparison(
                 args=[{"z": z, "x": x}, {"title.text": _pair_title(label, true, predicted)}, [0, 1]],
             )
         )
-    # The menu sits just above the top heatmap, left of its centred row title, below the figure title.
+    # The menu sits above the top heatmap's centred row title (beside it, it would cover it at phone width), below
+    # the figure title.
+    height, margin = 580, dict(t=130, b=80)
+    (menu_y,) = menu_rows(1, height, margin["t"], margin["b"])
     figure.update_layout(
         updatemenus=[
-            dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left", y=1.03, yanchor="bottom")
+            dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left", y=menu_y, yanchor="bottom")
         ],
         title=dict(y=0.98, yanchor="top"),
-        margin=dict(t=120),
-        height=560,
+        margin=margin,
+        height=height,
     )
     return figure
 

@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 from dmf2mel.errors import UserError
-from dmf2mel.viz.style import CHANCE_COLOR, SERIES_COLORS
+from dmf2mel.viz.style import CHANCE_COLOR, SERIES_COLORS, log_axis
 
 #: Non-negative weights (attention, neighbourhood weights): a sequential scale unlike the mel spectrograms'.
 WEIGHT_COLORSCALE = "Blues"
@@ -337,8 +337,8 @@ def scaling_figure(
             raise UserError(f"series {label!r} has {values.shape[0]} values for {lengths.shape[0]} lengths")
         figure.add_trace(go.Scatter(x=lengths, y=values, mode="lines+markers", name=label, line=dict(color=colour)))
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
-    figure.update_xaxes(type="log")
-    figure.update_yaxes(type="log")
+    figure.update_xaxes(**log_axis(lengths))
+    figure.update_yaxes(**log_axis(*series.values()))
     return figure
 
 
@@ -421,7 +421,7 @@ def bar_figure(
         )
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, showlegend=False)
     if log_y:
-        figure.update_yaxes(type="log")
+        figure.update_yaxes(**log_axis(numbers, [] if reference is None else [reference[1]]))
     return figure
 
 

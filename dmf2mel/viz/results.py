@@ -26,7 +26,7 @@ from dmf2mel.errors import UserError
 from dmf2mel.metrics import format_p, paired_difference, paired_verdict
 from dmf2mel.viz.mel import ZSCORE_RANGE, _heatmap, band_correlations, check_pair, zscore_bands
 from dmf2mel.viz.scores import CHANCE_MARKER, _as_floats
-from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, SERIES_COLORS, TRUE_COLOR
+from dmf2mel.viz.style import MEL_COLORSCALE, PREDICTED_COLOR, SERIES_COLORS, TRUE_COLOR, menu_rows
 
 PROTOCOLS = ("known", "unknown")
 #: Heatmap values sent to the page are rounded to this many decimals (z-scores: 0.01 is far below what a colour shows).
@@ -779,13 +779,17 @@ def comparison_explorer_figure(
     ]
     view = [0.0, min(window_seconds, times[-1])]
     figure.update_xaxes(range=view)
-    menu_style = dict(direction="down", showactive=True, yanchor="bottom", y=1.06)
+    # Both menus left-aligned, the model menu above the top heatmap's title, the recordings above it: side by side
+    # they overlap at phone width.
+    height, margin = 680, dict(t=170, b=40)
+    model_y, recording_y = menu_rows(2, height, margin["t"], margin["b"])
+    menu_style = dict(direction="down", showactive=True, yanchor="bottom", x=0.0, xanchor="left")
     figure.update_layout(
         coloraxis=dict(colorscale=MEL_COLORSCALE, colorbar=dict(title="z"), cmin=-ZSCORE_RANGE, cmax=ZSCORE_RANGE),
         title=dict(text=recording_title(first), y=0.98, yanchor="top", font=dict(size=15)),
         updatemenus=[
-            dict(buttons=recording_buttons, x=0.0, xanchor="left", **menu_style),
-            dict(buttons=model_buttons, x=1.0, xanchor="right", **menu_style),
+            dict(buttons=recording_buttons, y=recording_y, **menu_style),
+            dict(buttons=model_buttons, y=model_y, **menu_style),
         ],
         sliders=[
             dict(
@@ -797,7 +801,7 @@ def comparison_explorer_figure(
                 x=0.0,
             )
         ],
-        margin=dict(t=130, b=40),
-        height=640,
+        margin=margin,
+        height=height,
     )
     return figure

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io.base_renderers import NotebookRenderer
@@ -39,6 +40,35 @@ _CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*"></script>',
 # 700 px, room for about this many characters of title at the template's font.
 TITLE_LINE_CHARS = 72
 TITLE_LINE_PX = 24  # the top margin grows by this much per extra line of title
+
+
+MENU_GAP_PX = 26  # from the top of the plot area to the lowest menu: room for a subplot's title
+MENU_ROW_PX = 34  # from one menu to the next above it: a dropdown button's height and a little space
+
+
+def menu_rows(n_menus: int, height: int, margin_top: int, margin_bottom: int) -> list[float]:
+    """Paper ``y`` of ``n_menus`` dropdowns (``yanchor="bottom"``, left-aligned) stacked above the plot area.
+
+    Lowest first. Stacked, not side by side, and above the subplot titles: at phone width (390 px) menus side by
+    side overlap each other, and a menu beside a centred subplot title covers it. ``height`` and the margins are
+    the figure's, in px.
+    """
+    plot = height - margin_top - margin_bottom
+    return [1 + (MENU_GAP_PX + row * MENU_ROW_PX) / plot for row in range(n_menus)]
+
+
+def log_axis(*values) -> dict:
+    """Layout of a log axis over ``values``: one labelled tick per power of ten when they span a decade or more.
+
+    plotly's own ticks on a log axis spanning decades label the steps between powers of ten by their first digit
+    alone ("2", "5"), which reads as values; with ``dtick=1`` only 0.1, 1, 10, ... are labelled, in full. Within one
+    decade plotly's ticks are full numbers already and are kept.
+    """
+    data = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in values]) if values else np.array([])
+    positive = data[np.isfinite(data) & (data > 0)]
+    if positive.size and np.log10(positive.max() / positive.min()) >= 1:
+        return dict(type="log", dtick=1)
+    return dict(type="log")
 
 
 def wrap_title(text: str, width: int = TITLE_LINE_CHARS) -> str:
