@@ -590,6 +590,13 @@ def write_decisions(path: str | Path, ids: Sequence[str], scores: np.ndarray) ->
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def load_run(run: str | Path, device: str = "cpu") -> nn.Module:
+    """The model of a trained run (``python -m dmf2mel train``) with its ``best.pt`` weights, in eval mode."""
+    from dmf2mel.checkpoint import BEST_CHECKPOINT, load_model
+
+    return load_model(run, BEST_CHECKPOINT, device)[1]
+
+
 def evaluate_run(
     run: str | Path,
     data: str | Path | None = None,

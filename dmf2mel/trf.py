@@ -275,6 +275,16 @@ class SimulatedTruth:
         """The forward TRF from ``drive`` to the noise-free EEG up to one factor per cortex: (n_kernel, 2, 64)."""
         return np.einsum("hk,ch->khc", self.kernels, self.pattern)
 
+    def agreement(self, weights: np.ndarray) -> np.ndarray:
+        """Pearson r between an estimated forward TRF from ``drive`` and :meth:`expected_trf`, per cortex: (2,).
+
+        ``weights`` is a :class:`TRF`'s ``weights_`` (n_delays, 2, 64) with delays 0, 1, ... samples; the shorter
+        of the two is compared.
+        """
+        expected = self.expected_trf()
+        n = min(len(expected), len(weights))
+        return np.array([np.corrcoef(weights[:n, h].ravel(), expected[:n, h].ravel())[0, 1] for h in range(2)])
+
 
 def neural_drive(subject, sustained: np.ndarray, onsets: np.ndarray) -> np.ndarray:
     """The drive of each auditory cortex, (time, 2), as :func:`dmf2mel.data.simulate.neural_sources` computes it

@@ -137,6 +137,12 @@ def test_forward_trf_of_the_noise_free_eeg_recovers_the_true_kernels(tiny_corpus
     for hemisphere in range(2):
         r = np.corrcoef(model.weights_[:, hemisphere].ravel(), expected[:, hemisphere].ravel())[0, 1]
         assert r > 0.99, f"hemisphere {hemisphere}: r = {r:.3f} with the true kernel x pattern"
+    np.testing.assert_allclose(
+        truth.agreement(model.weights_),
+        [np.corrcoef(model.weights_[:, h].ravel(), expected[:, h].ravel())[0, 1] for h in range(2)],
+    )
+    shuffled = model.weights_[np.random.default_rng(0).permutation(len(model.weights_))]
+    assert np.all(truth.agreement(shuffled) < 0.5), "the agreement sees the time course, not just the pattern"
 
 
 def test_simulated_truth_rejects_unknown_names(tiny_corpus, tmp_path):
