@@ -1,4 +1,4 @@
-"""The command line: ``python -m dmf2mel {simulate,inspect,split,preprocess,train,evaluate,predict} ...``.
+"""The command line: ``python -m dmf2mel {simulate,inspect,split,preprocess,train,evaluate,predict,match-mismatch}``.
 
 User errors (:class:`dmf2mel.errors.UserError`: a bad argument, a missing or malformed file) are
 printed as one paragraph without a traceback and exit with status 2, and so are the machine's
@@ -360,6 +360,77 @@ def _run_predict(args) -> int:
     return 0
 
 
+def add_match_mismatch_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``match-mismatch``: score a run on the challenges' task 1, or decide the release's task-1 trials."""
+    parser = subparsers.add_parser(
+        "match-mismatch",
+        help="score a run on match-mismatch (pick the heard speech segment), or decide the release's task-1 trials",
+        description="Cut the test parts of a split_data folder into segments; for each, the run reconstructs the mel "
+        "from the EEG segment alone and picks the candidate stimulus segment it correlates with best. Protocol 2024: "
+        "5 s, the matched segment and 4 mismatched ones drawn from the same story (chance 20 %%); 2023: 3 s, the "
+        "matched one and the one starting 1 s after it (chance 50 %%). Prints the accuracy with its exact 95 %% "
+        "binomial interval, for known and unknown subjects. With --test-folder (the release's TASK1_match_mismatch) "
+        "it writes OUT/sub-XXX.json = {segment_id: chosen candidate} instead.",
+    )
+    parser.add_argument("--run", required=True, help="a run folder of python -m dmf2mel train")
+    parser.add_argument("--data", help="split_data folder (default: the one the run was trained on)")
+    parser.add_argument("--protocol", default="2024", help="2024 (5 candidates, 5 s) or 2023 (2 candidates, 3 s)")
+    parser.add_argument("--segment", type=float, help="segment length in seconds (default: the protocol's)")
+    parser.add_argument("--lengths", help="comma-separated segment lengths in seconds to score as well, e.g. 1,2,5,10")
+    parser.add_argument("--split", default="test", help="which parts to cut the trials from (default: test)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mismatched candidates and their positions")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--test-folder", help="the release's TASK1_match_mismatch folder: write decisions to --out")
+    parser.add_argument("--out", help="output folder for --test-folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=_run_match_mismatch)
+    return parser
+
+
+def _parse_lengths(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        lengths = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise UserError(f"--lengths must be comma-separated seconds such as 1,2,5, got {text!r}") from None
+    if not lengths or min(lengths) <= 0:
+        raise UserError(f"--lengths must be positive seconds such as 1,2,5, got {text!r}")
+    return lengths
+
+
+def _run_match_mismatch(args) -> int:
+    """``python -m dmf2mel match-mismatch``."""
+    from dmf2mel import match_mismatch
+
+    read_config(args.run)  # a missing run is the first thing to report
+    if args.test_folder is not None:
+        if args.out is None:
+            raise UserError("match-mismatch: --test-folder needs --out, the folder for the decisions")
+        for path in match_mismatch.predict_challenge(args.run, args.test_folder, args.out, device=args.device):
+            print(f"wrote {path}")
+        return 0
+    if args.out is not None:
+        raise UserError("match-mismatch: --out goes with --test-folder (the release's task-1 trials)")
+    proto = match_mismatch.protocol(args.protocol)
+    if args.segment is not None:
+        if args.segment <= 0:
+            raise UserError(f"--segment must be a positive number of seconds, got {args.segment}")
+        proto = proto.with_segment(args.segment)
+    results = match_mismatch.evaluate_run(
+        args.run, args.data, proto, _parse_lengths(args.lengths), args.split, args.seed, args.device
+    )
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"protocol {proto.name}: {proto.segment_s:g} s segments, {proto.n_candidates} candidates")
+    for name in ("known", "unknown"):
+        print(match_mismatch.summary_line(name, results[name]))
+    for seconds, result in results["by_length"].items():
+        print(match_mismatch.summary_line(f"{float(seconds):g} s", result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dmf2mel",
@@ -373,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_predict_parser(subparsers)
+    add_match_mismatch_parser(subparsers)
     return parser
 
 

@@ -50,7 +50,9 @@ __all__ = [
     "CheckResult",
     "check_band_correlation",
     "check_band_head",
+    "check_choose_candidate",
     "check_cubic_bases",
+    "check_delay_matrix",
     "check_neighbourhood_aggregation",
     "check_noise_vocoder",
     "check_selective_scan",
@@ -449,6 +451,110 @@ def check_shifted_null(shifted_null: Callable) -> CheckResult:
         forbidden=[
             _Forbidden([metrics.windowed_score, metrics._circular_xcorr], "the metrics' own null (dmf2mel.metrics)")
         ],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Linear models: the time-delayed design matrix
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def check_delay_matrix(delay_matrix: Callable) -> CheckResult:
+    """Check ``delay_matrix(x, delays) -> X`` against :func:`dmf2mel.trf.delay_matrix`.
+
+    ``x`` is ``(time, n_features)``, ``delays`` an ascending int array (samples; positive looks into the past);
+    ``X[t, d * n_features + f] = x[t - delays[d], f]``, zero where ``t - delays[d]`` is outside ``x``.
+    """
+    from dmf2mel import trf
+
+    rng = np.random.default_rng(SEED + 2)
+    cases = [
+        (rng.standard_normal((40, 3)), np.arange(0, 6)),
+        (rng.standard_normal((25, 2)), np.arange(-4, 1)),
+        (rng.standard_normal((30, 4)), np.arange(-2, 3)),
+    ]
+
+    def feature_major(x, delays):
+        n = len(x)
+        return trf.delay_matrix(x, delays).reshape(n, len(delays), -1).transpose(0, 2, 1).reshape(n, -1)
+
+    def wrapped(x, delays):
+        return np.concatenate([np.roll(x, int(d), axis=0) for d in delays], axis=1)
+
+    def ahead(x, delays):
+        n = len(x)
+        return trf.delay_matrix(x, -delays[::-1]).reshape(n, len(delays), -1)[:, ::-1].reshape(n, -1)
+
+    mistakes = [
+        _Mistake(ahead, "your delays go the wrong way: x[t - d], not x[t + d]."),
+        _Mistake(feature_major, "the columns are grouped by feature; group them by delay (d * n_features + f)."),
+        _Mistake(wrapped, "np.roll wraps the end around to the start: fill the shifted-in samples with zeros."),
+    ]
+    return _check(
+        "delay matrix",
+        delay_matrix,
+        cases,
+        trf.delay_matrix,
+        ("time", "column"),
+        "dmf2mel.trf.delay_matrix (and MNE's ReceptiveField)",
+        mistakes,
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Match-mismatch: deciding by correlation
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _choose_reference(reconstruction: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    from dmf2mel import match_mismatch
+
+    return np.argmax(match_mismatch.correlation_scores(reconstruction, candidates), axis=1)
+
+
+def check_choose_candidate(choose: Callable) -> CheckResult:
+    """Check ``choose(reconstruction, candidates) -> choice`` against :func:`dmf2mel.match_mismatch.correlation_scores`.
+
+    ``reconstruction`` is ``(n, time, n_features)``, ``candidates`` ``(n, K, time, n_features)``; ``choice`` is
+    ``(n,)``, the index of the candidate whose Pearson r over time with the reconstruction, averaged over the
+    features, is highest.
+    """
+    rng = np.random.default_rng(SEED + 3)
+    cases = []
+    for n, k, n_times, n_features in ((30, 5, 64, 10), (40, 2, 50, 1), (25, 3, 80, 4)):
+        candidates = np.cumsum(rng.standard_normal((n, k, n_times, n_features)), axis=2)
+        candidates *= rng.uniform(0.2, 5.0, (n, k, 1, 1))  # loudness differs: covariance would prefer loud ones
+        candidates += rng.uniform(-3, 3, (n, k, 1, 1))
+        label = rng.integers(k, size=n)
+        heard = candidates[np.arange(n), label]
+        noise = rng.standard_normal(heard.shape) * heard.std(axis=1, keepdims=True)
+        cases.append((heard + 1.5 * noise, candidates))
+
+    def covariance_choice(reconstruction, candidates):
+        centred = candidates - candidates.mean(axis=2, keepdims=True)
+        rec = reconstruction - reconstruction.mean(axis=1, keepdims=True)
+        return np.argmax((centred * rec[:, None]).sum(axis=(2, 3)), axis=1)
+
+    mistakes = [
+        _Mistake(lambda r, c: np.argmin(metrics.pearsonr_time(r[:, None], c).mean(-1), axis=1), "pick the largest r."),
+        _Mistake(covariance_choice, "compare correlations, not covariances: louder candidates must not win."),
+        _Mistake(
+            lambda r, c: np.argmax(metrics.pearsonr_time(r[:, None].swapaxes(-1, -2), c.swapaxes(-1, -2)).mean(-1), 1),
+            "correlate over time (the time axis), not across features.",
+        ),
+    ]
+    return _check(
+        "choose the candidate",
+        choose,
+        cases,
+        _choose_reference,
+        ("trial",),
+        "dmf2mel.match_mismatch.correlation_scores",
+        mistakes,
+        rtol=0,
+        atol=0,
     )
 
 

@@ -75,8 +75,9 @@ IDENTITY_FILE = "cached_run.json"
 STALE_TEMP_S = 6 * 3600.0
 #: Environment variable holding the id of the book build in progress (set by ``scripts/build_book.py``).
 BUILD_ENV = "DMF2MEL_BUILD"
-#: Parts of the package that cannot change a trained run (figures, command line, exercise checkers, this module).
-_NOT_IN_RUNS = ("viz", "cli.py", "__main__.py", "runs.py", "exercises.py")
+#: Parts of the package that cannot change a trained run (figures, command line, exercise checkers, this module,
+#: the linear TRFs and the match-mismatch task, which no training run imports).
+_NOT_IN_RUNS = ("viz", "cli.py", "__main__.py", "runs.py", "exercises.py", "trf.py", "match_mismatch.py")
 _PACKAGE_ROOT = Path(dmf2mel.__file__).parent
 
 

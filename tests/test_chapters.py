@@ -1,4 +1,4 @@
-"""Every chapter (01-12) follows the book's notebook rules; the book build (tests/test_book.py) executes them.
+"""Every chapter (01-14) follows the book's notebook rules; the book build (tests/test_book.py) executes them.
 
 Checked without a kernel, in well under a second: outputs stripped, a title and a "why", learning objectives and an
 estimated time, imports only at the top, ``viz.setup_notebook()`` first, short cells and lines, no long functions,
@@ -36,8 +36,8 @@ def bibliography_keys() -> set[str]:
     return set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(), flags=re.MULTILINE))
 
 
-def test_all_twelve_chapters_are_checked():
-    assert len(CHAPTERS) == 12 and CHAPTERS[0].startswith("01_") and CHAPTERS[-1].startswith("12_")
+def test_all_fourteen_chapters_are_checked():
+    assert len(CHAPTERS) == 14 and CHAPTERS[0].startswith("01_") and CHAPTERS[-1].startswith("12_")
 
 
 @pytest.fixture(params=CHAPTERS)

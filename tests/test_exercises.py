@@ -520,3 +520,54 @@ def test_a_passing_verdict_says_what_it_was_compared_with():
     assert result.message.startswith("✓") and "dmf2mel.metrics.pearsonr_time" in said(result)
     assert all(len(line) <= exercises.VERDICT_WIDTH for line in result.message.splitlines())
     assert result.max_abs_error < 1e-9
+
+
+# Linear models and match-mismatch ------------------------------------------------------------------------------
+
+
+def delay_matrix(x, delays):
+    out = np.zeros((len(x), len(delays), x.shape[1]))
+    for i, d in enumerate(delays):
+        if d >= 0:
+            out[d:, i] = x[: len(x) - d]
+        else:
+            out[:d, i] = x[-d:]
+    return out.reshape(len(x), -1)
+
+
+def choose(reconstruction, candidates):
+    rec = reconstruction[:, None] - reconstruction[:, None].mean(axis=2, keepdims=True)
+    cand = candidates - candidates.mean(axis=2, keepdims=True)
+    r = (rec * cand).sum(2) / np.sqrt((rec**2).sum(2) * (cand**2).sum(2))
+    return np.argmax(r.mean(axis=-1), axis=1)
+
+
+def test_delay_matrix():
+    assert exercises.check_delay_matrix(delay_matrix)
+    ahead = exercises.check_delay_matrix(lambda x, d: delay_matrix(x, -np.asarray(d)))
+    assert not ahead and "wrong way" in said(ahead)
+    rolled = exercises.check_delay_matrix(lambda x, d: np.concatenate([np.roll(x, k, axis=0) for k in d], axis=1))
+    assert not rolled and "zeros" in said(rolled)
+    grouped = exercises.check_delay_matrix(
+        lambda x, d: delay_matrix(x, d).reshape(len(x), len(d), -1).transpose(0, 2, 1).reshape(len(x), -1)
+    )
+    assert not grouped and "grouped by feature" in said(grouped)
+    assert "Replace the `...`" in said(exercises.check_delay_matrix(lambda x, d: None))
+
+
+def test_choose_candidate():
+    assert exercises.check_choose_candidate(choose)
+    worst = exercises.check_choose_candidate(lambda r, c: np.argmin(choose_scores(r, c), axis=1))
+    assert not worst and "largest r" in said(worst)
+    loud = exercises.check_choose_candidate(
+        lambda r, c: np.argmax(
+            ((c - c.mean(2, keepdims=True)) * (r - r.mean(1, keepdims=True))[:, None]).sum((2, 3)), 1
+        )
+    )
+    assert not loud and "covariances" in said(loud)
+
+
+def choose_scores(reconstruction, candidates):
+    rec = reconstruction[:, None] - reconstruction[:, None].mean(axis=2, keepdims=True)
+    cand = candidates - candidates.mean(axis=2, keepdims=True)
+    return ((rec * cand).sum(2) / np.sqrt((rec**2).sum(2) * (cand**2).sum(2))).mean(-1)

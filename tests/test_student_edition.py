@@ -32,7 +32,7 @@ def originals():
 
 
 def test_every_chapter_is_in_the_edition_and_valid(edition):
-    assert sorted(edition) == sorted(originals()) and len(edition) == 12
+    assert sorted(edition) == sorted(originals()) and len(edition) == 14
     for notebook in edition.values():
         nbformat.validate(notebook)
         ids = [cell.id for cell in notebook.cells]

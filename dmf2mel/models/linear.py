@@ -62,6 +62,33 @@ def _pearson(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (p * t).sum(axis=0) / (np.sqrt((p * p).sum(axis=0) * (t * t).sum(axis=0)) + 1e-12)
 
 
+def ridge_path(xx: np.ndarray, xy: np.ndarray, alphas: Sequence[float]):
+    """Closed-form ridge solutions ``W = (X'X + alpha * s * I)^-1 X'Y`` for every ``alpha``.
+
+    ``alpha`` is *relative*: it multiplies ``s = trace(X'X) / dim``, the mean eigenvalue of ``X'X`` (the
+    mean variance of a column times the number of samples), so the same grid suits any data scale,
+    number of samples and number of lags. One eigendecomposition of ``X'X`` serves the whole grid.
+
+    Parameters
+    ----------
+    xx : (dim, dim) array
+        ``X'X`` of the (centred) design matrix.
+    xy : (dim, n_outputs) array
+        ``X'Y``.
+    alphas : sequence of float
+        Relative ridge strengths.
+
+    Yields
+    ------
+    (alpha, weights) with weights (dim, n_outputs), in the order of ``alphas``.
+    """
+    scale = np.trace(xx) / len(xx)
+    eigval, eigvec = np.linalg.eigh(xx)
+    projected = eigvec.T @ xy
+    for alpha in alphas:
+        yield alpha, eigvec @ (projected / (eigval + alpha * scale)[:, None])
+
+
 class LinearDecoder(nn.Module):
     """Ridge regression from lagged EEG to the mel spectrogram (backward model).
 
@@ -156,14 +183,10 @@ class LinearDecoder(nn.Module):
         mean_x, mean_y = sx / n, sy / n
         cxx = xx - n * np.outer(mean_x, mean_x)  # centred moments: the intercept is not penalised
         cxy = xy - n * np.outer(mean_x, mean_y)
-        scale = np.trace(cxx) / len(cxx)
-        eigval, eigvec = np.linalg.eigh(cxx)  # one decomposition serves every alpha
-        projected = eigvec.T @ cxy
         alphas = self.alphas if val_pairs else (self.alphas[len(self.alphas) // 2],)
         best = None
         self.val_r_ = {}
-        for alpha in alphas:
-            weights = eigvec @ (projected / (eigval + alpha * scale)[:, None])
+        for alpha, weights in ridge_path(cxx, cxy, alphas):
             bias = mean_y - mean_x @ weights
             if val_pairs:
                 rs = [
