@@ -8,9 +8,9 @@ a limit should leave room for a machine several times slower or busier than this
 still end the build in minutes, not hours.
 
 The cached corpus and runs are used as they are: run it after a book build for the steady state, or with
-``DMF2MEL_CACHE`` pointing at an empty folder for a first build (chapter 9 then trains).
+``DMF2MEL_CACHE`` pointing at an empty folder for a first build (chapter 11 then trains).
 
-Usage: ``python benchmarks/book_cells.py [--chapters 09 10]``.
+Usage: ``python benchmarks/book_cells.py [--chapters 11 12]``.
 """
 
 from __future__ import annotations

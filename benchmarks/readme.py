@@ -220,7 +220,7 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         body += ([""] if body else []) + compile_section(compiled)
     from dmf2mel.viz.results import gpu_step_text
 
-    if gpu := gpu_step_text(results_dir):  # the sentence chapter 12 shows too
+    if gpu := gpu_step_text(results_dir):  # the sentence chapter 14 shows too
         body += ([""] if body else []) + [gpu]
     if not body:
         body = ["(no benchmark reports yet: run `make bench` and `make bench-quality`)"]

@@ -1,6 +1,6 @@
 """Cached training runs: each chapter that needs a trained model asks for it here, and it is trained once.
 
-Chapters 9 (training), 10 (evaluation) and 11 (ablations) of the book all need the same trained
+Chapters 11 (training), 12 (evaluation) and 11 (ablations) of the book all need the same trained
 models. :func:`cached_run` trains a model with :func:`dmf2mel.train.train` the first time it is
 asked for, evaluates it (``metrics.json``) and keeps the run folder in the same cache as the
 built-in corpus (:func:`dmf2mel.data.corpus.cache_dir`, under ``runs/``); every later call with

@@ -13,15 +13,15 @@ SPEC.loader.exec_module(build_book)
 
 def test_the_pages_of_chapters_that_failed_are_withdrawn(tmp_path):
     html = tmp_path / "html"
-    for page in ("index.html", "notebooks/08_assembled_model.html", "notebooks/09_training.html"):
+    for page in ("index.html", "notebooks/10_assembled_model.html", "notebooks/11_training.html"):
         (html / page).parent.mkdir(parents=True, exist_ok=True)
         (html / page).write_text("<html></html>")
-    report = html / "reports" / "notebooks" / "09_training.err.log"  # where myst-nb saves a failed chapter's traceback
+    report = html / "reports" / "notebooks" / "11_training.err.log"  # where myst-nb saves a failed chapter's traceback
     report.parent.mkdir(parents=True)
     report.write_text("Traceback ...")
-    assert build_book.withdraw_failed_pages(html) == [html / "notebooks" / "09_training.html"]
-    assert not (html / "notebooks" / "09_training.html").exists() and report.exists()
-    assert (html / "notebooks" / "08_assembled_model.html").exists() and (html / "index.html").exists()
+    assert build_book.withdraw_failed_pages(html) == [html / "notebooks" / "11_training.html"]
+    assert not (html / "notebooks" / "11_training.html").exists() and report.exists()
+    assert (html / "notebooks" / "10_assembled_model.html").exists() and (html / "index.html").exists()
 
 
 def test_the_build_command_fails_on_warnings_and_can_write_elsewhere(tmp_path):

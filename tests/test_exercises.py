@@ -145,7 +145,7 @@ def test_shifted_null_accepts_the_right_answer():
     assert exercises.check_shifted_null(shifted_null)
 
 
-# Chapter 4 ---------------------------------------------------------------------------------------------------
+# Chapter 6 ---------------------------------------------------------------------------------------------------
 
 
 def cubic_bases(x, grid_size, order=3, low=-1.0, extend=True):
@@ -185,7 +185,7 @@ def test_cubic_bases_accepts_the_right_answer():
     assert exercises.check_cubic_bases(cubic_bases)
 
 
-# Chapter 5 ---------------------------------------------------------------------------------------------------
+# Chapter 7 ---------------------------------------------------------------------------------------------------
 
 
 def aggregate(v, logits, normalise=True, dim=2, pad=None, flip=False, interleave=False, circular=False):
@@ -238,7 +238,7 @@ def test_neighbourhood_aggregation_is_dcfams():
     torch.testing.assert_close(exercises.neighbourhood_aggregation(v, logits), expected)
 
 
-# Chapter 6 ---------------------------------------------------------------------------------------------------
+# Chapter 8 ---------------------------------------------------------------------------------------------------
 
 
 def top_down(decoded, up=lambda x: torch.repeat_interleave(x, 2, dim=-1), combine=lambda a, b: a + b):
@@ -273,7 +273,7 @@ def test_top_down_pass_accepts_the_right_answer():
     assert exercises.check_top_down_pass(top_down)
 
 
-# Chapter 7 ---------------------------------------------------------------------------------------------------
+# Chapter 9 ---------------------------------------------------------------------------------------------------
 
 
 def scan(u, delta, A, B, C, D, euler=False, scale_b=True, late=False, softplus=False):
@@ -310,7 +310,7 @@ def test_selective_scan_accepts_the_right_answer():
     assert exercises.check_selective_scan(scan)
 
 
-# Chapter 8 ---------------------------------------------------------------------------------------------------
+# Chapter 10 ---------------------------------------------------------------------------------------------------
 
 BAND_HEAD_WRONG = {
     "no bias": (lambda f, w, b: f @ w.T, "bias"),
@@ -333,7 +333,7 @@ def test_band_head_accepts_the_right_answer():
     assert exercises.check_band_head(lambda f, w, b: torch.einsum("btd,md->btm", f, w) + b)
 
 
-# Chapter 10 --------------------------------------------------------------------------------------------------
+# Chapter 12 --------------------------------------------------------------------------------------------------
 
 
 def noise_vocoder(mel, carriers, sfreq_audio, mel_sfreq, offset=0.5, amplitude=np.sqrt, peak=None, n_bands=None):

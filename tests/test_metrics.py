@@ -231,7 +231,7 @@ def test_paired_difference_is_deterministic_given_a_seed_and_uses_common_finite_
 
 @pytest.mark.parametrize("n_subjects", [1, 2, 5])
 def test_a_verdict_needs_enough_subjects_for_the_sign_flip_test(n_subjects):
-    """Chapter 10 printed "The linear decoder beats DMF2Mel (... over 2 subjects, p = 0.500)": the bootstrap interval
+    """Chapter 12 printed "The linear decoder beats DMF2Mel (... over 2 subjects, p = 0.500)": the bootstrap interval
     of 2 subjects that agree in sign always excludes 0, while no test over 2 subjects can reach p < 0.05."""
     from dmf2mel.metrics import paired_verdict, smallest_sign_flip_p
 

@@ -16,7 +16,7 @@ student_edition = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(student_edition)
 
 # A chapter that executes in seconds, with an implement-it exercise.
-RUNNABLE_CHAPTER = "05_dcfam.ipynb"
+RUNNABLE_CHAPTER = "07_dcfam.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_the_student_book_shows_the_book_builds_outputs():
 
 
 def test_a_book_build_of_other_notebooks_is_stale(tmp_path):
-    name = "05_dcfam.ipynb"
+    name = "07_dcfam.ipynb"
     ran = executed_copy(originals()[name])
     changed = next(
         cell for cell in ran.cells if cell.cell_type == "code" and "solution" not in cell.metadata.get("tags", [])

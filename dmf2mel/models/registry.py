@@ -103,7 +103,7 @@ def dmf2mel_variant(switches: dict, label: str) -> ModelSpec:
     return ModelSpec(default_config, build, label=label, construct=construct)
 
 
-#: The ablations of DMF2Mel (chapter 11, ``benchmarks/quality.py``): model name -> the
+#: The ablations of DMF2Mel (chapter 13, ``benchmarks/quality.py``): model name -> the
 #: :class:`~dmf2mel.models.DMF2MelConfig` fields that differ from the full model.
 ABLATIONS: dict[str, dict] = {
     "dmf2mel-no-dcfam": {"use_dcfam": False},  # the DC-FAM branch is the identity
