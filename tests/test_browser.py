@@ -31,7 +31,7 @@ CHROMIUM_FLAGS = [
 # The page with the interactive true-vs-predicted comparison, first match wins: the evaluation chapter once it
 # exists; until then chapter 3's linear reconstructions (a page that also loads require.js for its saved widgets),
 # or chapter 1's comparison of a stimulus's mel with that of its vocoded version.
-COMPARISON_PAGES = ("notebooks/10_", "notebooks/03_", "notebooks/01_")
+COMPARISON_PAGES = ("notebooks/12_", "notebooks/03_", "notebooks/01_")
 SCREENSHOT_DIR = BUILD / "browser"
 TIMEOUT_MS = 60_000
 # What a page's reader sees of Markdown that was not rendered: a table row or its |---| separator line, and
