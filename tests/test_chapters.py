@@ -24,6 +24,9 @@ IMPLEMENT_IT = ("03", "04", "05", "06", "07", "08", "09", "10", "12")
 # Chapters that teach a method or a module of the package (the linear models, match-mismatch, the model's
 # modules): they cite their sources and show the package's code.
 MODEL_CHAPTERS = ("04", "05", "06", "07", "08", "09", "10")
+# The module chapters open with the whole model (viz.architecture), the part they teach highlighted; the assembled
+# model's chapter draws every part in colour.
+ARCHITECTURE_HIGHLIGHT = {"06": "splinemap", "07": "dcfam", "08": "hams", "09": "convmamba", "10": None}
 MAX_CELL_LINES = 15  # "short cells (about 10 lines)": the import cell and a few figure calls run a little longer
 MAX_LINE_CHARS = 88  # what the book's code boxes show without a scrollbar
 MAX_SOLUTION_LINE_CHARS = 84  # a solution's box, inside its show/hide toggle, is a little narrower
@@ -246,3 +249,12 @@ def test_chapters_link_the_glossary_and_its_terms_exist(notebook):
     }
     assert used, "link the chapter's key terms to the glossary ({term}`...`)"
     assert used <= glossary_terms(), f"not in the glossary: {sorted(used - glossary_terms())}"
+
+
+def test_module_chapters_open_with_the_whole_model(chapter, notebook):
+    if chapter[:2] not in ARCHITECTURE_HIGHLIGHT:
+        pytest.skip("not a module chapter")
+    call = ast.parse(code_cells(notebook)[1].source).body[0].value  # the cell right after the imports
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == "viz.architecture", "the model's figure first"
+    highlight = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}.get("highlight")
+    assert highlight == ARCHITECTURE_HIGHLIGHT[chapter[:2]]

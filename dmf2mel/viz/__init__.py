@@ -4,6 +4,7 @@ Every builder takes plain numpy arrays and returns a plotly figure; the notebook
 Chapters call :func:`setup_notebook` first so that figures render in JupyterLab and in the offline
 HTML book alike.
 
+- :mod:`dmf2mel.viz.diagram` — the whole model drawn from its configuration, one part highlighted
 - :mod:`dmf2mel.viz.style` — colours (true vs. predicted), template, renderer
 - :mod:`dmf2mel.viz.mel` — mel heatmaps, the true-vs-predicted comparison with a dropdown, per-band traces
 - :mod:`dmf2mel.viz.audio` — the noise vocoder for listening to mel spectrograms
@@ -15,6 +16,7 @@ HTML book alike.
 - :mod:`dmf2mel.viz.source` — the package's own code shown in a chapter (:func:`show_source`)
 """
 
+from dmf2mel.viz.diagram import architecture
 from dmf2mel.viz.audio import vocode
 from dmf2mel.viz.eeg import eeg_traces, electrode_map, scalp_positions, spectra, topomap
 from dmf2mel.viz.explorer import ComparisonExplorer
@@ -37,6 +39,7 @@ __all__ = [
     "PREDICTED_COLOR",
     "TRUE_COLOR",
     "ComparisonExplorer",
+    "architecture",
     "band_correlations",
     "band_labels",
     "band_scores",
