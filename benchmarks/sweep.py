@@ -39,6 +39,7 @@ from reports import (  # noqa: E402
     kept_result,
     machine_info,
     resumable,
+    same_key,
     set_threads,
     write_report,
 )
@@ -227,6 +228,23 @@ def run_sweep(
             report["chosen"] = choose(report["runs"])
             if out is not None:
                 write_report(report, out, markdown(report))
+    # a sweep grows: the report's earlier runs outside this call's grid stay while their key still holds
+    grid = {(entry["model"], entry["lr"]) for entry in report["runs"]}
+    others = [entry for entry in earlier if (entry["model"], entry["lr"]) not in grid]
+    missing = sorted({entry["model"] for entry in others} - set(prints))
+    if missing:
+        prints.update(fingerprint(missing))
+    for entry in others:
+        key = run_key(entry["model"], entry["lr"], epochs, corpus["version"], prints.get(entry["model"]))
+        if same_key(entry["key"], key):
+            log(f"  {entry['model']:<8} lr {entry['lr']:<7g} kept from the report (outside this call's grid)")
+            report["runs"].append(entry)
+    if others:
+        report["runs"].sort(key=lambda entry: (entry["model"], entry["lr"]))
+        report["budget"]["lrs"] = sorted({entry["lr"] for entry in report["runs"]})
+        report["chosen"] = choose(report["runs"])
+        if out is not None:
+            write_report(report, out, markdown(report))
     return report
 
 

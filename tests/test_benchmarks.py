@@ -791,6 +791,13 @@ def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
         out=out, threads=None, log=lambda text: None,
     )  # fmt: skip
     assert again["runs"] == report["runs"] == written["runs"]
+    # a sweep grows: a call for one more learning rate keeps the report's runs outside its grid
+    grown = sweep.run_sweep(
+        "teaching", models=["cnn"], lrs=[1e-2], epochs=2, data=random_corpus, runs=tmp_path / "other",
+        out=out, threads=None, log=lambda text: None,
+    )  # fmt: skip
+    assert grown["runs"] == report["runs"] and grown["budget"]["lrs"] == [1e-4, 1e-2]
+    assert json.loads(out.read_text())["chosen"] == written["chosen"]
     # merging parallel sweeps: the finished runs only, nothing trained for the missing learning rate
     merged = sweep.run_sweep(
         "teaching", models=["cnn"], lrs=[1e-4, 3e-3, 1e-2], epochs=2, data=random_corpus, runs=tmp_path / "runs",
