@@ -245,9 +245,14 @@ def seed_result(
     n_null: int,
     key: dict,
     lr: float | None = None,
+    kept: Path | None = None,
 ) -> dict:
-    """One seed of one model, resumable: the result saved in the run folder when its ``key`` matches, else the
-    training continued from the run's last checkpoint (or started), scored and saved.
+    """One seed of one model, resumable: the result saved in the run folder (or in ``kept``) when its ``key``
+    matches, else the training continued from the run's last checkpoint (or started), scored and saved.
+
+    ``kept`` is a folder of finished seeds beside the report (``quality_<preset>_seeds/<model>-seed<k>.json``):
+    committed as they come, they carry a benchmark that takes longer than a session over to the next one, where
+    the run folders are gone.
 
     ``key`` holds what the result depends on besides the run folder (budget, the model's learning rate ``lr``,
     corpus version and the models' fingerprint, :mod:`dmf2mel.models.fingerprint`); a saved result is kept only when the budget and corpus are the
@@ -258,16 +263,20 @@ def seed_result(
     from dmf2mel.runs import history_table
 
     saved_path = run / RESULT_FILE
-    if saved_path.is_file():
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        if same_key(saved["key"], json.loads(json.dumps(key))):
-            return {**saved["result"], "reused": True}
+    kept_path = None if kept is None else Path(kept) / f"{run.name}.json"
+    for path in (saved_path, kept_path):
+        if path is not None and path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if same_key(saved["key"], json.loads(json.dumps(key))):
+                return {**saved["result"], "reused": True}
     resumed = resumable(run, key)  # another budget, corpus or maths: trained again
     result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed, lr=lr)
     if resumed:  # the training time of all the run's epochs, not only of those after the resume
         result["train_seconds"] = float(sum(history_table(run)["seconds"]))
         result["resumed"] = True
     save_json(saved_path, {"key": key, "result": result})
+    if kept_path is not None:
+        save_json(kept_path, {"key": key, "result": result})
     return result
 
 
@@ -282,14 +291,15 @@ def model_row(
     key: dict,
     log=print,
     lr: float | None = None,
+    kept: Path | None = None,
 ) -> dict:
-    """Train and score ``model`` once per seed at learning rate ``lr`` (:func:`seed_result`: resumable, ``key`` as
-    there); the row of the quality table."""
+    """Train and score ``model`` once per seed at learning rate ``lr`` (:func:`seed_result`: resumable, ``key`` and
+    ``kept`` as there); the row of the quality table."""
     per_seed = []
     key = {**key, "lr": lr}  # a model's runs depend on its own learning rate only
     for seed in seeds:
         folder = runs / f"{model}-seed{seed}"
-        result = seed_result(model, data, folder, seed, epochs, val_every, n_null, key, lr)
+        result = seed_result(model, data, folder, seed, epochs, val_every, n_null, key, lr, kept)
         per_seed.append(result)
         unknown = result["unknown"] or {}
         how = " (saved earlier)" if result.get("reused") else " (resumed)" if result.get("resumed") else ""
@@ -389,7 +399,9 @@ def run_preset(
     n_null : int, optional
         Null draws of the chance levels (default: the package's, :data:`dmf2mel.metrics.N_NULL`).
     out : Path, optional
-        The JSON report (and a ``.md`` beside it), rewritten after every model.
+        The JSON report (and a ``.md`` beside it), rewritten after every model; every finished seed is also saved
+        in ``<out stem>_seeds/`` beside it, where a later call finds it even without ``runs`` (commit the folder
+        to carry a long benchmark over sessions).
     reuse : bool
         Keep the rows of models already in ``out`` when its budget and corpus match (finish a cut-short run).
     val_every : int, optional
@@ -451,7 +463,9 @@ def run_preset(
                 report["rows"].append(done[model])
             else:
                 lr = report["learning_rates"].get(model, {}).get("lr")
-                report["rows"].append(model_row(model, data, runs, seeds, epochs, val_every, n_null, key, log, lr))
+                kept = None if out is None else out.with_name(f"{out.stem}_seeds")
+                row = model_row(model, data, runs, seeds, epochs, val_every, n_null, key, log, lr, kept)
+                report["rows"].append(row)
             report["wall_seconds"] = time.perf_counter() - started
             if out is not None:
                 write(report, out)

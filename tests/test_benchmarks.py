@@ -5,6 +5,7 @@ they run on a random two-subject corpus and on windows of a few samples, so the 
 """
 
 import json
+import shutil
 import re
 import os
 import sys
@@ -333,6 +334,26 @@ def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path, fake_fingerp
     )
     assert again["rows"] == json.loads(json.dumps(first["rows"]))
     assert any("kept" in m for m in messages)
+
+
+def test_quality_finished_seeds_carry_over_to_a_session_without_the_run_folders(
+    random_corpus, tmp_path, fake_fingerprint, monkeypatch
+):
+    """Each finished seed is saved beside the report (the folder a long benchmark commits as it goes); a later
+    call with fresh run folders takes it from there and trains nothing, unless the maths changed."""
+    out = tmp_path / "quality_random.json"
+    kwargs = dict(data=random_corpus, n_null=20, out=out, threads=None, log=lambda text: None)
+    first = quality.run_preset("teaching", ["cnn"], [0, 1], 1, runs=tmp_path / "session1", **kwargs)
+    kept = sorted(path.name for path in (tmp_path / "quality_random_seeds").iterdir())
+    assert kept == ["cnn-seed0.json", "cnn-seed1.json"]
+    shutil.rmtree(tmp_path / "session1")  # the session ended: its run folders are gone
+
+    monkeypatch.setattr(quality, "train_and_score", lambda *args, **kw: pytest.fail("a finished seed was retrained"))
+    again = quality.run_preset("teaching", ["cnn"], [0, 1], 1, runs=tmp_path / "session2", **kwargs)
+    assert again["rows"][0]["known"] == first["rows"][0]["known"]
+    fake_fingerprint.value = {"cnn": [1.0, 2.5, 3.0]}  # other maths: the kept seeds do not count
+    with pytest.raises(pytest.fail.Exception):
+        quality.run_preset("teaching", ["cnn"], [0, 1], 1, runs=tmp_path / "session3", **kwargs)
 
 
 @pytest.mark.filterwarnings("ignore::dmf2mel.train.ResumeWarning")  # the thread count is not what is tested here
