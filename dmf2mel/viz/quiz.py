@@ -17,8 +17,9 @@ never typed in, so a question cannot go stale when a constant changes.
 **A self-check, not an exam.** The HTML keeps the answers out of plain view: the verdicts and explanations are
 stored XOR-ed with a random per-render key and base64-encoded in a data attribute, and the option buttons look alike
 whichever one is right, so reading the page source does not give the answer away at a glance. Anyone can decode it
-with the script that sits next to it, and the notebook cell that builds the quiz (collapsed in JupyterLab, removed
-from the book's pages) states the answers. Do not use it for grading.
+with the script that sits next to it (the key is in the page too), and the notebook cell that builds the quiz states
+the answers: JupyterLab shows it collapsed and the book's pages leave it out, but the notebook itself holds it. Do not
+use it for grading.
 
 The Python side checks answers the same way the page does (:meth:`Choice.check`, :meth:`Numeric.check`,
 :func:`parse_number`); the package's tests drive the page in Chromium and compare.
@@ -39,7 +40,18 @@ from dataclasses import dataclass
 
 from dmf2mel.errors import UserError
 
-__all__ = ["Choice", "Feedback", "Numeric", "Option", "Quiz", "choice", "numeric", "parse_number", "quick_check"]
+__all__ = [
+    "Choice",
+    "Feedback",
+    "Numeric",
+    "Option",
+    "Quiz",
+    "choice",
+    "format_number",
+    "numeric",
+    "parse_number",
+    "quick_check",
+]
 
 #: What the page says before the verdict of a right and of a wrong answer.
 RIGHT, WRONG = "Correct.", "Not quite."
