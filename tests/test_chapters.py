@@ -2,7 +2,7 @@
 
 Checked without a kernel, in well under a second: outputs stripped, a title and a "why", learning objectives and an
 estimated time, imports only at the top, ``viz.setup_notebook()`` first, short cells and lines, no long functions,
-a summary and 4-6 exercises at the end, each with a solution (hidden in the HTML, removed in the student edition),
+a summary, a quick check of 2-4 self-checking questions and 4-6 exercises at the end, each exercise with a solution (hidden in the HTML, removed in the student edition),
 an implement-it exercise checked by ``dmf2mel.exercises`` where the chapter teaches something to implement, and
 citations that exist.
 """
@@ -258,3 +258,31 @@ def test_module_chapters_open_with_the_whole_model(chapter, notebook):
     assert isinstance(call, ast.Call) and ast.unparse(call.func) == "viz.architecture", "the model's figure first"
     highlight = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}.get("highlight")
     assert highlight == ARCHITECTURE_HIGHLIGHT[chapter[:2]]
+
+
+QUICK_CHECK_CALL = "viz.quiz.quick_check"
+QUESTION_CALLS = ("viz.quiz.choice", "viz.quiz.numeric")
+
+
+def test_a_quick_check_of_two_to_four_questions_leads_into_the_exercises(chapter, notebook):
+    """Between the summary and the exercises: a "## Quick check" heading, then one cell that calls
+    ``viz.quiz.quick_check`` with 2-4 questions. Its code states the answers, so the book shows only its output
+    (``remove-input``) and JupyterLab opens it collapsed; the student edition keeps it (it is not a solution)."""
+    number = chapter[:2]
+    ids = [cell.get("id") for cell in notebook.cells]
+    assert f"ch{number}-quick-check-md" in ids and f"ch{number}-quick-check" in ids, "no quick check"
+    at = ids.index(f"ch{number}-quick-check-md")
+    heading, code, after = notebook.cells[at : at + 3]
+    assert heading.cell_type == "markdown" and heading.source.startswith("## Quick check")
+    assert after.cell_type == "markdown" and after.source.startswith("## Exercises"), "the exercises follow it"
+    summary = next(i for i, cell in enumerate(notebook.cells) if cell.source.startswith("## Summary"))
+    assert summary < at, "the quick check comes after the summary"
+    assert code.cell_type == "code" and code.id == f"ch{number}-quick-check"
+    assert "remove-input" in tags(code) and SOLUTION_TAG not in tags(code)
+    assert code.metadata.get("jupyter", {}).get("source_hidden") is True, "JupyterLab shows the answers"
+    (statement,) = ast.parse(code.source).body
+    call = statement.value
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == QUICK_CHECK_CALL, "one quick_check(...) call"
+    questions = [ast.unparse(arg.func) for arg in call.args if isinstance(arg, ast.Call)]
+    assert len(questions) == len(call.args) and set(questions) <= set(QUESTION_CALLS), questions
+    assert 2 <= len(questions) <= 4, f"2-4 questions, found {len(questions)}"

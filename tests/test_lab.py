@@ -58,6 +58,14 @@ MYST_CELL = """**Exercise 0.1** What is a {term}`mel spectrogram`?
 The folded answer.
 :::"""
 
+# A chapter's quick check: its inline script must run in JupyterLab (the output of a cell the student ran is trusted).
+QUIZ_CELL = """from dmf2mel import viz
+
+viz.quiz.quick_check(
+    viz.quiz.choice("Which?", ("right", "Because."), ("wrong", "A wrong hint."), shuffle=False),
+    viz.quiz.numeric("How many?", 8 * 8, unit="samples", hint="Multiply."),
+)"""
+
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)"
 )
@@ -96,6 +104,8 @@ def lab(tmp_path_factory):
     chapter = nbformat.read(sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))[0], as_version=4)
     notebook.metadata["kernelspec"] = chapter.metadata["kernelspec"]
     nbformat.write(notebook, folder / "explorer.ipynb")
+    quiz = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(QUIZ_CELL)], metadata=notebook.metadata)
+    nbformat.write(quiz, folder / "quiz.ipynb")
     port, token = free_port(), secrets.token_hex(16)
     settings = tmp_path_factory.mktemp("lab-settings")
     env = {
@@ -219,3 +229,35 @@ def test_make_lab_runs_the_explorer_and_its_menus_redraw_the_figures(lab):
     assert NEWS_PROMPT not in text, "JupyterLab asked about its news feed"
     assert not errors, errors
     assert not blocked, f"the page asked the network for {blocked}"
+
+
+def test_a_quick_check_answers_in_jupyterlab(lab):
+    """The quiz's inline script runs in JupyterLab's output area: a wrong option shows its hint, a number is checked."""
+    base, token = lab
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            page.goto(f"{base}/lab/tree/quiz.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell")
+            wait_for_idle_kernel(page, base, token, "quiz.ipynb")
+            page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
+            page.keyboard.press("Shift+Enter")
+            page.wait_for_selector(".jp-OutputArea .dmf2mel-quiz[data-ready=true]")
+            quiz = page.locator(".jp-OutputArea .dmf2mel-quiz")
+            quiz.get_by_role("button", name="B. wrong").click()
+            hint = quiz.locator(".dmf2mel-quiz-feedback").first.inner_text()
+            quiz.get_by_role("button", name="A. right").click()
+            right = quiz.locator(".dmf2mel-quiz-feedback").first.inner_text()
+            quiz.locator("input").fill("64 samples")
+            quiz.locator("input").press("Enter")
+            number = quiz.locator(".dmf2mel-quiz-feedback").nth(1).inner_text()
+        finally:
+            context.close()
+            browser.close()
+    assert (hint, right, number) == ("Not quite. A wrong hint.", "Correct. Because.", "Correct: 64 samples.")
+    assert not errors, errors

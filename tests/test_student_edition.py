@@ -61,6 +61,17 @@ def test_exercises_and_scaffolds_are_kept(edition):
         assert all("..." in source for source in scaffolds)
 
 
+def test_quick_checks_stay_in_the_edition(edition):
+    """A quick check is not a solution: the edition keeps its heading and its cell, collapsed in JupyterLab."""
+    for name, notebook in edition.items():
+        cells = {cell.id: cell for cell in notebook.cells}
+        number = name[:2]
+        assert f"ch{number}-quick-check-md" in cells, f"{name}: the quick check's heading is missing"
+        code = cells[f"ch{number}-quick-check"]
+        assert code.source.startswith("viz.quiz.quick_check(") and not student_edition.is_solution(code)
+        assert code.metadata["jupyter"]["source_hidden"] and code.outputs == []
+
+
 def test_experiments_get_an_empty_cell_to_work_in(edition):
     work_cells = [
         cell for notebook in edition.values() for cell in notebook.cells if cell.source == student_edition.WORK_CELL

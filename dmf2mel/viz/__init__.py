@@ -14,9 +14,11 @@ HTML book alike.
 - :mod:`dmf2mel.viz.explorer` — the ipywidgets comparison explorer (JupyterLab)
 - :mod:`dmf2mel.viz.results` — the benchmark reports' figures and sentences (:func:`gpu_step_note` for a chapter)
 - :mod:`dmf2mel.viz.source` — the package's own code shown in a chapter (:func:`show_source`)
+- :mod:`dmf2mel.viz.quiz` — a chapter's quick check: self-checking concept questions (``viz.quiz.quick_check``)
 """
 
 from dmf2mel.viz.diagram import architecture
+from dmf2mel.viz import quiz
 from dmf2mel.viz.audio import vocode
 from dmf2mel.viz.eeg import eeg_traces, electrode_map, scalp_positions, spectra, topomap
 from dmf2mel.viz.explorer import ComparisonExplorer
@@ -51,6 +53,7 @@ __all__ = [
     "mel_comparison",
     "mel_filters",
     "mel_heatmap",
+    "quiz",
     "scalp_positions",
     "score_bars",
     "show_source",
