@@ -57,6 +57,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its helpers
 
+from corpus_identity import canonical_version  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
     benchmark_corpus,
@@ -359,7 +360,10 @@ def corpus_info(data: Path) -> dict:
     return {
         "preset": meta.get("preset"),
         "seed": meta.get("seed"),
-        "version": meta.get("version"),
+        # the studies key their runs by it: a version verified to simulate the same data as an earlier one counts
+        # as that one (benchmarks/corpus_identity.py)
+        "version": canonical_version(meta.get("version")),
+        "simulated_by": meta.get("version"),
         "folder": Path(data).name,  # the name only: a committed report must not record the machine's paths
         "subjects": split.subjects,
         "held_out": default_held_out(split),

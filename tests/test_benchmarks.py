@@ -21,6 +21,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import batchnorm  # noqa: E402
 import ceilings  # noqa: E402
 import compile_step  # noqa: E402
+import corpus_identity  # noqa: E402
 import explanations  # noqa: E402
 import profile_step  # noqa: E402
 import quality  # noqa: E402
@@ -960,3 +961,35 @@ def test_batch_statistics_normalise_with_the_batch_and_leave_the_running_average
     assert not norm.training and norm.momentum == 0.1
     for name, buffer in norm.named_buffers():
         torch.testing.assert_close(buffer, before[name])
+
+
+def test_corpus_identity_records_two_versions_only_when_every_data_file_is_the_same(tiny_corpus, tmp_path, monkeypatch):
+    """Two simulation versions that write the same numbers count as one for the studies' keys; any difference in
+    the data is refused and nothing is recorded."""
+    record = tmp_path / "corpus_identity.json"
+    monkeypatch.setattr(corpus_identity, "RESULTS", record)
+    same = tmp_path / "same"
+    shutil.copytree(tiny_corpus, same)
+    meta_path = same / corpus_identity.METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    old_version, meta["version"] = meta["version"], "9+later"
+    meta_path.write_text(json.dumps(meta))
+
+    changed = tmp_path / "changed"
+    shutil.copytree(same, changed)
+    eeg = next(changed.glob("*_-_eeg.npy"))
+    data = np.load(eeg)
+    data.flat[0] += 1e-3
+    np.save(eeg, data)
+    assert corpus_identity.main([str(tiny_corpus), str(changed)]) == 1 and not record.exists()
+
+    assert corpus_identity.main([str(tiny_corpus), str(same)]) == 0
+    (entry,) = json.loads(record.read_text())["identical"]
+    assert entry["versions"] == [old_version, "9+later"] and entry["data_files"] == len(list(same.rglob("*.npy")))
+    assert corpus_identity.canonical_version("9+later", record) == old_version
+    assert corpus_identity.canonical_version("9+later+clean", record) == f"{old_version}+clean"
+    assert corpus_identity.canonical_version("other", record) == "other"
+    # the studies' corpus key follows
+    monkeypatch.setattr(quality, "canonical_version", lambda v: corpus_identity.canonical_version(v, record))
+    info = quality.corpus_info(same)
+    assert info["version"] == old_version and info["simulated_by"] == "9+later"
