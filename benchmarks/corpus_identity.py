@@ -70,23 +70,25 @@ def records(path: Path | None = None) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["identical"] if path.is_file() else []
 
 
-def canonical_version(version: str | None, path: Path | None = None) -> str | None:
-    """The earliest version recorded as holding the same data as ``version`` (``version`` itself when none); a
-    derived corpus's suffix (``+clean``, :mod:`ceilings`) is kept."""
+def canonical_version(version: str | None, preset: str | None, path: Path | None = None) -> str | None:
+    """The earliest version recorded as holding the same data as ``version`` for ``preset`` (``version`` itself
+    when none: an identity is verified one preset at a time); a derived corpus's suffix (``+clean``,
+    :mod:`ceilings`) is kept."""
     for suffix in ("+clean",):
         if version is not None and version.endswith(suffix):
-            return f"{canonical_version(version.removesuffix(suffix), path)}{suffix}"
+            return f"{canonical_version(version.removesuffix(suffix), preset, path)}{suffix}"
+    same_preset = [record for record in records(path) if record["preset"] == preset]
     seen = {version}
     changed = True
     while changed:  # follow chains: a = b, b = c
         changed = False
-        for record in records(path):
+        for record in same_preset:
             old, new = record["versions"]
             if new in seen and old not in seen:
                 seen.add(old)
                 changed = True
     # the first recorded version of the chain: the one the earliest studies were keyed by
-    order = [v for record in records(path) for v in record["versions"]]
+    order = [v for record in same_preset for v in record["versions"]]
     return min(seen, key=lambda v: order.index(v) if v in order else len(order))
 
 
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
     record(result)
     print(
         f"{result['versions'][0]} and {result['versions'][1]}: {result['data_files']} data files identical; "
-        f"recorded in {RESULTS}"
+        f"recorded in {RESULTS.name}"
     )
     return 0
 

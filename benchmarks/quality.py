@@ -362,7 +362,7 @@ def corpus_info(data: Path) -> dict:
         "seed": meta.get("seed"),
         # the studies key their runs by it: a version verified to simulate the same data as an earlier one counts
         # as that one (benchmarks/corpus_identity.py)
-        "version": canonical_version(meta.get("version")),
+        "version": canonical_version(meta.get("version"), meta.get("preset")),
         "simulated_by": meta.get("version"),
         "folder": Path(data).name,  # the name only: a committed report must not record the machine's paths
         "subjects": split.subjects,

@@ -161,10 +161,17 @@ def markdown(report: dict) -> str:
                 continue
             r = entry["best_val_r"]
             text = "n/a" if r is None else f"{r:.4f} ({entry['best_epoch']})"
+            text += " diverged" if entry.get("diverged") else ""
             cells.append(f"**{text}**" if lr == choice["lr"] else text)
         lr_text = "-" if choice["lr"] is None else f"{choice['lr']:g}"
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {lr_text} |")
     notes = [f"- {model}: {'; '.join(c['notes'])}." for model, c in chosen.items() if c["notes"]]
+    if any(entry.get("diverged") for entry in report["runs"]):
+        notes.append(
+            "- diverged: whole epochs of non-finite losses or gradients; the trainer restored its best state and halved "
+            "the learning rate, and stopped after three such recoveries (each event is in the run's curve): a "
+            "learning rate too high for the model."
+        )
     if notes:
         lines += ["", "Caveats:", "", *notes]
     return "\n".join(lines) + "\n"

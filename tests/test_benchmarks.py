@@ -986,10 +986,11 @@ def test_corpus_identity_records_two_versions_only_when_every_data_file_is_the_s
     assert corpus_identity.main([str(tiny_corpus), str(same)]) == 0
     (entry,) = json.loads(record.read_text())["identical"]
     assert entry["versions"] == [old_version, "9+later"] and entry["data_files"] == len(list(same.rglob("*.npy")))
-    assert corpus_identity.canonical_version("9+later", record) == old_version
-    assert corpus_identity.canonical_version("9+later+clean", record) == f"{old_version}+clean"
-    assert corpus_identity.canonical_version("other", record) == "other"
+    assert corpus_identity.canonical_version("9+later", "teaching", record) == old_version
+    assert corpus_identity.canonical_version("9+later+clean", "teaching", record) == f"{old_version}+clean"
+    assert corpus_identity.canonical_version("9+later", "sparrkulee", record) == "9+later"  # verified per preset
+    assert corpus_identity.canonical_version("other", "teaching", record) == "other"
     # the studies' corpus key follows
-    monkeypatch.setattr(quality, "canonical_version", lambda v: corpus_identity.canonical_version(v, record))
+    monkeypatch.setattr(quality, "canonical_version", lambda v, p: corpus_identity.canonical_version(v, p, record))
     info = quality.corpus_info(same)
     assert info["version"] == old_version and info["simulated_by"] == "9+later"
