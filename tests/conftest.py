@@ -1,6 +1,8 @@
-"""Shared fixtures: one tiny simulated corpus per test session (the real SparrKULee layout)."""
+"""Shared fixtures: one tiny simulated corpus per test session (the real SparrKULee layout), and Debian's Chromium
+for the tests that open pages in a browser."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,32 @@ def one_thread():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DMF2MEL_NUM_THREADS", "1")
         yield
+
+
+# Debian's Chromium, driven through Playwright (never `playwright install`, which downloads a browser).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module; skips with the reason when Chromium or Playwright is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+            ".ci/run does this where it can"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements.txt)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

@@ -9,7 +9,6 @@ nothing from the network.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -17,17 +16,6 @@ from book_build import BUILD, ensure_built, toc_files
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The page with the interactive true-vs-predicted comparison, first match wins: the evaluation chapter once it
 # exists; until then chapter 3's linear reconstructions (a page that also loads require.js for its saved widgets),
 # or chapter 1's comparison of a stimulus's mel with that of its vocoded version.
@@ -76,7 +64,7 @@ UNTITLED_AXES_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')]
 })"""
 MATHJAX_DONE_JS = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : true"
 
-sync_api = pytest.importorskip(
+pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)"
 )
 
@@ -88,19 +76,6 @@ def comparison_page() -> str:
             if name.startswith(prefix):
                 return name
     raise AssertionError(f"no page in _toc.yml starts with any of {COMPARISON_PAGES}")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
-            ".ci/run does this where it can"
-        )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture()

@@ -26,7 +26,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from test_browser import CHROMIUM, CHROMIUM_FLAGS
+from conftest import CHROMIUM, CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.slow
 

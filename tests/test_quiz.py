@@ -240,8 +240,6 @@ def test_format_number():
 
 # In a real browser ---------------------------------------------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 TIMEOUT_MS = 30_000
 # JupyterLab puts an output's HTML in with innerHTML and then re-creates each script so that it runs
 # (evalInnerHTMLScriptTags); this page does the same with the quiz it is given.
@@ -255,17 +253,6 @@ host.querySelectorAll("script").forEach(old => {
   old.replaceWith(script);
 });
 </script></body></html>"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements.txt)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture()
