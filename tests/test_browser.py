@@ -64,9 +64,7 @@ UNTITLED_AXES_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')]
 })"""
 MATHJAX_DONE_JS = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? MathJax.startup.promise.then(() => true) : true"
 
-pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)"
-)
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
 
 
 def comparison_page() -> str:
