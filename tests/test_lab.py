@@ -245,7 +245,9 @@ def test_a_quick_check_answers_in_jupyterlab(lab):
             page.goto(f"{base}/lab/tree/quiz.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell")
             wait_for_idle_kernel(page, base, token, "quiz.ipynb")
-            page.locator(".jp-CodeCell .jp-InputArea-editor").first.click()
+            # the module's lab also has the explorer open in a hidden tab (JupyterLab restores its workspace): the
+            # visible notebook's cell, not the first in the page
+            page.locator(".jp-CodeCell .jp-InputArea-editor:visible").first.click()
             page.keyboard.press("Shift+Enter")
             page.wait_for_selector(".jp-OutputArea .dmf2mel-quiz[data-ready=true]")
             quiz = page.locator(".jp-OutputArea .dmf2mel-quiz")
