@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
 from quality import PROFILE, corpus_info, learning_curve  # noqa: E402
@@ -135,8 +137,59 @@ def choose(entries: Sequence[dict]) -> dict:
     return out
 
 
-def markdown(report: dict) -> str:
-    """The sweep as a table: best validation r (and its epoch) per model and learning rate; the choice in bold."""
+def command(report: dict, out: Path | None = None) -> str:
+    """The command line that makes this report (at ``out``) again; its runs are kept while their keys hold."""
+    models = list(report["chosen"])
+    lrs = " ".join(f"{lr:g}" for lr in sorted({entry["lr"] for entry in report["runs"]}))
+    text = (
+        f"python benchmarks/sweep.py --preset {report['preset']} --models {' '.join(models)} --lrs {lrs} "
+        f"--epochs {report['budget']['epochs']}"
+    )
+    if out is not None and Path(out).resolve() != (RESULTS_DIR / f"sweep_{report['preset']}.json").resolve():
+        out = Path(out).resolve()
+        root = RESULTS_DIR.parents[1].resolve()
+        text += f" --out {out.relative_to(root) if out.is_relative_to(root) else out}"
+    return text
+
+
+def best_so_far(curve: dict, epochs: int, parts: int = 4) -> list[tuple[int, float | None]]:
+    """The best validation r reached by the end of each of ``parts`` equal parts of the budget: whether a run was
+    still learning (the last parts still add) or had stopped."""
+    val = np.asarray([np.nan if v is None else v for v in curve.get("val_r", [])], dtype=float)
+    epoch = np.asarray(curve.get("epoch", []), dtype=float)
+    out = []
+    for end in sorted({max(1, int(round(epochs * k / parts))) for k in range(1, parts + 1)}):  # short budgets: fewer
+        seen = val[(epoch <= end) & np.isfinite(val)]
+        out.append((end, float(seen.max()) if seen.size else None))
+    return out
+
+
+def progress_lines(report: dict, out: Path | None = None) -> list[str]:
+    """Each chosen run's best validation r so far at each quarter of the budget, and the command of the report."""
+    epochs = report["budget"]["epochs"]
+    lines = []
+    for model, choice in report["chosen"].items():
+        entry = next((e for e in report["runs"] if e["model"] == model and e["lr"] == choice["lr"]), None)
+        if entry is None or not entry.get("curve"):
+            continue
+        steps = ", ".join(
+            f"epoch {end}: {'n/a' if r is None else f'{r:.4f}'}" for end, r in best_so_far(entry["curve"], epochs)
+        )
+        lines.append(f"- {model} (lr {choice['lr']:g}): {steps}")
+    if lines:
+        lines = [
+            f"The chosen runs, best validation r so far after each quarter of the {epochs} epochs (a run whose last "
+            "quarter still adds was still learning):",
+            "",
+            *lines,
+            "",
+        ]
+    return [*lines, f"Made by `{command(report, out)}`."]
+
+
+def markdown(report: dict, out: Path | None = None) -> str:
+    """The sweep as a table: best validation r (and its epoch) per model and learning rate, the choice in bold; the
+    chosen runs' progress over the budget and the command that makes the report (at ``out``) again."""
     lrs = sorted({entry["lr"] for entry in report["runs"]})
     chosen = report["chosen"]
     budget = report["budget"]
@@ -165,6 +218,7 @@ def markdown(report: dict) -> str:
             cells.append(f"**{text}**" if lr == choice["lr"] else text)
         lr_text = "-" if choice["lr"] is None else f"{choice['lr']:g}"
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {lr_text} |")
+    lines += ["", *progress_lines(report, out)]
     notes = [f"- {model}: {'; '.join(c['notes'])}." for model, c in chosen.items() if c["notes"]]
     if any(entry.get("diverged") for entry in report["runs"]):
         notes.append(
@@ -234,7 +288,7 @@ def run_sweep(
             report["runs"].append(entry)
             report["chosen"] = choose(report["runs"])
             if out is not None:
-                write_report(report, out, markdown(report))
+                write_report(report, out, markdown(report, out))
     # a sweep grows: the report's earlier runs outside this call's grid stay while their key still holds
     grid = {(entry["model"], entry["lr"]) for entry in report["runs"]}
     others = [entry for entry in earlier if (entry["model"], entry["lr"]) not in grid]
@@ -251,7 +305,7 @@ def run_sweep(
         report["budget"]["lrs"] = sorted({entry["lr"] for entry in report["runs"]})
         report["chosen"] = choose(report["runs"])
         if out is not None:
-            write_report(report, out, markdown(report))
+            write_report(report, out, markdown(report, out))
     return report
 
 

@@ -805,6 +805,11 @@ def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
     assert "at the edge of the grid" in written["chosen"]["cnn"]["notes"][0]
     table = out.with_suffix(".md").read_text()
     assert "| cnn |" in table and f"**{best['best_val_r']:.4f}" in table and "never looked at" in table
+    # the chosen run's progress (best so far after epochs 1 and 2 of 2) and the command that makes this report
+    first, second = best["curve"]["val_r"]
+    assert f"- cnn (lr {best['lr']:g}): epoch 1: {first:.4f}, epoch 2: {max(first, second):.4f}\n" in table
+    made = f"`python benchmarks/sweep.py --preset teaching --models cnn --lrs 0.0001 0.01 --epochs 2 --out {out}`"
+    assert made in table
 
     # a second call keeps both runs (the report's, or the run folder's result) and trains nothing
     monkeypatch.setattr(sweep, "train_one", lambda *args: pytest.fail("a finished run was trained again"))
@@ -830,6 +835,14 @@ def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
     with pytest.raises(pytest.fail.Exception):
         sweep.run_sweep("teaching", models=["cnn"], lrs=[1e-4], epochs=3, data=random_corpus, runs=tmp_path / "r3",
                         out=out, threads=None, log=lambda text: None)  # fmt: skip
+
+
+def test_sweep_reports_the_best_validation_r_so_far_at_each_part_of_the_budget():
+    curve = {"epoch": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], "val_r": [0.1, 0.3, None, 0.2, 0.25, 0.4, 0.35, 0.39]}
+    assert sweep.best_so_far(curve, 8) == [(2, 0.3), (4, 0.3), (6, 0.4), (8, 0.4)]
+    assert sweep.best_so_far(curve, 8, parts=2) == [(4, 0.3), (8, 0.4)]
+    assert sweep.best_so_far({"epoch": [3.0], "val_r": [float("nan")]}, 4, parts=2) == [(2, None), (4, None)]
+    assert sweep.best_so_far(curve, 2) == [(1, 0.1), (2, 0.3)]  # a budget shorter than the parts: each epoch once
 
 
 def test_explanations_compare_each_variant_with_the_baseline_and_keep_finished_runs(
