@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reports import RESULTS_DIR, code_state, machine_info, write_report  # noqa: E402
+from reports import RESULTS_DIR, code_state, machine_info, update_readme, write_report  # noqa: E402
 
 #: The corpus one epoch trains on: 3 known subjects + 1 held out, 2 stories of 1 minute (teaching preset).
 CORPUS = dict(n_subjects=4, n_held_out=1, n_stories=2, minutes=1.0)
@@ -211,9 +211,7 @@ def main(argv=None) -> dict:
     write_report(report, args.out, markdown(report))
     print(markdown(report))
     if args.out == RESULTS_DIR / "busy.json":
-        import readme
-
-        readme.main([])
+        update_readme()
     return report
 
 

@@ -66,6 +66,7 @@ from reports import (  # noqa: E402
     resumable,
     same_key,
     set_threads,
+    update_readme,
     write_report,
 )
 
@@ -693,9 +694,7 @@ def main(argv=None) -> None:
         print(markdown(report), flush=True)
         print(f"wrote {out} and {out.with_suffix('.md')}", flush=True)
     if args.out.resolve() == RESULTS_DIR.resolve():
-        import readme
-
-        readme.main([])
+        update_readme()
 
 
 if __name__ == "__main__":

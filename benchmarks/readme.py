@@ -3,9 +3,10 @@
 ``python benchmarks/readme.py`` rewrites the block between the two markers in ``README.md`` from
 ``quality_teaching.json``, ``quality_sparrkulee.json``, ``train_speed.json``, ``speedup.json``, ``busy.json``,
 ``compile_small_b8.json``, ``gpu.json`` and ``gpu_reference_scan.json``; ``--check`` only says whether the
-block is up to date (exit 1 if not). ``benchmarks/quality.py`` and ``benchmarks/train_speed.py`` call it after
-writing their default reports, and a test checks that the committed README matches the committed reports, so the
-numbers in the README are never typed in by hand and never drift from the files they come from.
+block is up to date (exit 1 if not). ``benchmarks/quality.py``, ``train_speed.py``, ``speedup.py`` and ``busy.py``
+run it after writing their default reports (as a command: :func:`reports.update_readme`), and a test checks that the
+committed README matches the committed reports, so the numbers in the README are never typed in by hand and never
+drift from the files they come from.
 """
 
 from __future__ import annotations

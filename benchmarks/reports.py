@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -89,13 +90,20 @@ def code_state() -> dict:
 def write_report(report: dict, out: Path, text: str) -> None:
     """``report`` as JSON at ``out`` and ``text`` (its markdown) beside it as ``.md``, each atomically.
 
-    Shared by the three benchmark scripts.
+    Shared by the benchmark scripts.
     """
     from dmf2mel.io import atomic_path, save_json
 
     save_json(out, report)
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def update_readme() -> None:
+    """Rewrite the README's results block from the reports (``benchmarks/readme.py``), as a command of its own:
+    ``readme.py`` reads the quality report through ``quality.py``, so the benchmark scripts that end by updating
+    the README never import it (no script imports another that imports it back)."""
+    subprocess.run([sys.executable, str(Path(__file__).resolve().with_name("readme.py"))], check=True)
 
 
 # --- the run store of the long studies (quality, sweep, explanations) ----------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reports import RESULTS_DIR, code_state, machine_info, write_report  # noqa: E402
+from reports import RESULTS_DIR, code_state, machine_info, update_readme, write_report  # noqa: E402
 from train_speed import WINDOW, run_worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,9 +203,7 @@ def main(argv=None) -> dict:
     write_report(report, args.out, text)
     print(text)
     if args.out.resolve() == (RESULTS_DIR / "speedup.json").resolve():
-        import readme
-
-        readme.main([])
+        update_readme()
     return report
 
 

@@ -47,7 +47,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
 
-from reports import RESULTS_DIR, code_state, machine_info, set_threads, write_report  # noqa: E402, F401
+from reports import (  # noqa: E402, F401
+    RESULTS_DIR,
+    code_state,
+    machine_info,
+    set_threads,
+    update_readme,
+    write_report,
+)
 
 PRESETS = ("paper", "small")
 BACKENDS = ("cpu", "reference")
@@ -586,9 +593,7 @@ def main(argv=None) -> None:
     print(json.dumps(report["target"]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     if args.out.resolve() == (RESULTS_DIR / "train_speed.json").resolve():
-        import readme
-
-        readme.main([])
+        update_readme()
 
 
 if __name__ == "__main__":

@@ -432,6 +432,30 @@ def test_readme_results_block_is_rendered_from_the_committed_reports():
     assert text[start:end] == readme.render(), "README.md results are stale: run python benchmarks/readme.py"
 
 
+def test_benchmark_scripts_never_import_each_other_in_a_circle():
+    """The report scripts share their helpers through reports.py; no script imports one that imports it back."""
+    import ast
+
+    folder = Path(readme.__file__).resolve().parent
+    scripts = {path.stem: path for path in folder.glob("*.py")}
+    imports = {}
+    for name, path in scripts.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+        imports[name] = found & set(scripts)
+    assert "quality" in imports["readme"] and "reports" in imports["quality"]  # the graph is read at all
+
+    def reaches(start, goal, seen=()):
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt))) for nxt in imports[start])
+
+    circles = sorted(name for name in scripts if reaches(name, name))
+    assert not circles, f"benchmark scripts in an import circle: {circles} ({imports})"
+
+
 def test_readme_update_rewrites_only_the_block(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
