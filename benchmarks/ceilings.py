@@ -26,7 +26,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
-from quality import DEFAULT_EPOCHS, DEFAULT_VAL_EVERY, corpus_info, train_and_score  # noqa: E402
+from quality import STUDY_EPOCHS, DEFAULT_VAL_EVERY, corpus_info, train_and_score  # noqa: E402
 from reports import (  # noqa: E402
     BENCHMARK_CORPUS,
     RESULTS_DIR,
@@ -127,7 +127,7 @@ def run_ceilings(
     preset: str,
     models: Sequence[str] = ("linear",),
     subject_factors: Sequence[int] = (),
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int = STUDY_EPOCHS,
     data: Path | None = None,
     runs: Path | None = None,
     out: Path | None = None,
@@ -182,7 +182,7 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="teaching", choices=("teaching", "sparrkulee"))
     parser.add_argument("--models", nargs="+", default=["linear"])
     parser.add_argument("--subject-factors", nargs="*", type=int, default=[])
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--epochs", type=int, default=STUDY_EPOCHS)
     parser.add_argument("--runs", type=Path, help="run folders and corpora (default ~/study)")
     parser.add_argument("--out", type=Path, help="the report (default benchmarks/results/ceilings_<preset>.json)")
     parser.add_argument("--threads", type=int, default=1)

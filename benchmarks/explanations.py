@@ -28,7 +28,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
 from quality import (  # noqa: E402
-    DEFAULT_EPOCHS,
+    STUDY_EPOCHS,
     DEFAULT_SEEDS,
     DEFAULT_VAL_EVERY,
     PROFILE,
@@ -271,7 +271,7 @@ def run_study(
     preset: str,
     variants: Sequence[str] = ("baseline", *VARIANTS),
     seeds: Sequence[int] = DEFAULT_SEEDS,
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int = STUDY_EPOCHS,
     data: Path | None = None,
     runs: Path | None = None,
     out: Path | None = None,
@@ -326,7 +326,7 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="teaching", choices=("teaching", "sparrkulee"))
     parser.add_argument("--variants", nargs="+", default=["baseline", *VARIANTS], choices=["baseline", *VARIANTS])
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--epochs", type=int, default=STUDY_EPOCHS)
     parser.add_argument("--lr", type=float, help="DMF2Mel's learning rate (default: the sweep's choice)")
     parser.add_argument("--runs", type=Path, help="run folders and the corpus (default ~/explanation-runs)")
     parser.add_argument("--out", type=Path, help="the report (default benchmarks/results/explanations_<preset>.json)")
