@@ -242,12 +242,13 @@ def test_a_quick_check_answers_in_jupyterlab(lab):
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         try:
-            page.goto(f"{base}/lab/tree/quiz.ipynb?token={token}")
+            # a workspace of its own: JupyterLab would otherwise restore the explorer notebook of the test before in
+            # a hidden tab, whose widgets then fail to find their models ("[anywidget] Failed to initialize model")
+            page.goto(f"{base}/lab/workspaces/quiz/tree/quiz.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell")
             wait_for_idle_kernel(page, base, token, "quiz.ipynb")
-            # the module's lab also has the explorer open in a hidden tab (JupyterLab restores its workspace): the
-            # visible notebook's cell, not the first in the page
-            page.locator(".jp-CodeCell .jp-InputArea-editor:visible").first.click()
+            panels = page.locator(".jp-NotebookPanel").count()  # the quiz alone, nothing restored beside it
+            page.locator(".jp-CodeCell .jp-InputArea-editor:visible").first.click()  # the visible notebook's cell
             page.keyboard.press("Shift+Enter")
             page.wait_for_selector(".jp-OutputArea .dmf2mel-quiz[data-ready=true]")
             quiz = page.locator(".jp-OutputArea .dmf2mel-quiz")
@@ -261,5 +262,6 @@ def test_a_quick_check_answers_in_jupyterlab(lab):
         finally:
             context.close()
             browser.close()
+    assert panels == 1, f"{panels} notebooks open: the quiz's workspace restored another one"
     assert (hint, right, number) == ("Not quite. A wrong hint.", "Correct. Because.", "Correct: 64 samples.")
     assert not errors, errors
