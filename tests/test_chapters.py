@@ -34,6 +34,7 @@ MAX_FUNCTION_LINES = 8  # anything longer belongs in the package, tested
 SOLUTION_TAG = "solution"  # cells removed from the student edition (scripts/student_edition.py)
 CITATION = re.compile(r"\{cite\}`([^`]+)`")
 EXERCISE = re.compile(r"^\*\*Exercise (\d+)\.(\d+)\*\*", re.MULTILINE)
+SOLUTION_TITLE = re.compile(r"^:::\{admonition\} Solution (\d+\.\d+)", re.MULTILINE)
 
 
 def bibliography_keys() -> set[str]:
@@ -132,14 +133,17 @@ def test_ends_with_a_summary_and_exercises_with_solutions(chapter, notebook):
     kinds = " ".join(cell.source for cell in tail if cell.cell_type == "markdown")
     for kind in ("*(reasoning)*", "*(experiment)*"):
         assert kind in kinds, f"no {kind} exercise"
-    # every exercise is followed by its solution before the next exercise starts
-    pending = None
-    for cell in tail[1:]:
+    # every exercise is followed by its solution before the next exercise starts; a titled solution carries the
+    # number of the exercise it answers (the instructors' key lists them by that title)
+    pending = latest = None
+    for cell in tail:
         match = EXERCISE.search(cell.source) if cell.cell_type == "markdown" else None
         if match and SOLUTION_TAG not in tags(cell):
             assert pending is None, f"exercise {pending} has no solution"
-            pending = match.group(0)
+            pending = latest = f"{match.group(1)}.{match.group(2)}"
         elif SOLUTION_TAG in tags(cell):
+            for title in SOLUTION_TITLE.findall(cell.source):
+                assert title == latest, f"the solution of exercise {latest} is titled 'Solution {title}'"
             pending = None
     assert pending is None, f"exercise {pending} has no solution"
 
