@@ -231,6 +231,19 @@ def test_chapter_mentions_are_links(notebook):
             assert (ROOT / "notebooks" / target).is_file(), f"link to a missing chapter {target}"
 
 
+def test_every_link_to_a_chapter_names_its_number():
+    """'[chapter 6](../notebooks/04_linear_models.ipynb)' sends a reader to chapter 4 while saying 6."""
+    link = re.compile(r"\[[Cc]hapters? (\d+)\]\((?:\.\./notebooks/)?(\d\d)_[^)]*\.ipynb[^)]*\)")
+    pages = [*(ROOT / "notebooks").glob("*.ipynb"), *(ROOT / "book").glob("*.md"), ROOT / "README.md"]
+    wrong = [
+        f"{page.name}: {match.group(0)}"
+        for page in pages
+        for match in link.finditer(page.read_text(encoding="utf-8"))
+        if int(match.group(1)) != int(match.group(2))
+    ]
+    assert not wrong, wrong
+
+
 def test_the_intro_lists_every_chapter():
     intro = (ROOT / "book" / "intro.md").read_text()
     for chapter in CHAPTERS:
