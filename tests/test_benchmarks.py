@@ -30,6 +30,7 @@ import reports  # noqa: E402
 import speedup  # noqa: E402
 import sweep  # noqa: E402
 import train_speed  # noqa: E402
+import watch_steps  # noqa: E402
 
 from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
 from dmf2mel.checkpoint import MODELS as TRAINABLE  # noqa: E402
@@ -1031,3 +1032,43 @@ def test_corpus_identity_records_two_versions_only_when_every_data_file_is_the_s
     monkeypatch.setattr(quality, "canonical_version", lambda v, p: corpus_identity.canonical_version(v, p, record))
     info = quality.corpus_info(same)
     assert info["version"] == old_version and info["simulated_by"] == "9+later"
+
+
+# watch_steps: where a gradient explodes ------------------------------------------------------------------------------
+
+
+def test_watch_steps_summary_finds_the_first_exploding_or_non_finite_step():
+    def step(norm, outputs):
+        return {"grad_norm": norm, "forward": outputs, "backward": [], "parameters": [["w", norm, 1.0]]}
+
+    calm = step(0.5, [["a", 2.0, True]])
+    steps = [calm, calm, step(3e5, [["a", 1e6, True], ["b", 9.0, True]]), step(float("inf"), [["a", 1.0, False]])]
+    found = watch_steps.summary(steps, threshold=100.0)
+    assert found["first_step_over"] == 2
+    assert found["largest_outputs"][0] == ["a", 1e6, True] and found["first_non_finite_output"] is None
+    assert watch_steps.summary(steps[:2] + steps[3:], 100.0)["first_step_over"] == 2  # inf counts as exploding
+    assert watch_steps.summary(steps[3:], 100.0)["first_non_finite_output"] == ["a", 1.0, False]
+    assert watch_steps.summary([calm], 100.0)["first_step_over"] is None
+
+
+def test_watch_steps_resumes_a_copy_and_records_every_step(tiny_corpus, tmp_path, monkeypatch):
+    from dmf2mel.train import train
+    from dmf2mel.runs import history_table
+
+    monkeypatch.setenv("DMF2MEL_NUM_THREADS", "1")
+    run = tmp_path / "cnn"
+    train(tiny_corpus, run, model="cnn", epochs=1, seed=0, device="cpu", quiet=True, test=False)
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    result = watch_steps.watch(tiny_corpus, run, epochs=2, threshold=1e9)
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before, "the run is untouched"
+    steps = result["steps"]
+    # the second epoch's training steps, each with its norm, the modules in the order they ran and their gradients
+    train(tiny_corpus, run, epochs=2, resume=True, quiet=True, test=False)
+    assert len(steps) == int(history_table(run)["step"][-1] - history_table(run)["step"][0])
+    assert all(s["grad_norm"] is not None and np.isfinite(s["grad_norm"]) for s in steps)
+    assert [name for name, *_ in steps[0]["forward"]][-1] == "model"  # the outermost module ends last
+    assert {"model"} < {name for name, *_ in steps[0]["backward"]}
+    assert all(np.isfinite(g) for _, g, _ in steps[0]["parameters"])
+    # bit for bit the run's own second epoch: the recorded norms are the trainer's
+    assert np.isclose(np.mean([s["grad_norm"] for s in steps]), history_table(run)["grad_norm"][-1], rtol=1e-6)
+    assert result["summary"]["first_step_over"] is None
