@@ -113,7 +113,12 @@ def watch(data: Path, run: Path, epochs: int, threshold: float = 100.0) -> dict:
         shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.lock"))
         with StepWatcher() as watcher:
             train(data, copy, epochs=epochs, resume=True, quiet=True, test=False)
-    return {"run": str(run), "epochs": epochs, "summary": summary(watcher.steps, threshold), "steps": watcher.steps}
+    return {
+        "run": Path(run).name,
+        "epochs": epochs,
+        "summary": summary(watcher.steps, threshold),
+        "steps": watcher.steps,
+    }
 
 
 def main(argv=None) -> None:
