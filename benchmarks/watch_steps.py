@@ -39,6 +39,7 @@ class StepWatcher:
     def __init__(self):
         self.steps: list[dict] = []
         self.names: dict[int, str] = {}
+        self.parameter_names: dict[int, str] = {}
         self.model: torch.nn.Module | None = None
         self._handles = []
         self._clip = None
@@ -64,6 +65,7 @@ class StepWatcher:
             # the first module to run in training mode is the model itself: it runs before its children
             self.model = module
             self.names = {id(m): name or "model" for name, m in module.named_modules()}
+            self.parameter_names = {id(p): name for name, p in module.named_parameters()}
         if module is self.model:
             self.steps.append({"forward": [], "backward": [], "parameters": [], "grad_norm": None})
 
@@ -80,15 +82,19 @@ class StepWatcher:
 
     def _watched_clip(self, parameters, *args, **kwargs):
         parameters = list(parameters)
-        if self.steps and self.model is not None:
-            names = {id(p): name for name, p in self.model.named_parameters()}
+        if self.steps:
             self.steps[-1]["parameters"] = [
-                [names.get(id(p), "?"), *_largest(p.grad)] for p in parameters if p.grad is not None
+                [self.parameter_names.get(id(p), "?"), *_largest(p.grad)] for p in parameters if p.grad is not None
             ]
         norm = self._clip(parameters, *args, **kwargs)
         if self.steps:
             self.steps[-1]["grad_norm"] = float(norm)
         return norm
+
+
+def largest_rows(rows: list, top: int) -> list:
+    """The ``top`` rows ``[name, largest |value|, finite]`` with the largest values, largest first."""
+    return sorted(rows, key=lambda row: -row[1])[:top]
 
 
 def summary(steps: list[dict], threshold: float, top: int = 8) -> dict:
@@ -98,8 +104,8 @@ def summary(steps: list[dict], threshold: float, top: int = 8) -> dict:
     out = {"threshold": threshold, "grad_norms": norms, "first_step_over": first}
     if first is not None:
         step = steps[first]
-        out["largest_outputs"] = sorted(step["forward"], key=lambda r: -r[1])[:top]
-        out["largest_parameter_gradients"] = sorted(step["parameters"], key=lambda r: -r[1])[:top]
+        out["largest_outputs"] = largest_rows(step["forward"], top)
+        out["largest_parameter_gradients"] = largest_rows(step["parameters"], top)
         out["first_non_finite_output"] = next((r for r in step["forward"] if not r[2]), None)
     return out
 
@@ -135,8 +141,7 @@ def main(argv=None) -> None:
     result = watch(args.data, args.run, args.epochs, args.threshold)
     if not args.full:  # each step's norm and its largest outputs
         result["steps"] = [
-            {"grad_norm": s["grad_norm"], "largest_outputs": sorted(s["forward"], key=lambda r: -r[1])[:4]}
-            for s in result["steps"]
+            {"grad_norm": s["grad_norm"], "largest_outputs": largest_rows(s["forward"], 4)} for s in result["steps"]
         ]
     save_json(args.out, result)  # atomic
     first = result["summary"]["first_step_over"]
