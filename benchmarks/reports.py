@@ -121,13 +121,22 @@ def benchmark_corpus(runs: Path, preset: str, log=print) -> Path:
     return data
 
 
+def _without_seed_list(key: dict) -> dict:
+    """``key`` without its fingerprint and without the list of seeds its benchmark ran (``budget.seeds``): one
+    seed's run does not depend on which other seeds the call that started it asked for."""
+    rest = {k: v for k, v in key.items() if k != "fingerprint"}
+    if isinstance(rest.get("budget"), dict):
+        rest["budget"] = {k: v for k, v in rest["budget"].items() if k != "seeds"}
+    return rest
+
+
 def same_key(a: dict, b: dict) -> bool:
-    """Two run keys agree: every entry equal, the models' ``fingerprint`` entries to their tolerance
-    (:func:`dmf2mel.models.fingerprint.same_fingerprint`: a faster or tidier code computing the same maths keeps a
-    run)."""
+    """Two run keys agree: every entry equal (the benchmark's list of seeds aside), the models' ``fingerprint``
+    entries to their tolerance (:func:`dmf2mel.models.fingerprint.same_fingerprint`: a faster or tidier code
+    computing the same maths keeps a run)."""
     from dmf2mel.models.fingerprint import same_fingerprint
 
-    rest = lambda key: {k: v for k, v in key.items() if k != "fingerprint"}  # noqa: E731
+    rest = _without_seed_list
     if rest(a) != rest(b):
         return False
     mine, theirs = a.get("fingerprint"), b.get("fingerprint")

@@ -952,6 +952,21 @@ def test_resumable_keeps_a_checkpointed_run_and_clears_one_cut_short_before_its_
     assert reports.resumable(tmp_path / "new") is False
 
 
+def test_a_seeds_run_is_kept_whichever_other_seeds_its_benchmark_asked_for(tmp_path):
+    # a call for seed 2 alone resumes (and reuses) the seed-2 run of a call for seeds 0 1 2; a change of anything
+    # else in the budget still starts afresh
+    budget = {"epochs": 40, "seeds": [0, 1, 2], "val_every": 2}
+    key = {"budget": budget, "corpus": "1+abc", "lr": 1e-4}
+    alone = {**key, "budget": {**budget, "seeds": [2]}}
+    assert reports.same_key(key, alone) and reports.same_key(alone, key)
+    assert not reports.same_key(key, {**key, "budget": {**budget, "epochs": 20}})
+    run = tmp_path / "vlaai-seed2"
+    assert reports.resumable(run, key) is False
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"state")
+    assert reports.resumable(run, alone) is True and (run / "last.pt").is_file()
+
+
 def test_resumable_never_continues_a_run_started_for_another_key(tmp_path):
     old_key, new_key = {"model": "dmf2mel", "lr": 3e-3}, {"model": "dmf2mel", "lr": 1e-3}
     # a finished run of another recipe (its result file says so): resuming it would return the other model
