@@ -58,6 +58,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its helpers
 
 from corpus_identity import canonical_version  # noqa: E402
+from stability import guard_actions, guarded_rates, recipe_of  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
     benchmark_corpus,
@@ -108,32 +109,62 @@ P_VALUES = ("p_value", "challenge_p_value")
 # --- one model ----------------------------------------------------------------------------------
 
 
-def learning_rates(preset: str, models: Sequence[str], sweep: Path | None = None) -> dict[str, dict]:
+def learning_rates(
+    preset: str, models: Sequence[str], sweep: Path | None = None, fingerprint: dict | None = None
+) -> dict[str, dict]:
     """Each gradient-trained model's learning rate, chosen on validation by the sweep of ``preset``
     (``benchmarks/results/sweep_<preset>.json``, :mod:`sweep`): ``{model: {"lr": ..., "source": ...}}``.
 
     The ablations take DMF2Mel's (the sweep does not sweep them: each is one switch of DMF2Mel, trained with its
     recipe); a model the sweep has no choice for keeps the profile's learning rate, and says so; the closed-form
-    linear decoder has none.
+    linear decoder has none. A rate that needed the trainer's guard in a full-budget run of the recipe (recorded by
+    :mod:`stability` beside the sweep; with ``fingerprint``, only records of the same maths count) is passed over:
+    the recipe takes the sweep's best validation r among the other rates, and the source says why.
     """
     from dmf2mel.models.registry import model_spec
     from dmf2mel.train import PROFILES
 
     sweep = RESULTS_DIR / f"sweep_{preset}.json" if sweep is None else Path(sweep)
-    chosen = json.loads(sweep.read_text(encoding="utf-8")).get("chosen", {}) if sweep.is_file() else {}
+    swept_report = json.loads(sweep.read_text(encoding="utf-8")) if sweep.is_file() else {}
+    chosen = swept_report.get("chosen", {})
+    guarded = guarded_rates(preset, sweep.parent, fingerprint)
     out = {}
     for model in models:
         if model_spec(model).closed_form:
             continue
-        swept = model if model in chosen else "dmf2mel" if model.startswith("dmf2mel-") else model
+        swept = model if model in chosen else recipe_of(model)
         lr = chosen.get(swept, {}).get("lr")
         if lr is None:
             out[model] = {"lr": PROFILES[PROFILE].lr, "source": f"the {PROFILE} profile's (no sweep choice)"}
-        elif swept == model:
-            out[model] = {"lr": lr, "source": f"chosen on validation by the sweep ({sweep.name})"}
-        else:
-            out[model] = {"lr": lr, "source": f"DMF2Mel's, chosen by the sweep ({sweep.name})"}
+            continue
+        whose = "chosen on validation" if swept == model else "DMF2Mel's, chosen on validation"
+        source = f"{whose} by the sweep ({sweep.name})"
+        passed = {rate: info for rate, info in guarded.get(swept, {}).items() if info["guarded"]}
+        if lr in passed:
+            lr = _best_clean_rate(swept_report.get("runs", []), swept, set(passed))
+            why = ", ".join(
+                f"{rate:g} in {len(info['guarded'])} of {info['runs']} runs" for rate, info in passed.items()
+            )
+            source += (
+                f" among the rates no full-budget run needed the guard at (it did at {why}; stability_{preset}.md)"
+            )
+        out[model] = {"lr": lr, "source": source}
     return out
+
+
+def _best_clean_rate(runs: Sequence[dict], model: str, passed: set) -> float | None:
+    """The sweep's learning rate for ``model`` with the best validation r, leaving out ``passed`` and the sweep's
+    own diverged runs (None when no rate is left)."""
+    clean = [
+        run
+        for run in runs
+        if run["model"] == model
+        and run["lr"] not in passed
+        and not run.get("diverged")
+        and run.get("best_val_r") is not None
+        and math.isfinite(run["best_val_r"])
+    ]
+    return max(clean, key=lambda run: run["best_val_r"])["lr"] if clean else None
 
 
 def _mean(values: Sequence) -> float | None:
@@ -440,15 +471,16 @@ def run_preset(
     data = Path(data)
     from dmf2mel.models.fingerprint import fingerprint
 
+    prints = fingerprint()
     report = {
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         # the fingerprint lets a later change of the code that leaves the maths alone keep these numbers current
-        "code": {**code_state(), "fingerprint": fingerprint()},
+        "code": {**code_state(), "fingerprint": prints},
         "budget": budget(epochs, seeds, n_null, val_every, threads),
         # every model's own learning rate, chosen on validation (the profile's lr in "budget" is not used)
-        "learning_rates": learning_rates(preset, models, sweep),
+        "learning_rates": learning_rates(preset, models, sweep, prints),
         "corpus": {**corpus_info(data), "folder": Path(source).name},
         "rows": [],
     }
@@ -606,6 +638,20 @@ def markdown(report: dict) -> str:
             f"{_fmt(unknown.get('challenge_r'))} | {_fmt(unknown.get('chance_r'))} | {_fmt(unknown.get('p_value'), '.3f')} | "
             f"{_fmt(row.get('train_seconds'), '.0f')} |"
         )
+    guarded = [
+        f"{row['model']} seed {seed}: {' / '.join(actions)}"
+        for row in report["rows"]
+        for seed, curve in zip(row.get("seeds") or [], row.get("curves") or [])
+        if (actions := guard_actions(curve or {}))
+    ]
+    if guarded:
+        lines += [
+            "",
+            "**Not clean results.** The trainer's guard had to save these runs (a step with a non-finite loss or "
+            "gradient skipped, a diverged epoch undone); their rows mix a recovered run with clean ones: "
+            + "; ".join(guarded)
+            + ".",
+        ]
     names = {row["model"] for row in report["rows"]}
     if "dmf2mel" in names:
         lines += [

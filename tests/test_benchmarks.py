@@ -28,6 +28,7 @@ import quality  # noqa: E402
 import readme  # noqa: E402
 import reports  # noqa: E402
 import speedup  # noqa: E402
+import stability  # noqa: E402
 import sweep  # noqa: E402
 import train_speed  # noqa: E402
 import watch_steps  # noqa: E402
@@ -182,6 +183,16 @@ def test_paired_comparisons_on_synthetic_results():
     assert "- Known subjects: dmf2mel beats linear (" in table
     assert "no detectable difference between dmf2mel-no-hams and dmf2mel" in table
     assert "Width of the 95 % intervals on known subjects: median" in table
+    assert "Not clean results" not in table
+    # a run the trainer's guard had to save is named under the table
+    dmf2mel = next(row for row in report["rows"] if row["model"] == "dmf2mel")
+    clean = {"epoch": [1.0], "skipped_steps": [0], "event": [""]}
+    saved = {"epoch": [1.0], "skipped_steps": [42], "event": ["epoch 1 diverged (...)"]}
+    dmf2mel.update(seeds=[0, 1, 2], curves=[clean, saved, clean])
+    assert "**Not clean results.**" in quality.markdown(report)
+    assert "had to save these runs" in quality.markdown(report) and ": dmf2mel seed 1: epoch 1 diverged (...)." in (
+        quality.markdown(report)
+    )
 
 
 def test_reports_without_per_subject_scores_are_untested_not_ranked():
@@ -304,6 +315,73 @@ def test_quality_learning_rates_come_from_the_sweep_and_the_ablations_take_dmf2m
     assert rates["vlaai"] == {"lr": PROFILES["quick"].lr, "source": "the quick profile's (no sweep choice)"}
     missing = quality.learning_rates("teaching", ["cnn"], tmp_path / "none.json")
     assert missing["cnn"]["source"] == "the quick profile's (no sweep choice)"
+
+
+def _saved_seed(folder, model, seed, lr, skipped=(0, 0), events=("", ""), fingerprint=(1.0, 2.0)):
+    """A quality seed as ``quality.seed_result`` saves it, with a two-epoch curve."""
+    curve = {"epoch": [1.0, 2.0], "skipped_steps": list(skipped), "event": list(events), "val_r": [0.1, 0.2]}
+    key = {
+        "budget": {"epochs": 40, "seeds": [0, 1, 2]},
+        "corpus": "1+abc",
+        "lr": lr,
+        "fingerprint": {model: list(fingerprint)},
+    }
+    result = {"seed": seed, "best_val_r": 0.2, "curve": curve}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{model}-seed{seed}.json").write_text(json.dumps({"key": key, "result": result}))
+
+
+def test_stability_records_what_the_guard_did_and_keeps_earlier_records(tmp_path):
+    assert stability.guard_actions({"epoch": [1.0, 2.0], "skipped_steps": [0, 0], "event": ["", ""]}) == []
+    actions = stability.guard_actions(
+        {"epoch": [1.0, 2.0, 3.0], "skipped_steps": [0, 5, 42], "event": ["", "", "epoch 3 diverged (...)"]}
+    )
+    assert actions == ["epoch 2: 5 steps skipped (non-finite loss or gradient)", "epoch 3 diverged (...)"]
+    seeds, results = tmp_path / "quality_x_seeds", tmp_path / "results"
+    _saved_seed(seeds, "dmf2mel", 0, 1e-2)
+    _saved_seed(seeds, "dmf2mel-no-mamba", 0, 1e-2, skipped=(0, 3))
+    (seeds / "linear-seed0.json").write_text(json.dumps({"key": {"lr": None}, "result": {"seed": 0}}))
+    report = stability.update("x", [seeds], results)
+    assert [(e["model"], e["recipe"], e["lr"], bool(e["guard"])) for e in report["records"]] == [
+        ("dmf2mel", "dmf2mel", 1e-2, False),
+        ("dmf2mel-no-mamba", "dmf2mel", 1e-2, True),
+    ]
+    assert (
+        "| dmf2mel | 0.01 | 40 | 2 | 1 | dmf2mel-no-mamba seed 0: epoch 2: 3 steps skipped"
+        in (results / "stability_x.md").read_text()
+    )
+    # the next rate's seeds overwrite the files; the records of the passed-over rate stay
+    shutil.rmtree(seeds)
+    _saved_seed(seeds, "dmf2mel", 0, 3e-3)
+    stability.update("x", [seeds], results)
+    rates = stability.guarded_rates("x", results)
+    assert rates["dmf2mel"][1e-2]["runs"] == 2 and len(rates["dmf2mel"][1e-2]["guarded"]) == 1
+    assert rates["dmf2mel"][3e-3] == {"runs": 1, "guarded": []}
+    # a record counts only while its model computes the same maths
+    other_maths = {"dmf2mel": [1.0, 2.0], "dmf2mel-no-mamba": [9.0, 9.0]}
+    assert stability.guarded_rates("x", results, other_maths)["dmf2mel"][1e-2] == {"runs": 1, "guarded": []}
+
+
+def test_quality_passes_over_a_rate_a_full_budget_run_needed_the_guard_at(tmp_path):
+    runs = [
+        {"model": "dmf2mel", "lr": lr, "best_val_r": r, "diverged": diverged}
+        for lr, r, diverged in ((1e-3, 0.24, False), (3e-3, 0.279, False), (1e-2, 0.280, False), (3e-2, 0.3, True))
+    ] + [{"model": "cnn", "lr": 1e-3, "best_val_r": 0.2, "diverged": False}]
+    sweep = tmp_path / "sweep_x.json"
+    sweep.write_text(json.dumps({"chosen": {"dmf2mel": {"lr": 1e-2}, "cnn": {"lr": 1e-3}}, "runs": runs}))
+    models = ["cnn", "dmf2mel", "dmf2mel-no-mamba"]
+    assert quality.learning_rates("x", models, sweep)["dmf2mel"]["lr"] == 1e-2  # no record yet
+    # an ablation's guarded run counts for DMF2Mel's recipe: 3e-3 next (the diverged 3e-2 of the sweep is out)
+    _saved_seed(tmp_path / "seeds", "dmf2mel-no-mamba", 0, 1e-2, skipped=(0, 42), events=("", "epoch 2 diverged"))
+    _saved_seed(tmp_path / "seeds", "cnn", 0, 1e-3)
+    stability.update("x", [tmp_path / "seeds"], tmp_path)
+    rates = quality.learning_rates("x", models, sweep)
+    assert rates["dmf2mel"]["lr"] == rates["dmf2mel-no-mamba"]["lr"] == 3e-3 and rates["cnn"]["lr"] == 1e-3
+    assert "it did at 0.01 in 1 of 1 runs" in rates["dmf2mel"]["source"]
+    assert "guard" not in rates["cnn"]["source"]
+    # once the maths change, the record no longer applies
+    changed = {"dmf2mel": [5.0, 5.0], "dmf2mel-no-mamba": [5.0, 5.0], "cnn": [1.0, 2.0]}
+    assert quality.learning_rates("x", models, sweep, changed)["dmf2mel"]["lr"] == 1e-2
 
 
 def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path, fake_fingerprint):

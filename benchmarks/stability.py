@@ -1,0 +1,169 @@
+"""Which learning rates train cleanly at the full budget: the quality runs the trainer's guard had to save.
+
+The sweep (:mod:`sweep`) picks each model's learning rate on validation after a short budget (10 epochs). An
+instability can show only later: at 40 epochs DMF2Mel's chosen 1e-2 sent three of nine runs of its family to a
+non-finite loss. The trainer's guard keeps such a run alive (a step with a non-finite loss or gradient does not
+update the weights; an epoch where most steps were skipped is undone: best state restored, learning rate halved),
+but a run the guard had to save is not a clean result of its recipe, and the rate that caused it is not a recipe to
+report. This script reads the finished seeds of the quality benchmark (``quality_<preset>_seeds/``), records each
+run with what the guard did in it, and keeps every record in ``benchmarks/results/stability_<preset>.json`` (earlier
+records stay: the seeds of a rate that was passed over are overwritten by the next rate's).
+
+:func:`guarded_rates` tells :func:`quality.learning_rates` which rates to pass over, per recipe: a rate is passed
+over when any full-budget run at it needed the guard; the ablations train with DMF2Mel's recipe, so their runs count
+for it. The rule is the same for every model.
+
+``python benchmarks/stability.py --preset teaching [--seeds-dir FOLDER ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Iterable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its helpers
+
+from reports import RESULTS_DIR, write_report  # noqa: E402
+
+
+def recipe_of(model: str) -> str:
+    """The model whose learning rate ``model`` trains with: DMF2Mel's for its ablations, else its own."""
+    return "dmf2mel" if model.startswith("dmf2mel-") else model
+
+
+def guard_actions(curve: dict) -> list[str]:
+    """What the trainer's guard did in a run, from its learning curve: one sentence per epoch it acted in (an
+    event: a diverged epoch undone; or steps skipped for a non-finite loss or gradient). Empty for a clean run."""
+    out = []
+    skipped = curve.get("skipped_steps") or []
+    events = curve.get("event") or []
+    for i, epoch in enumerate(curve.get("epoch") or []):
+        event = events[i] if i < len(events) else ""
+        steps = skipped[i] if i < len(skipped) and skipped[i] else 0
+        if event:
+            out.append(event)
+        elif steps:
+            out.append(f"epoch {int(epoch)}: {int(steps)} steps skipped (non-finite loss or gradient)")
+    return out
+
+
+def record(seed_file: Path) -> dict | None:
+    """The stability record of one saved quality seed (None for a closed-form fit, which has no learning rate)."""
+    saved = json.loads(Path(seed_file).read_text(encoding="utf-8"))
+    key, result = saved["key"], saved["result"]
+    if key.get("lr") is None:
+        return None
+    model = Path(seed_file).stem.rsplit("-seed", 1)[0]
+    fingerprint = key.get("fingerprint")
+    return {
+        "model": model,
+        "recipe": recipe_of(model),
+        "lr": key["lr"],
+        "seed": result["seed"],
+        "epochs": key["budget"]["epochs"],
+        "corpus": key["corpus"],
+        "fingerprint": fingerprint.get(model) if isinstance(fingerprint, dict) else fingerprint,
+        "best_val_r": result.get("best_val_r"),
+        "guard": guard_actions(result.get("curve") or {}),
+    }
+
+
+def _identity(entry: dict) -> tuple:
+    return entry["model"], entry["lr"], entry["seed"], entry["epochs"], entry["corpus"]
+
+
+def merge(earlier: Iterable[dict], new: Iterable[dict]) -> list[dict]:
+    """Every record of ``earlier`` and ``new``, one per (model, lr, seed, epochs, corpus), the new one winning."""
+    merged = {_identity(entry): entry for entry in earlier}
+    merged.update({_identity(entry): entry for entry in new})
+    return sorted(merged.values(), key=lambda e: (e["recipe"], e["lr"], e["model"], e["seed"], e["epochs"]))
+
+
+def report_path(preset: str, results: Path = RESULTS_DIR) -> Path:
+    return Path(results) / f"stability_{preset}.json"
+
+
+def guarded_rates(preset: str, results: Path = RESULTS_DIR, fingerprint: dict | None = None) -> dict[str, dict]:
+    """``{recipe: {lr: {"runs": n, "guarded": [one sentence per guarded run]}}}`` over the recorded full-budget runs; a rate with
+    any guarded run is one to pass over. With ``fingerprint`` (the models' fingerprints, by model) a record counts
+    only while its model's maths are the same (:func:`dmf2mel.models.fingerprint.same_fingerprint`)."""
+    from dmf2mel.models.fingerprint import same_fingerprint
+
+    path = report_path(preset, results)
+    records = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+    out: dict[str, dict] = {}
+    for entry in records:
+        if fingerprint is not None:
+            current = fingerprint.get(entry["model"])
+            if current is None or entry["fingerprint"] is None:
+                continue
+            if not same_fingerprint({"m": current}, {"m": entry["fingerprint"]}):
+                continue
+        rate = out.setdefault(entry["recipe"], {}).setdefault(entry["lr"], {"runs": 0, "guarded": []})
+        rate["runs"] += 1
+        if entry["guard"]:
+            rate["guarded"].append(f"{entry['model']} seed {entry['seed']}: {' / '.join(entry['guard'])}")
+    return out
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Training stability at the full budget, `{report['preset']}` preset",
+        "",
+        f"{report['date']}. Every quality run recorded so far, by recipe (the ablations train with DMF2Mel's) and "
+        "learning rate: a run is clean when the trainer's guard never acted in it (no step skipped for a non-finite "
+        "loss or gradient, no epoch undone). A rate with a guarded run is passed over when the quality benchmark "
+        "takes each model's rate from the sweep.",
+        "",
+        "| recipe | lr | epochs | runs | clean | guarded runs |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for entry in report["records"]:
+        groups.setdefault((entry["recipe"], entry["lr"], entry["epochs"]), []).append(entry)
+    for (recipe, lr, epochs), entries in groups.items():
+        guarded = [e for e in entries if e["guard"]]
+        details = "; ".join(f"{e['model']} seed {e['seed']}: {' / '.join(e['guard'])}" for e in guarded) or "-"
+        lines.append(f"| {recipe} | {lr:g} | {epochs} | {len(entries)} | {len(entries) - len(guarded)} | {details} |")
+    lines += ["", f"Made by `python benchmarks/stability.py --preset {report['preset']}`.", ""]
+    return "\n".join(lines)
+
+
+def update(preset: str, seed_dirs: Iterable[Path], results: Path = RESULTS_DIR) -> dict:
+    """Record the seeds in ``seed_dirs`` (each a ``quality_<preset>_seeds`` folder) beside the earlier records."""
+    path = report_path(preset, results)
+    earlier = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+    new = [record(file) for folder in seed_dirs for file in sorted(Path(folder).glob("*-seed*.json"))]
+    report = {
+        "preset": preset,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "records": merge(earlier, [entry for entry in new if entry is not None]),
+    }
+    write_report(report, path, markdown(report))
+    return report
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", required=True)
+    parser.add_argument(
+        "--seeds-dir",
+        type=Path,
+        nargs="+",
+        help="folders of saved quality seeds (default: benchmarks/results/quality_<preset>_seeds)",
+    )
+    args = parser.parse_args(argv)
+    dirs = args.seeds_dir or [RESULTS_DIR / f"quality_{args.preset}_seeds"]
+    missing = [str(folder) for folder in dirs if not folder.is_dir()]
+    if missing:
+        parser.error(f"no such folder of quality seeds: {', '.join(missing)}")
+    report = update(args.preset, dirs)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
