@@ -18,6 +18,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import activation_scale  # noqa: E402
 import batchnorm  # noqa: E402
 import ceilings  # noqa: E402
 import compile_step  # noqa: E402
@@ -1165,3 +1166,56 @@ def test_watch_steps_resumes_a_copy_and_records_every_step(tiny_corpus, tmp_path
     # bit for bit the run's own second epoch: the recorded norms are the trainer's
     assert np.isclose(np.mean([s["grad_norm"] for s in steps]), history_table(run)["grad_norm"][-1], rtol=1e-6)
     assert result["summary"]["first_step_over"] is None
+
+
+def test_activation_scale_records_every_output_and_the_unscaled_position_scores():
+    from dmf2mel.models import DMF2MelConfig
+    from dmf2mel.models.dmf2mel import DMF2Mel
+    from dmf2mel.models.hams import PositionAttention
+
+    torch.manual_seed(0)
+    model = DMF2Mel(DMF2MelConfig.small()).eval()
+    windows = torch.randn(2, 64, 64)
+    expected, inputs = {}, {}
+    for name, module in model.named_modules():
+        if isinstance(module, PositionAttention):
+            module.gamma.data.fill_(0.5)
+            module.register_forward_hook(lambda m, i, o, name=name: inputs.setdefault(name, []).append(i[0]))
+    with torch.no_grad():
+        output = model(windows, None)
+    with torch.no_grad():
+        for name, calls in inputs.items():
+            module = model.get_submodule(name)
+            # the scores q^T k of every call (a shared block runs once per use), by another route than the probe's
+            expected[name] = max(
+                float(torch.bmm(module.query(x).transpose(1, 2), module.key(x)).abs().max()) for x in calls
+            )
+    hooks_before = sum(len(m._forward_hooks) for m in model.modules())
+    found = activation_scale.probe(model, windows)
+    assert sum(len(m._forward_hooks) for m in model.modules()) == hooks_before, "the probe removes its hooks"
+    assert found["outputs"]["model"] == pytest.approx(float(output.abs().max()))
+    assert set(found["position_scores"]) == set(expected) and expected
+    for name, entry in found["position_scores"].items():
+        assert entry["largest_score"] == pytest.approx(expected[name], rel=1e-5) and entry["gamma"] == 0.5
+    assert any(name.startswith("hams.") for name in found["outputs"])
+
+
+def test_activation_scale_report_of_a_trained_run(tiny_corpus, tmp_path):
+    from dmf2mel.train import train
+
+    run = tmp_path / "cnn-run"
+    train(tiny_corpus, run, model="cnn", epochs=1, seed=0, device="cpu", quiet=True, test=False)
+    out = tmp_path / "scale.json"
+    activation_scale.main([str(tiny_corpus), str(run), f"{run}:last.pt", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [(e["checkpoint"], e["model"], e["epoch"]) for e in report["runs"]] == [
+        ("best.pt", "cnn", 1),
+        ("last.pt", "cnn", 1),
+    ]
+    assert report["runs"][0]["lr"] == json.loads((run / "config.json").read_text())["train"]["lr"]
+    assert report["runs"][0]["largest_hams_output"] is None and report["runs"][0]["largest_position_score"] is None
+    assert report["runs"][0]["largest_output"] > 0
+    assert "| cnn-run | last.pt | cnn |" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        activation_scale.main([str(tiny_corpus), str(tmp_path / "none"), "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
