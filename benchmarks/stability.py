@@ -35,6 +35,16 @@ def recipe_of(model: str) -> str:
     return "dmf2mel" if model.startswith("dmf2mel-") else model
 
 
+def guard_epochs(curve: dict) -> list[int]:
+    """The epochs the trainer's guard acted in (see :func:`guard_actions`)."""
+    skipped, events = curve.get("skipped_steps") or [], curve.get("event") or []
+    return [
+        int(epoch)
+        for i, epoch in enumerate(curve.get("epoch") or [])
+        if (i < len(events) and events[i]) or (i < len(skipped) and skipped[i])
+    ]
+
+
 def guard_actions(curve: dict) -> list[str]:
     """What the trainer's guard did in a run, from its learning curve: one sentence per epoch it acted in (an
     event: a diverged epoch undone; or steps skipped for a non-finite loss or gradient). Empty for a clean run."""
@@ -69,6 +79,7 @@ def record(seed_file: Path) -> dict | None:
         "fingerprint": fingerprint.get(model) if isinstance(fingerprint, dict) else fingerprint,
         "best_val_r": result.get("best_val_r"),
         "guard": guard_actions(result.get("curve") or {}),
+        "guard_epochs": guard_epochs(result.get("curve") or {}),
     }
 
 

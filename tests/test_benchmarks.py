@@ -347,6 +347,7 @@ def test_stability_records_what_the_guard_did_and_keeps_earlier_records(tmp_path
         ("dmf2mel", "dmf2mel", 1e-2, False),
         ("dmf2mel-no-mamba", "dmf2mel", 1e-2, True),
     ]
+    assert [e["guard_epochs"] for e in report["records"]] == [[], [2]]
     assert (
         "| dmf2mel | 0.01 | 40 | 2 | 1 | dmf2mel-no-mamba seed 0: epoch 2: 3 steps skipped"
         in (results / "stability_x.md").read_text()

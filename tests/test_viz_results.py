@@ -393,3 +393,76 @@ def test_comparison_explorer_menus_are_stacked_above_the_plot_not_side_by_side()
     assert (model.y - 1) * plot_px >= style.MENU_GAP_PX - 1e-6  # above the top heatmap's title
     assert (recording.y - model.y) * plot_px >= style.MENU_ROW_PX - 1e-6  # a row of its own
     assert (recording.y - 1) * plot_px + style.MENU_ROW_PX <= figure.layout.margin.t  # inside the top margin
+
+
+def test_stability_sentence_counts_the_guarded_runs_per_rate():
+    def record(model, lr, seed, epochs=()):
+        guard = ["..."] * len(epochs)
+        return {
+            "model": model,
+            "recipe": model.split("-")[0],
+            "lr": lr,
+            "seed": seed,
+            "epochs": 40,
+            "guard": guard,
+            "guard_epochs": list(epochs),
+        }
+
+    stability = {
+        "records": [
+            record("dmf2mel", 1e-2, 0),
+            record("dmf2mel", 1e-2, 2, (26, 27)),
+            record("dmf2mel-no-mamba", 1e-2, 0, (12,)),
+            record("dmf2mel", 3e-3, 0),
+            record("cnn", 1e-3, 0),
+        ]
+    }
+    assert vr.stability_sentence(stability) == (
+        "Full-budget runs of dmf2mel's recipe (its ablations included): at 0.01, 2 of 3 runs of 40 epochs needed the "
+        "guard (dmf2mel seed 2 in epochs 26 and 27, dmf2mel-no-mamba seed 0 in epoch 12); at 0.003, 0 of 1 runs of "
+        "40 epochs needed the guard."
+    )
+    assert vr.stability_sentence({"records": []}) == "No full-budget run of dmf2mel's recipe is recorded yet."
+
+
+def test_activation_sentence_gives_the_range_per_learning_rate():
+    def run(lr, epoch, hams, score):
+        return {"lr": lr, "epoch": epoch, "largest_hams_output": hams, "largest_position_score": score}
+
+    scale = {
+        "runs": [
+            run(1e-2, 36, 5e6, 3.9e9),
+            run(1e-2, 40, 2.3e10, 3e15),
+            run(3e-3, 40, 26.0, 12.0),
+            run(1e-3, 40, None, None),
+        ]
+    }
+    assert vr.activation_sentence(scale) == (
+        "On the same validation windows, at 0.003 (1 checkpoint, epoch 40) the largest HAMS-Net value was 26 and "
+        "the largest position score 12; at 0.01 (2 checkpoints, epoch 36 to 40) the largest HAMS-Net value was "
+        "5.0e+06 to 2.3e+10 and the largest position score 3.9e+09 to 3.0e+15."
+    )
+    assert vr.activation_sentence({"runs": []}) == "No probed checkpoint has a HAMS-Net."
+
+
+def test_watch_sentence_reads_the_replay_of_a_failing_epoch():
+    def step(norm, output):
+        return {"grad_norm": norm, "largest_outputs": [["hams", output, True]]}
+
+    watched = {
+        "summary": {
+            "threshold": 100.0,
+            "grad_norms": [0.4, 0.5, 3.6e5, float("inf")],
+            "first_step_over": 2,
+            "largest_parameter_gradients": [["q", 5e4, True], ["k", 4e4, True], ["v", 1.0, True], ["w", 0.5, True]],
+            "largest_outputs": [["hams", 1.2e7, True]],
+        },
+        "steps": [step(0.4, 7.5e6), step(0.5, 8e6), step(3.6e5, 1.2e7), step(float("inf"), float("inf"))],
+    }
+    assert vr.watch_sentence(watched) == (
+        "Replayed step by step, the gradient norm was 0.40 to 0.50 for 2 steps, then 3.6e+05 at step 3, and the first "
+        "infinite one came 1 steps later. At that step the largest gradients were those of `q`, `k`, `v`; the largest "
+        "output, already in the epoch's first step, was `hams`'s, 7.5e+06."
+    )
+    watched["summary"]["first_step_over"] = None
+    assert vr.watch_sentence(watched) == "Replayed step by step, every gradient norm stayed below 100."

@@ -578,6 +578,83 @@ def explanation_sentence(report: Mapping, name: str, label: str) -> str:
     return f"{_capitalised(label)}: {' and '.join(parts)}, over {n_seeds} seed{'s' if n_seeds > 1 else ''}."
 
 
+def stability_sentence(stability: Mapping, recipe: str = "dmf2mel") -> str:
+    """What the full-budget runs of ``recipe`` say about its learning rates, from the stability record
+    (``benchmarks/results/stability_<preset>.json``): per rate, how many runs the trainer's guard had to save."""
+    rates: dict[float, list[dict]] = {}
+    for entry in stability.get("records", []):
+        if entry["recipe"] == recipe:
+            rates.setdefault(entry["lr"], []).append(entry)
+    if not rates:
+        return f"No full-budget run of {recipe}'s recipe is recorded yet."
+    parts = []
+    for lr, entries in sorted(rates.items(), reverse=True):
+        guarded = [e for e in entries if e["guard"]]
+        where = ", ".join(
+            f"{e['model']} seed {e['seed']} in epoch{'s' if len(e['guard_epochs']) > 1 else ''} "
+            + " and ".join(map(str, e["guard_epochs"]))
+            for e in guarded
+        )
+        epochs = "/".join(map(str, sorted({e["epochs"] for e in entries})))
+        parts.append(
+            f"at {lr:g}, {len(guarded)} of {len(entries)} runs of {epochs} epochs needed the guard"
+            + (f" ({where})" if where else "")
+        )
+    return f"Full-budget runs of {recipe}'s recipe (its ablations included): " + "; ".join(parts) + "."
+
+
+def _magnitude(value: float) -> str:
+    return f"{value:.0f}" if value < 1000 else f"{value:.1e}"
+
+
+def _span(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return _magnitude(low) if _magnitude(low) == _magnitude(high) else f"{_magnitude(low)} to {_magnitude(high)}"
+
+
+def watch_sentence(watched: Mapping) -> str:
+    """What a step-by-step replay of a failing epoch saw (``benchmarks/watch_steps.py``'s JSON): the gradient norms
+    before the first step over the threshold, that step's norm, the first non-finite one, the parameters with the
+    largest gradients at that step and the largest output of the epoch's first step."""
+    summary = watched["summary"]
+    norms = np.asarray(summary["grad_norms"], dtype=np.float64)
+    first = summary["first_step_over"]
+    if first is None:
+        return f"Replayed step by step, every gradient norm stayed below {summary['threshold']:g}."
+    calm = norms[:first]
+    infinite = np.flatnonzero(~np.isfinite(norms))
+    later = f", and the first infinite one came {int(infinite[0]) - first} steps later" if infinite.size else ""
+    gradients = ", ".join(f"`{name}`" for name, *_ in summary["largest_parameter_gradients"][:3])
+    name, value, _ = watched["steps"][0]["largest_outputs"][0]
+    return (
+        f"Replayed step by step, the gradient norm was {calm.min():.2f} to {calm.max():.2f} for {first} steps, then "
+        f"{_magnitude(norms[first])} at step {first + 1}{later}. At that step the largest gradients were those of "
+        f"{gradients}; the largest output, already in the epoch's first step, was `{name}`'s, {_magnitude(value)}."
+    )
+
+
+def activation_sentence(scale: Mapping) -> str:
+    """How large HAMS-Net's numbers grew in trained checkpoints, by learning rate, from the activation probe
+    (``benchmarks/results/activation_scale_<preset>.json``): the range over runs of the largest HAMS-Net output and of
+    the largest position-attention score."""
+    by_lr: dict[float, list[dict]] = {}
+    for entry in scale.get("runs", []):
+        if entry.get("largest_hams_output") is not None and entry.get("lr") is not None:
+            by_lr.setdefault(entry["lr"], []).append(entry)
+    if not by_lr:
+        return "No probed checkpoint has a HAMS-Net."
+    parts = []
+    for lr, entries in sorted(by_lr.items()):
+        hams = [e["largest_hams_output"] for e in entries]
+        scores = [e["largest_position_score"] for e in entries]
+        epochs = _span([e["epoch"] for e in entries])
+        parts.append(
+            f"at {lr:g} ({len(entries)} checkpoint{'s' if len(entries) > 1 else ''}, epoch {epochs}) the largest "
+            f"HAMS-Net value was {_span(hams)} and the largest position score {_span(scores)}"
+        )
+    return "On the same validation windows, " + "; ".join(parts) + "."
+
+
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
 
