@@ -62,6 +62,7 @@ from stability import guard_actions, guarded_rates, recipe_of  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
     benchmark_corpus,
+    best_so_far,
     code_state,
     machine_info,
     resumable,
@@ -601,6 +602,33 @@ def _fmt(value, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def plateau_lines(report: dict) -> list[str]:
+    """Whether the budget was long enough: per gradient-trained model, the best validation r so far after each quarter
+    of the epochs (mean over seeds; :func:`reports.best_so_far`) and what the last quarter added."""
+    epochs = report["budget"]["epochs"]
+    lines = []
+    for row in report["rows"]:
+        curves = [curve for curve in row.get("curves") or [] if curve and len(curve.get("epoch", [])) > 1]
+        if not curves:
+            continue
+        per_seed = [best_so_far(curve, epochs) for curve in curves]
+        ends = [end for end, _ in per_seed[0]]
+        means = [_mean([seed[k][1] for seed in per_seed]) for k in range(len(ends))]
+        if None in means:
+            continue
+        quarters = ", ".join(f"epoch {end}: {r:.4f}" for end, r in zip(ends, means))
+        lines.append(f"- {row['model']}: {quarters}; the last quarter added {means[-1] - means[-2]:+.4f}")
+    if not lines:
+        return []
+    return [
+        "",
+        f"Was {epochs} epochs enough? Best validation r so far after each quarter of the budget, mean over seeds "
+        "(a model whose last quarter still adds was still learning when the budget ended):",
+        "",
+        *lines,
+    ]
+
+
 def markdown(report: dict) -> str:
     """The quality table of one preset as markdown."""
     b, corpus, machine = report["budget"], report["corpus"], report["machine"]
@@ -638,6 +666,7 @@ def markdown(report: dict) -> str:
             f"{_fmt(unknown.get('challenge_r'))} | {_fmt(unknown.get('chance_r'))} | {_fmt(unknown.get('p_value'), '.3f')} | "
             f"{_fmt(row.get('train_seconds'), '.0f')} |"
         )
+    lines += plateau_lines(report)
     guarded = [
         f"{row['model']} seed {seed}: {' / '.join(actions)}"
         for row in report["rows"]

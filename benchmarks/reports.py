@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Sizes of the benchmark's corpus (:func:`dmf2mel.data.corpus.simulate_corpus`, seed 0): 14 training and 6
 #: held-out subjects, 3 stories of 10 minutes each, so every recording's test part holds six 10 s windows: 252 known
@@ -202,3 +204,15 @@ def earlier_runs(out: Path | None) -> list[dict]:
     if out is None or not Path(out).is_file():
         return []
     return json.loads(Path(out).read_text(encoding="utf-8")).get("runs", [])
+
+
+def best_so_far(curve: dict, epochs: int, parts: int = 4) -> list[tuple[int, float | None]]:
+    """The best validation r reached by the end of each of ``parts`` equal parts of the budget: whether a run was
+    still learning (the last parts still add) or had stopped."""
+    val = np.asarray([np.nan if v is None else v for v in curve.get("val_r", [])], dtype=float)
+    epoch = np.asarray(curve.get("epoch", []), dtype=float)
+    out = []
+    for end in sorted({max(1, int(round(epochs * k / parts))) for k in range(1, parts + 1)}):  # short budgets: fewer
+        seen = val[(epoch <= end) & np.isfinite(val)]
+        out.append((end, float(seen.max()) if seen.size else None))
+    return out

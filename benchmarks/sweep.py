@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
 from quality import PROFILE, corpus_info, learning_curve  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
     benchmark_corpus,
+    best_so_far,
     code_state,
     earlier_runs,
     kept_result,
@@ -151,18 +150,6 @@ def command(report: dict, out: Path | None = None) -> str:
         root = RESULTS_DIR.parents[1].resolve()
         text += f" --out {out.relative_to(root) if out.is_relative_to(root) else out}"
     return text
-
-
-def best_so_far(curve: dict, epochs: int, parts: int = 4) -> list[tuple[int, float | None]]:
-    """The best validation r reached by the end of each of ``parts`` equal parts of the budget: whether a run was
-    still learning (the last parts still add) or had stopped."""
-    val = np.asarray([np.nan if v is None else v for v in curve.get("val_r", [])], dtype=float)
-    epoch = np.asarray(curve.get("epoch", []), dtype=float)
-    out = []
-    for end in sorted({max(1, int(round(epochs * k / parts))) for k in range(1, parts + 1)}):  # short budgets: fewer
-        seen = val[(epoch <= end) & np.isfinite(val)]
-        out.append((end, float(seen.max()) if seen.size else None))
-    return out
 
 
 def progress_lines(report: dict, out: Path | None = None) -> list[str]:

@@ -386,6 +386,24 @@ def test_quality_passes_over_a_rate_a_full_budget_run_needed_the_guard_at(tmp_pa
     assert quality.learning_rates("x", models, sweep, changed)["dmf2mel"]["lr"] == 1e-2
 
 
+def test_quality_report_shows_whether_the_budget_was_long_enough():
+    def curve(val_r):
+        return {"epoch": [float(e) for e in range(1, len(val_r) + 1)], "val_r": val_r}
+
+    rows = [
+        {"model": "linear", "curves": [curve([0.2])]},  # the closed-form fit: one point, no quarters
+        {"model": "cnn", "curves": [curve([0.1, 0.2, 0.3, 0.3]), curve([0.1, None, 0.3, 0.3])]},
+        {"model": "dmf2mel", "curves": [curve([0.1, 0.2, 0.3, 0.4]), curve([0.2, 0.2, 0.2, 0.5])]},
+    ]
+    lines = quality.plateau_lines({"budget": {"epochs": 4}, "rows": rows})
+    assert lines[1].startswith("Was 4 epochs enough?")
+    assert lines[3:] == [
+        "- cnn: epoch 1: 0.1000, epoch 2: 0.1500, epoch 3: 0.3000, epoch 4: 0.3000; the last quarter added +0.0000",
+        "- dmf2mel: epoch 1: 0.1500, epoch 2: 0.2000, epoch 3: 0.2500, epoch 4: 0.4500; the last quarter added +0.2000",
+    ]
+    assert quality.plateau_lines({"budget": {"epochs": 4}, "rows": rows[:1]}) == []
+
+
 def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path, fake_fingerprint):
     out = tmp_path / "quality_random.json"
     first = quality.run_preset(
