@@ -142,7 +142,7 @@ def learning_rates(
         source = f"{whose} by the sweep ({sweep.name})"
         passed = {rate: info for rate, info in guarded.get(swept, {}).items() if info["guarded"]}
         if lr in passed:
-            lr = _best_clean_rate(swept_report.get("runs", []), swept, set(passed))
+            lr = best_clean_rate(swept_report.get("runs", []), swept, set(passed))
             why = ", ".join(
                 f"{rate:g} in {len(info['guarded'])} of {info['runs']} runs" for rate, info in passed.items()
             )
@@ -153,7 +153,7 @@ def learning_rates(
     return out
 
 
-def _best_clean_rate(runs: Sequence[dict], model: str, passed: set) -> float | None:
+def best_clean_rate(runs: Sequence[dict], model: str, passed: set) -> float | None:
     """The sweep's learning rate for ``model`` with the best validation r, leaving out ``passed`` and the sweep's
     own diverged runs (None when no rate is left)."""
     clean = [

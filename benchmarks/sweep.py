@@ -30,7 +30,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
-from quality import PROFILE, corpus_info, learning_curve  # noqa: E402
+from quality import PROFILE, best_clean_rate, corpus_info, learning_curve  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
     benchmark_corpus,
@@ -44,6 +44,7 @@ from reports import (  # noqa: E402
     set_threads,
     write_report,
 )
+from stability import guarded_rates  # noqa: E402
 
 #: The models whose learning rate is swept (the ablations take DMF2Mel's).
 DEFAULT_MODELS = ("cnn", "vlaai", "dmf2mel")
@@ -208,6 +209,17 @@ def markdown(report: dict, out: Path | None = None) -> str:
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {lr_text} |")
     lines += ["", *progress_lines(report, out)]
     notes = [f"- {model}: {'; '.join(c['notes'])}." for model, c in chosen.items() if c["notes"]]
+    guarded = guarded_rates(report["preset"], RESULTS_DIR if out is None else Path(out).parent)
+    for model, choice in chosen.items():
+        passed = {lr: info for lr, info in guarded.get(model, {}).items() if info["guarded"]}
+        if choice["lr"] in passed:
+            info = passed[choice["lr"]]
+            instead = best_clean_rate(report["runs"], model, set(passed))
+            notes.append(
+                f"- {model}: at {choice['lr']:g}, {len(info['guarded'])} of {info['runs']} full-budget runs of its "
+                f"recipe needed the trainer's guard (stability_{report['preset']}.md), so the quality benchmark passes "
+                f"it over and trains {model} at {'-' if instead is None else f'{instead:g}'}, the best of the others."
+            )
     if any(entry.get("diverged") for entry in report["runs"]):
         notes.append(
             "- diverged: whole epochs of non-finite losses or gradients; the trainer restored its best state and halved "

@@ -958,6 +958,14 @@ def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
     with pytest.raises(pytest.fail.Exception):
         sweep.run_sweep("teaching", models=["cnn"], lrs=[1e-4], epochs=3, data=random_corpus, runs=tmp_path / "r3",
                         out=out, threads=None, log=lambda text: None)  # fmt: skip
+    # a chosen rate a full-budget run needed the guard at: the report says which rate the quality benchmark takes
+    _saved_seed(tmp_path / "seeds", "cnn", 0, best["lr"], skipped=(0, 2))
+    stability.update("teaching", [tmp_path / "seeds"], tmp_path)
+    other = next(e["lr"] for e in written["runs"] if e["lr"] != best["lr"])
+    assert (
+        f"- cnn: at {best['lr']:g}, 1 of 1 full-budget runs of its recipe needed the trainer's guard "
+        f"(stability_teaching.md), so the quality benchmark passes it over and trains cnn at {other:g}"
+    ) in sweep.markdown(written, out)
 
 
 def test_sweep_reports_the_best_validation_r_so_far_at_each_part_of_the_budget():
