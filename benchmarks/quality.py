@@ -149,6 +149,8 @@ def learning_rates(
             source += (
                 f" among the rates no full-budget run needed the guard at (it did at {why}; stability_{preset}.md)"
             )
+            if lr is None:
+                lr, source = PROFILES[PROFILE].lr, f"the {PROFILE} profile's: every swept rate needed the guard ({why})"
         out[model] = {"lr": lr, "source": source}
     return out
 

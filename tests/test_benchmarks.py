@@ -381,6 +381,14 @@ def test_quality_passes_over_a_rate_a_full_budget_run_needed_the_guard_at(tmp_pa
     assert rates["dmf2mel"]["lr"] == rates["dmf2mel-no-mamba"]["lr"] == 3e-3 and rates["cnn"]["lr"] == 1e-3
     assert "it did at 0.01 in 1 of 1 runs" in rates["dmf2mel"]["source"]
     assert "guard" not in rates["cnn"]["source"]
+    # every swept rate needed the guard: the profile's rate, and the source says so
+    for lr in (1e-3, 3e-3):
+        _saved_seed(tmp_path / "seeds", "dmf2mel", 0, lr, skipped=(1, 0))
+        stability.update("x", [tmp_path / "seeds"], tmp_path)
+    from dmf2mel.train import PROFILES
+
+    fallback = quality.learning_rates("x", ["dmf2mel"], sweep)["dmf2mel"]
+    assert fallback["lr"] == PROFILES["quick"].lr and "every swept rate needed the guard" in fallback["source"]
     # once the maths change, the record no longer applies
     changed = {"dmf2mel": [5.0, 5.0], "dmf2mel-no-mamba": [5.0, 5.0], "cnn": [1.0, 2.0]}
     assert quality.learning_rates("x", models, sweep, changed)["dmf2mel"]["lr"] == 1e-2
