@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 
 from corpus_identity import canonical_version  # noqa: E402
 from stability import guard_actions, guarded_rates, recipe_of  # noqa: E402
+from stability import update as update_stability  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
     benchmark_corpus,
@@ -510,6 +511,8 @@ def run_preset(
                 kept = None if out is None else out.with_name(f"{out.stem}_seeds")
                 row = model_row(model, data, runs, seeds, epochs, val_every, n_null, key, log, lr, kept)
                 report["rows"].append(row)
+                if kept is not None:  # what the guard did in each run, kept beside the report (stability)
+                    update_stability(preset, [kept], out.parent)
             report["wall_seconds"] = time.perf_counter() - started
             if out is not None:
                 write(report, out)

@@ -13,7 +13,8 @@ records stay: the seeds of a rate that was passed over are overwritten by the ne
 over when any full-budget run at it needed the guard; the ablations train with DMF2Mel's recipe, so their runs count
 for it. The rule is the same for every model.
 
-``python benchmarks/stability.py --preset teaching [--seeds-dir FOLDER ...]``
+The quality benchmark updates the record itself as each model's seeds finish; the command records seeds saved by
+other means (or before it did): ``python benchmarks/stability.py --preset teaching [--seeds-dir FOLDER ...]``
 """
 
 from __future__ import annotations

@@ -298,6 +298,9 @@ def test_quality_report_layout(random_corpus, tmp_path, fake_fingerprint):
         "cnn": {"lr": 2e-4, "source": "chosen on validation by the sweep (sweep_random.json)"}
     }
     assert [row["lr"] for row in written["rows"]] == [None, 2e-4]
+    # what the guard did in each trained run is recorded beside the report as the rows finish
+    records = json.loads((tmp_path / "stability_teaching.json").read_text())["records"]
+    assert [(r["model"], r["lr"], r["seed"], r["epochs"], r["guard"]) for r in records] == [("cnn", 2e-4, 0, 1, [])]
     assert json.loads((tmp_path / "runs" / "cnn-seed0" / "config.json").read_text())["train"]["lr"] == 2e-4
     table = out.with_suffix(".md").read_text()
     assert "| linear |" in table and "| cnn |" in table and "1 epochs" in table
