@@ -276,6 +276,27 @@ def learning_curve(run: Path) -> dict:
     return curve
 
 
+def longer_budget(old: dict, new: dict) -> bool:
+    """Whether a run started for key ``old`` goes on as the run of key ``new``: everything the same but the number of
+    epochs (and the patience, which equals it: early stopping is off), ``new`` the longer. The schedule does not
+    depend on the budget, so the first epochs of a longer run are the shorter run; a 40-epoch benchmark can be
+    extended to 80 without training the first 40 again."""
+
+    def rest(key: dict) -> dict:
+        key = json.loads(json.dumps(key))
+        budget = key.get("budget") or {}
+        budget.pop("epochs", None)
+        for field in ("epochs", "patience"):
+            (budget.get("train") or {}).pop(field, None)
+        return key
+
+    try:
+        shorter = old["budget"]["epochs"] <= new["budget"]["epochs"]
+    except (KeyError, TypeError):
+        return False
+    return shorter and same_key(rest(old), rest(new))
+
+
 def seed_result(
     model: str,
     data: Path,
@@ -298,7 +319,8 @@ def seed_result(
     ``key`` holds what the result depends on besides the run folder (budget, the model's learning rate ``lr``,
     corpus version and the models' fingerprint, :mod:`dmf2mel.models.fingerprint`); a saved result is kept only when the budget and corpus are the
     same and the fingerprint matches, so a benchmark cut short (a closed session, Ctrl+C) goes on where it stopped,
-    also after changes of the code that leave the maths alone.
+    also after changes of the code that leave the maths alone. A run folder of a shorter budget of the same run is
+    continued to the longer one (:func:`longer_budget`), not trained again.
     """
     from dmf2mel.io import save_json
     from dmf2mel.runs import history_table
@@ -310,7 +332,7 @@ def seed_result(
             saved = json.loads(path.read_text(encoding="utf-8"))
             if same_key(saved["key"], json.loads(json.dumps(key))):
                 return {**saved["result"], "reused": True}
-    resumed = resumable(run, key)  # another budget, corpus or maths: trained again
+    resumed = resumable(run, key, continues=longer_budget)  # another corpus, maths or a shorter budget: again
     result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed, lr=lr)
     if resumed:  # the training time of all the run's epochs, not only of those after the resume
         result["train_seconds"] = float(sum(history_table(run)["seconds"]))

@@ -154,31 +154,41 @@ def _key_file(run: Path) -> Path:
     return run.with_name(f"{run.name}.key.json")
 
 
-def _started_for(run: Path, key: dict) -> bool:
-    """Whether the run in ``run`` was started for ``key``: the key recorded beside it, else the key of a result it
-    saved (``*_result.json``); a folder with neither (started before keys were recorded) is taken to match."""
+def _recorded_key(run: Path) -> dict | None:
+    """The key a run folder was started for: the one recorded beside it, else the key of a result it saved
+    (``*_result.json``); None for a folder with neither (started before keys were recorded)."""
     recorded = _key_file(run)
     if recorded.is_file():
-        return same_key(json.loads(recorded.read_text(encoding="utf-8")), key)
+        return json.loads(recorded.read_text(encoding="utf-8"))
     for result in run.glob("*_result.json"):
         saved = json.loads(result.read_text(encoding="utf-8"))
         if "key" in saved:
-            return same_key(saved["key"], key)
-    return True
+            return saved["key"]
+    return None
 
 
-def resumable(run: Path, key: dict | None = None) -> bool:
+def _started_for(run: Path, key: dict, continues=None) -> bool:
+    """Whether the run in ``run`` was started for ``key`` (a folder without a recorded key is taken to match), or
+    for a key that ``continues(recorded, key)`` says it goes on to (a shorter budget of the same run)."""
+    recorded = _recorded_key(run)
+    if recorded is None or same_key(recorded, key):
+        return True
+    return continues is not None and continues(recorded, key)
+
+
+def resumable(run: Path, key: dict | None = None, continues=None) -> bool:
     """Whether ``run`` holds a checkpoint to resume from. A run folder cut short before its first checkpoint has
     nothing in it to keep (and the trainer refuses a folder that is not empty): it is removed, to start afresh.
 
     With ``key`` (what the run's result will depend on), a folder started for another key (another recipe, corpus
-    or model: resuming it would continue the other model) is removed as well, and ``key`` is recorded beside the
+    or model: resuming it would continue the other model) is removed as well, unless ``continues(recorded_key,
+    key)`` says that ``key`` only lets the same run go on (e.g. more epochs of it); ``key`` is recorded beside the
     folder for the next call.
     """
     from dmf2mel.io import save_json
 
     run = Path(run)
-    if key is not None and run.exists() and not _started_for(run, key):
+    if key is not None and run.exists() and not _started_for(run, key, continues):
         shutil.rmtree(run)
     if key is not None:
         save_json(_key_file(run), json.loads(json.dumps(key)))

@@ -331,8 +331,9 @@ def make_config(
     )
 
 
-#: Config entries that may change on resume: the data may have moved; more epochs may be wanted.
-_RESUMABLE_CHANGES = {("data", "folder"), ("train", "epochs")}
+#: Config entries that may change on resume: the data may have moved; more epochs may be wanted (and the patience
+#: of early stopping with them).
+_RESUMABLE_CHANGES = {("data", "folder"), ("train", "epochs"), ("train", "patience")}
 
 
 def _differences(stored: dict, requested: dict, prefix: tuple = ()) -> list[str]:

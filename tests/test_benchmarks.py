@@ -447,6 +447,32 @@ def test_quality_reuse_keeps_finished_rows(random_corpus, tmp_path, fake_fingerp
     assert any("kept" in m for m in messages)
 
 
+def test_quality_extends_a_shorter_budget_instead_of_training_it_again(
+    random_corpus, tmp_path, fake_fingerprint, monkeypatch
+):
+    from dmf2mel.runs import history_table
+
+    monkeypatch.setenv("DMF2MEL_NUM_THREADS", "1")  # a resume that ends bit for bit
+    messages = []
+    kwargs = dict(data=random_corpus, n_null=20, threads=None, log=messages.append, runs=tmp_path / "runs", val_every=1)
+    quality.run_preset("teaching", ["cnn"], [0], 1, out=tmp_path / "short" / "quality_random.json", **kwargs)
+    run = tmp_path / "runs" / "cnn-seed0"
+    first_epoch = {column: values[0] for column, values in history_table(run).items()}
+    longer = quality.run_preset("teaching", ["cnn"], [0], 2, out=tmp_path / "long" / "quality_random.json", **kwargs)
+    history = history_table(run)
+    assert list(history["epoch"]) == [1, 2] and longer["rows"][0]["epochs"] == 2
+    assert "(resumed)" in messages[-1]
+    for column, value in first_epoch.items():  # the first epoch is the short run's, not trained again
+        assert history[column][0] == pytest.approx(value, nan_ok=True), column
+    assert longer["rows"][0]["train_seconds"] == pytest.approx(float(sum(history["seconds"])))
+    # a shorter budget than the run's, or another recipe, starts afresh
+    key = {"budget": {"epochs": 2, "seeds": [0], "train": {"epochs": 2, "patience": 2, "lr": 1e-3}}, "lr": 1e-3}
+    shorter = {**key, "budget": {**key["budget"], "epochs": 1, "train": {"epochs": 1, "patience": 1, "lr": 1e-3}}}
+    assert quality.longer_budget(shorter, key) and not quality.longer_budget(key, shorter)
+    assert not quality.longer_budget(shorter, {**key, "lr": 3e-3})
+    assert not quality.longer_budget({"lr": 1e-3}, key)
+
+
 def test_quality_finished_seeds_carry_over_to_a_session_without_the_run_folders(
     random_corpus, tmp_path, fake_fingerprint, monkeypatch
 ):
