@@ -86,10 +86,17 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
         "the small config's defaults after this study: the residual around the single pass and the official "
         "second dropout",
     ),
+    "hams-qk-norm": (
+        {"convmamba_last_residual": True, "convmamba_output_dropout": True, "hams_qk_norm": True},
+        {},
+        "the defaults with QK-norm in HAMS-Net's position attention (queries and keys layer-normalised, scores "
+        "scaled by 1/sqrt(channels)): the official scores grow with the square of HAMS-Net's unnormalised "
+        "activations",
+    ),
 }
 #: Variants also compared with another variant than the baseline: what the second dropout does on top of the
-#: residual.
-ALSO_AGAINST = {"default": "last-residual"}
+#: residual; what QK-norm does on top of the defaults.
+ALSO_AGAINST = {"default": "last-residual", "hams-qk-norm": "default"}
 #: Forward passes of the paper metric's window (10 s at 64 Hz) for the no-training explanation.
 SCORING_WINDOW = 640
 RESULT_FILE = "explanation_result.json"

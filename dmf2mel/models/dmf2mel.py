@@ -128,6 +128,10 @@ class DMF2MelConfig:
         Window (samples) of HAMS-Net's time × time attention; None: HAMS-Net's default of 640-sample
         windows (exact full attention up to 640 samples). Pass a window at least as long as the input for
         full attention at any length.
+    hams_qk_norm : bool, default False
+        QK-norm in HAMS-Net's position attention: queries and keys layer-normalised over the channels and the
+        scores scaled by 1/sqrt(channels), so that they stay bounded while the activations grow. Off in the official
+        code (unscaled DANet scores); see :class:`~dmf2mel.models.hams.PositionAttention`.
     checkpoint_activations : bool, default True (False in :meth:`small`)
         Activation checkpointing while gradients are recorded: the stem feed-forward, every DC-FAM repeat and the
         convMamba feed-forwards keep only their inputs and are recomputed in the backward pass (dropout masks
@@ -177,6 +181,7 @@ class DMF2MelConfig:
     hams_n_bottleneck_adaf: int = 3
     share_hams_adaf: bool = True
     hams_position_window: int | None = None
+    hams_qk_norm: bool = False
     checkpoint_activations: bool = True
 
     def __post_init__(self):
@@ -205,10 +210,9 @@ class DMF2MelConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise UserError(f"DMF2MelConfig.{name} must be in [0, 1), got {value!r}")
-        if not isinstance(self.checkpoint_activations, bool):
-            raise UserError(
-                f"DMF2MelConfig.checkpoint_activations must be True or False, got {self.checkpoint_activations!r}"
-            )
+        for name in ("checkpoint_activations", "hams_qk_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"DMF2MelConfig.{name} must be True or False, got {getattr(self, name)!r}")
         window = self.hams_position_window
         if window is not None and (not isinstance(window, int) or window < 1):
             raise UserError(f"DMF2MelConfig.hams_position_window must be None or a positive integer, got {window!r}")
@@ -374,6 +378,7 @@ class DMF2Mel(nn.Module):
                 n_bottleneck_adaf=config.hams_n_bottleneck_adaf,
                 position_window=config.hams_position_window,
                 share_adaf=config.share_hams_adaf,
+                qk_norm=config.hams_qk_norm,
                 checkpoint_weights=config.checkpoint_activations,
             ),
             n_hams,

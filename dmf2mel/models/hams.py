@@ -70,7 +70,10 @@ class PositionAttention(nn.Module):
     """DANet position attention over time, optionally in non-overlapping windows.
 
     ``out = x + gamma * V softmax(Q^T K)^T`` with ``Q, K, V`` :class:`SeparableConv1d` 1x1 projections and ``gamma``
-    initialised to zero (the block starts as the identity). The ``(time x time)`` map costs O(T^2) memory; with
+    initialised to zero (the block starts as the identity). The scores are not scaled (DANet, the official code), so
+    they grow with the square of the activations, which nothing in HAMS-Net normalises; with ``qk_norm`` each time
+    step's ``Q`` and ``K`` are layer-normalised over the channels and the scores scaled by ``1/sqrt(channels)``
+    (QK-norm, as large vision transformers use against the same growth), which bounds them whatever the activations. The ``(time x time)`` map costs O(T^2) memory; with
     ``window`` given, time is cut into consecutive windows of ``window`` steps (the last one shorter) and each attends
     only within itself. With ``window >= time`` this is exactly full attention.
 
@@ -81,26 +84,34 @@ class PositionAttention(nn.Module):
     Shapes: ``(batch, channels, time) -> (batch, channels, time)``.
     """
 
-    def __init__(self, channels: int, checkpoint_weights: bool = False):
+    def __init__(self, channels: int, checkpoint_weights: bool = False, qk_norm: bool = False):
         super().__init__()
         self.checkpoint_weights = checkpoint_weights
         self.query = SeparableConv1d(channels, channels)
         self.key = SeparableConv1d(channels, channels)
         self.value = SeparableConv1d(channels, channels)
         self.gamma = nn.Parameter(torch.zeros(1))
+        # QK-norm: each time step's query and key standardised over the channels (with a learned gain and bias), and
+        # the scores scaled by 1/sqrt(channels), so that they no longer grow with the square of the activations
+        self.query_norm = nn.LayerNorm(channels) if qk_norm else None
+        self.key_norm = nn.LayerNorm(channels) if qk_norm else None
+        self.scale = channels**-0.5 if qk_norm else 1.0
 
-    @staticmethod
-    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """(batch, channels, time) x 3 -> (batch, channels, time), full attention within the given span.
 
-        ``weights = softmax(q^T k)`` (row = query position, no scaling) applied to ``v``: attention over time with the
-        channels as features, computed by :func:`~dmf2mel.models.attention.attention_with_dropout` (without dropout).
+        ``weights = softmax(scale * q^T k)`` (row = query position; ``scale`` 1 as in DANet, ``1/sqrt(channels)``
+        with QK-norm) applied to ``v``: attention over time with the channels as features, computed by
+        :func:`~dmf2mel.models.attention.attention_with_dropout` (without dropout).
         """
         as_rows = [t.transpose(1, 2) for t in (q, k, v)]  # (batch, time, channels)
-        return attention_with_dropout(*as_rows, 0.0, scale=1.0).transpose(1, 2)
+        return attention_with_dropout(*as_rows, 0.0, scale=self.scale).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.query_norm is not None:
+            q = self.query_norm(q.transpose(1, 2)).transpose(1, 2)
+            k = self.key_norm(k.transpose(1, 2)).transpose(1, 2)
         if self.checkpoint_weights and torch.is_grad_enabled() and not kernels.handles(x):
             attended = checkpoint(self._attend_windows, q, k, v, window, use_reentrant=False)
         else:
@@ -162,6 +173,8 @@ class ADAF(nn.Module):
     dropout : float, default 0.05
     checkpoint_weights : bool, default False
         Recompute the position attention's weights in the backward pass (see :class:`PositionAttention`).
+    qk_norm : bool, default False
+        QK-norm in the position attention (see :class:`PositionAttention`); off in the official code.
 
     Shapes
     ------
@@ -170,13 +183,18 @@ class ADAF(nn.Module):
     """
 
     def __init__(
-        self, channels: int, reduction: int = 16, dropout: float = ADAF_DROPOUT, checkpoint_weights: bool = False
+        self,
+        channels: int,
+        reduction: int = 16,
+        dropout: float = ADAF_DROPOUT,
+        checkpoint_weights: bool = False,
+        qk_norm: bool = False,
     ):
         super().__init__()
         reduced = max(1, channels // reduction)
         self.reduce_position = _conv_relu(channels, reduced, 3)
         self.reduce_channel = _conv_relu(channels, reduced, 3)
-        self.position_attention = PositionAttention(reduced, checkpoint_weights)
+        self.position_attention = PositionAttention(reduced, checkpoint_weights, qk_norm)
         self.channel_attention = ChannelSelfAttention()
         self.refine_position = _conv_relu(reduced, reduced, 3)
         self.refine_channel = _conv_relu(reduced, reduced, 3)
@@ -238,6 +256,8 @@ class HAMSNet(nn.Module):
         While gradients are recorded, recompute in the backward pass instead of keeping: the position attentions'
         ``time x time`` weights where they run on torch ops, and the decoder's ADAF uses at the three finest scales (the
         pass's largest activations; :data:`CHECKPOINT_SCALE`). The same results.
+    qk_norm : bool, default False
+        QK-norm in every ADAF's position attention (:class:`PositionAttention`); off in the official code.
 
     Shapes
     ------
@@ -252,6 +272,7 @@ class HAMSNet(nn.Module):
         position_window: int | None = None,
         share_adaf: bool = True,
         checkpoint_weights: bool = False,
+        qk_norm: bool = False,
     ):
         super().__init__()
         self.checkpoint_weights = checkpoint_weights
@@ -269,12 +290,8 @@ class HAMSNet(nn.Module):
         )
         # uses in call order: the bottleneck chain, the one after its residual, the decoder's four scales
         n_uses = n_bottleneck_adaf + 1 + len(DECODER_SCALES)
-        if share_adaf:
-            self.adaf = nn.ModuleList([ADAF(d_model, reduction, checkpoint_weights=checkpoint_weights)] * n_uses)
-        else:
-            self.adaf = nn.ModuleList(
-                [ADAF(d_model, reduction, checkpoint_weights=checkpoint_weights) for _ in range(n_uses)]
-            )
+        make = lambda: ADAF(d_model, reduction, checkpoint_weights=checkpoint_weights, qk_norm=qk_norm)  # noqa: E731
+        self.adaf = nn.ModuleList([make()] * n_uses if share_adaf else [make() for _ in range(n_uses)])
         self.out_proj = nn.Conv1d(d_model, d_model, kernel_size=1)
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)

@@ -78,6 +78,48 @@ def test_position_attention_equals_explicit_formula():
     torch.testing.assert_close(attention(x), out)
 
 
+def test_position_attention_with_qk_norm_equals_explicit_formula_and_is_scale_free():
+    torch.manual_seed(3)
+    attention = PositionAttention(4, qk_norm=True)
+    torch.nn.init.constant_(attention.gamma, 0.7)
+    torch.nn.init.normal_(attention.query_norm.weight)  # a learned gain, not the initial ones
+    x = torch.randn(2, 4, 6)
+    q, k, v = attention.query(x), attention.key(x), attention.value(x)
+
+    def standardise(t, norm):  # over the channels, per time step, with the norm's gain and bias
+        t = (t - t.mean(1, keepdim=True)) / torch.sqrt(t.var(1, unbiased=False, keepdim=True) + norm.eps)
+        return t * norm.weight[None, :, None] + norm.bias[None, :, None]
+
+    qn, kn = standardise(q, attention.query_norm), standardise(k, attention.key_norm)
+    out = torch.empty_like(x)
+    for i in range(6):
+        weights = torch.softmax((qn[:, :, i : i + 1] * kn).sum(1) / 2.0, dim=-1)  # 1/sqrt(4 channels)
+        out[:, :, i] = x[:, :, i] + 0.7 * (v * weights[:, None]).sum(-1)
+    torch.testing.assert_close(attention(x), out)
+    # the weights no longer depend on the activations' scale: the attended part of x * 1e6 is that of x, times 1e6
+    with torch.no_grad():
+        big = attention(x * 1e6) - x * 1e6
+        torch.testing.assert_close(big / 1e6, attention(x) - x, rtol=1e-4, atol=1e-5)
+        plain = PositionAttention(4)
+        plain.load_state_dict({k: v for k, v in attention.state_dict().items() if "norm" not in k})
+        # without it, the scores of x * 1e6 are 1e12 times larger: the softmax has become a hard choice
+        assert not torch.allclose((plain(x * 1e6) - x * 1e6) / 1e6, plain(x) - x, atol=1e-3)
+
+
+def test_qk_norm_is_off_by_default_and_switched_through_the_config():
+    from dmf2mel.models import DMF2MelConfig
+    from dmf2mel.models.dmf2mel import DMF2Mel
+
+    assert PositionAttention(4).query_norm is None and PositionAttention(4).scale == 1.0
+    plain, normed = DMF2Mel(DMF2MelConfig.small()), DMF2Mel(DMF2MelConfig.small(hams_qk_norm=True))
+    extra = {name for name, _ in normed.named_parameters()} - {name for name, _ in plain.named_parameters()}
+    assert extra and all("position_attention.query_norm" in n or "position_attention.key_norm" in n for n in extra)
+    attention = normed.hams[0].adaf[0].position_attention
+    assert attention.scale == attention.query_norm.normalized_shape[0] ** -0.5
+    with pytest.raises(Exception, match="hams_qk_norm must be True or False"):
+        DMF2MelConfig.small(hams_qk_norm=1)
+
+
 def test_position_attention_of_a_diverged_training_step_is_finite_and_equals_the_torch_path():
     """A saved case: DMF2Mel (small config, seed 0, lr 3e-3) in its second epoch, first HAMS-Net ADAF, one window of
     80 steps. Two query rows have a score ~88 above their first one, whose exponentials summed to ~1.5e38: finite, so
