@@ -4,8 +4,9 @@
 run's checkpoint (``best.pt``, or ``RUN:last.pt``), feeds it the first window of the first validation recordings of
 ``DATA`` (the unknown-subject embedding: the probe looks at magnitudes, not at scores) and records, without
 training, the largest absolute output of every module and, for every HAMS-Net position attention, the largest
-absolute score ``q^T k`` before its softmax (the official DANet attention has no ``1/sqrt(d)`` scaling: once the
-scores are in the thousands the softmax is a hard argmax and a change of the weights can flip it).
+absolute score entering its softmax (``q^T k``: the official DANet attention has no ``1/sqrt(d)`` scaling, and once
+the scores are in the thousands the softmax is a hard argmax that a change of the weights can flip; with
+``hams_qk_norm`` the scores of the normalised queries and keys, scaled).
 
 A study tool, never part of the tests' timing: it compares runs trained at different learning rates or for different
 budgets, to tell a recipe that keeps the network's numbers in a sane range from one that lets them grow.
@@ -55,7 +56,10 @@ def probe(model: torch.nn.Module, windows: torch.Tensor) -> dict:
                 outputs[name] = max(outputs.get(name, 0.0), float(output.detach().abs().max()))
             if isinstance(module, PositionAttention):
                 q, k = module.query(inputs[0]), module.key(inputs[0])
-                largest = float(torch.einsum("bct,bcs->bts", q, k).abs().max())
+                if module.query_norm is not None:  # QK-norm: the scores the softmax sees
+                    q = module.query_norm(q.transpose(1, 2)).transpose(1, 2)
+                    k = module.key_norm(k.transpose(1, 2)).transpose(1, 2)
+                largest = module.scale * float(torch.einsum("bct,bcs->bts", q, k).abs().max())
                 entry = scores.setdefault(name, {"largest_score": 0.0, "gamma": float(module.gamma)})
                 entry["largest_score"] = max(entry["largest_score"], largest)
 
@@ -120,6 +124,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON report (a markdown table beside it)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    import explanations  # the study's variants are models too: register them to load their runs
+
+    for name in ("baseline", *explanations.VARIANTS):
+        explanations.register_variant(name)
     windows = probe_windows(args.data)
     entries = []
     for spec in args.runs:

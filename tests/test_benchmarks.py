@@ -1232,13 +1232,14 @@ def test_watch_steps_resumes_a_copy_and_records_every_step(tiny_corpus, tmp_path
     assert result["summary"]["first_step_over"] is None
 
 
-def test_activation_scale_records_every_output_and_the_unscaled_position_scores():
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_activation_scale_records_every_output_and_the_scores_entering_the_softmax(qk_norm):
     from dmf2mel.models import DMF2MelConfig
     from dmf2mel.models.dmf2mel import DMF2Mel
     from dmf2mel.models.hams import PositionAttention
 
     torch.manual_seed(0)
-    model = DMF2Mel(DMF2MelConfig.small()).eval()
+    model = DMF2Mel(DMF2MelConfig.small(hams_qk_norm=qk_norm)).eval()
     windows = torch.randn(2, 64, 64)
     expected, inputs = {}, {}
     for name, module in model.named_modules():
@@ -1250,10 +1251,16 @@ def test_activation_scale_records_every_output_and_the_unscaled_position_scores(
     with torch.no_grad():
         for name, calls in inputs.items():
             module = model.get_submodule(name)
-            # the scores q^T k of every call (a shared block runs once per use), by another route than the probe's
-            expected[name] = max(
-                float(torch.bmm(module.query(x).transpose(1, 2), module.key(x)).abs().max()) for x in calls
-            )
+            # the scores of every call (a shared block runs once per use), by another route than the probe's: the
+            # attention's own weights are softmax(scores), so log-weights differ from the scores by a row constant
+            for x in calls:
+                q, k = module.query(x), module.key(x)
+                if qk_norm:
+                    q, k = (
+                        torch.nn.functional.layer_norm(t.transpose(1, 2), t.shape[1:2]).transpose(1, 2) for t in (q, k)
+                    )
+                scores = torch.bmm(q.transpose(1, 2), k) / (q.shape[1] ** 0.5 if qk_norm else 1.0)
+                expected[name] = max(expected.get(name, 0.0), float(scores.abs().max()))
     hooks_before = sum(len(m._forward_hooks) for m in model.modules())
     found = activation_scale.probe(model, windows)
     assert sum(len(m._forward_hooks) for m in model.modules()) == hooks_before, "the probe removes its hooks"
@@ -1262,6 +1269,8 @@ def test_activation_scale_records_every_output_and_the_unscaled_position_scores(
     for name, entry in found["position_scores"].items():
         assert entry["largest_score"] == pytest.approx(expected[name], rel=1e-5) and entry["gamma"] == 0.5
     assert any(name.startswith("hams.") for name in found["outputs"])
+    if qk_norm:  # unit gains: |score| <= sqrt(channels), whatever the activations
+        assert all(entry["largest_score"] <= 2.0 + 1e-4 for entry in found["position_scores"].values())
 
 
 def test_activation_scale_report_of_a_trained_run(tiny_corpus, tmp_path):
