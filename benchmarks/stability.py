@@ -141,7 +141,12 @@ def markdown(report: dict) -> str:
         guarded = [e for e in entries if e["guard"]]
         details = "; ".join(f"{e['model']} seed {e['seed']}: {' / '.join(e['guard'])}" for e in guarded) or "-"
         lines.append(f"| {recipe} | {lr:g} | {epochs} | {len(entries)} | {len(entries) - len(guarded)} | {details} |")
-    lines += ["", f"Made by `python benchmarks/stability.py --preset {report['preset']}`.", ""]
+    lines += [
+        "",
+        f"Kept up to date by `python benchmarks/quality.py` as its seeds finish; seeds saved by other means are added "
+        f"with `python benchmarks/stability.py --preset {report['preset']} --seeds-dir FOLDER`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
