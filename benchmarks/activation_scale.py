@@ -55,10 +55,7 @@ def probe(model: torch.nn.Module, windows: torch.Tensor) -> dict:
             if isinstance(output, torch.Tensor) and output.numel():
                 outputs[name] = max(outputs.get(name, 0.0), float(output.detach().abs().max()))
             if isinstance(module, PositionAttention):
-                q, k = module.query(inputs[0]), module.key(inputs[0])
-                if module.query_norm is not None:  # QK-norm: the scores the softmax sees
-                    q = module.query_norm(q.transpose(1, 2)).transpose(1, 2)
-                    k = module.key_norm(k.transpose(1, 2)).transpose(1, 2)
+                q, k = module.queries_and_keys(inputs[0])  # normalised with QK-norm: what the scores see
                 largest = module.scale * float(torch.einsum("bct,bcs->bts", q, k).abs().max())
                 entry = scores.setdefault(name, {"largest_score": 0.0, "gamma": float(module.gamma)})
                 entry["largest_score"] = max(entry["largest_score"], largest)

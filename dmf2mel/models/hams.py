@@ -73,9 +73,10 @@ class PositionAttention(nn.Module):
     initialised to zero (the block starts as the identity). The scores are not scaled (DANet, the official code), so
     they grow with the square of the activations, which nothing in HAMS-Net normalises; with ``qk_norm`` each time
     step's ``Q`` and ``K`` are layer-normalised over the channels and the scores scaled by ``1/sqrt(channels)``
-    (QK-norm, as large vision transformers use against the same growth), which bounds them whatever the activations. The ``(time x time)`` map costs O(T^2) memory; with
-    ``window`` given, time is cut into consecutive windows of ``window`` steps (the last one shorter) and each attends
-    only within itself. With ``window >= time`` this is exactly full attention.
+    (QK-norm, as large vision transformers use against the same growth), which bounds them whatever the activations.
+    The ``(time x time)`` map costs O(T^2) memory; with ``window`` given, time is cut into consecutive windows of
+    ``window`` steps (the last one shorter) and each attends only within itself. With ``window >= time`` this is
+    exactly full attention.
 
     With ``checkpoint_weights``, while gradients are recorded only q, k and v are kept and the ``(time x time)``
     weights are recomputed in the backward pass (the same gradients; the weights are by far the largest activation of
@@ -107,11 +108,16 @@ class PositionAttention(nn.Module):
         as_rows = [t.transpose(1, 2) for t in (q, k, v)]  # (batch, time, channels)
         return attention_with_dropout(*as_rows, 0.0, scale=self.scale).transpose(1, 2)
 
+    def queries_and_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(q, k)`` as the scores use them, each ``(batch, channels, time)``: layer-normalised over the channels
+        with QK-norm, the projections themselves without."""
+        q, k = self.query(x), self.key(x)
+        if self.query_norm is None:
+            return q, k
+        return self.query_norm(q.transpose(1, 2)).transpose(1, 2), self.key_norm(k.transpose(1, 2)).transpose(1, 2)
+
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
-        q, k, v = self.query(x), self.key(x), self.value(x)
-        if self.query_norm is not None:
-            q = self.query_norm(q.transpose(1, 2)).transpose(1, 2)
-            k = self.key_norm(k.transpose(1, 2)).transpose(1, 2)
+        (q, k), v = self.queries_and_keys(x), self.value(x)
         if self.checkpoint_weights and torch.is_grad_enabled() and not kernels.handles(x):
             attended = checkpoint(self._attend_windows, q, k, v, window, use_reentrant=False)
         else:
