@@ -58,7 +58,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its helpers
 
 from corpus_identity import canonical_version  # noqa: E402
-from stability import guard_actions, guarded_rates, recipe_of  # noqa: E402
+from stability import guard_actions, guarded_rates, passed_over, recipe_of, run_sentence  # noqa: E402
 from stability import update as update_stability  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
@@ -141,7 +141,7 @@ def learning_rates(
             continue
         whose = "chosen on validation" if swept == model else "DMF2Mel's, chosen on validation"
         source = f"{whose} by the sweep ({sweep.name})"
-        passed = {rate: info for rate, info in guarded.get(swept, {}).items() if info["guarded"]}
+        passed = passed_over(guarded, swept)
         if lr in passed:
             lr = best_clean_rate(swept_report.get("runs", []), swept, set(passed))
             why = ", ".join(
@@ -695,7 +695,7 @@ def markdown(report: dict) -> str:
         )
     lines += plateau_lines(report)
     guarded = [
-        f"{row['model']} seed {seed}: {' / '.join(actions)}"
+        run_sentence({"model": row["model"], "seed": seed, "guard": actions})
         for row in report["rows"]
         for seed, curve in zip(row.get("seeds") or [], row.get("curves") or [])
         if (actions := guard_actions(curve or {}))

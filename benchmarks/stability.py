@@ -36,30 +36,40 @@ def recipe_of(model: str) -> str:
     return "dmf2mel" if model.startswith("dmf2mel-") else model
 
 
+def _guarded_epochs(curve: dict) -> list[tuple[int, str]]:
+    """``(epoch, sentence)`` for each epoch the trainer's guard acted in: its event (a diverged epoch undone), else
+    the steps it skipped for a non-finite loss or gradient."""
+    skipped, events = curve.get("skipped_steps") or [], curve.get("event") or []
+    out = []
+    for i, epoch in enumerate(curve.get("epoch") or []):
+        event = events[i] if i < len(events) else ""
+        steps = skipped[i] if i < len(skipped) and skipped[i] else 0
+        if event or steps:
+            out.append(
+                (int(epoch), event or f"epoch {int(epoch)}: {int(steps)} steps skipped (non-finite loss or gradient)")
+            )
+    return out
+
+
 def guard_epochs(curve: dict) -> list[int]:
     """The epochs the trainer's guard acted in (see :func:`guard_actions`)."""
-    skipped, events = curve.get("skipped_steps") or [], curve.get("event") or []
-    return [
-        int(epoch)
-        for i, epoch in enumerate(curve.get("epoch") or [])
-        if (i < len(events) and events[i]) or (i < len(skipped) and skipped[i])
-    ]
+    return [epoch for epoch, _ in _guarded_epochs(curve)]
 
 
 def guard_actions(curve: dict) -> list[str]:
     """What the trainer's guard did in a run, from its learning curve: one sentence per epoch it acted in (an
     event: a diverged epoch undone; or steps skipped for a non-finite loss or gradient). Empty for a clean run."""
-    out = []
-    skipped = curve.get("skipped_steps") or []
-    events = curve.get("event") or []
-    for i, epoch in enumerate(curve.get("epoch") or []):
-        event = events[i] if i < len(events) else ""
-        steps = skipped[i] if i < len(skipped) and skipped[i] else 0
-        if event:
-            out.append(event)
-        elif steps:
-            out.append(f"epoch {int(epoch)}: {int(steps)} steps skipped (non-finite loss or gradient)")
-    return out
+    return [sentence for _, sentence in _guarded_epochs(curve)]
+
+
+def run_sentence(entry: dict) -> str:
+    """One guarded run of the record, in words."""
+    return f"{entry['model']} seed {entry['seed']}: {' / '.join(entry['guard'])}"
+
+
+def passed_over(guarded: dict, recipe: str) -> dict:
+    """The rates of ``recipe`` that a full-budget run needed the guard at (from :func:`guarded_rates`)."""
+    return {lr: info for lr, info in guarded.get(recipe, {}).items() if info["guarded"]}
 
 
 def record(seed_file: Path) -> dict | None:
@@ -118,7 +128,7 @@ def guarded_rates(preset: str, results: Path = RESULTS_DIR, fingerprint: dict | 
         rate = out.setdefault(entry["recipe"], {}).setdefault(entry["lr"], {"runs": 0, "guarded": []})
         rate["runs"] += 1
         if entry["guard"]:
-            rate["guarded"].append(f"{entry['model']} seed {entry['seed']}: {' / '.join(entry['guard'])}")
+            rate["guarded"].append(run_sentence(entry))
     return out
 
 
@@ -139,7 +149,7 @@ def markdown(report: dict) -> str:
         groups.setdefault((entry["recipe"], entry["lr"], entry["epochs"]), []).append(entry)
     for (recipe, lr, epochs), entries in groups.items():
         guarded = [e for e in entries if e["guard"]]
-        details = "; ".join(f"{e['model']} seed {e['seed']}: {' / '.join(e['guard'])}" for e in guarded) or "-"
+        details = "; ".join(run_sentence(e) for e in guarded) or "-"
         lines.append(f"| {recipe} | {lr:g} | {epochs} | {len(entries)} | {len(entries) - len(guarded)} | {details} |")
     lines += [
         "",

@@ -44,7 +44,7 @@ from reports import (  # noqa: E402
     set_threads,
     write_report,
 )
-from stability import guarded_rates  # noqa: E402
+from stability import guarded_rates, passed_over  # noqa: E402
 
 #: The models whose learning rate is swept (the ablations take DMF2Mel's).
 DEFAULT_MODELS = ("cnn", "vlaai", "dmf2mel")
@@ -211,7 +211,7 @@ def markdown(report: dict, out: Path | None = None) -> str:
     notes = [f"- {model}: {'; '.join(c['notes'])}." for model, c in chosen.items() if c["notes"]]
     guarded = guarded_rates(report["preset"], RESULTS_DIR if out is None else Path(out).parent)
     for model, choice in chosen.items():
-        passed = {lr: info for lr, info in guarded.get(model, {}).items() if info["guarded"]}
+        passed = passed_over(guarded, model)
         if choice["lr"] in passed:
             info = passed[choice["lr"]]
             instead = best_clean_rate(report["runs"], model, set(passed))
