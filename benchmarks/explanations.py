@@ -55,7 +55,7 @@ BASELINE = {"convmamba_output_dropout": False}
 #: The ``small`` config's defaults that this study changed, as they were before it: every variant starts from them,
 #: so the study keeps comparing with the model it set out to explain. Not part of a run's key: the key's model
 #: fingerprint already pins the maths, and the runs trained before the defaults changed stay valid.
-BEFORE_THE_STUDY = {"convmamba_last_residual": False}
+BEFORE_THE_STUDY = {"convmamba_last_residual": False, "hams_qk_norm": False}
 #: Each explanation: (DMF2MelConfig switches on top of the baseline, TrainProfile changes, what it tests).
 VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "output-dropout": (
@@ -83,15 +83,15 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "default": (
         {"convmamba_last_residual": True, "convmamba_output_dropout": True},
         {},
-        "the small config's defaults after this study: the residual around the single pass and the official "
-        "second dropout",
+        "the small config's defaults after this study's first round: the residual around the single pass and the "
+        "official second dropout (with the official position attention)",
     ),
     "hams-qk-norm": (
         {"convmamba_last_residual": True, "convmamba_output_dropout": True, "hams_qk_norm": True},
         {},
-        "the defaults with QK-norm in HAMS-Net's position attention (queries and keys layer-normalised, scores "
-        "scaled by 1/sqrt(channels)): the official scores grow with the square of HAMS-Net's unnormalised "
-        "activations",
+        "the above with QK-norm in HAMS-Net's position attention (queries and keys layer-normalised, scores scaled "
+        "by 1/sqrt(channels); now the default): the official scores grow with the square of HAMS-Net's "
+        "unnormalised activations",
     ),
 }
 #: Variants also compared with another variant than the baseline: what the second dropout does on top of the
@@ -314,11 +314,19 @@ def run_study(
         "runs": [],
         "comparisons": {},
     }
-    for seed in seeds:  # seed by seed: a cut-short study has whole comparisons on its first seeds
-        for name in variants:
+    # a study grows: the report's runs outside this call's variants and seeds stay while their key still holds
+    grid = {(name, seed) for name in variants for seed in seeds}
+    reported = {(entry["variant"], entry["seed"]) for entry in earlier if entry["variant"] in ("baseline", *VARIANTS)}
+    all_seeds = sorted(set(seeds) | {seed for _, seed in reported})
+    report["budget"]["seeds"] = all_seeds
+    for seed in all_seeds:  # seed by seed: a cut-short study has whole comparisons on its first seeds
+        for name in ("baseline", *VARIANTS):
+            if (name, seed) not in grid | reported:
+                continue
             model, _ = register_variant(name)
             key = _key(name, seed, epochs, lr, corpus["version"], model_fingerprint(model))
-            entry = _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log, finished_only)
+            outside = (name, seed) not in grid
+            entry = _one_run(name, seed, data, runs, epochs, lr, key, earlier, n_null, log, finished_only or outside)
             if entry is None:
                 continue
             report["runs"].append(entry)

@@ -1039,6 +1039,21 @@ def test_explanations_compare_each_variant_with_the_baseline_and_keep_finished_r
         **kwargs,
     )  # fmt: skip
     assert [e["variant"] for e in merged["runs"]] == ["baseline", "no-infonce"]
+    # a call for one variant and another seed keeps the report's other runs (it used to write a report of its own)
+    grown = explanations.run_study(
+        "teaching", ["no-infonce"], lr=1e-3, log=lambda text: None, finished_only=True, **{**kwargs, "seeds": [1]}
+    )
+    assert [(e["variant"], e["seed"]) for e in grown["runs"]] == [("baseline", 0), ("no-infonce", 0)]
+    assert grown["budget"]["seeds"] == [0, 1] and set(json.loads(out.read_text())["comparisons"]) == set(
+        written["comparisons"]
+    )
+    # ... while their key holds: at another learning rate they are other runs
+    assert (
+        explanations.run_study(
+            "teaching", ["no-infonce"], lr=3e-3, log=lambda text: None, finished_only=True, **{**kwargs, "seeds": [1]}
+        )["runs"]
+        == []
+    )
 
 
 def test_explanations_compare_the_new_default_with_the_baseline_and_with_the_residual_alone():
@@ -1061,9 +1076,12 @@ def test_explanations_compare_the_new_default_with_the_baseline_and_with_the_res
     model, _ = explanations.register_variant("baseline")
     config = model_spec(model).default_config("small", 3, 64, 10)
     assert not config["convmamba_last_residual"] and not config["convmamba_output_dropout"]
+    assert not config["hams_qk_norm"]  # the official position attention, as before QK-norm became the default
     model, _ = explanations.register_variant("default")
     config = model_spec(model).default_config("small", 3, 64, 10)
-    assert config["convmamba_last_residual"] and config["convmamba_output_dropout"]
+    assert config["convmamba_last_residual"] and config["convmamba_output_dropout"] and not config["hams_qk_norm"]
+    model, _ = explanations.register_variant("hams-qk-norm")
+    assert model_spec(model).default_config("small", 3, 64, 10)["hams_qk_norm"]
 
 
 def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, tmp_path):

@@ -128,10 +128,11 @@ class DMF2MelConfig:
         Window (samples) of HAMS-Net's time × time attention; None: HAMS-Net's default of 640-sample
         windows (exact full attention up to 640 samples). Pass a window at least as long as the input for
         full attention at any length.
-    hams_qk_norm : bool, default False
+    hams_qk_norm : bool, default True
         QK-norm in HAMS-Net's position attention: queries and keys layer-normalised over the channels and the
-        scores scaled by 1/sqrt(channels), so that they stay bounded while the activations grow. Off in the official
-        code (unscaled DANet scores); see :class:`~dmf2mel.models.hams.PositionAttention`.
+        scores scaled by 1/sqrt(channels), so that they stay bounded while the activations grow. The official code
+        has unscaled DANet scores (False), whose growth with the square of HAMS-Net's unnormalised activations made
+        training diverge at the swept learning rate; see :class:`~dmf2mel.models.hams.PositionAttention`.
     checkpoint_activations : bool, default True (False in :meth:`small`)
         Activation checkpointing while gradients are recorded: the stem feed-forward, every DC-FAM repeat and the
         convMamba feed-forwards keep only their inputs and are recomputed in the backward pass (dropout masks
@@ -181,7 +182,7 @@ class DMF2MelConfig:
     hams_n_bottleneck_adaf: int = 3
     share_hams_adaf: bool = True
     hams_position_window: int | None = None
-    hams_qk_norm: bool = False
+    hams_qk_norm: bool = True
     checkpoint_activations: bool = True
 
     def __post_init__(self):

@@ -106,12 +106,13 @@ def test_position_attention_with_qk_norm_equals_explicit_formula_and_is_scale_fr
         assert not torch.allclose((plain(x * 1e6) - x * 1e6) / 1e6, plain(x) - x, atol=1e-3)
 
 
-def test_qk_norm_is_off_by_default_and_switched_through_the_config():
+def test_qk_norm_is_on_in_the_model_by_default_and_switched_off_through_the_config():
     from dmf2mel.models import DMF2MelConfig
     from dmf2mel.models.dmf2mel import DMF2Mel
 
-    assert PositionAttention(4).query_norm is None and PositionAttention(4).scale == 1.0
-    plain, normed = DMF2Mel(DMF2MelConfig.small()), DMF2Mel(DMF2MelConfig.small(hams_qk_norm=True))
+    assert PositionAttention(4).query_norm is None and PositionAttention(4).scale == 1.0  # the module: official
+    assert DMF2MelConfig().hams_qk_norm and DMF2MelConfig.small().hams_qk_norm and DMF2MelConfig.paper().hams_qk_norm
+    plain, normed = DMF2Mel(DMF2MelConfig.small(hams_qk_norm=False)), DMF2Mel(DMF2MelConfig.small())
     extra = {name for name, _ in normed.named_parameters()} - {name for name, _ in plain.named_parameters()}
     assert extra and all("position_attention.query_norm" in n or "position_attention.key_norm" in n for n in extra)
     attention = normed.hams[0].adaf[0].position_attention
