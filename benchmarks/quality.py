@@ -297,6 +297,16 @@ def longer_budget(old: dict, new: dict) -> bool:
     return shorter and same_key(rest(old), rest(new))
 
 
+def own_maths(saved: dict, key: dict) -> dict:
+    """A saved run key with only the fingerprints of the models ``key`` holds: seeds saved with every model's
+    fingerprint (before a run's key held its own model's only) stay valid while their own model's maths are the same,
+    whatever changed in the others."""
+    prints, mine = saved.get("fingerprint"), key.get("fingerprint")
+    if not isinstance(prints, dict) or not isinstance(mine, dict):
+        return saved
+    return {**saved, "fingerprint": {model: prints[model] for model in mine if model in prints}}
+
+
 def seed_result(
     model: str,
     data: Path,
@@ -317,9 +327,10 @@ def seed_result(
     the run folders are gone.
 
     ``key`` holds what the result depends on besides the run folder (budget, the model's learning rate ``lr``,
-    corpus version and the models' fingerprint, :mod:`dmf2mel.models.fingerprint`); a saved result is kept only when the budget and corpus are the
-    same and the fingerprint matches, so a benchmark cut short (a closed session, Ctrl+C) goes on where it stopped,
-    also after changes of the code that leave the maths alone. A run folder of a shorter budget of the same run is
+    corpus version and the model's own fingerprint, :mod:`dmf2mel.models.fingerprint`); a saved result is kept only
+    when the budget and corpus are the same and the fingerprint matches (:func:`own_maths`), so a benchmark cut
+    short (a closed session, Ctrl+C) goes on where it stopped, also after changes of the code that leave the maths
+    alone, and a change of one model retrains that model only. A run folder of a shorter budget of the same run is
     continued to the longer one (:func:`longer_budget`), not trained again.
     """
     from dmf2mel.io import save_json
@@ -330,7 +341,7 @@ def seed_result(
     for path in (saved_path, kept_path):
         if path is not None and path.is_file():
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if same_key(saved["key"], json.loads(json.dumps(key))):
+            if same_key(own_maths(saved["key"], key), json.loads(json.dumps(key))):
                 return {**saved["result"], "reused": True}
     resumed = resumable(run, key, continues=longer_budget)  # another corpus, maths or a shorter budget: again
     result = train_and_score(model, data, run, seed, epochs, val_every, n_null, resume=resumed, lr=lr)
@@ -359,7 +370,10 @@ def model_row(
     """Train and score ``model`` once per seed at learning rate ``lr`` (:func:`seed_result`: resumable, ``key`` and
     ``kept`` as there); the row of the quality table."""
     per_seed = []
-    key = {**key, "lr": lr}  # a model's runs depend on its own learning rate only
+    # a model's runs depend on its own learning rate and its own maths only
+    prints = key.get("fingerprint")
+    own = {model: prints[model]} if isinstance(prints, dict) and model in prints else prints
+    key = {**key, "lr": lr, "fingerprint": own}
     for seed in seeds:
         folder = runs / f"{model}-seed{seed}"
         result = seed_result(model, data, folder, seed, epochs, val_every, n_null, key, lr, kept)

@@ -488,6 +488,17 @@ def test_quality_finished_seeds_carry_over_to_a_session_without_the_run_folders(
     monkeypatch.setattr(quality, "train_and_score", lambda *args, **kw: pytest.fail("a finished seed was retrained"))
     again = quality.run_preset("teaching", ["cnn"], [0, 1], 1, runs=tmp_path / "session2", **kwargs)
     assert again["rows"][0]["known"] == first["rows"][0]["known"]
+    # a seed's key holds its own model's fingerprint; one saved with every model's (as before) counts too, while
+    # its own model's maths are the same, whatever changed in another model
+    seed0 = tmp_path / "quality_random_seeds" / "cnn-seed0.json"
+    saved = json.loads(seed0.read_text())
+    assert saved["key"]["fingerprint"] == {"cnn": [1.0, 2.0, 3.0]}
+    seed0.write_text(
+        json.dumps({**saved, "key": {**saved["key"], "fingerprint": {"cnn": [1.0, 2.0, 3.0], "x": [4.0]}}})
+    )
+    fake_fingerprint.value = {"cnn": [1.0, 2.0, 3.0], "x": [4.5]}  # the other model changed, CNN did not
+    other = quality.run_preset("teaching", ["cnn"], [0, 1], 1, runs=tmp_path / "session2b", **kwargs)
+    assert other["rows"][0]["known"] == first["rows"][0]["known"]
     fake_fingerprint.value = {"cnn": [1.0, 2.5, 3.0]}  # other maths: the kept seeds do not count
     with pytest.raises(pytest.fail.Exception):
         quality.run_preset("teaching", ["cnn"], [0, 1], 1, runs=tmp_path / "session3", **kwargs)
