@@ -209,7 +209,9 @@ def markdown(report: dict, out: Path | None = None) -> str:
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {lr_text} |")
     lines += ["", *progress_lines(report, out)]
     notes = [f"- {model}: {'; '.join(c['notes'])}." for model, c in chosen.items() if c["notes"]]
-    guarded = guarded_rates(report["preset"], RESULTS_DIR if out is None else Path(out).parent)
+    # the records of the maths swept here (a report without fingerprints: every record)
+    prints = (report.get("code") or {}).get("fingerprint")
+    guarded = guarded_rates(report["preset"], RESULTS_DIR if out is None else Path(out).parent, prints)
     for model, choice in chosen.items():
         passed = passed_over(guarded, model)
         if choice["lr"] in passed:
@@ -254,13 +256,13 @@ def run_sweep(
     runs.mkdir(parents=True, exist_ok=True)
     data = Path(data) if data is not None else benchmark_corpus(runs, preset, log)
     corpus = corpus_info(data)
-    prints = fingerprint(list(models))
+    prints = fingerprint()  # every model's: the swept models' run keys, and which stability records still count
     earlier = earlier_runs(out)
     report = {
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "code": code_state(),
+        "code": {**code_state(), "fingerprint": prints},
         "corpus": corpus,
         "budget": {"profile": PROFILE, "epochs": epochs, "seed": SEED, "threads": threads, "lrs": list(lrs)},
         "runs": [],

@@ -1007,7 +1007,10 @@ def test_sweep_chooses_on_validation_keeps_the_curves_and_reuses_finished_runs(
         sweep.run_sweep("teaching", models=["cnn"], lrs=[1e-4], epochs=3, data=random_corpus, runs=tmp_path / "r3",
                         out=out, threads=None, log=lambda text: None)  # fmt: skip
     # a chosen rate a full-budget run needed the guard at: the report says which rate the quality benchmark takes
-    _saved_seed(tmp_path / "seeds", "cnn", 0, best["lr"], skipped=(0, 2))
+    _saved_seed(tmp_path / "seeds", "cnn", 0, best["lr"], skipped=(0, 2))  # of other maths than the sweep's
+    stability.update("teaching", [tmp_path / "seeds"], tmp_path)
+    assert "needed the trainer's guard" not in sweep.markdown(written, out)
+    _saved_seed(tmp_path / "seeds", "cnn", 0, best["lr"], skipped=(0, 2), fingerprint=fake_fingerprint.value["cnn"])
     stability.update("teaching", [tmp_path / "seeds"], tmp_path)
     other = next(e["lr"] for e in written["runs"] if e["lr"] != best["lr"])
     assert (
