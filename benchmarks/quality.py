@@ -58,7 +58,14 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its helpers
 
 from corpus_identity import canonical_version  # noqa: E402
-from stability import guard_actions, guarded_rates, passed_over, recipe_of, run_sentence  # noqa: E402
+from stability import (  # noqa: E402
+    full_budget_scores,
+    guard_actions,
+    guarded_rates,
+    passed_over,
+    recipe_of,
+    run_sentence,
+)
 from stability import update as update_stability  # noqa: E402
 from reports import (  # noqa: E402
     RESULTS_DIR,
@@ -112,7 +119,12 @@ P_VALUES = ("p_value", "challenge_p_value")
 
 
 def learning_rates(
-    preset: str, models: Sequence[str], sweep: Path | None = None, fingerprint: dict | None = None
+    preset: str,
+    models: Sequence[str],
+    sweep: Path | None = None,
+    fingerprint: dict | None = None,
+    epochs: int | None = None,
+    corpus: str | None = None,
 ) -> dict[str, dict]:
     """Each gradient-trained model's learning rate, chosen on validation by the sweep of ``preset``
     (``benchmarks/results/sweep_<preset>.json``, :mod:`sweep`): ``{model: {"lr": ..., "source": ...}}``.
@@ -122,6 +134,12 @@ def learning_rates(
     linear decoder has none. A rate that needed the trainer's guard in a full-budget run of the recipe (recorded by
     :mod:`stability` beside the sweep; with ``fingerprint``, only records of the same maths count) is passed over:
     the recipe takes the sweep's best validation r among the other rates, and the source says why.
+
+    The sweep's budget is short, and it favours fast rates: two rates within its noise can part over the full
+    budget. So the sweep's two best (clean) rates are finalists: when a clean seed-0 run of the model itself at each
+    of them is recorded at the full budget (``epochs`` on ``corpus``, :func:`stability.full_budget_scores`), the one
+    with the higher best validation r is taken; until the runner-up has trained (``quality.py --models M --seeds 0
+    --lr RATE --out FOLDER``, then ``stability.py --seeds-dir``), the source says so.
     """
     from dmf2mel.models.registry import model_spec
     from dmf2mel.train import PROFILES
@@ -130,6 +148,7 @@ def learning_rates(
     swept_report = json.loads(sweep.read_text(encoding="utf-8")) if sweep.is_file() else {}
     chosen = swept_report.get("chosen", {})
     guarded = guarded_rates(preset, sweep.parent, fingerprint)
+    full = full_budget_scores(preset, sweep.parent, fingerprint, epochs, corpus)
     out = {}
     for model in models:
         if model_spec(model).closed_form:
@@ -152,6 +171,16 @@ def learning_rates(
             )
             if lr is None:
                 lr, source = PROFILES[PROFILE].lr, f"the {PROFILE} profile's: every swept rate needed the guard ({why})"
+                out[model] = {"lr": lr, "source": source}
+                continue
+        runner_up = best_clean_rate(swept_report.get("runs", []), swept, set(passed) | {lr})
+        scores = full.get(swept, {})
+        if runner_up is not None and lr in scores and runner_up in scores:
+            both = f"{lr:g}: {scores[lr]:.4f}, {runner_up:g}: {scores[runner_up]:.4f}"
+            lr = runner_up if scores[runner_up] > scores[lr] else lr
+            source += f"; of its two best rates, the higher best validation r at the full budget (seed 0, {both})"
+        elif runner_up is not None:
+            source += f"; its runner-up {runner_up:g} has not trained the full budget yet"
         out[model] = {"lr": lr, "source": source}
     return out
 
@@ -461,6 +490,7 @@ def run_preset(
     threads: int | None = DEFAULT_THREADS,
     log=print,
     sweep: Path | None = None,
+    lr: float | None = None,
 ) -> dict:
     """Train and score every model on the corpus of ``preset``; the report (written to ``out`` as it grows).
 
@@ -492,6 +522,9 @@ def run_preset(
     sweep : Path, optional
         The learning-rate sweep report the models' learning rates come from (:func:`learning_rates`; default
         ``benchmarks/results/sweep_<preset>.json``).
+    lr : float, optional
+        One learning rate for every gradient-trained model of the call instead (to train a finalist of the sweep,
+        :func:`learning_rates`); the report says it was given.
     """
     from dmf2mel.metrics import N_NULL
 
@@ -512,6 +545,10 @@ def run_preset(
     from dmf2mel.models.fingerprint import fingerprint
 
     prints = fingerprint()
+    corpus = {**corpus_info(data), "folder": Path(source).name}
+    rates = learning_rates(preset, models, sweep, prints, epochs, corpus["version"])
+    if lr is not None:  # a rate given for every model of the call (a finalist of the sweep, for one)
+        rates = {model: {"lr": lr, "source": "given (--lr)"} for model in rates}
     report = {
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -520,8 +557,8 @@ def run_preset(
         "code": {**code_state(), "fingerprint": prints},
         "budget": budget(epochs, seeds, n_null, val_every, threads),
         # every model's own learning rate, chosen on validation (the profile's lr in "budget" is not used)
-        "learning_rates": learning_rates(preset, models, sweep, prints),
-        "corpus": {**corpus_info(data), "folder": Path(source).name},
+        "learning_rates": rates,
+        "corpus": corpus,
         "rows": [],
     }
     key = {  # what a seed's saved result depends on (seed_result)
@@ -548,7 +585,7 @@ def run_preset(
                 row = model_row(model, data, runs, seeds, epochs, val_every, n_null, key, log, lr, kept)
                 report["rows"].append(row)
                 if kept is not None:  # what the guard did in each run, kept beside the report (stability)
-                    update_stability(preset, [kept], out.parent)
+                    update_stability(preset, [kept], out.parent, prints)
             report["wall_seconds"] = time.perf_counter() - started
             if out is not None:
                 write(report, out)
@@ -792,7 +829,18 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="keep rows already in the output files when budget and corpus match"
     )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help="one learning rate for every model of the call (default: each model's, from the sweep); to train a "
+        "finalist of the sweep, give an --out of its own",
+    )
     args = parser.parse_args(argv)
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a positive number, got {args.lr!r}")
+    if args.lr is not None and args.out.resolve() == RESULTS_DIR.resolve():
+        parser.error(f"--lr trains at a rate of your choice: give it an --out of its own ({RESULTS_DIR} holds the "
+                     "benchmark's seeds, which it would replace)")  # fmt: skip
     os.environ.setdefault("TQDM_DISABLE", "1")
     for preset in args.preset:
         print(f"{preset}: {len(args.models)} models x seeds {args.seeds}, {args.budget_epochs} epochs", flush=True)
@@ -810,6 +858,7 @@ def main(argv=None) -> None:
             val_every=args.val_every,
             threads=args.threads,
             log=lambda text: print(text, flush=True),
+            lr=args.lr,
         )
         print(markdown(report), flush=True)
         print(f"wrote {out} and {out.with_suffix('.md')}", flush=True)

@@ -95,11 +95,27 @@ def record(seed_file: Path) -> dict | None:
 
 
 def _identity(entry: dict) -> tuple:
-    return entry["model"], entry["lr"], entry["seed"], entry["epochs"], entry["corpus"]
+    # the maths too: a run of the model after a change of its maths is another run (to 6 digits, so that the same
+    # maths computed another way stays one record)
+    maths = tuple(float(f"{v:.6g}") for v in entry["fingerprint"] or [])
+    return entry["model"], entry["lr"], entry["seed"], entry["epochs"], entry["corpus"], maths
+
+
+def _is_current(entry: dict, fingerprint: dict | None) -> bool:
+    """Whether a record's model computes the same maths as ``fingerprint`` says it does now (True without one)."""
+    from dmf2mel.models.fingerprint import same_fingerprint
+
+    if fingerprint is None:
+        return True
+    current = fingerprint.get(entry["model"])
+    if current is None or entry["fingerprint"] is None:
+        return False
+    return same_fingerprint({"m": current}, {"m": entry["fingerprint"]})
 
 
 def merge(earlier: Iterable[dict], new: Iterable[dict]) -> list[dict]:
-    """Every record of ``earlier`` and ``new``, one per (model, lr, seed, epochs, corpus), the new one winning."""
+    """Every record of ``earlier`` and ``new``, one per (model, lr, seed, epochs, corpus, maths), the new one
+    winning."""
     merged = {_identity(entry): entry for entry in earlier}
     merged.update({_identity(entry): entry for entry in new})
     return sorted(merged.values(), key=lambda e: (e["recipe"], e["lr"], e["model"], e["seed"], e["epochs"]))
@@ -113,22 +129,40 @@ def guarded_rates(preset: str, results: Path = RESULTS_DIR, fingerprint: dict | 
     """``{recipe: {lr: {"runs": n, "guarded": [one sentence per guarded run]}}}`` over the recorded full-budget runs; a rate with
     any guarded run is one to pass over. With ``fingerprint`` (the models' fingerprints, by model) a record counts
     only while its model's maths are the same (:func:`dmf2mel.models.fingerprint.same_fingerprint`)."""
-    from dmf2mel.models.fingerprint import same_fingerprint
-
     path = report_path(preset, results)
     records = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
     out: dict[str, dict] = {}
     for entry in records:
-        if fingerprint is not None:
-            current = fingerprint.get(entry["model"])
-            if current is None or entry["fingerprint"] is None:
-                continue
-            if not same_fingerprint({"m": current}, {"m": entry["fingerprint"]}):
-                continue
+        if not _is_current(entry, fingerprint):
+            continue
         rate = out.setdefault(entry["recipe"], {}).setdefault(entry["lr"], {"runs": 0, "guarded": []})
         rate["runs"] += 1
         if entry["guard"]:
             rate["guarded"].append(run_sentence(entry))
+    return out
+
+
+def full_budget_scores(
+    preset: str,
+    results: Path = RESULTS_DIR,
+    fingerprint: dict | None = None,
+    epochs: int | None = None,
+    corpus: str | None = None,
+) -> dict[str, dict[float, float]]:
+    """``{model: {lr: best validation r}}`` of the clean seed-0 runs of each model recorded at the full budget
+    (``epochs``, on ``corpus``, of the same maths when ``fingerprint`` is given): the evidence
+    :func:`quality.learning_rates` settles a sweep's near tie with. Only a model's own runs count (an ablation's
+    validation r is another model's)."""
+    path = report_path(preset, results)
+    records = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+    out: dict[str, dict[float, float]] = {}
+    for entry in records:
+        if entry["seed"] != 0 or entry["guard"] or entry.get("best_val_r") is None:
+            continue
+        if (epochs is not None and entry["epochs"] != epochs) or (corpus is not None and entry["corpus"] != corpus):
+            continue
+        if _is_current(entry, fingerprint):
+            out.setdefault(entry["model"], {})[entry["lr"]] = entry["best_val_r"]
     return out
 
 
@@ -139,15 +173,18 @@ def markdown(report: dict) -> str:
         f"{report['date']}. Every quality run recorded so far, by recipe (the ablations train with DMF2Mel's) and "
         "learning rate: a run is clean when the trainer's guard never acted in it (no step skipped for a non-finite "
         "loss or gradient, no epoch undone). A rate with a guarded run is passed over when the quality benchmark "
-        "takes each model's rate from the sweep.",
+        "takes each model's rate from the sweep. Runs of a model whose maths have changed since (another "
+        "fingerprint) are kept as *earlier code*: they no longer count.",
         "",
         "| recipe | lr | epochs | runs | clean | guarded runs |",
         "|---|---:|---:|---:|---:|---|",
     ]
     groups: dict[tuple, list[dict]] = {}
     for entry in report["records"]:
-        groups.setdefault((entry["recipe"], entry["lr"], entry["epochs"]), []).append(entry)
-    for (recipe, lr, epochs), entries in groups.items():
+        current = _is_current(entry, report.get("fingerprint"))
+        groups.setdefault((entry["recipe"], not current, entry["lr"], entry["epochs"]), []).append(entry)
+    for (recipe, earlier, lr, epochs), entries in sorted(groups.items(), key=lambda item: item[0]):
+        recipe = f"{recipe} (earlier code)" if earlier else recipe
         guarded = [e for e in entries if e["guard"]]
         details = "; ".join(run_sentence(e) for e in guarded) or "-"
         lines.append(f"| {recipe} | {lr:g} | {epochs} | {len(entries)} | {len(entries) - len(guarded)} | {details} |")
@@ -160,8 +197,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def update(preset: str, seed_dirs: Iterable[Path], results: Path = RESULTS_DIR) -> dict:
-    """Record the seeds in ``seed_dirs`` (each a ``quality_<preset>_seeds`` folder) beside the earlier records."""
+def update(
+    preset: str, seed_dirs: Iterable[Path], results: Path = RESULTS_DIR, fingerprint: dict | None = None
+) -> dict:
+    """Record the seeds in ``seed_dirs`` (each a ``quality_<preset>_seeds`` folder) beside the earlier records;
+    ``fingerprint`` (the models' now) tells the report's table which records are of earlier code."""
     path = report_path(preset, results)
     earlier = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
     new = [record(file) for folder in seed_dirs for file in sorted(Path(folder).glob("*-seed*.json"))]
@@ -169,6 +209,7 @@ def update(preset: str, seed_dirs: Iterable[Path], results: Path = RESULTS_DIR) 
         "preset": preset,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "records": merge(earlier, [entry for entry in new if entry is not None]),
+        "fingerprint": fingerprint,
     }
     write_report(report, path, markdown(report))
     return report
@@ -188,7 +229,9 @@ def main(argv=None) -> None:
     missing = [str(folder) for folder in dirs if not folder.is_dir()]
     if missing:
         parser.error(f"no such folder of quality seeds: {', '.join(missing)}")
-    report = update(args.preset, dirs)
+    from dmf2mel.models.fingerprint import fingerprint
+
+    report = update(args.preset, dirs, fingerprint=fingerprint())
     print(markdown(report))
 
 

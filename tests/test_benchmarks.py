@@ -321,16 +321,18 @@ def test_quality_learning_rates_come_from_the_sweep_and_the_ablations_take_dmf2m
     assert missing["cnn"]["source"] == "the quick profile's (no sweep choice)"
 
 
-def _saved_seed(folder, model, seed, lr, skipped=(0, 0), events=("", ""), fingerprint=(1.0, 2.0)):
+def _saved_seed(
+    folder, model, seed, lr, skipped=(0, 0), events=("", ""), fingerprint=(1.0, 2.0), best_val_r=0.2, epochs=40
+):
     """A quality seed as ``quality.seed_result`` saves it, with a two-epoch curve."""
-    curve = {"epoch": [1.0, 2.0], "skipped_steps": list(skipped), "event": list(events), "val_r": [0.1, 0.2]}
+    curve = {"epoch": [1.0, 2.0], "skipped_steps": list(skipped), "event": list(events), "val_r": [0.1, best_val_r]}
     key = {
-        "budget": {"epochs": 40, "seeds": [0, 1, 2]},
+        "budget": {"epochs": epochs, "seeds": [0, 1, 2]},
         "corpus": "1+abc",
         "lr": lr,
         "fingerprint": {model: list(fingerprint)},
     }
-    result = {"seed": seed, "best_val_r": 0.2, "curve": curve}
+    result = {"seed": seed, "best_val_r": best_val_r, "curve": curve}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{model}-seed{seed}.json").write_text(json.dumps({"key": key, "result": result}))
 
@@ -365,6 +367,15 @@ def test_stability_records_what_the_guard_did_and_keeps_earlier_records(tmp_path
     # a record counts only while its model computes the same maths
     other_maths = {"dmf2mel": [1.0, 2.0], "dmf2mel-no-mamba": [9.0, 9.0]}
     assert stability.guarded_rates("x", results, other_maths)["dmf2mel"][1e-2] == {"runs": 1, "guarded": []}
+    # the same model, rate and seed after a change of its maths is another run: both records stay, and the table
+    # tells the earlier code's apart
+    shutil.rmtree(seeds)
+    _saved_seed(seeds, "dmf2mel", 0, 1e-2, fingerprint=(7.0, 7.0))
+    report = stability.update("x", [seeds], results, {"dmf2mel": [7.0, 7.0], "dmf2mel-no-mamba": [9.0, 9.0]})
+    assert len(report["records"]) == 4
+    table = (results / "stability_x.md").read_text()
+    assert "| dmf2mel | 0.01 | 40 | 1 | 1 | - |" in table
+    assert "| dmf2mel (earlier code) | 0.01 | 40 | 2 | 1 |" in table and "| dmf2mel (earlier code) | 0.003 |" in table
 
 
 def test_quality_passes_over_a_rate_a_full_budget_run_needed_the_guard_at(tmp_path):
@@ -395,6 +406,53 @@ def test_quality_passes_over_a_rate_a_full_budget_run_needed_the_guard_at(tmp_pa
     # once the maths change, the record no longer applies
     changed = {"dmf2mel": [5.0, 5.0], "dmf2mel-no-mamba": [5.0, 5.0], "cnn": [1.0, 2.0]}
     assert quality.learning_rates("x", models, sweep, changed)["dmf2mel"]["lr"] == 1e-2
+
+
+def test_quality_settles_the_sweeps_near_tie_on_validation_over_the_full_budget(tmp_path):
+    runs = [
+        {"model": model, "lr": lr, "best_val_r": r, "diverged": False}
+        for model, lr, r in (("dmf2mel", 1e-3, 0.24), ("dmf2mel", 3e-3, 0.275), ("dmf2mel", 1e-2, 0.277))
+    ]
+    sweep = tmp_path / "sweep_x.json"
+    sweep.write_text(json.dumps({"chosen": {"dmf2mel": {"lr": 1e-2}}, "runs": runs}))
+    models = ["dmf2mel", "dmf2mel-no-mamba"]
+    seeds = tmp_path / "seeds"
+    _saved_seed(seeds, "dmf2mel", 0, 1e-2, best_val_r=0.30)
+    stability.update("x", [seeds], tmp_path)
+    rates = quality.learning_rates("x", models, sweep, epochs=40, corpus="1+abc")
+    assert (
+        rates["dmf2mel"]["lr"] == 1e-2
+        and "its runner-up 0.003 has not trained the full budget yet" in (rates["dmf2mel"]["source"])
+    )
+    # the runner-up trained the full budget (its own folder of seeds): the higher best validation r decides, also
+    # for the ablations, which train with DMF2Mel's recipe; an ablation's own run is no finalist
+    _saved_seed(tmp_path / "finalist", "dmf2mel", 0, 3e-3, best_val_r=0.33)
+    _saved_seed(tmp_path / "ablation", "dmf2mel-no-mamba", 0, 1e-3, best_val_r=0.5)
+    stability.update("x", [tmp_path / "finalist", tmp_path / "ablation"], tmp_path)
+    rates = quality.learning_rates("x", models, sweep, epochs=40, corpus="1+abc")
+    assert rates["dmf2mel"]["lr"] == rates["dmf2mel-no-mamba"]["lr"] == 3e-3
+    assert "at the full budget (seed 0, 0.01: 0.3000, 0.003: 0.3300)" in rates["dmf2mel"]["source"]
+    # only runs of this budget, corpus and maths are evidence
+    assert quality.learning_rates("x", models, sweep, epochs=20, corpus="1+abc")["dmf2mel"]["lr"] == 1e-2
+    assert quality.learning_rates("x", models, sweep, epochs=40, corpus="2+def")["dmf2mel"]["lr"] == 1e-2
+    other = {"dmf2mel": [7.0], "dmf2mel-no-mamba": [7.0]}
+    assert quality.learning_rates("x", models, sweep, other, 40, "1+abc")["dmf2mel"]["lr"] == 1e-2
+    # a finalist the guard had to save is no evidence (and its rate is passed over)
+    _saved_seed(tmp_path / "finalist", "dmf2mel", 0, 3e-3, best_val_r=0.33, skipped=(0, 3))
+    stability.update("x", [tmp_path / "finalist"], tmp_path)
+    assert quality.learning_rates("x", models, sweep, epochs=40, corpus="1+abc")["dmf2mel"]["lr"] == 1e-2
+
+
+def test_quality_lr_option_trains_a_finalist_elsewhere_than_the_committed_seeds(tmp_path, capsys):
+    for argv, message in (
+        (["--lr", "0"], "--lr must be a positive number, got 0.0"),
+        (["--lr", "nan", "--out", str(tmp_path)], "--lr must be a positive number, got nan"),
+        (["--lr", "1e-3"], "give it an --out of its own"),
+    ):
+        with pytest.raises(SystemExit) as raised:
+            quality.main(["--preset", "teaching", "--models", "cnn", *argv])
+        assert raised.value.code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_quality_report_shows_whether_the_budget_was_long_enough():
