@@ -87,6 +87,7 @@ def run_entry(run: Path, which: str, windows: torch.Tensor) -> dict:
         "model": config.get("model"),
         "lr": config.get("train", {}).get("lr"),
         "epoch": epoch,
+        "qk_norm": any(getattr(module, "query_norm", None) is not None for module in model.modules()),
         "largest_output": max(found["outputs"].values()),
         "largest_hams_output": max(hams.values()) if hams else None,
         "largest_position_score": max((s["largest_score"] for s in found["position_scores"].values()), default=None),
@@ -100,16 +101,18 @@ def markdown(report: dict) -> str:
         "",
         f"The first {report['windows']} validation windows of `{report['data']}`, one forward pass in eval mode per "
         "checkpoint. HAMS-Net output: the largest |value| of any module inside HAMS-Net; position score: the largest "
-        "|q^T k| entering a position attention's softmax (no scaling, as in DANet and the official code).",
+        "score entering a position attention's softmax: |q^T k| of the official attention (no scaling, as in DANet), the "
+        "scaled score of the layer-normalised queries and keys with QK-norm.",
         "",
-        "| run | checkpoint | model | lr | epoch | largest output | HAMS-Net output | position score |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| run | checkpoint | model | QK-norm | lr | epoch | largest output | HAMS-Net output | position score |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for e in report["runs"]:
         cells = [e["largest_output"], e["largest_hams_output"], e["largest_position_score"]]
         shown = " | ".join("-" if v is None else f"{v:.3g}" for v in cells)
         lr = "-" if e["lr"] is None else f"{e['lr']:g}"
-        lines.append(f"| {e['run']} | {e['checkpoint']} | {e['model']} | {lr} | {e['epoch']} | {shown} |")
+        qk_norm = "yes" if e.get("qk_norm") else "no"  # reports before the switch: the official attention
+        lines.append(f"| {e['run']} | {e['checkpoint']} | {e['model']} | {qk_norm} | {lr} | {e['epoch']} | {shown} |")
     lines += ["", f"Made by `python benchmarks/activation_scale.py {report['command']}`.", ""]
     return "\n".join(lines)
 

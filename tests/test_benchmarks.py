@@ -1378,7 +1378,7 @@ def test_activation_scale_report_of_a_trained_run(tiny_corpus, tmp_path):
     assert report["runs"][0]["lr"] == json.loads((run / "config.json").read_text())["train"]["lr"]
     assert report["runs"][0]["largest_hams_output"] is None and report["runs"][0]["largest_position_score"] is None
     assert report["runs"][0]["largest_output"] > 0
-    assert "| cnn-run | last.pt | cnn |" in out.with_suffix(".md").read_text()
+    assert "| cnn-run | last.pt | cnn | no |" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit):
         activation_scale.main([str(tiny_corpus), str(tmp_path / "none"), "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
