@@ -50,7 +50,8 @@ DIFFERENCE_NOTES = {
     "subject conditioning": "an embedding table with an 'unknown' row instead of one-hot x Linear with a bias: same size",
     "HAMS-Net": (
         "+4,160 zero-initialised 1x1 output convolution; -816: 3-tap kernels where the official 3x3 kernels on a 1 x T "
-        "map use only their middle row; -20: the official ADAF's feedback convolution, never called"
+        "map use only their middle row; -20: the official ADAF's feedback convolution, never called; +16: QK-norm's "
+        "two LayerNorms in the position attention"
     ),
     "DC-FAM": "the official runs with the 640 time steps as channels; here d_model channels along time",
     "head": "10 mel bands instead of one channel",

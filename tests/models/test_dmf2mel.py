@@ -508,6 +508,6 @@ def test_official_comparison_explains_the_total_difference():
     for module in ("subject conditioning", "stem LayerNorm", "stem attention", "stem feed-forward",
                    "fusion attention", "convMamba"):  # fmt: skip
         assert rows[module]["difference"] == 0, module
-    assert rows["HAMS-Net"]["difference"] == 4_160 - 816 - 20
+    assert rows["HAMS-Net"]["difference"] == 4_160 - 816 - 20 + 2 * 2 * 4  # QK-norm: 2 LayerNorms over 4 channels
     assert rows["head"]["difference"] == 650 - 65
     assert all(row["why"] for row in rows.values() if row["difference"])
