@@ -711,8 +711,11 @@ def markdown(report: dict) -> str:
     """The quality table of one preset as markdown."""
     b, corpus, machine = report["budget"], report["corpus"], report["machine"]
     train = b["train"]
-    sources = {lr["source"] for lr in report.get("learning_rates", {}).values()}
-    lr_text = "; ".join(sorted(sources)) if sources else f"the profile's {train['lr']:g} for every model"
+    by_source: dict[str, list[str]] = {}  # each source once, with the models it speaks for
+    for model, rate in report.get("learning_rates", {}).items():
+        by_source.setdefault(rate["source"], []).append(model)
+    lr_text = "; ".join(f"{', '.join(models)}: {source}" for source, models in by_source.items())
+    lr_text = lr_text or f"the profile's {train['lr']:g} for every model"
     lines = [
         f"# Quality on the `{report['preset']}` corpus",
         "",

@@ -304,6 +304,7 @@ def test_quality_report_layout(random_corpus, tmp_path, fake_fingerprint):
     assert json.loads((tmp_path / "runs" / "cnn-seed0" / "config.json").read_text())["train"]["lr"] == 2e-4
     table = out.with_suffix(".md").read_text()
     assert "| linear |" in table and "| cnn |" in table and "1 epochs" in table
+    assert "(column lr: cnn: chosen on validation by the sweep (sweep_random.json))" in table
     assert "| cnn | " in table and " | 0.0002 | " in table
 
 
