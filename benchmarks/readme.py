@@ -93,7 +93,7 @@ def _learning_rates(report: dict) -> str:
     dmf2mel = rates.get("dmf2mel", {}).get("lr")
     own = ", ".join(f"{model} {rate['lr']:g}" for model, rate in rates.items() if not model.startswith("dmf2mel-"))
     shared = " (its ablations too)" if any(m.startswith("dmf2mel-") for m in rates) and dmf2mel else ""
-    return f"learning rates chosen on validation by the sweep: {own}{shared}"
+    return f"learning rates chosen on validation (the sweep and its full-budget finalists): {own}{shared}"
 
 
 def _stale(report: dict, rerun: str = "make bench-quality") -> str:

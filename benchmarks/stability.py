@@ -11,7 +11,9 @@ records stay: the seeds of a rate that was passed over are overwritten by the ne
 
 :func:`guarded_rates` tells :func:`quality.learning_rates` which rates to pass over, per recipe: a rate is passed
 over when any full-budget run at it needed the guard; the ablations train with DMF2Mel's recipe, so their runs count
-for it. The rule is the same for every model.
+for it. :func:`full_budget_scores` gives it the best validation r of each model's clean seed-0 runs at the full
+budget, with which it settles the sweep's two best rates (the finalists). The rules are the same for every model,
+and a record counts only while its model's maths are those it was trained with (the fingerprint).
 
 The quality benchmark updates the record itself as each model's seeds finish; the command records seeds saved by
 other means (or before it did): ``python benchmarks/stability.py --preset teaching [--seeds-dir FOLDER ...]``
