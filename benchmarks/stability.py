@@ -127,12 +127,17 @@ def report_path(preset: str, results: Path = RESULTS_DIR) -> Path:
     return Path(results) / f"stability_{preset}.json"
 
 
+def recorded(preset: str, results: Path = RESULTS_DIR) -> list[dict]:
+    """The records of ``preset`` kept so far (none before the first)."""
+    path = report_path(preset, results)
+    return json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+
+
 def guarded_rates(preset: str, results: Path = RESULTS_DIR, fingerprint: dict | None = None) -> dict[str, dict]:
     """``{recipe: {lr: {"runs": n, "guarded": [one sentence per guarded run]}}}`` over the recorded full-budget runs; a rate with
     any guarded run is one to pass over. With ``fingerprint`` (the models' fingerprints, by model) a record counts
     only while its model's maths are the same (:func:`dmf2mel.models.fingerprint.same_fingerprint`)."""
-    path = report_path(preset, results)
-    records = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+    records = recorded(preset, results)
     out: dict[str, dict] = {}
     for entry in records:
         if not _is_current(entry, fingerprint):
@@ -155,8 +160,7 @@ def full_budget_scores(
     (``epochs``, on ``corpus``, of the same maths when ``fingerprint`` is given): the evidence
     :func:`quality.learning_rates` settles a sweep's near tie with. Only a model's own runs count (an ablation's
     validation r is another model's)."""
-    path = report_path(preset, results)
-    records = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+    records = recorded(preset, results)
     out: dict[str, dict[float, float]] = {}
     for entry in records:
         if entry["seed"] != 0 or entry["guard"] or entry.get("best_val_r") is None:
@@ -205,7 +209,7 @@ def update(
     """Record the seeds in ``seed_dirs`` (each a ``quality_<preset>_seeds`` folder) beside the earlier records;
     ``fingerprint`` (the models' now) tells the report's table which records are of earlier code."""
     path = report_path(preset, results)
-    earlier = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+    earlier = recorded(preset, results)
     new = [record(file) for folder in seed_dirs for file in sorted(Path(folder).glob("*-seed*.json"))]
     report = {
         "preset": preset,

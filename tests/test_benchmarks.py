@@ -322,13 +322,11 @@ def test_quality_learning_rates_come_from_the_sweep_and_the_ablations_take_dmf2m
     assert missing["cnn"]["source"] == "the quick profile's (no sweep choice)"
 
 
-def _saved_seed(
-    folder, model, seed, lr, skipped=(0, 0), events=("", ""), fingerprint=(1.0, 2.0), best_val_r=0.2, epochs=40
-):
+def _saved_seed(folder, model, seed, lr, skipped=(0, 0), events=("", ""), fingerprint=(1.0, 2.0), best_val_r=0.2):
     """A quality seed as ``quality.seed_result`` saves it, with a two-epoch curve."""
     curve = {"epoch": [1.0, 2.0], "skipped_steps": list(skipped), "event": list(events), "val_r": [0.1, best_val_r]}
     key = {
-        "budget": {"epochs": epochs, "seeds": [0, 1, 2]},
+        "budget": {"epochs": 40, "seeds": [0, 1, 2]},
         "corpus": "1+abc",
         "lr": lr,
         "fingerprint": {model: list(fingerprint)},
