@@ -6,7 +6,9 @@ run's checkpoint (``best.pt``, or ``RUN:last.pt``), feeds it the first window of
 training, the largest absolute output of every module and, for every HAMS-Net position attention, the largest
 absolute score entering its softmax (``q^T k``: the official DANet attention has no ``1/sqrt(d)`` scaling, and once
 the scores are in the thousands the softmax is a hard argmax that a change of the weights can flip; with
-``hams_qk_norm`` the scores of the normalised queries and keys, scaled).
+``hams_qk_norm`` the scores of the normalised queries and keys, scaled), and how much the prediction changes when
+HAMS-Net's output is multiplied by ten (:func:`hams_scale_change`: near zero, nothing in the loss holds HAMS-Net's
+scale, so training is free to let it grow).
 
 A study tool, never part of the tests' timing: it compares runs trained at different learning rates or for different
 budgets, to tell a recipe that keeps the network's numbers in a sane range from one that lets them grow.
@@ -15,6 +17,7 @@ budgets, to tell a recipe that keeps the network's numbers in a sane range from 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from reports import write_report  # noqa: E402
 
 #: Validation windows fed to each run (one window from each of the first recordings).
 N_WINDOWS = 8
+#: :func:`hams_scale_change` multiplies HAMS-Net's output by this.
+HAMS_SCALE_FACTOR = 10.0
 
 
 def probe_windows(data: Path, n_windows: int = N_WINDOWS, length: int | None = None) -> torch.Tensor:
@@ -73,6 +78,29 @@ def probe(model: torch.nn.Module, windows: torch.Tensor) -> dict:
     return {"outputs": outputs, "position_scores": scores}
 
 
+def hams_scale_change(model: torch.nn.Module, windows: torch.Tensor, factor: float = HAMS_SCALE_FACTOR) -> float | None:
+    """How much the prediction depends on the scale of HAMS-Net's output, in eval mode: the RMS of the change of the
+    prediction when every HAMS-Net's output is multiplied by ``factor`` (its output projection scaled, on a copy),
+    relative to the prediction's RMS; None for a model without HAMS-Net.
+
+    The rest of DMF2Mel sees HAMS-Net's output through layer norms, plus the branch input that each repeat adds: once
+    HAMS-Net's output dwarfs that input, its scale no longer reaches the loss (the change is near zero), no gradient
+    holds it, and Adam's steps let the weights, and with them the activations, grow."""
+    from dmf2mel.models.hams import HAMSNet
+
+    scaled = copy.deepcopy(model).eval()
+    projections = [module.out_proj for module in scaled.modules() if isinstance(module, HAMSNet)]  # shared: once
+    if not projections:
+        return None
+    with torch.no_grad():
+        for projection in projections:
+            projection.weight.mul_(factor)
+            projection.bias.mul_(factor)
+        reference = model.eval()(windows, None)
+        change = scaled(windows, None) - reference
+    return float(change.square().mean().sqrt() / reference.square().mean().sqrt())
+
+
 def run_entry(run: Path, which: str, windows: torch.Tensor) -> dict:
     """The probe of one run's checkpoint, with what it was trained with (model, learning rate, epoch)."""
     from dmf2mel.checkpoint import load_checkpoint, load_model
@@ -91,6 +119,7 @@ def run_entry(run: Path, which: str, windows: torch.Tensor) -> dict:
         "largest_output": max(found["outputs"].values()),
         "largest_hams_output": max(hams.values()) if hams else None,
         "largest_position_score": max((s["largest_score"] for s in found["position_scores"].values()), default=None),
+        "hams_scale_change": hams_scale_change(model, windows),
         **found,
     }
 
@@ -102,13 +131,17 @@ def markdown(report: dict) -> str:
         f"The first {report['windows']} validation windows of `{report['data']}`, one forward pass in eval mode per "
         "checkpoint. HAMS-Net output: the largest |value| of any module inside HAMS-Net; position score: the largest "
         "score entering a position attention's softmax: |q^T k| of the official attention (no scaling, as in DANet), the "
-        "scaled score of the layer-normalised queries and keys with QK-norm.",
+        "scaled score of the layer-normalised queries and keys with QK-norm; HAMS-Net x10: the RMS change of the "
+        f"prediction, relative to its RMS, when HAMS-Net's output is multiplied by {HAMS_SCALE_FACTOR:g} (near 0: "
+        "nothing in the loss holds HAMS-Net's scale).",
         "",
-        "| run | checkpoint | model | QK-norm | lr | epoch | largest output | HAMS-Net output | position score |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| run | checkpoint | model | QK-norm | lr | epoch | largest output | HAMS-Net output | position score | "
+        "HAMS-Net x10 |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for e in report["runs"]:
-        cells = [e["largest_output"], e["largest_hams_output"], e["largest_position_score"]]
+        # hams_scale_change: absent from reports made before the probe measured it
+        cells = [e["largest_output"], e["largest_hams_output"], e["largest_position_score"], e.get("hams_scale_change")]
         shown = " | ".join("-" if v is None else f"{v:.3g}" for v in cells)
         lr = "-" if e["lr"] is None else f"{e['lr']:g}"
         qk_norm = "yes" if e.get("qk_norm") else "no"  # reports before the switch: the official attention

@@ -1363,6 +1363,34 @@ def test_activation_scale_records_every_output_and_the_scores_entering_the_softm
         assert all(entry["largest_score"] <= 2.0 + 1e-4 for entry in found["position_scores"].values())
 
 
+def test_hams_scale_change_is_the_prediction_change_when_hams_net_output_is_scaled():
+    from dmf2mel.models import DMF2MelConfig
+    from dmf2mel.models.dmf2mel import DMF2Mel
+    from dmf2mel.models.hams import HAMSNet
+
+    torch.manual_seed(0)
+    model = DMF2Mel(DMF2MelConfig.small()).eval()
+    windows = torch.randn(2, 64, 64)
+    assert activation_scale.hams_scale_change(model, windows) == 0.0, "an untrained HAMS-Net outputs zeros"
+    nets = [m for m in model.modules() if isinstance(m, HAMSNet)]
+    for net in nets:
+        torch.nn.init.normal_(net.out_proj.weight, std=0.5)
+    before = [p.clone() for p in model.parameters()]
+    found = activation_scale.hams_scale_change(model, windows, factor=3.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "the model itself is not changed"
+    # another route: multiply every HAMS-Net's output by 3 with a forward hook (a shared block runs once per repeat)
+    with torch.no_grad():
+        reference = model(windows, None)
+        handles = [net.register_forward_hook(lambda m, i, o: 3.0 * o) for net in nets]
+        changed = model(windows, None)
+        for handle in handles:
+            handle.remove()
+    expected = float((changed - reference).square().mean().sqrt() / reference.square().mean().sqrt())
+    assert found == pytest.approx(expected, rel=1e-4) and found > 1e-3
+    no_hams = DMF2Mel(DMF2MelConfig.small(use_hams=False)).eval()
+    assert activation_scale.hams_scale_change(no_hams, windows) is None
+
+
 def test_activation_scale_report_of_a_trained_run(tiny_corpus, tmp_path):
     from dmf2mel.train import train
 
@@ -1377,8 +1405,10 @@ def test_activation_scale_report_of_a_trained_run(tiny_corpus, tmp_path):
     ]
     assert report["runs"][0]["lr"] == json.loads((run / "config.json").read_text())["train"]["lr"]
     assert report["runs"][0]["largest_hams_output"] is None and report["runs"][0]["largest_position_score"] is None
-    assert report["runs"][0]["largest_output"] > 0
+    assert report["runs"][0]["largest_output"] > 0 and report["runs"][0]["hams_scale_change"] is None
     assert "| cnn-run | last.pt | cnn | no |" in out.with_suffix(".md").read_text()
+    del report["runs"][0]["hams_scale_change"]  # a report of before the probe measured it
+    assert activation_scale.markdown(report).count("| - | - | - |") == 2
     with pytest.raises(SystemExit):
         activation_scale.main([str(tiny_corpus), str(tmp_path / "none"), "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
