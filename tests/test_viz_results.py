@@ -443,6 +443,13 @@ def test_activation_sentence_gives_the_range_per_learning_rate():
         "5.0e+06 to 2.3e+10 and the largest position score 3.9e+09 to 3.0e+15."
     )
     assert vr.activation_sentence({"runs": []}) == "No probed checkpoint has a HAMS-Net."
+    changed = {"runs": [{**run(3e-3, 36, 2e5, 2.5), "hams_scale_change": 0.0029}, run(3e-3, 40, 6e5, 2.4)]}
+    assert "changed the prediction" not in vr.activation_sentence(changed), "only when every checkpoint has it"
+    changed["runs"][1]["hams_scale_change"] = 0.0005
+    assert vr.activation_sentence(changed).endswith(
+        "the largest position score 2, and multiplying HAMS-Net's output by ten changed the prediction by "
+        "at most 0.3%."
+    )
 
 
 def test_watch_sentence_reads_the_replay_of_a_failing_epoch():

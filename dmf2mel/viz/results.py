@@ -636,7 +636,8 @@ def watch_sentence(watched: Mapping) -> str:
 def activation_sentence(scale: Mapping) -> str:
     """How large HAMS-Net's numbers grew in trained checkpoints, by learning rate, from the activation probe
     (``benchmarks/results/activation_scale_<preset>.json``): the range over runs of the largest HAMS-Net output and of
-    the largest position-attention score."""
+    the largest position-attention score, and, where the probe measured it, the largest change of the prediction when
+    HAMS-Net's output is multiplied by ten."""
     by_lr: dict[float, list[dict]] = {}
     for entry in scale.get("runs", []):
         if entry.get("largest_hams_output") is not None and entry.get("lr") is not None:
@@ -648,10 +649,14 @@ def activation_sentence(scale: Mapping) -> str:
         hams = [e["largest_hams_output"] for e in entries]
         scores = [e["largest_position_score"] for e in entries]
         epochs = _span([e["epoch"] for e in entries])
-        parts.append(
+        part = (
             f"at {lr:g} ({len(entries)} checkpoint{'s' if len(entries) > 1 else ''}, epoch {epochs}) the largest "
             f"HAMS-Net value was {_span(hams)} and the largest position score {_span(scores)}"
         )
+        changes = [e["hams_scale_change"] for e in entries if e.get("hams_scale_change") is not None]
+        if len(changes) == len(entries):  # probes made before the measurement lack it
+            part += f", and multiplying HAMS-Net's output by ten changed the prediction by at most {max(changes):.1%}"
+        parts.append(part)
     return "On the same validation windows, " + "; ".join(parts) + "."
 
 
