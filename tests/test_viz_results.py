@@ -447,8 +447,7 @@ def test_activation_sentence_gives_the_range_per_learning_rate():
     assert "changed the prediction" not in vr.activation_sentence(changed), "only when every checkpoint has it"
     changed["runs"][1]["hams_scale_change"] = 0.0005
     assert vr.activation_sentence(changed).endswith(
-        "the largest position score 2, and multiplying HAMS-Net's output by ten changed the prediction by "
-        "at most 0.3%."
+        "the largest position score 2, and multiplying HAMS-Net's output by ten changed the prediction by at most 0.3%."
     )
 
 
