@@ -303,3 +303,56 @@ def test_a_quick_check_of_two_to_four_questions_leads_into_the_exercises(chapter
     questions = [ast.unparse(arg.func) for arg in call.args if isinstance(arg, ast.Call)]
     assert len(questions) == len(call.args) and set(questions) <= set(QUESTION_CALLS), questions
     assert 2 <= len(questions) <= 4, f"2-4 questions, found {len(questions)}"
+
+
+def _quoted(value: float, digits: int = 3) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
+    """Chapter 12 explains the ranking in written prose (kept in the student edition), so its numbers are typed: each
+    must be the teaching quality report's. A rerun that moves them fails here until the prose is rewritten."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "quality_teaching.json").read_text())
+    rows = {row["model"]: row for row in report["rows"]}
+    known, unknown = (report["comparisons"][part]["vs_dmf2mel"] for part in ("known", "unknown"))
+    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
+    (prose,) = [c.source for c in nb.cells if c.source.startswith("## Why DMF2Mel ranked where it did")]
+    prose = " ".join(prose.split())
+
+    def r(model, part="known"):
+        return rows[model][part]["paper_r"]
+
+    def dmf2mel_minus(other, part):  # the comparisons are other - DMF2Mel: flip the sign and the interval
+        c = part[other]
+        return f"${_quoted(-c['difference'])}$ $[{_quoted(-c['ci_high'])}, {_quoted(-c['ci_low'])}]$"
+
+    def versus_linear(part):  # the report's own DMF2Mel - linear comparison
+        c = report["comparisons"][part]["dmf2mel_vs_linear"]
+        return f"${_quoted(c['difference'])}$ $[{_quoted(c['ci_low'])}, {_quoted(c['ci_high'])}]$"
+
+    def percent(ratio):
+        return f"{round(100 * (ratio - 1)):d} %"
+
+    held_out_over_vlaai = round(100 * (r("dmf2mel", "unknown") / r("vlaai", "unknown") - 1))
+    seeds = [s["paper_r"] for s in rows["dmf2mel"]["known"]["per_seed"]]
+    vlaai_unknown = unknown["vlaai"]
+    expected = [
+        f"DMF2Mel reaches {r('dmf2mel'):.3f}",
+        f"within {max(seeds) - min(seeds):.3f} of one another",
+        f"above VLAAI ({r('vlaai'):.3f}), the linear decoder ({r('linear'):.3f}) and the CNN ({r('cnn'):.3f})",
+        f"DMF2Mel beats VLAAI by {dmf2mel_minus('vlaai', known)}",
+        f"the linear decoder by {versus_linear('known')}",
+        f"falls to {r('dmf2mel', 'unknown'):.3f}, still above the linear decoder ({versus_linear('unknown')})",
+        f"below VLAAI ({r('vlaai', 'unknown'):.3f}), which beats it by ${_quoted(vlaai_unknown['difference'])}$ "
+        f"$[{_quoted(vlaai_unknown['ci_low'])}, {_quoted(vlaai_unknown['ci_high'])}]$",
+        f"($p = {vlaai_unknown['p_value']:.3f}$",
+        f"without the BiMamba it loses {-known['dmf2mel-no-mamba']['difference']:.3f} on known subjects "
+        f"($[{_quoted(-known['dmf2mel-no-mamba']['ci_high'])}, {_quoted(-known['dmf2mel-no-mamba']['ci_low'])}]$)",
+        f"it loses {-known['dmf2mel-single-head']['difference']:.3f} and "
+        f"{-unknown['dmf2mel-single-head']['difference']:.3f}",
+        f"linear decoder is {percent(r('dmf2mel') / r('linear'))} on known subjects and "
+        f"{percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} on held-out ones",
+        f"over VLAAI {percent(r('dmf2mel') / r('vlaai'))} and ${held_out_over_vlaai:d}$ %",  # math: the sign
+    ]
+    missing = [text for text in expected if text not in prose]
+    assert not missing, f"chapter 12's ranking prose no longer quotes the report: {missing}"
