@@ -472,3 +472,33 @@ def test_watch_sentence_reads_the_replay_of_a_failing_epoch():
     )
     watched["summary"]["first_step_over"] = None
     assert vr.watch_sentence(watched) == "Replayed step by step, every gradient norm stayed below 100."
+
+
+def test_ceilings_sentences_give_each_condition_and_its_change_from_the_recorded_eeg():
+    def run(model, condition, n, known, unknown):
+        return {
+            "model": model,
+            "condition": condition,
+            "n_training_subjects": n,
+            "known": {"paper_r": known},
+            "unknown": None if unknown is None else {"paper_r": unknown},
+        }
+
+    report = {
+        "runs": [
+            run("linear", "recorded", 14, 0.243, 0.219),
+            run("linear", "noise-free", 14, 0.581, 0.046),
+            run("dmf2mel", "noise-free", 14, 0.7, 0.1),
+            run("linear", "2 x subjects", 28, 0.25, 0.23),
+        ]
+    }
+    linear, dmf2mel = vr.ceilings_sentences(report, {"linear": "the linear decoder"})
+    assert linear == (
+        "The linear decoder: on the EEG as recorded (14 training subjects) 0.243 on known subjects and 0.219 on "
+        "held-out subjects; on the noise-free EEG 0.581 on known subjects (+0.338) and 0.046 on held-out subjects "
+        "(-0.173); with 2 times the training subjects (28) 0.250 on known subjects (+0.007) and 0.230 on held-out "
+        "subjects (+0.011)."
+    )
+    # no recorded run of the model: no change to give
+    assert dmf2mel == "Dmf2mel: on the noise-free EEG 0.700 on known subjects and 0.100 on held-out subjects."
+    assert vr.ceilings_sentences({"runs": []}) == ["The ceilings report holds no finished run."]

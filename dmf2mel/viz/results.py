@@ -660,6 +660,48 @@ def activation_sentence(scale: Mapping) -> str:
     return "On the same validation windows, " + "; ".join(parts) + "."
 
 
+def _condition_label(condition: str, n_training: int) -> str:
+    """A condition of the ceilings study in words: ``"recorded"``, ``"noise-free"`` or ``"N x subjects"``."""
+    if condition == "recorded":
+        return f"on the EEG as recorded ({n_training} training subjects)"
+    if condition == "noise-free":
+        return "on the noise-free EEG"
+    factor = condition.split(" x ")[0]
+    return f"with {factor} times the training subjects ({n_training})"
+
+
+def ceilings_sentences(report: Mapping, names: Mapping[str, str] | None = None) -> list[str]:
+    """One sentence per model of the ceilings study (``benchmarks/results/ceilings_<preset>.json``): its paper r on
+    known and on held-out subjects under each condition of the report, in the report's order, each condition after
+    the recorded EEG with its change from the recorded EEG (when the report has the recorded run)."""
+    names = names or {}
+    by_model: dict[str, list[dict]] = {}
+    for entry in report.get("runs", []):
+        by_model.setdefault(entry["model"], []).append(entry)
+    sentences = []
+    for model, entries in by_model.items():
+        recorded = next((e for e in entries if e["condition"] == "recorded"), None)
+        parts = []
+        for entry in entries:
+            scores = []
+            for protocol, word in (("known", "known"), ("unknown", "held-out")):
+                r = (entry.get(protocol) or {}).get("paper_r")
+                if r is None:
+                    continue
+                text = f"{r:.3f} on {word} subjects"
+                base = None if recorded is None or entry is recorded else (recorded.get(protocol) or {}).get("paper_r")
+                if base is not None:
+                    text += f" ({r - base:+.3f})"
+                scores.append(text)
+            if scores:
+                parts.append(
+                    f"{_condition_label(entry['condition'], entry['n_training_subjects'])} {' and '.join(scores)}"
+                )
+        if parts:
+            sentences.append(f"{_capitalised(names.get(model, model))}: {'; '.join(parts)}.")
+    return sentences or ["The ceilings report holds no finished run."]
+
+
 def best_epoch_sentence(history: Mapping[str, np.ndarray]) -> str:
     """What the validation curve of a run says: the best epoch, its r, and whether training stopped early.
 
