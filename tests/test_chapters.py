@@ -356,3 +356,33 @@ def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
     ]
     missing = [text for text in expected if text not in prose]
     assert not missing, f"chapter 12's ranking prose no longer quotes the report: {missing}"
+
+
+def test_the_ceilings_prose_of_chapter_12_quotes_the_committed_study():
+    """The ceilings prose types its numbers and its claims (the noise-free scores more than double on known subjects,
+    twice the subjects moves the known scores by under 0.01 and lowers both held-out ones): each must hold in the
+    committed study, or a rerun that changes them fails here until the prose is rewritten."""
+    study = json.loads((ROOT / "benchmarks" / "results" / "ceilings_teaching.json").read_text())
+    r = {
+        (run["model"], run["condition"], part): run[part]["paper_r"]
+        for run in study["runs"]
+        for part in ("known", "unknown")
+    }
+    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
+    (prose,) = [c.source for c in nb.cells if c.source.startswith("### What limits the scores")]
+    prose = " ".join(prose.split())
+    rec, clean, more = "recorded", "noise-free", "2 x subjects"
+    for model in ("linear", "dmf2mel"):
+        assert r[model, clean, "known"] > 2 * r[model, rec, "known"], "the noise-free scores no longer double"
+        assert abs(r[model, more, "known"] - r[model, rec, "known"]) < 0.01, "2x subjects moves the known score"
+        assert r[model, more, "unknown"] < r[model, rec, "unknown"], "2x subjects no longer lowers the held-out score"
+    lead = {c: r["dmf2mel", c, "known"] - r["linear", c, "known"] for c in (rec, clean)}
+    expected = [
+        f"the linear decoder reaches {r['linear', clean, 'known']:.3f} and DMF2Mel {r['dmf2mel', clean, 'known']:.3f}",
+        f"grows from {lead[rec]:.3f} to {lead[clean]:.3f}",
+        f"rises too, to {r['dmf2mel', clean, 'unknown']:.3f}",
+        f"falls to {r['linear', clean, 'unknown']:.3f} (from {r['linear', rec, 'unknown']:.3f})",
+        f"(linear {r['linear', more, 'unknown']:.3f}, DMF2Mel {r['dmf2mel', more, 'unknown']:.3f})",
+    ]
+    missing = [text for text in expected if text not in prose]
+    assert not missing, f"chapter 12's ceilings prose no longer quotes the study: {missing}"
