@@ -8,7 +8,9 @@ background EEG, the artefacts and the sensor noise). Both are scored on the test
 same chance levels. The gap says how much the noise costs: a decoder far below its clean-EEG ceiling is limited by
 the data, not by the model. ``--subject-factors 2 4`` adds corpora with 2 and 4 times the training subjects (the
 same held-out subjects' count; generated on first use, which takes about 20 minutes per 20 subjects on one core):
-how the decoders scale with data.
+how the decoders scale with data. With the linear decoder among the models, the report also scores it at every
+ridge strength of its grid in each condition (:func:`ridge_path_scores`): how much its choice of alpha on the known
+subjects' validation parts costs on held-out subjects.
 
 Writes ``benchmarks/results/ceilings_<preset>.json`` and a markdown table beside it after every run; finished runs
 are kept across sessions as in the other studies. Never part of the tests.
@@ -80,6 +82,37 @@ def scaled_corpus(runs: Path, preset: str, factor: int, log=print) -> Path:
     return data
 
 
+def ridge_path_scores(folder: Path) -> list[dict]:
+    """The linear decoder at every ridge strength of its grid, fitted on the training parts of the known subjects of
+    the corpus ``folder``: ``val_r`` (the score its choice of alpha sees: the known subjects' validation parts), and
+    ``known_r`` and ``unknown_r`` on the test parts of the known and of the held-out subjects. Each score is Pearson r
+    per band over a whole part, averaged over bands and recordings (the score the fit picks alpha by, not the paper's
+    10 s windows). ``chosen`` marks the alpha validation picks."""
+    from dmf2mel.data.sparrkulee import SplitData
+    from dmf2mel.models.linear import LinearDecoder, mean_pearson
+
+    data = SplitData(folder)
+    held = set(data.held_out_subjects)
+
+    def pairs(split, held_out):
+        return [
+            data.pair(split, r.subject, r.stimulus)
+            for r in data.recordings_in(split)
+            if (r.subject in held) == held_out
+        ]
+
+    val, known, unknown = pairs("val", False), pairs("test", False), pairs("test", True)
+    rows = [
+        {"alpha": alpha, "val_r": mean_pearson(fit, val), "known_r": mean_pearson(fit, known),
+         "unknown_r": mean_pearson(fit, unknown) if unknown else None}
+        for alpha, fit in LinearDecoder().path(pairs("train", False))
+    ]  # fmt: skip
+    best = max(rows, key=lambda row: row["val_r"])
+    for row in rows:
+        row["chosen"] = row is best
+    return rows
+
+
 def _key(model: str, condition: str, corpus_version: str | None, epochs: int, fingerprint: list) -> dict:
     return json.loads(
         json.dumps(
@@ -120,6 +153,27 @@ def markdown(report: dict) -> str:
             f"| {entry['model']} | {entry['condition']} | {entry['n_training_subjects']} | {r(entry['known'])} | "
             f"{r(entry['unknown'])} |"
         )
+    paths = report.get("ridge_path") or {}
+    if paths:
+        lines += [
+            "",
+            "## The linear decoder at every ridge strength",
+            "",
+            "Fitted on the known subjects' training parts at each strength of its grid (relative to the mean "
+            "eigenvalue of X'X). Each cell: validation r / known-subject test r / held-out test r, Pearson r per band "
+            "over each whole part, averaged over bands and recordings (not the 10 s windows of the table above). "
+            "**Bold**: the strength validation picks, the decoder's own choice.",
+            "",
+            "| alpha | " + " | ".join(paths) + " |",
+            "|---:|" + "---:|" * len(paths),
+        ]
+
+        def cell(row):
+            text = " / ".join("-" if row[k] is None else f"{row[k]:.3f}" for k in ("val_r", "known_r", "unknown_r"))
+            return f"**{text}**" if row["chosen"] else text
+
+        for i, row in enumerate(next(iter(paths.values()))):
+            lines.append(f"| {row['alpha']:.3g} | " + " | ".join(cell(rows[i]) for rows in paths.values()) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,6 +226,10 @@ def run_ceilings(
                 save_json(run / RESULT_FILE, entry)
             log(f"  {model:<8} {condition:<14} known r {entry['known']['paper_r']:.4f}")
             report["runs"].append(entry)
+            if out is not None:
+                write_report(report, out, markdown(report))
+        if "linear" in models:
+            report.setdefault("ridge_path", {})[condition] = ridge_path_scores(folder)
             if out is not None:
                 write_report(report, out, markdown(report))
     return report

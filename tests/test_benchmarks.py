@@ -1171,6 +1171,25 @@ def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, 
     # without the background EEG and the sensor noise the linear decoder does far better: the ceiling
     assert clean["known"]["paper_r"] > recorded["known"]["paper_r"] + 0.1
     assert "| linear | noise-free | 3 |" in out.with_suffix(".md").read_text()
+    # the ridge path: every strength of the grid in both conditions, the one validation picks marked; its
+    # validation scores are the ones LinearDecoder.fit chose by
+    from dmf2mel.data.sparrkulee import SplitData
+    from dmf2mel.models.linear import ALPHA_GRID, LinearDecoder
+
+    assert list(report["ridge_path"]) == ["recorded", "noise-free"]
+    data = SplitData(tiny_corpus)
+
+    def known(split):
+        return [data.pair(split, r.subject, r.stimulus) for r in data.recordings_in(split)
+                if r.subject not in data.held_out_subjects]  # fmt: skip
+
+    decoder = LinearDecoder().fit(known("train"), known("val"))
+    path = report["ridge_path"]["recorded"]
+    assert [row["alpha"] for row in path] == list(ALPHA_GRID)
+    assert [row["alpha"] for row in path if row["chosen"]] == [decoder.alpha_]
+    assert [row["val_r"] for row in path] == pytest.approx([decoder.val_r_[a] for a in ALPHA_GRID], abs=1e-9)
+    assert all(row["unknown_r"] is not None for rows in report["ridge_path"].values() for row in rows)
+    assert "## The linear decoder at every ridge strength" in out.with_suffix(".md").read_text()
 
 
 def test_resumable_keeps_a_checkpointed_run_and_clears_one_cut_short_before_its_first_checkpoint(tmp_path):

@@ -384,5 +384,19 @@ def test_the_ceilings_prose_of_chapter_12_quotes_the_committed_study():
         f"falls to {r['linear', clean, 'unknown']:.3f} (from {r['linear', rec, 'unknown']:.3f})",
         f"(linear {r['linear', more, 'unknown']:.3f}, DMF2Mel {r['dmf2mel', more, 'unknown']:.3f})",
     ]
+    path = {condition: rows for condition, rows in study["ridge_path"].items()}
+    (chosen,) = [row for row in path[clean] if row["chosen"]]
+    best_held_out = max(path[clean], key=lambda row: row["unknown_r"])
+    assert chosen["alpha"] == min(row["alpha"] for row in path[clean]), "validation no longer picks the weakest"
+    flat = [row for row in path[rec] if row["alpha"] <= 0.0316]
+    for part in ("known_r", "unknown_r"):  # "every penalty up to 0.03 scores the same" (to 3 decimals)
+        assert len({f"{row[part]:.3f}" for row in flat}) == 1, f"the recorded EEG's {part} moves below 0.03"
+    expected += [
+        f"the weakest penalty of the grid, {chosen['alpha']:g}, which scores {chosen['val_r']:.3f} on their "
+        f"validation parts and {chosen['unknown_r']:.3f} on held-out subjects",
+        f"a penalty of {best_held_out['alpha']:.3g} would have given the held-out subjects "
+        f"{best_held_out['unknown_r']:.3f}",
+        f"The {best_held_out['unknown_r']:.3f} is a diagnosis",
+    ]
     missing = [text for text in expected if text not in prose]
     assert not missing, f"chapter 12's ceilings prose no longer quotes the study: {missing}"

@@ -18,7 +18,7 @@ evaluation code like every other model.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -60,6 +60,23 @@ def _pearson(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     p = prediction - prediction.mean(axis=0)
     t = target - target.mean(axis=0)
     return (p * t).sum(axis=0) / (np.sqrt((p * p).sum(axis=0) * (t * t).sum(axis=0)) + 1e-12)
+
+
+def mean_pearson(predict, pairs) -> float:
+    """Pearson r of ``predict(eeg)`` with the target, per band over each whole recording, averaged over bands and
+    recordings of ``pairs`` (``(eeg, mel)`` tuples): the score :meth:`LinearDecoder.fit` picks its alpha by."""
+    return float(np.mean([_pearson(predict(eeg), np.asarray(mel)).mean() for eeg, mel in pairs]))
+
+
+class RidgeFit(NamedTuple):
+    """One closed-form solution of :meth:`LinearDecoder.path`; calling it predicts ``(time, n_mels)``."""
+
+    decoder: "LinearDecoder"
+    weights: np.ndarray
+    bias: np.ndarray
+
+    def __call__(self, eeg: np.ndarray) -> np.ndarray:
+        return self.decoder._predict_with(eeg, self.weights, self.bias)
 
 
 def ridge_path(xx: np.ndarray, xy: np.ndarray, alphas: Sequence[float]):
@@ -165,6 +182,24 @@ class LinearDecoder(nn.Module):
                 xy += x.T @ y
         return n, sx, sy, xx, xy
 
+    def path(self, train_pairs, alphas: Sequence[float] | None = None):
+        """The closed-form fit on ``train_pairs`` at every ridge strength of ``alphas`` (default: the grid).
+
+        Yields
+        ------
+        (alpha, predict) with ``predict(eeg (time, n_chans)) -> (time, n_mels)`` the fit at that strength (float64).
+        The module's own weights do not change: :meth:`fit` keeps the one validation picks.
+        """
+        n, sx, sy, xx, xy = self._moments(train_pairs)
+        if n == 0:
+            raise ValueError("fit needs at least one (eeg, mel) training pair")
+        mean_x, mean_y = sx / n, sy / n
+        cxx = xx - n * np.outer(mean_x, mean_x)  # centred moments: the intercept is not penalised
+        cxy = xy - n * np.outer(mean_x, mean_y)
+        for alpha, weights in ridge_path(cxx, cxy, self.alphas if alphas is None else alphas):
+            bias = mean_y - mean_x @ weights
+            yield alpha, RidgeFit(self, weights, bias)
+
     def fit(self, train_pairs, val_pairs=None) -> "LinearDecoder":
         """Fit on ``train_pairs`` and pick the ridge strength on ``val_pairs``.
 
@@ -177,29 +212,17 @@ class LinearDecoder(nn.Module):
         -------
         self
         """
-        n, sx, sy, xx, xy = self._moments(train_pairs)
-        if n == 0:
-            raise ValueError("fit needs at least one (eeg, mel) training pair")
-        mean_x, mean_y = sx / n, sy / n
-        cxx = xx - n * np.outer(mean_x, mean_x)  # centred moments: the intercept is not penalised
-        cxy = xy - n * np.outer(mean_x, mean_y)
         alphas = self.alphas if val_pairs else (self.alphas[len(self.alphas) // 2],)
         best = None
         self.val_r_ = {}
-        for alpha, weights in ridge_path(cxx, cxy, alphas):
-            bias = mean_y - mean_x @ weights
+        for alpha, fitted in self.path(train_pairs, alphas):
+            score = mean_pearson(fitted, val_pairs) if val_pairs else 0.0
             if val_pairs:
-                rs = [
-                    _pearson(self._predict_with(eeg, weights, bias), np.asarray(mel)).mean() for eeg, mel in val_pairs
-                ]
-                score = float(np.mean(rs))
                 self.val_r_[alpha] = score
-            else:
-                score = 0.0
             if best is None or score > best[0]:
-                best = (score, alpha, weights, bias)
-        _, self.alpha_, weights, bias = best
-        self._set_weights(weights, bias)
+                best = (score, alpha, fitted)
+        _, self.alpha_, fitted = best
+        self._set_weights(fitted.weights, fitted.bias)
         return self
 
     def _predict_with(self, eeg: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
