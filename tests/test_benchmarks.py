@@ -1431,3 +1431,25 @@ def test_activation_scale_report_of_a_trained_run(tiny_corpus, tmp_path):
     with pytest.raises(SystemExit):
         activation_scale.main([str(tiny_corpus), str(tmp_path / "none"), "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_comparison_page_quotes_the_finalists_as_recorded():
+    # the page explains each model's rate with the full-budget scores of its two finalists (seed 0, clean, current
+    # maths): typed numbers, so a new record that moves them fails here until the page is rewritten
+    from dmf2mel.models.fingerprint import fingerprint
+
+    report = json.loads((readme.RESULTS_DIR / "quality_teaching.json").read_text())
+    scores = stability.full_budget_scores(
+        "teaching", readme.RESULTS_DIR, fingerprint(), report["budget"]["epochs"], report["corpus"]["version"]
+    )
+    page = " ".join((readme.RESULTS_DIR.parents[1] / "book" / "comparison.md").read_text(encoding="utf-8").split())
+    expected = [
+        f"the slower rate reached {scores['dmf2mel'][3e-3]:.3f} against {scores['dmf2mel'][1e-2]:.3f}",
+        f"1 × 10⁻³ to 3 × 10⁻⁴ ({scores['cnn'][3e-4]:.3f} against {scores['cnn'][1e-3]:.3f})",
+        f"1 × 10⁻⁴ to 3 × 10⁻⁴ ({scores['vlaai'][3e-4]:.3f} against {scores['vlaai'][1e-4]:.3f}",
+    ]
+    missing = [text for text in expected if text not in page]
+    assert not missing, f"book/comparison.md no longer quotes the finalists: {missing}"
+    budget = (report["budget"]["epochs"], report["corpus"]["version"])
+    rates = quality.learning_rates("teaching", ["cnn", "vlaai", "dmf2mel"], None, fingerprint(), *budget)
+    assert {model: rates[model]["lr"] for model in rates} == {"cnn": 3e-4, "vlaai": 3e-4, "dmf2mel": 3e-3}
