@@ -336,6 +336,16 @@ def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
     held_out_over_vlaai = round(100 * (r("dmf2mel", "unknown") / r("vlaai", "unknown") - 1))
     seeds = [s["paper_r"] for s in rows["dmf2mel"]["known"]["per_seed"]]
     vlaai_unknown = unknown["vlaai"]
+    assert vlaai_unknown["verdict"] == "no detectable difference", "the held-out verdict on VLAAI changed"
+
+    def per_subject(model):  # each held-out subject's r, mean over seeds
+        seeds = rows[model]["unknown"]["per_seed"]
+        return {s: sum(seed["per_subject"][s] for seed in seeds) / len(seeds) for s in seeds[0]["per_subject"]}
+
+    vlaai_r, dmf2mel_r = per_subject("vlaai"), per_subject("dmf2mel")
+    assert len(vlaai_r) == 6
+    higher = sum(vlaai_r[s] > dmf2mel_r[s] for s in vlaai_r)
+    words = dict(enumerate(["none", "one", "two", "three", "four", "five", "six"]))
     expected = [
         f"DMF2Mel reaches {r('dmf2mel'):.3f}",
         f"within {max(seeds) - min(seeds):.3f} of one another",
@@ -343,9 +353,10 @@ def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
         f"DMF2Mel beats VLAAI by {dmf2mel_minus('vlaai', known)}",
         f"the linear decoder by {versus_linear('known')}",
         f"falls to {r('dmf2mel', 'unknown'):.3f}, still above the linear decoder ({versus_linear('unknown')})",
-        f"below VLAAI ({r('vlaai', 'unknown'):.3f}), which beats it by ${_quoted(vlaai_unknown['difference'])}$ "
+        f"below VLAAI ({r('vlaai', 'unknown'):.3f}), which leads it by ${_quoted(vlaai_unknown['difference'])}$ "
         f"$[{_quoted(vlaai_unknown['ci_low'])}, {_quoted(vlaai_unknown['ci_high'])}]$",
-        f"($p = {vlaai_unknown['p_value']:.3f}$",
+        f"{words[higher].capitalize()} of the six held-out subjects score higher with VLAAI and {words[6 - higher]} does not",
+        f"the sign-flip test gives $p = {vlaai_unknown['p_value']:.3f}$",
         f"without the BiMamba it loses {-known['dmf2mel-no-mamba']['difference']:.3f} on known subjects "
         f"($[{_quoted(-known['dmf2mel-no-mamba']['ci_high'])}, {_quoted(-known['dmf2mel-no-mamba']['ci_low'])}]$)",
         f"it loses {-known['dmf2mel-single-head']['difference']:.3f} and "
@@ -353,7 +364,20 @@ def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
         f"linear decoder is {percent(r('dmf2mel') / r('linear'))} on known subjects and "
         f"{percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} on held-out ones",
         f"over VLAAI {percent(r('dmf2mel') / r('vlaai'))} and ${held_out_over_vlaai:d}$ %",  # math: the sign
+        f"Without the SplineMap attention it loses {-known['dmf2mel-no-splinemap']['difference']:.3f} on known "
+        f"subjects ($[{_quoted(-known['dmf2mel-no-splinemap']['ci_high'])}, "
+        f"{_quoted(-known['dmf2mel-no-splinemap']['ci_low'])}]$)",
+        f"({-known['dmf2mel-no-hams']['difference']:.3f} and {-known['dmf2mel-no-dcfam']['difference']:.3f} lower on "
+        "known subjects, both intervals including zero)",
+        f"($p = {known['dmf2mel-no-dcfam']['p_value']:.3f}$)",
     ]
+    # the verdicts the prose states in words
+    assert known["dmf2mel-no-splinemap"]["verdict"] == "below"
+    for ablation in ("dmf2mel-no-mamba", "dmf2mel-no-splinemap", "dmf2mel-no-hams", "dmf2mel-no-dcfam"):
+        assert unknown[ablation]["verdict"] == "no detectable difference", f"{ablation}: held-out verdict changed"
+    for ablation in ("dmf2mel-no-hams", "dmf2mel-no-dcfam"):
+        assert known[ablation]["ci_low"] < 0 < known[ablation]["ci_high"], f"{ablation}: interval excludes zero"
+    assert known["dmf2mel-no-dcfam"]["p_value"] < 0.05  # "the sign-flip test alone would call it"
     missing = [text for text in expected if text not in prose]
     assert not missing, f"chapter 12's ranking prose no longer quotes the report: {missing}"
 
