@@ -408,7 +408,7 @@ def test_the_ceilings_prose_of_chapter_12_quotes_the_committed_study():
         f"falls to {r['linear', clean, 'unknown']:.3f} (from {r['linear', rec, 'unknown']:.3f})",
         f"(linear {r['linear', more, 'unknown']:.3f}, DMF2Mel {r['dmf2mel', more, 'unknown']:.3f})",
     ]
-    path = {condition: rows for condition, rows in study["ridge_path"].items()}
+    path = study["ridge_path"]
     (chosen,) = [row for row in path[clean] if row["chosen"]]
     best_held_out = max(path[clean], key=lambda row: row["unknown_r"])
     assert chosen["alpha"] == min(row["alpha"] for row in path[clean]), "validation no longer picks the weakest"
