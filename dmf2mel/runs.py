@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import dmf2mel
 from dmf2mel import cache
@@ -275,6 +276,8 @@ def cached_run(
             cache.mark_used(folder)
             if verbose:
                 print(f"using the cached {model} run {shown_path(folder)}")
+                if progress:
+                    _show_cached_epochs(folder, model, identity["epochs"])
             return folder
         failure = None if retry else _earlier_failure(note)
         if failure is not None:
@@ -342,6 +345,24 @@ def _train_into(
         verify_run(run, identity)
 
     cache.build_entry(folder, build)
+
+
+def _show_cached_epochs(folder: Path, model: str, epochs: int) -> None:
+    """A finished progress bar for a cached run: the epochs it trained and its best validation r.
+
+    A chapter then shows the same kind of output whether the building machine trained the run just now or
+    found it in its cache (in a notebook the bar is a saved widget, as the training bars are).
+    """
+    history = history_table(folder)
+    best = history["best_val_r"][-1] if "best_val_r" in history else np.nan
+    bar = tqdm(
+        total=epochs,
+        initial=int(history["epoch"][-1]),
+        desc=f"cached {model}",
+        unit="epoch",
+        postfix=f"best val r {best:.4f}",
+    )
+    bar.close()
 
 
 def book_run(model: str = "dmf2mel", progress: bool = True, verbose: bool = True, retry: bool = False) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import functools
 import shutil
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tqdm
 
 import train_fixtures as tf
 from dmf2mel import runs
@@ -310,6 +312,26 @@ def test_read_metrics_names_the_missing_file(tmp_path):
         runs.read_metrics(tmp_path)
     (tmp_path / METRICS_FILE).write_text(json.dumps({"known": {"paper_r": 0.1}}))
     assert runs.read_metrics(tmp_path)["known"]["paper_r"] == 0.1
+
+
+def test_a_cached_run_shows_a_finished_bar_of_its_epochs(
+    tiny_corpus, trained, tmp_path, count_training, capsys, monkeypatch
+):
+    """Reused, a run still shows its epochs as a (finished) progress bar, so a chapter's output does not depend
+    on whether the building machine had the run cached; without progress bars it shows none."""
+    # the suite sets TQDM_DISABLE for every bar; this test wants to see them (as text)
+    monkeypatch.setattr(runs, "tqdm", functools.partial(tqdm.std.tqdm, disable=False))
+    copy_run(trained, tmp_path / "runs")
+    history = runs.history_table(trained)
+    epochs = int(history["epoch"][-1])
+    kwargs = dict(model="tiny", profile="tiny", data=tiny_corpus, root=tmp_path / "runs", n_null=N_NULL)
+    runs.cached_run(**kwargs)
+    err = capsys.readouterr().err
+    assert not count_training
+    assert "cached tiny" in err and f"{epochs}/{epochs}" in err
+    assert f"best val r {history['best_val_r'][-1]:.4f}" in err
+    runs.cached_run(progress=False, **kwargs)
+    assert "cached tiny" not in capsys.readouterr().err
 
 
 def test_book_run_fixes_the_chapters_choices(monkeypatch, tmp_path):
