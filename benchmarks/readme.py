@@ -79,10 +79,20 @@ def quality_section(reports: dict[str, dict]) -> list[str]:
             f"{b['threads']} torch thread(s)): profile `{b['profile']}` (DMF2Mel `{b['model_preset']}` config), "
             f"{b['epochs']} epochs of {train['windows_per_recording']} random {train['window_seconds']:g} s windows "
             f"per training recording, batch {train['batch_size']}, Adam at {_learning_rates(report)}, best val epoch; "
-            f"seeds {', '.join(map(str, b['seeds']))}.{_stale(report)} Paired comparison - {verdicts}."
+            f"seeds {', '.join(map(str, b['seeds']))}.{_stale(report)}{_missing(report, models)} "
+            f"Paired comparison - {verdicts}."
         )
     lines += ["", VERDICT_RULE]
     return lines
+
+
+def _missing(report: dict, models: list[str]) -> str:
+    """The table's models that this preset's report has not trained (its cells show ``-``), in a sentence."""
+    trained = {row["model"] for row in report["rows"]}
+    missing = [f"`{model}`" for model in models if model not in trained]
+    if not missing:
+        return ""
+    return f" Not in this report yet (`-` in the table): {', '.join(missing)}."
 
 
 def _learning_rates(report: dict) -> str:

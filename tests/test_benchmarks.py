@@ -660,6 +660,19 @@ def test_benchmark_scripts_never_import_each_other_in_a_circle():
     assert not circles, f"benchmark scripts in an import circle: {circles} ({imports})"
 
 
+def test_the_readme_names_the_models_a_preset_has_not_trained_yet():
+    """A report with fewer models than the table (a rerun still under way) says which cells are ``-`` and why."""
+    report = json.loads((readme.RESULTS_DIR / "quality_teaching.json").read_text())
+    partial = {**report, "rows": [row for row in report["rows"] if row["model"] in ("linear", "dmf2mel")]}
+    lines = readme.quality_section({"teaching": report, "sparrkulee": partial})
+    (full,) = [line for line in lines if line.startswith("- `teaching`")]
+    (part,) = [line for line in lines if line.startswith("- `sparrkulee`")]
+    assert "Not in this report yet" not in full
+    assert "Not in this report yet (`-` in the table): `cnn`, `vlaai`, `dmf2mel-no-mamba`" in part
+    (vlaai,) = [line for line in lines if line.startswith("| `vlaai` |")]
+    assert vlaai.endswith("| - | - |")
+
+
 def test_readme_update_rewrites_only_the_block(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
