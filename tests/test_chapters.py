@@ -382,6 +382,48 @@ def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
     assert not missing, f"chapter 12's ranking prose no longer quotes the report: {missing}"
 
 
+def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
+    """The paragraph on the harder corpus types the sparrkulee report's numbers and verdicts: each must be the
+    committed report's, so a rerun that moves them fails here until the prose is rewritten."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "quality_sparrkulee.json").read_text())
+    rows = {row["model"]: row for row in report["rows"]}
+    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
+    (prose,) = [c.source for c in nb.cells if c.source.startswith("## Why DMF2Mel ranked where it did")]
+    prose = " ".join(prose.split())
+
+    def r(model, part):
+        return rows[model][part]["paper_r"]
+
+    def versus_linear(part):
+        c = report["comparisons"][part]["dmf2mel_vs_linear"]
+        assert c["verdict"] == "no detectable difference", f"sparrkulee {part}: DMF2Mel vs linear is now {c['verdict']}"
+        return f"${_quoted(c['difference'])}$ $[{_quoted(c['ci_low'])}, {_quoted(c['ci_high'])}]$"
+
+    def percent(ratio):  # negative numbers are typed in math, for the minus sign
+        value = round(100 * (ratio - 1))
+        return f"{value:d} %" if value >= 0 else f"${value:d}$ %"
+
+    for part in ("known", "unknown"):
+        assert report["comparisons"][part]["vs_dmf2mel"]["cnn"]["verdict"] == "below", "DMF2Mel no longer beats the CNN"
+        no_mamba = report["comparisons"][part]["vs_dmf2mel"]["dmf2mel-no-mamba"]
+        assert no_mamba["verdict"] == "no detectable difference", "no-Mamba no longer scores the same"
+    expected = [
+        f"DMF2Mel reaches {r('dmf2mel', 'known'):.3f} on known subjects and the linear decoder "
+        f"{r('linear', 'known'):.3f}, no detectable difference ({versus_linear('known')})",
+        f"on held-out subjects DMF2Mel reaches {r('dmf2mel', 'unknown'):.3f} and the linear decoder "
+        f"{r('linear', 'unknown'):.3f}, no detectable difference either ({versus_linear('unknown')})",
+        f"Without the BiMamba DMF2Mel scores the same ({r('dmf2mel-no-mamba', 'known'):.3f} and "
+        f"{r('dmf2mel-no-mamba', 'unknown'):.3f})",
+        f"it still beats the CNN ({r('cnn', 'known'):.3f} and {r('cnn', 'unknown'):.3f})",
+        f"on the `sparrkulee` corpus it is {percent(r('dmf2mel', 'known') / r('linear', 'known'))} and "
+        f"{percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} over the linear decoder",
+        "three seeds each at the learning rates of that corpus's own sweep",
+    ]
+    assert report["budget"]["seeds"] == [0, 1, 2] and report.get("learning_rates")
+    missing = [text for text in expected if text not in prose]
+    assert not missing, f"chapter 12's sparrkulee prose no longer quotes the report: {missing}"
+
+
 def test_the_ceilings_prose_of_chapter_12_quotes_the_committed_study():
     """The ceilings prose types its numbers and its claims (the noise-free scores more than double on known subjects,
     twice the subjects moves the known scores by under 0.01 and lowers both held-out ones): each must hold in the
