@@ -6,9 +6,10 @@ quality benchmark's corpus of the preset: on its EEG as recorded (the usual benc
 the simulation keeps beside it (``clean/``: the simulated auditory response through the same filters, without the
 background EEG, the artefacts and the sensor noise). Both are scored on the test parts of their own EEG, with the
 same chance levels. The gap says how much the noise costs: a decoder far below its clean-EEG ceiling is limited by
-the data, not by the model. ``--subject-factors 2 4`` adds corpora with 2 and 4 times the training subjects (the
-same held-out subjects' count; generated on first use, which takes about 20 minutes per 20 subjects on one core):
-how the decoders scale with data. With the linear decoder among the models, the report also scores it at every
+the data, not by the model. ``--subject-factors 2 4`` adds corpora with 2 and 4 times the training subjects
+(generated on first use, which takes about 20 minutes per 20 subjects on one core), each holding out the benchmark
+corpus's own held-out subjects (:func:`held_out_view`): how the decoders scale with data, paired subject by subject
+with the recorded condition on the same held-out listeners. With the linear decoder among the models, the report also scores it at every
 ridge strength of its grid in each condition (:func:`ridge_path_scores`): how much its choice of alpha on the known
 subjects' validation parts costs on held-out subjects.
 
@@ -28,7 +29,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts, for their helpers
 
-from quality import STUDY_EPOCHS, DEFAULT_VAL_EVERY, corpus_info, train_and_score  # noqa: E402
+from quality import STUDY_EPOCHS, DEFAULT_VAL_EVERY, corpus_info, difference_sentence, train_and_score  # noqa: E402
 from reports import (  # noqa: E402
     BENCHMARK_CORPUS,
     RESULTS_DIR,
@@ -46,6 +47,26 @@ SEED = 0
 RESULT_FILE = "ceiling_result.json"
 
 
+def _view(corpus: Path, folder: Path, eeg_folder: Path, metadata_update: dict) -> Path:
+    """A ``split_data`` folder of symbolic links to the corpus's files (nothing is copied), its EEG taken from
+    ``eeg_folder`` and its metadata the corpus's with ``metadata_update`` applied."""
+    from dmf2mel.data.sparrkulee import METADATA_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in corpus.glob("*.npy"):
+        source = eeg_folder / path.name if path.name.endswith("_-_eeg.npy") else path
+        link = folder / path.name
+        if not link.is_symlink():
+            os.symlink(source, link)
+    metadata = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8"))
+    metadata.update(metadata_update)
+    text = json.dumps(metadata)
+    target = folder / METADATA_FILE
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+    return folder
+
+
 def clean_view(corpus: Path, folder: Path) -> Path:
     """A ``split_data`` folder whose EEG is the corpus's noise-free EEG (``clean/``) and whose other features and
     metadata are the corpus's own, as symbolic links (nothing is copied)."""
@@ -56,17 +77,27 @@ def clean_view(corpus: Path, folder: Path) -> Path:
     clean = corpus / CLEAN_FOLDER
     if not clean.is_dir():
         raise SystemExit(f"{corpus}: no {CLEAN_FOLDER}/ folder (a corpus simulated by dmf2mel keeps one)")
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in corpus.glob("*.npy"):
-        source = clean / path.name if path.name.endswith("_-_eeg.npy") else path
-        link = folder / path.name
-        if not link.is_symlink():
-            os.symlink(source, link)
-    if not (folder / METADATA_FILE).exists():
-        metadata = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8"))
-        metadata["version"] = f"{metadata.get('version')}+clean"
-        (folder / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
-    return folder
+    version = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8")).get("version")
+    return _view(corpus, folder, clean, {"version": f"{version}+clean"})
+
+
+def held_out_view(corpus: Path, held_out: Sequence[str], folder: Path) -> Path:
+    """A view of ``corpus`` (symbolic links) that holds out ``held_out`` instead of its own held-out subjects.
+
+    The simulation draws each subject and each recording from its own index, so a larger corpus of the same seed
+    starts with the very subjects and files of the benchmark corpus. Holding out the benchmark's held-out subjects
+    there makes the scaling study paired: the same held-out listeners and test recordings in every condition, and
+    every other subject (the benchmark's known ones and the new ones) trains."""
+    from dmf2mel.data.sparrkulee import METADATA_FILE
+
+    corpus = Path(corpus).resolve()
+    metadata = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8"))
+    missing = sorted(set(held_out) - set(metadata["subjects"]))
+    if missing:
+        raise SystemExit(f"{corpus}: cannot hold out {', '.join(missing)}: not subjects of this corpus")
+    held_out = list(held_out)
+    version = f"{metadata.get('version')}+held-out:{','.join(held_out)}"
+    return _view(corpus, folder, corpus, {"version": version, "held_out_subjects": held_out})
 
 
 def scaled_corpus(runs: Path, preset: str, factor: int, log=print) -> Path:
@@ -80,6 +111,15 @@ def scaled_corpus(runs: Path, preset: str, factor: int, log=print) -> Path:
         log(f"generating {data}: {n_subjects} subjects (about {n_subjects} minutes on one core)")
         simulate_corpus(data, preset=preset, seed=0, progress=False, **{**BENCHMARK_CORPUS, "n_subjects": n_subjects})
     return data
+
+
+def scaled_view(runs: Path, preset: str, factor: int, base: Path, log=print) -> Path:
+    """:func:`scaled_corpus` seen through :func:`held_out_view` with the held-out subjects of the corpus ``base``."""
+    from dmf2mel.data.sparrkulee import METADATA_FILE
+
+    held_out = json.loads((Path(base) / METADATA_FILE).read_text(encoding="utf-8"))["held_out_subjects"]
+    data = scaled_corpus(runs, preset, factor, log)
+    return held_out_view(data, held_out, Path(runs) / f"{data.name}-held-out-as-benchmark")
 
 
 def ridge_path_scores(folder: Path) -> list[dict]:
@@ -128,6 +168,22 @@ def _key(model: str, condition: str, corpus_version: str | None, epochs: int, fi
     )
 
 
+def with_paired_change(entry: dict, runs: Sequence[dict]) -> dict:
+    """``entry`` with ``vs_recorded``: per protocol, its paired difference from the same model's run on the recorded
+    EEG among ``runs`` (:func:`dmf2mel.viz.results.paired_comparison`, over the subjects both runs scored: the
+    benchmark's known subjects and, in every condition, the same held-out subjects), or None."""
+    from dmf2mel.viz.results import paired_comparison
+
+    entry = {key: value for key, value in entry.items() if key != "vs_recorded"}
+    recorded = next((e for e in runs if e["model"] == entry["model"] and e["condition"] == "recorded"), None)
+    if recorded is None or entry["condition"] == "recorded":
+        return entry
+    entry["vs_recorded"] = {
+        protocol: paired_comparison(entry.get(protocol), recorded.get(protocol)) for protocol in ("known", "unknown")
+    }
+    return entry
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Ceilings and scaling, `{report['preset']}` preset",
@@ -153,6 +209,20 @@ def markdown(report: dict) -> str:
             f"| {entry['model']} | {entry['condition']} | {entry['n_training_subjects']} | {r(entry['known'])} | "
             f"{r(entry['unknown'])} |"
         )
+    paired = [entry for entry in report["runs"] if entry.get("vs_recorded")]
+    if paired:
+        lines += [
+            "",
+            "Each condition against the recorded EEG, paired subject by subject (the same model; on the subjects both "
+            "runs scored: the benchmark's known subjects, and the same held-out subjects in every condition):",
+            "",
+        ]
+        for entry in paired:
+            for protocol, word in (("known", "known"), ("unknown", "held-out")):
+                sentence = difference_sentence(
+                    f"{entry['model']} ({entry['condition']})", "recorded", entry["vs_recorded"].get(protocol)
+                )
+                lines.append(f"- {word} subjects: {sentence}.")
     paths = report.get("ridge_path") or {}
     if paths:
         lines += [
@@ -200,7 +270,7 @@ def run_ceilings(
     runs.mkdir(parents=True, exist_ok=True)
     data = Path(data) if data is not None else benchmark_corpus(runs, preset, log)
     conditions = [("recorded", data), ("noise-free", clean_view(data, runs / f"{data.name}-clean"))]
-    conditions += [(f"{factor} x subjects", scaled_corpus(runs, preset, factor, log)) for factor in subject_factors]
+    conditions += [(f"{factor} x subjects", scaled_view(runs, preset, factor, data, log)) for factor in subject_factors]
     earlier = earlier_runs(out)
     report = {
         "preset": preset,
@@ -225,7 +295,7 @@ def run_ceilings(
                 entry.update({k: result[k] for k in ("known", "unknown", "train_seconds", "best_val_r", "curve")})
                 save_json(run / RESULT_FILE, entry)
             log(f"  {model:<8} {condition:<14} known r {entry['known']['paper_r']:.4f}")
-            report["runs"].append(entry)
+            report["runs"].append(with_paired_change(entry, report["runs"]))
             if out is not None:
                 write_report(report, out, markdown(report))
         if "linear" in models:

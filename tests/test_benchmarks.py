@@ -1205,6 +1205,54 @@ def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, 
     assert "## The linear decoder at every ridge strength" in out.with_suffix(".md").read_text()
 
 
+def test_a_larger_corpus_holds_out_the_benchmarks_own_held_out_subjects(tiny_corpus, tmp_path):
+    """The scaling study's pairing rests on the simulation drawing each subject and recording from its own index: a
+    corpus with more subjects (same seed) starts with the very files of the smaller one, so its view that holds out
+    the smaller corpus's held-out subjects scores the same listeners on the same test recordings."""
+    from conftest import TINY
+
+    from dmf2mel.data.corpus import simulate_corpus
+    from dmf2mel.data.sparrkulee import SplitData
+
+    larger = simulate_corpus(
+        tmp_path / "larger", preset="teaching", seed=0, progress=False, **{**TINY, "n_subjects": TINY["n_subjects"] + 2}
+    )
+    base = SplitData(tiny_corpus)
+    (held,) = base.held_out_subjects  # sub-004: a training subject of the larger corpus, which holds out sub-006
+    assert held not in SplitData(larger).held_out_subjects
+    for path in tiny_corpus.glob("*.npy"):
+        assert path.read_bytes() == (larger / path.name).read_bytes(), f"{path.name} differs in the larger corpus"
+    view = ceilings.held_out_view(larger, [held], tmp_path / "view")
+    data = SplitData(view)
+    assert data.held_out_subjects == [held]
+    info = ceilings.corpus_info(view)  # what the study counts as training subjects
+    assert sorted(set(info["subjects"]) - set(info["held_out"])) == ["sub-001", "sub-002", "sub-003", "sub-005",
+                                                                      "sub-006"]  # fmt: skip
+    assert next(view.glob("test_-_sub-004_-_*_-_eeg.npy")).resolve().parent == larger.resolve()
+    # a run on the view never counts as one on the corpus itself (with its own held-out subjects)
+    assert ceilings.corpus_info(view)["version"] != ceilings.corpus_info(larger)["version"]
+    with pytest.raises(SystemExit, match="sub-099"):
+        ceilings.held_out_view(larger, ["sub-099"], tmp_path / "bad")
+
+
+def test_a_condition_is_paired_with_the_recorded_eeg_on_the_subjects_both_runs_scored():
+    def run(condition, known, unknown):
+        return {"model": "linear", "condition": condition, "n_training_subjects": len(known),
+                "known": {"paper_r": 0.0, "per_subject": known}, "unknown": {"paper_r": 0.0, "per_subject": unknown}}  # fmt: skip
+
+    recorded = run("recorded", {"sub-001": 0.20, "sub-002": 0.30}, {"sub-009": 0.10, "sub-010": 0.20})
+    scaled = run(
+        "2 x subjects", {"sub-001": 0.25, "sub-002": 0.33, "sub-021": 0.90}, {"sub-009": 0.12, "sub-010": 0.18}
+    )
+    assert "vs_recorded" not in ceilings.with_paired_change(recorded, [recorded])
+    paired = ceilings.with_paired_change(scaled, [recorded])["vs_recorded"]
+    # the new subject sub-021 has no recorded score: only the two shared known subjects count
+    assert paired["known"]["subjects"] == ["sub-001", "sub-002"]
+    assert paired["known"]["difference"] == pytest.approx(0.04)
+    assert paired["unknown"]["difference"] == pytest.approx(0.0)
+    assert "vs_recorded" not in ceilings.with_paired_change(scaled, [])
+
+
 def test_resumable_keeps_a_checkpointed_run_and_clears_one_cut_short_before_its_first_checkpoint(tmp_path):
     cut_short = tmp_path / "cut-short"
     cut_short.mkdir()

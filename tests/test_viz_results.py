@@ -502,3 +502,11 @@ def test_ceilings_sentences_give_each_condition_and_its_change_from_the_recorded
     # no recorded run of the model: no change to give
     assert dmf2mel == "Dmf2mel: on the noise-free EEG 0.700 on known subjects and 0.100 on held-out subjects."
     assert vr.ceilings_sentences({"runs": []}) == ["The ceilings report holds no finished run."]
+    # with the paired comparison of the report, the change is the paired one, with its interval
+    paired = {"difference": 0.004, "ci_low": -0.002, "ci_high": 0.011, "n_subjects": 14}
+    report["runs"][3]["vs_recorded"] = {"known": paired, "unknown": None}
+    linear, _ = vr.ceilings_sentences(report, {"linear": "the linear decoder"})
+    assert linear.endswith(
+        "with 2 times the training subjects (28) 0.250 on known subjects (+0.004, 95 % CI [-0.002, +0.011] over the 14 "
+        "subjects both runs scored) and 0.230 on held-out subjects (+0.011)."
+    )

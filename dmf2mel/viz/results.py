@@ -673,7 +673,9 @@ def _condition_label(condition: str, n_training: int) -> str:
 def ceilings_sentences(report: Mapping, names: Mapping[str, str] | None = None) -> list[str]:
     """One sentence per model of the ceilings study (``benchmarks/results/ceilings_<preset>.json``): its paper r on
     known and on held-out subjects under each condition of the report, in the report's order, each condition after
-    the recorded EEG with its change from the recorded EEG (when the report has the recorded run)."""
+    the recorded EEG with its change from the recorded EEG (when the report has the recorded run): paired over the
+    subjects both runs scored, with its interval, when the report has the paired comparison (``vs_recorded``), else
+    the difference of the two means."""
     names = names or {}
     by_model: dict[str, list[dict]] = {}
     for entry in report.get("runs", []):
@@ -690,7 +692,13 @@ def ceilings_sentences(report: Mapping, names: Mapping[str, str] | None = None) 
                     continue
                 text = f"{r:.3f} on {word} subjects"
                 base = None if recorded is None or entry is recorded else (recorded.get(protocol) or {}).get("paper_r")
-                if base is not None:
+                paired = (entry.get("vs_recorded") or {}).get(protocol)
+                if paired is not None:
+                    text += (
+                        f" ({paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
+                        f"over the {paired['n_subjects']} subjects both runs scored)"
+                    )
+                elif base is not None:
                     text += f" ({r - base:+.3f})"
                 scores.append(text)
             if scores:
