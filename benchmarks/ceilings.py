@@ -220,7 +220,9 @@ def markdown(report: dict) -> str:
         for entry in paired:
             for protocol, word in (("known", "known"), ("unknown", "held-out")):
                 sentence = difference_sentence(
-                    f"{entry['model']} ({entry['condition']})", "recorded", entry["vs_recorded"].get(protocol)
+                    f"{entry['model']} ({entry['condition']})",
+                    f"{entry['model']} (recorded)",
+                    entry["vs_recorded"].get(protocol),
                 )
                 lines.append(f"- {word} subjects: {sentence}.")
     paths = report.get("ridge_path") or {}

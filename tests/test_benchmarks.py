@@ -1184,6 +1184,11 @@ def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, 
     # without the background EEG and the sensor noise the linear decoder does far better: the ceiling
     assert clean["known"]["paper_r"] > recorded["known"]["paper_r"] + 0.1
     assert "| linear | noise-free | 3 |" in out.with_suffix(".md").read_text()
+    # paired with the recorded EEG on the same three known subjects: too few for the sign-flip test to call it
+    assert clean["vs_recorded"]["known"]["n_subjects"] == 3 and "vs_recorded" not in recorded
+    assert "- known subjects: too few subjects to tell linear (noise-free) from linear (recorded) (Δr = +" in (
+        out.with_suffix(".md").read_text()
+    )
     # the ridge path: every strength of the grid in both conditions, the one validation picks marked; its
     # validation scores are the ones LinearDecoder.fit chose by
     from dmf2mel.data.sparrkulee import SplitData
