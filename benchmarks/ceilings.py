@@ -192,8 +192,9 @@ def markdown(report: dict) -> str:
         f"{str(report['code']['commit'])[:7]}. The quality benchmark's corpus; deep models: profile `quick`, "
         f"{report['budget']['epochs']} epochs, seed {SEED}, best validation epoch. `recorded`: the EEG as the "
         "benchmark uses it; `noise-free`: the simulated auditory response alone, through the same filters; "
-        "`N x subjects`: a corpus with N times the training subjects. Paper r on the test parts (chance level in "
-        "brackets).",
+        "`N x subjects`: a corpus of the same simulation with N times the training subjects, holding out the "
+        "benchmark's own held-out subjects (the same listeners and test files). Paper r on the test parts (chance "
+        "level in brackets).",
         "",
         "| model | condition | training subjects | known r | unknown r |",
         "|---|---|---:|---:|---:|",
