@@ -9,9 +9,9 @@ same chance levels. The gap says how much the noise costs: a decoder far below i
 the data, not by the model. ``--subject-factors 2 4`` adds corpora with 2 and 4 times the training subjects
 (generated on first use, which takes about 20 minutes per 20 subjects on one core), each holding out the benchmark
 corpus's own held-out subjects (:func:`held_out_view`): how the decoders scale with data, paired subject by subject
-with the recorded condition on the same held-out listeners. With the linear decoder among the models, the report also scores it at every
-ridge strength of its grid in each condition (:func:`ridge_path_scores`): how much its choice of alpha on the known
-subjects' validation parts costs on held-out subjects.
+with the recorded condition on the same held-out listeners. With the linear decoder among the models, the report
+also scores it at every ridge strength of its grid in each condition (:func:`ridge_path_scores`): how much its
+choice of alpha on the known subjects' validation parts costs on held-out subjects.
 
 Writes ``benchmarks/results/ceilings_<preset>.json`` and a markdown table beside it after every run; finished runs
 are kept across sessions as in the other studies. Never part of the tests.

@@ -1242,8 +1242,8 @@ def test_a_larger_corpus_holds_out_the_benchmarks_own_held_out_subjects(tiny_cor
 
 def test_a_condition_is_paired_with_the_recorded_eeg_on_the_subjects_both_runs_scored():
     def run(condition, known, unknown):
-        return {"model": "linear", "condition": condition, "n_training_subjects": len(known),
-                "known": {"paper_r": 0.0, "per_subject": known}, "unknown": {"paper_r": 0.0, "per_subject": unknown}}  # fmt: skip
+        scores = {"known": {"paper_r": 0.0, "per_subject": known}, "unknown": {"paper_r": 0.0, "per_subject": unknown}}
+        return {"model": "linear", "condition": condition, "n_training_subjects": len(known), **scores}
 
     recorded = run("recorded", {"sub-001": 0.20, "sub-002": 0.30}, {"sub-009": 0.10, "sub-010": 0.20})
     scaled = run(
