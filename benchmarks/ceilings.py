@@ -47,10 +47,10 @@ SEED = 0
 RESULT_FILE = "ceiling_result.json"
 
 
-def _view(corpus: Path, folder: Path, eeg_folder: Path, metadata_update: dict) -> Path:
+def _view(corpus: Path, folder: Path, eeg_folder: Path, metadata: dict) -> Path:
     """A ``split_data`` folder of symbolic links to the corpus's files (nothing is copied), its EEG taken from
-    ``eeg_folder`` and its metadata the corpus's with ``metadata_update`` applied."""
-    from dmf2mel.data.sparrkulee import METADATA_FILE
+    ``eeg_folder`` and ``metadata`` as its metadata (rewritten only when it differs)."""
+    from dmf2mel.data.sparrkulee import read_metadata, write_metadata
 
     folder.mkdir(parents=True, exist_ok=True)
     for path in corpus.glob("*.npy"):
@@ -58,12 +58,8 @@ def _view(corpus: Path, folder: Path, eeg_folder: Path, metadata_update: dict) -
         link = folder / path.name
         if not link.is_symlink():
             os.symlink(source, link)
-    metadata = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8"))
-    metadata.update(metadata_update)
-    text = json.dumps(metadata)
-    target = folder / METADATA_FILE
-    if not target.exists() or target.read_text(encoding="utf-8") != text:
-        target.write_text(text, encoding="utf-8")
+    if read_metadata(folder) != metadata:
+        write_metadata(folder, metadata)
     return folder
 
 
@@ -71,14 +67,14 @@ def clean_view(corpus: Path, folder: Path) -> Path:
     """A ``split_data`` folder whose EEG is the corpus's noise-free EEG (``clean/``) and whose other features and
     metadata are the corpus's own, as symbolic links (nothing is copied)."""
     from dmf2mel.data.corpus import CLEAN_FOLDER
-    from dmf2mel.data.sparrkulee import METADATA_FILE
+    from dmf2mel.data.sparrkulee import read_metadata
 
     corpus = Path(corpus).resolve()
     clean = corpus / CLEAN_FOLDER
     if not clean.is_dir():
         raise SystemExit(f"{corpus}: no {CLEAN_FOLDER}/ folder (a corpus simulated by dmf2mel keeps one)")
-    version = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8")).get("version")
-    return _view(corpus, folder, clean, {"version": f"{version}+clean"})
+    metadata = read_metadata(corpus)
+    return _view(corpus, folder, clean, {**metadata, "version": f"{metadata.get('version')}+clean"})
 
 
 def held_out_view(corpus: Path, held_out: Sequence[str], folder: Path) -> Path:
@@ -88,16 +84,16 @@ def held_out_view(corpus: Path, held_out: Sequence[str], folder: Path) -> Path:
     starts with the very subjects and files of the benchmark corpus. Holding out the benchmark's held-out subjects
     there makes the scaling study paired: the same held-out listeners and test recordings in every condition, and
     every other subject (the benchmark's known ones and the new ones) trains."""
-    from dmf2mel.data.sparrkulee import METADATA_FILE
+    from dmf2mel.data.sparrkulee import read_metadata
 
     corpus = Path(corpus).resolve()
-    metadata = json.loads((corpus / METADATA_FILE).read_text(encoding="utf-8"))
+    metadata = read_metadata(corpus)
     missing = sorted(set(held_out) - set(metadata["subjects"]))
     if missing:
         raise SystemExit(f"{corpus}: cannot hold out {', '.join(missing)}: not subjects of this corpus")
     held_out = list(held_out)
     version = f"{metadata.get('version')}+held-out:{','.join(held_out)}"
-    return _view(corpus, folder, corpus, {"version": version, "held_out_subjects": held_out})
+    return _view(corpus, folder, corpus, {**metadata, "version": version, "held_out_subjects": held_out})
 
 
 def scaled_corpus(runs: Path, preset: str, factor: int, log=print) -> Path:
@@ -115,9 +111,9 @@ def scaled_corpus(runs: Path, preset: str, factor: int, log=print) -> Path:
 
 def scaled_view(runs: Path, preset: str, factor: int, base: Path, log=print) -> Path:
     """:func:`scaled_corpus` seen through :func:`held_out_view` with the held-out subjects of the corpus ``base``."""
-    from dmf2mel.data.sparrkulee import METADATA_FILE
+    from dmf2mel.data.sparrkulee import read_metadata
 
-    held_out = json.loads((Path(base) / METADATA_FILE).read_text(encoding="utf-8"))["held_out_subjects"]
+    held_out = read_metadata(base)["held_out_subjects"]
     data = scaled_corpus(runs, preset, factor, log)
     return held_out_view(data, held_out, Path(runs) / f"{data.name}-held-out-as-benchmark")
 
