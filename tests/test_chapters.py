@@ -309,31 +309,44 @@ def _quoted(value: float, digits: int = 3) -> str:
     return f"{value:+.{digits}f}"
 
 
+def _interval(comparison: dict, flip: bool = False) -> str:
+    """A paired comparison as the prose types it: ``$+0.012$ $[+0.004, +0.030]$`` (``flip``: of the reverse
+    difference, for comparisons stored as other minus DMF2Mel)."""
+    sign = -1 if flip else 1
+    low, high = sorted((sign * comparison["ci_low"], sign * comparison["ci_high"]))
+    return f"${_quoted(sign * comparison['difference'])}$ $[{_quoted(low)}, {_quoted(high)}]$"
+
+
+def _percent(ratio: float) -> str:
+    """A ratio as a gain in percent, as the prose types it (a negative one in math, for its minus sign)."""
+    value = round(100 * (ratio - 1))
+    return f"{value:d} %" if value >= 0 else f"${value:d}$ %"
+
+
+def _chapter_12_prose(heading: str) -> str:
+    """The markdown cell of chapter 12 that starts with ``heading``, its whitespace collapsed."""
+    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
+    (prose,) = [c.source for c in nb.cells if c.source.startswith(heading)]
+    return " ".join(prose.split())
+
+
 def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
     """Chapter 12 explains the ranking in written prose (kept in the student edition), so its numbers are typed: each
     must be the teaching quality report's. A rerun that moves them fails here until the prose is rewritten."""
     report = json.loads((ROOT / "benchmarks" / "results" / "quality_teaching.json").read_text())
     rows = {row["model"]: row for row in report["rows"]}
     known, unknown = (report["comparisons"][part]["vs_dmf2mel"] for part in ("known", "unknown"))
-    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
-    (prose,) = [c.source for c in nb.cells if c.source.startswith("## Why DMF2Mel ranked where it did")]
-    prose = " ".join(prose.split())
+    prose = _chapter_12_prose("## Why DMF2Mel ranked where it did")
 
     def r(model, part="known"):
         return rows[model][part]["paper_r"]
 
     def dmf2mel_minus(other, part):  # the comparisons are other - DMF2Mel: flip the sign and the interval
-        c = part[other]
-        return f"${_quoted(-c['difference'])}$ $[{_quoted(-c['ci_high'])}, {_quoted(-c['ci_low'])}]$"
+        return _interval(part[other], flip=True)
 
     def versus_linear(part):  # the report's own DMF2Mel - linear comparison
-        c = report["comparisons"][part]["dmf2mel_vs_linear"]
-        return f"${_quoted(c['difference'])}$ $[{_quoted(c['ci_low'])}, {_quoted(c['ci_high'])}]$"
+        return _interval(report["comparisons"][part]["dmf2mel_vs_linear"])
 
-    def percent(ratio):
-        return f"{round(100 * (ratio - 1)):d} %"
-
-    held_out_over_vlaai = round(100 * (r("dmf2mel", "unknown") / r("vlaai", "unknown") - 1))
     seeds = [s["paper_r"] for s in rows["dmf2mel"]["known"]["per_seed"]]
     vlaai_unknown = unknown["vlaai"]
     assert vlaai_unknown["verdict"] == "no detectable difference", "the held-out verdict on VLAAI changed"
@@ -353,17 +366,17 @@ def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
         f"DMF2Mel beats VLAAI by {dmf2mel_minus('vlaai', known)}",
         f"the linear decoder by {versus_linear('known')}",
         f"falls to {r('dmf2mel', 'unknown'):.3f}, still above the linear decoder ({versus_linear('unknown')})",
-        f"below VLAAI ({r('vlaai', 'unknown'):.3f}), which leads it by ${_quoted(vlaai_unknown['difference'])}$ "
-        f"$[{_quoted(vlaai_unknown['ci_low'])}, {_quoted(vlaai_unknown['ci_high'])}]$",
+        f"below VLAAI ({r('vlaai', 'unknown'):.3f}), which leads it by {_interval(vlaai_unknown)}",
         f"{words[higher].capitalize()} of the six held-out subjects score higher with VLAAI and {words[6 - higher]} does not",
         f"the sign-flip test gives $p = {vlaai_unknown['p_value']:.3f}$",
         f"without the BiMamba it loses {-known['dmf2mel-no-mamba']['difference']:.3f} on known subjects "
         f"($[{_quoted(-known['dmf2mel-no-mamba']['ci_high'])}, {_quoted(-known['dmf2mel-no-mamba']['ci_low'])}]$)",
         f"it loses {-known['dmf2mel-single-head']['difference']:.3f} and "
         f"{-unknown['dmf2mel-single-head']['difference']:.3f}",
-        f"linear decoder is {percent(r('dmf2mel') / r('linear'))} on known subjects and "
-        f"{percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} on held-out ones",
-        f"over VLAAI {percent(r('dmf2mel') / r('vlaai'))} and ${held_out_over_vlaai:d}$ %",  # math: the sign
+        f"linear decoder is {_percent(r('dmf2mel') / r('linear'))} on known subjects and "
+        f"{_percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} on held-out ones",
+        f"over VLAAI {_percent(r('dmf2mel') / r('vlaai'))} and "
+        f"{_percent(r('dmf2mel', 'unknown') / r('vlaai', 'unknown'))}",
         f"Without the SplineMap attention it loses {-known['dmf2mel-no-splinemap']['difference']:.3f} on known "
         f"subjects ($[{_quoted(-known['dmf2mel-no-splinemap']['ci_high'])}, "
         f"{_quoted(-known['dmf2mel-no-splinemap']['ci_low'])}]$)",
@@ -387,9 +400,7 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
     committed report's, so a rerun that moves them fails here until the prose is rewritten."""
     report = json.loads((ROOT / "benchmarks" / "results" / "quality_sparrkulee.json").read_text())
     rows = {row["model"]: row for row in report["rows"]}
-    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
-    (prose,) = [c.source for c in nb.cells if c.source.startswith("## Why DMF2Mel ranked where it did")]
-    prose = " ".join(prose.split())
+    prose = _chapter_12_prose("## Why DMF2Mel ranked where it did")
 
     def r(model, part):
         return rows[model][part]["paper_r"]
@@ -397,11 +408,7 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
     def versus_linear(part):
         c = report["comparisons"][part]["dmf2mel_vs_linear"]
         assert c["verdict"] == "no detectable difference", f"sparrkulee {part}: DMF2Mel vs linear is now {c['verdict']}"
-        return f"${_quoted(c['difference'])}$ $[{_quoted(c['ci_low'])}, {_quoted(c['ci_high'])}]$"
-
-    def percent(ratio):  # negative numbers are typed in math, for the minus sign
-        value = round(100 * (ratio - 1))
-        return f"{value:d} %" if value >= 0 else f"${value:d}$ %"
+        return _interval(c)
 
     for part in ("known", "unknown"):
         assert report["comparisons"][part]["vs_dmf2mel"]["cnn"]["verdict"] == "below", "DMF2Mel no longer beats the CNN"
@@ -415,8 +422,8 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
         f"Without the BiMamba DMF2Mel scores the same ({r('dmf2mel-no-mamba', 'known'):.3f} and "
         f"{r('dmf2mel-no-mamba', 'unknown'):.3f})",
         f"it still beats the CNN ({r('cnn', 'known'):.3f} and {r('cnn', 'unknown'):.3f})",
-        f"on the `sparrkulee` corpus it is {percent(r('dmf2mel', 'known') / r('linear', 'known'))} and "
-        f"{percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} over the linear decoder",
+        f"on the `sparrkulee` corpus it is {_percent(r('dmf2mel', 'known') / r('linear', 'known'))} and "
+        f"{_percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} over the linear decoder",
         "three seeds each at the learning rates of that corpus's own sweep",
     ]
     assert report["budget"]["seeds"] == [0, 1, 2] and report.get("learning_rates")
@@ -434,9 +441,7 @@ def test_the_ceilings_prose_of_chapter_12_quotes_the_committed_study():
         for run in study["runs"]
         for part in ("known", "unknown")
     }
-    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
-    (prose,) = [c.source for c in nb.cells if c.source.startswith("### What limits the scores")]
-    prose = " ".join(prose.split())
+    prose = _chapter_12_prose("### What limits the scores")
     rec, clean, more = "recorded", "noise-free", "2 x subjects"
     for model in ("linear", "dmf2mel"):
         assert r[model, clean, "known"] > 2 * r[model, rec, "known"], "the noise-free scores no longer double"
@@ -455,8 +460,7 @@ def test_the_ceilings_prose_of_chapter_12_quotes_the_committed_study():
     assert all(c["n_subjects"] == n for (_, part), c in paired.items() for n in [{"known": 14, "unknown": 6}[part]])
 
     def change(model, part):
-        c = paired[model, part]
-        return f"${_quoted(c['difference'])}$ $[{_quoted(c['ci_low'])}, {_quoted(c['ci_high'])}]$"
+        return _interval(paired[model, part])
 
     expected = [
         f"the linear decoder reaches {r['linear', clean, 'known']:.3f} and DMF2Mel {r['dmf2mel', clean, 'known']:.3f}",
