@@ -180,6 +180,12 @@ def with_paired_change(entry: dict, runs: Sequence[dict]) -> dict:
     return entry
 
 
+def _three(value: float) -> str:
+    """``value`` to three decimals, without the sign of a value that rounds to zero (a chance level a hair below
+    zero would otherwise print as -0.000)."""
+    return f"{round(value, 3) + 0.0:.3f}"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Ceilings and scaling, `{report['preset']}` preset",
@@ -199,7 +205,7 @@ def markdown(report: dict) -> str:
     def r(result):
         if not result or result.get("paper_r") is None:
             return "-"
-        return f"{result['paper_r']:.3f} ({result['chance_r']:.3f})"
+        return f"{_three(result['paper_r'])} ({_three(result['chance_r'])})"
 
     for entry in report["runs"]:
         lines.append(

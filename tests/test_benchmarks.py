@@ -1210,6 +1210,14 @@ def test_ceilings_score_the_noise_free_eeg_beside_the_recorded_one(tiny_corpus, 
     assert "## The linear decoder at every ridge strength" in out.with_suffix(".md").read_text()
 
 
+def test_the_ceilings_table_prints_a_chance_level_a_hair_below_zero_as_zero():
+    """The noise-free run's circular-shift null can put its 95th percentile just below zero; the table says 0.000
+    (a negative zero reads like a sign that means something), and keeps every other sign."""
+    assert [ceilings._three(x) for x in (-0.0004, -0.0, 0.0004, -0.0006, 0.2186)] == [
+        "0.000", "0.000", "0.000", "-0.001", "0.219",
+    ]  # fmt: skip
+
+
 def test_a_larger_corpus_holds_out_the_benchmarks_own_held_out_subjects(tiny_corpus, tmp_path):
     """The scaling study's pairing rests on the simulation drawing each subject and recording from its own index: a
     corpus with more subjects (same seed) starts with the very files of the smaller one, so its view that holds out
