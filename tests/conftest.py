@@ -13,6 +13,16 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 TINY = dict(n_subjects=4, n_held_out=1, n_stories=2, minutes=1.0)
 
 
+def chapter_prose(notebook: str, heading: str) -> str:
+    """The markdown cell of ``notebooks/<notebook>`` that starts with ``heading``, its whitespace collapsed: the
+    written prose a test holds to the committed reports."""
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / notebook, as_version=4)
+    (prose,) = [cell.source for cell in nb.cells if cell.cell_type == "markdown" and cell.source.startswith(heading)]
+    return " ".join(prose.split())
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A small ``teaching`` corpus: 3 known subjects + 1 held out, 2 stories of 1 minute."""

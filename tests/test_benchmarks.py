@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import chapter_prose
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -1544,16 +1545,12 @@ def test_the_comparison_page_quotes_the_finalists_as_recorded():
 def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measured():
     """Chapter 12 types what the 80-epoch run of DMF2Mel reached (and when), and that the DMF2Mel family was still
     gaining more than VLAAI and the CNN in the last quarter of the quality benchmark's 40 epochs."""
-    import nbformat
-
     plateau = json.loads((readme.RESULTS_DIR / "plateau80_teaching.json").read_text())
     (run,) = plateau["runs"]
     assert run["epochs"] == 80 and not run["diverged"]
     best = dict(reports.best_so_far(run["curve"], 80, parts=2))  # epochs 40 and 80
     at_60 = max(v for e, v in zip(run["curve"]["epoch"], run["curve"]["val_r"]) if e <= 60 and v is not None)
-    nb = nbformat.read(readme.ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
-    (prose,) = [c.source for c in nb.cells if c.source.startswith("## Why DMF2Mel ranked where it did")]
-    prose = " ".join(prose.split())
+    prose = chapter_prose("12_evaluation.ipynb", "## Why DMF2Mel ranked where it did")
     expected = (
         f"its best validation r rose from {best[40]:.3f} at epoch 40 to {at_60:.3f} at epoch 60 and "
         f"{run['best_val_r']:.3f} at epoch {run['best_epoch']}, and no further"

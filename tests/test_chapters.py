@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import chapter_prose
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -325,9 +326,7 @@ def _percent(ratio: float) -> str:
 
 def _chapter_12_prose(heading: str) -> str:
     """The markdown cell of chapter 12 that starts with ``heading``, its whitespace collapsed."""
-    nb = nbformat.read(ROOT / "notebooks" / "12_evaluation.ipynb", as_version=4)
-    (prose,) = [c.source for c in nb.cells if c.source.startswith(heading)]
-    return " ".join(prose.split())
+    return chapter_prose("12_evaluation.ipynb", heading)
 
 
 def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
