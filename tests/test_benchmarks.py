@@ -1528,18 +1528,19 @@ def test_the_comparison_page_quotes_the_finalists_as_recorded():
     budget = (report["budget"]["epochs"], report["corpus"]["version"])
     rates = quality.learning_rates("teaching", ["cnn", "vlaai", "dmf2mel"], None, fingerprint(), *budget)
     assert {model: rates[model]["lr"] for model in rates} == {"cnn": 3e-4, "vlaai": 3e-4, "dmf2mel": 3e-3}
-    # the sparrkulee finalists (the ones trained so far)
+    # the sparrkulee finalists
     report = json.loads((readme.RESULTS_DIR / "quality_sparrkulee.json").read_text())
     budget = (report["budget"]["epochs"], report["corpus"]["version"])
     scores = stability.full_budget_scores("sparrkulee", readme.RESULTS_DIR, fingerprint(), *budget)
     expected = [
         f"for DMF2Mel, 3 × 10⁻³ ({scores['dmf2mel'][3e-3]:.4f} against 1 × 10⁻³'s {scores['dmf2mel'][1e-3]:.4f})",
         f"for the CNN, 1 × 10⁻³ ({scores['cnn'][1e-3]:.4f} against 3 × 10⁻⁴'s {scores['cnn'][3e-4]:.4f})",
+        f"for VLAAI, 1 × 10⁻⁴ ({scores['vlaai'][1e-4]:.4f} against 1 × 10⁻³'s {scores['vlaai'][1e-3]:.4f}",
     ]
     missing = [text for text in expected if text not in page]
     assert not missing, f"book/comparison.md no longer quotes the sparrkulee finalists: {missing}"
-    rates = quality.learning_rates("sparrkulee", ["cnn", "dmf2mel"], None, fingerprint(), *budget)
-    assert {model: rates[model]["lr"] for model in rates} == {"cnn": 1e-3, "dmf2mel": 3e-3}
+    rates = quality.learning_rates("sparrkulee", ["cnn", "vlaai", "dmf2mel"], None, fingerprint(), *budget)
+    assert {model: rates[model]["lr"] for model in rates} == {"cnn": 1e-3, "vlaai": 1e-4, "dmf2mel": 3e-3}
 
 
 def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measured():
