@@ -12,9 +12,14 @@ profile builds it (the ``small`` DMF2Mel config) from a fixed seed, in float64:
 - a closed-form model (the linear decoder) is fitted on fixed random pairs and summarised by the projection of its
   prediction.
 
-Float64 leaves the summation order of a kernel about 1e-12 of relative difference; a change of the maths (another
-initialisation, another dropout mask, a different layer) moves these numbers by many orders of magnitude more, so
-:func:`same_fingerprint` compares them to a relative 1e-7.
+Float64 does not make these numbers bit-identical across machines and thread counts: the summation order of a kernel
+changes with them, and the models with SplineMap attention carry that rounding much further than the others.
+Measured on the same code: the CNN, VLAAI, the linear decoder and DMF2Mel without SplineMap agree to about 1e-11
+(relative) or better, while DMF2Mel and its SplineMap ablations move by about 1e-8 between one and two torch threads
+(the numba kernels follow torch's thread count) and by up to 3.2e-7 between two machines (the no-DC-FAM ablation's
+gradient projection). A change of the maths (another initialisation, another dropout mask, a different layer) moved
+them by a relative 2.6 to 6.7 in this project's history. :func:`same_fingerprint` compares them to a relative 1e-4:
+three hundred times the largest noise measured, four orders of magnitude under the smallest change of the maths.
 
 The fingerprint covers the models and the loss (:data:`COVERED`); the training loop and the data windows
 (``dmf2mel/train.py``, ``dmf2mel/data/datasets.py``) are not in it.
@@ -34,7 +39,7 @@ MODEL_PRESET = "small"
 #: The code the fingerprint covers: a change elsewhere can change training without changing these numbers.
 COVERED = ("dmf2mel/models/", "dmf2mel/losses.py")
 #: Relative tolerance of :func:`same_fingerprint`.
-RTOL = 1e-7
+RTOL = 1e-4
 
 
 def _direction(shape, generator: torch.Generator) -> torch.Tensor:
