@@ -273,6 +273,7 @@ def train_and_score(
     _, fitted = load_model(run)
     return {
         "seed": seed,
+        "machine": trained_on(),
         "train_seconds": train_seconds,
         "eval_seconds": time.perf_counter() - start,
         "epochs_run": summary["epochs"],
@@ -283,6 +284,28 @@ def train_and_score(
         "known": metrics["known"],
         "unknown": metrics["unknown"],
     }
+
+
+def trained_on(machine: dict | None = None) -> str:
+    """The machine a seed is trained on, as a report names it: ``"2-core <CPU model>"``."""
+    machine = machine_info() if machine is None else machine
+    return f"{machine['cpu_count']}-core {machine['cpu']}"
+
+
+def machines_sentence(report: dict) -> str:
+    """Where the seeds of a report were trained, when not all on the machine that assembled it (a benchmark resumed
+    in another session reuses the seeds saved before): the training times are each seed's own machine's. ``""`` when
+    every seed was trained on the report's machine."""
+    here = trained_on(report["machine"])
+    counts: dict[str, int] = {}
+    for row in report["rows"]:
+        for machine in row.get("trained_on") or []:
+            name = machine or "not recorded (saved before the seeds recorded their machine)"
+            counts[name] = counts.get(name, 0) + 1
+    if set(counts) <= {here}:
+        return ""
+    listed = "; ".join(f"{name}: {n} {'seed' if n == 1 else 'seeds'}" for name, n in counts.items())
+    return f"Each train time is that of the machine its seed was trained on, not always this one: {listed}."
 
 
 #: The columns of a run's ``history.csv`` a report keeps as its learning curve.
@@ -426,6 +449,7 @@ def model_row(
         "curves": [r.get("curve") for r in per_seed],
         "train_seconds": _mean([r["train_seconds"] for r in per_seed]),
         "eval_seconds": _mean([r["eval_seconds"] for r in per_seed]),
+        "trained_on": [r.get("machine") for r in per_seed],
         "known": aggregate([r["known"] for r in per_seed], seeds),
         "unknown": aggregate([r["unknown"] for r in per_seed], seeds),
     }
@@ -728,7 +752,7 @@ def markdown(report: dict) -> str:
         f"batch {train['batch_size']}, Adam at each model's learning rate (column lr: {lr_text}); validation every {b['val_every']} epochs, early stopping off, best val epoch evaluated; "
         f"seeds {', '.join(map(str, b['seeds']))}; {b['closed_form']}. Chance = 95th percentile of a "
         f"circular-shift null ({b['n_null']} draws); p = permutation p-value (largest over seeds).",
-        "",
+        *(["", text, ""] if (text := machines_sentence(report)) else [""]),
         "| model | params | lr | known paper r | known challenge r | known chance r | known p | unknown paper r "
         "| unknown challenge r | unknown chance r | unknown p | train s / seed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

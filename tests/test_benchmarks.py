@@ -197,6 +197,21 @@ def test_paired_comparisons_on_synthetic_results():
     )
 
 
+def test_a_report_says_when_its_seeds_were_trained_on_other_machines(monkeypatch):
+    """A seed records the machine it trained on; a report assembled from seeds of several sessions names them,
+    since each seed's training time is its own machine's (and says nothing when all are the report's)."""
+    here = {"cpu": "CPU A", "cpu_count": 2}
+    monkeypatch.setattr(quality, "machine_info", lambda: here)
+    assert quality.trained_on() == "2-core CPU A"
+    report = {"machine": here, "rows": [{"trained_on": ["2-core CPU A"] * 3}, {"trained_on": ["2-core CPU A"]}]}
+    assert quality.machines_sentence(report) == ""
+    report["rows"].append({"trained_on": ["2-core CPU B", None, "2-core CPU A"]})
+    assert quality.machines_sentence(report) == (
+        "Each train time is that of the machine its seed was trained on, not always this one: 2-core CPU A: 5 seeds;"
+        " 2-core CPU B: 1 seed; not recorded (saved before the seeds recorded their machine): 1 seed."
+    )
+
+
 def test_reports_without_per_subject_scores_are_untested_not_ranked():
     report = _synthetic_report({"linear": 0.0, "dmf2mel": 0.02}, per_subject=False)
     c = quality.comparisons(report)["known"]
