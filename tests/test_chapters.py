@@ -411,8 +411,10 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
 
     for part in ("known", "unknown"):
         assert report["comparisons"][part]["vs_dmf2mel"]["cnn"]["verdict"] == "below", "DMF2Mel no longer beats the CNN"
-        no_mamba = report["comparisons"][part]["vs_dmf2mel"]["dmf2mel-no-mamba"]
-        assert no_mamba["verdict"] == "no detectable difference", "no-Mamba no longer scores the same"
+        vs = report["comparisons"][part]["vs_dmf2mel"]
+        for ablation in ("dmf2mel-no-mamba", "dmf2mel-no-hams", "dmf2mel-no-dcfam"):
+            assert vs[ablation]["verdict"] == "no detectable difference", f"{ablation} no longer scores the same"
+        assert vs["dmf2mel-single-head"]["verdict"] == "below", "the single head no longer costs DMF2Mel"
     expected = [
         f"DMF2Mel reaches {r('dmf2mel', 'known'):.3f} on known subjects and the linear decoder "
         f"{r('linear', 'known'):.3f}, no detectable difference ({versus_linear('known')})",
@@ -421,6 +423,10 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
         f"Without the BiMamba DMF2Mel scores the same ({r('dmf2mel-no-mamba', 'known'):.3f} and "
         f"{r('dmf2mel-no-mamba', 'unknown'):.3f})",
         f"it still beats the CNN ({r('cnn', 'known'):.3f} and {r('cnn', 'unknown'):.3f})",
+        f"channel costs it measurably ({r('dmf2mel-single-head', 'known'):.3f} and "
+        f"{r('dmf2mel-single-head', 'unknown'):.3f}, both intervals excluding zero)",
+        f"without HAMS-Net ({r('dmf2mel-no-hams', 'known'):.3f} and {r('dmf2mel-no-hams', 'unknown'):.3f})",
+        f"or without DC-FAM ({r('dmf2mel-no-dcfam', 'known'):.3f} and {r('dmf2mel-no-dcfam', 'unknown'):.3f})",
         f"on the `sparrkulee` corpus it is {_percent(r('dmf2mel', 'known') / r('linear', 'known'))} and "
         f"{_percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} over the linear decoder",
         "three seeds each at the learning rates of that corpus's own sweep",
