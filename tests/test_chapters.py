@@ -412,9 +412,20 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
     for part in ("known", "unknown"):
         assert report["comparisons"][part]["vs_dmf2mel"]["cnn"]["verdict"] == "below", "DMF2Mel no longer beats the CNN"
         vs = report["comparisons"][part]["vs_dmf2mel"]
-        for ablation in ("dmf2mel-no-mamba", "dmf2mel-no-hams", "dmf2mel-no-dcfam"):
+        for ablation in ("vlaai", "dmf2mel-no-mamba", "dmf2mel-no-hams", "dmf2mel-no-dcfam", "dmf2mel-no-splinemap"):
             assert vs[ablation]["verdict"] == "no detectable difference", f"{ablation} no longer scores the same"
         assert vs["dmf2mel-single-head"]["verdict"] == "below", "the single head no longer costs DMF2Mel"
+    vlaai = {part: report["comparisons"][part]["vs_dmf2mel"]["vlaai"] for part in ("known", "unknown")}
+    # "every one of the six held-out subjects scores higher with DMF2Mel" (means over the seeds)
+    by_subject = {}
+    for model in ("dmf2mel", "vlaai"):
+        seeds = rows[model]["unknown"]["per_seed"]
+        by_subject[model] = {
+            s: sum(seed["per_subject"][s] for seed in seeds) / len(seeds) for s in seeds[0]["per_subject"]
+        }
+    assert len(by_subject["vlaai"]) == 6
+    assert all(by_subject["dmf2mel"][s] > by_subject["vlaai"][s] for s in by_subject["vlaai"])
+    assert vlaai["unknown"]["p_value"] < 0.05 and vlaai["unknown"]["ci_low"] < 0 < vlaai["unknown"]["ci_high"]
     expected = [
         f"DMF2Mel reaches {r('dmf2mel', 'known'):.3f} on known subjects and the linear decoder "
         f"{r('linear', 'known'):.3f}, no detectable difference ({versus_linear('known')})",
@@ -423,10 +434,18 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
         f"Without the BiMamba DMF2Mel scores the same ({r('dmf2mel-no-mamba', 'known'):.3f} and "
         f"{r('dmf2mel-no-mamba', 'unknown'):.3f})",
         f"it still beats the CNN ({r('cnn', 'known'):.3f} and {r('cnn', 'unknown'):.3f})",
+        f"VLAAI reaches {r('vlaai', 'known'):.3f} and {r('vlaai', 'unknown'):.3f}, no detectable difference from "
+        f"DMF2Mel on either group (DMF2Mel {_interval(vlaai['known'], flip=True)} and "
+        f"{_interval(vlaai['unknown'], flip=True)})",
+        f"the sign-flip test alone would call it ($p = {vlaai['unknown']['p_value']:.3f}$)",
+        f"or without the SplineMap attention ({r('dmf2mel-no-splinemap', 'known'):.3f} and "
+        f"{r('dmf2mel-no-splinemap', 'unknown'):.3f})",
+        f"and {_percent(r('dmf2mel', 'known') / r('vlaai', 'known'))} and "
+        f"{_percent(r('dmf2mel', 'unknown') / r('vlaai', 'unknown'))} over VLAAI, none of them detectable",
         f"channel costs it measurably ({r('dmf2mel-single-head', 'known'):.3f} and "
         f"{r('dmf2mel-single-head', 'unknown'):.3f}, both intervals excluding zero)",
         f"without HAMS-Net ({r('dmf2mel-no-hams', 'known'):.3f} and {r('dmf2mel-no-hams', 'unknown'):.3f})",
-        f"or without DC-FAM ({r('dmf2mel-no-dcfam', 'known'):.3f} and {r('dmf2mel-no-dcfam', 'unknown'):.3f})",
+        f"without DC-FAM ({r('dmf2mel-no-dcfam', 'known'):.3f} and {r('dmf2mel-no-dcfam', 'unknown'):.3f})",
         f"on the `sparrkulee` corpus it is {_percent(r('dmf2mel', 'known') / r('linear', 'known'))} and "
         f"{_percent(r('dmf2mel', 'unknown') / r('linear', 'unknown'))} over the linear decoder",
         "three seeds each at the learning rates of that corpus's own sweep",
