@@ -138,19 +138,25 @@ def choose(entries: Sequence[dict]) -> dict:
     return out
 
 
-def command(report: dict, out: Path | None = None) -> str:
-    """The command line that makes this report (at ``out``) again; its runs are kept while their keys hold."""
-    models = list(report["chosen"])
-    lrs = " ".join(f"{lr:g}" for lr in sorted({entry["lr"] for entry in report["runs"]}))
-    text = (
-        f"python benchmarks/sweep.py --preset {report['preset']} --models {' '.join(models)} --lrs {lrs} "
-        f"--epochs {report['budget']['epochs']}"
-    )
+def commands(report: dict, out: Path | None = None) -> list[str]:
+    """The command lines that make this report (at ``out``) again; its runs are kept while their keys hold.
+
+    One line for each set of learning rates: a report that grew by sweeps of different grids (e.g. each model at
+    its own chosen rate) is made again by those sweeps, not by one grid of every model at every rate."""
+    grids: dict[tuple[float, ...], list[str]] = {}
+    for model in report["chosen"]:
+        lrs = tuple(sorted({entry["lr"] for entry in report["runs"] if entry["model"] == model}))
+        grids.setdefault(lrs, []).append(model)
+    suffix = ""
     if out is not None and Path(out).resolve() != (RESULTS_DIR / f"sweep_{report['preset']}.json").resolve():
         out = Path(out).resolve()
         root = RESULTS_DIR.parents[1].resolve()
-        text += f" --out {out.relative_to(root) if out.is_relative_to(root) else out}"
-    return text
+        suffix = f" --out {out.relative_to(root) if out.is_relative_to(root) else out}"
+    return [
+        f"python benchmarks/sweep.py --preset {report['preset']} --models {' '.join(models)} "
+        f"--lrs {' '.join(f'{lr:g}' for lr in lrs)} --epochs {report['budget']['epochs']}{suffix}"
+        for lrs, models in grids.items()
+    ]
 
 
 def progress_lines(report: dict, out: Path | None = None) -> list[str]:
@@ -173,7 +179,7 @@ def progress_lines(report: dict, out: Path | None = None) -> list[str]:
             *lines,
             "",
         ]
-    return [*lines, f"Made by `{command(report, out)}`."]
+    return [*lines, "Made by " + " then ".join(f"`{line}`" for line in commands(report, out)) + "."]
 
 
 def markdown(report: dict, out: Path | None = None) -> str:

@@ -1118,6 +1118,26 @@ def test_sweep_reports_the_best_validation_r_so_far_at_each_part_of_the_budget()
     assert sweep.best_so_far(curve, 2) == [(1, 0.1), (2, 0.3)]  # a budget shorter than the parts: each epoch once
 
 
+def test_sweep_says_the_commands_that_made_a_report_grown_by_sweeps_of_different_grids(tmp_path):
+    """A report that grew by one sweep per model at its own rates is made again by those sweeps: one command per
+    set of rates, not one grid of every model at every rate (which would train runs the report never had)."""
+    runs = [
+        {"model": "cnn", "lr": 3e-4},
+        {"model": "dmf2mel", "lr": 3e-3},
+        {"model": "vlaai", "lr": 3e-4},
+        {"model": "dmf2mel", "lr": 1e-2},
+    ]
+    chosen = {"cnn": {"lr": 3e-4}, "dmf2mel": {"lr": 3e-3}, "vlaai": {"lr": 3e-4}}
+    report = {"preset": "teaching", "budget": {"epochs": 80}, "runs": runs, "chosen": chosen}
+    head = "python benchmarks/sweep.py --preset teaching"
+    assert sweep.commands(report, tmp_path / "plateau.json") == [
+        f"{head} --models cnn vlaai --lrs 0.0003 --epochs 80 --out {(tmp_path / 'plateau.json').resolve()}",
+        f"{head} --models dmf2mel --lrs 0.003 0.01 --epochs 80 --out {(tmp_path / 'plateau.json').resolve()}",
+    ]
+    same = {**report, "runs": [{"model": m, "lr": lr} for m in chosen for lr in (3e-4, 1e-3)]}
+    assert sweep.commands(same) == [f"{head} --models cnn dmf2mel vlaai --lrs 0.0003 0.001 --epochs 80"]
+
+
 def test_explanations_compare_each_variant_with_the_baseline_and_keep_finished_runs(
     random_corpus, tmp_path, monkeypatch
 ):
