@@ -12,14 +12,18 @@ profile builds it (the ``small`` DMF2Mel config) from a fixed seed, in float64:
 - a closed-form model (the linear decoder) is fitted on fixed random pairs and summarised by the projection of its
   prediction.
 
-Float64 does not make these numbers bit-identical across machines and thread counts: the summation order of a kernel
-changes with them, and the models with SplineMap attention carry that rounding much further than the others.
-Measured on the same code: the CNN, VLAAI, the linear decoder and DMF2Mel without SplineMap agree to about 1e-11
-(relative) or better, while DMF2Mel and its SplineMap ablations move by about 1e-8 between one and two torch threads
-(the numba kernels follow torch's thread count) and by up to 3.2e-7 between two machines (the no-DC-FAM ablation's
-gradient projection). A change of the maths (another initialisation, another dropout mask, a different layer) moved
-them by a relative 2.6 to 6.7 in this project's history. :func:`same_fingerprint` compares them to a relative 1e-4:
-three hundred times the largest noise measured, four orders of magnitude under the smallest change of the maths.
+Float64 does not make these numbers bit-identical across machines: the summation order of a kernel and the
+vector instructions of the CPU change the last bits, and the fingerprint keeps what the model was built from. On
+the same code the CNN, VLAAI, the linear decoder and every DMF2Mel variant agree to about 1e-13 (relative) or
+better between one and two torch threads. Until the SplineMap attention drew its orthogonal weights with a float64
+QR (:func:`dmf2mel.models.kan.orthogonal_`), DMF2Mel and its SplineMap ablations moved by about 1e-8 between one
+and two threads and by up to 3.2e-7 between two machines (the no-DC-FAM ablation's gradient projection): torch's
+float32 QR rounds differently with the thread count and the CPU, so the models started from weights 3e-7 apart; the
+float64 QR moved the fingerprints by at most 2.3e-7. What is left between CPUs with other vector instructions is
+about 1e-10 (float32 elementwise functions in the BiMamba's initialisation). A change of the maths (another
+initialisation, another dropout mask, a different layer) moved them by a relative 2.6 to 6.7 in this project's
+history. :func:`same_fingerprint` compares them to a relative 1e-4: three hundred times the largest difference seen
+between machines, four orders of magnitude under the smallest change of the maths.
 
 The fingerprint covers the models and the loss (:data:`COVERED`); the training loop and the data windows
 (``dmf2mel/train.py``, ``dmf2mel/data/datasets.py``) are not in it.

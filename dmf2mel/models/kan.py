@@ -34,6 +34,26 @@ CUBIC_ORDER = kan_kernels.CUBIC_ORDER
 ACTIVE_CUBIC_BASES = CUBIC_ORDER + 1  # a cubic B-spline basis spans four knot intervals
 
 
+@torch.no_grad()
+def orthogonal_(weight: torch.Tensor) -> torch.Tensor:
+    """``nn.init.orthogonal_`` (gain 1), reproducible across thread counts and CPUs: the same normal draws from
+    torch's generator, but the QR decomposition in float64, rounded once to the weight's dtype.
+
+    torch's own version decomposes in the weight's dtype, float32 here, with LAPACK (MKL on x86), whose rounding
+    depends on how many threads split the work and on the CPU's vector instructions: a 128-row matrix came out
+    3e-7 apart (relative) between one and two threads, and between an AVX2 and an AVX-512 machine. Training then
+    started from slightly different weights on different machines. In float64 that rounding is ~1e-16, far under
+    float32's, so the rounded result is the same everywhere (and equal to torch's up to float32 rounding).
+    """
+    rows = weight.shape[0]
+    draws = weight.new_empty((rows, weight.numel() // rows)).normal_(0, 1)
+    tall = draws if rows >= draws.shape[1] else draws.T
+    q, r = torch.linalg.qr(tall.double())
+    q = q * torch.diagonal(r).sign()  # the unique QR with a positive diagonal of R: Haar-distributed q
+    weight.copy_((q if rows >= draws.shape[1] else q.T).reshape(weight.shape))
+    return weight
+
+
 def uniform_knots(grid_size: int, spline_order: int = CUBIC_ORDER, grid_range=(-1.0, 1.0), **tensor_kwargs):
     """Knots of a uniform grid over ``grid_range``, extended by ``spline_order`` knots on each side.
 
@@ -430,7 +450,7 @@ class AGKANLinear(nn.Module):
             nn.init.constant_(self.gate.bias, gate_bias)
         self.to_prototypes = nn.Linear(in_features, n_prototypes, bias=False)  # W_c
         self.from_prototypes = nn.Linear(n_prototypes, out_features, bias=False)  # W_r
-        nn.init.orthogonal_(self.to_prototypes.weight)
+        orthogonal_(self.to_prototypes.weight)
         nn.init.kaiming_uniform_(self.from_prototypes.weight)
         self.norm = nn.LayerNorm(out_features)
 

@@ -11,6 +11,7 @@ from dmf2mel.models.kan import (
     KANLinear,
     b_spline_bases_reference,
     local_to_dense,
+    orthogonal_,
     uniform_cubic_bases,
     uniform_knots,
 )
@@ -334,3 +335,25 @@ def test_kan_layer_in_many_chunks_of_tokens_equals_the_torch_path(monkeypatch):
     kernels.set_backend("numba")
     for fast, slow in zip(*results):
         torch.testing.assert_close(fast, slow)
+
+
+@pytest.mark.parametrize("shape", [(128, 32), (32, 128)])
+def test_orthogonal_init_is_torchs_up_to_rounding_and_the_same_at_any_thread_count(shape):
+    """The same draws as ``nn.init.orthogonal_``, an orthogonal result, and bit-identical weights at one and two
+    threads (torch's own float32 QR is not: its rounding follows the thread count)."""
+    threads = torch.get_num_threads()
+    weights = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            torch.manual_seed(0)
+            weights.append(orthogonal_(torch.empty(shape)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(weights[0], weights[1])
+    torch.manual_seed(0)
+    reference = torch.nn.init.orthogonal_(torch.empty(shape))
+    torch.testing.assert_close(weights[0], reference, rtol=0, atol=1e-6)
+    small = min(shape)
+    gram = weights[0].T @ weights[0] if shape[0] >= shape[1] else weights[0] @ weights[0].T
+    torch.testing.assert_close(gram, torch.eye(small), rtol=0, atol=1e-5)
