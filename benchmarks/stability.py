@@ -96,11 +96,18 @@ def record(seed_file: Path) -> dict | None:
     }
 
 
-def _identity(entry: dict) -> tuple:
-    # the maths too: a run of the model after a change of its maths is another run (to 6 digits, so that the same
-    # maths computed another way stays one record)
-    maths = tuple(float(f"{v:.6g}") for v in entry["fingerprint"] or [])
-    return entry["model"], entry["lr"], entry["seed"], entry["epochs"], entry["corpus"], maths
+def _same_run(a: dict, b: dict) -> bool:
+    """Whether two records are of one run: the same model, rate, seed, budget and corpus, and the same maths (the
+    fingerprint's tolerance: the same maths computed on another machine or thread count is the same run, while a
+    run of the model after a change of its maths is another)."""
+    from dmf2mel.models.fingerprint import same_fingerprint
+
+    fields = ("model", "lr", "seed", "epochs", "corpus")
+    if any(a[field] != b[field] for field in fields):
+        return False
+    if a["fingerprint"] is None or b["fingerprint"] is None:
+        return a["fingerprint"] is None and b["fingerprint"] is None
+    return same_fingerprint({"m": a["fingerprint"]}, {"m": b["fingerprint"]})
 
 
 def _is_current(entry: dict, fingerprint: dict | None) -> bool:
@@ -116,11 +123,12 @@ def _is_current(entry: dict, fingerprint: dict | None) -> bool:
 
 
 def merge(earlier: Iterable[dict], new: Iterable[dict]) -> list[dict]:
-    """Every record of ``earlier`` and ``new``, one per (model, lr, seed, epochs, corpus, maths), the new one
-    winning."""
-    merged = {_identity(entry): entry for entry in earlier}
-    merged.update({_identity(entry): entry for entry in new})
-    return sorted(merged.values(), key=lambda e: (e["recipe"], e["lr"], e["model"], e["seed"], e["epochs"]))
+    """Every record of ``earlier`` and ``new``, one per run (:func:`_same_run`), the new one winning."""
+    merged: list[dict] = []
+    for entry in [*earlier, *new]:
+        merged = [kept for kept in merged if not _same_run(kept, entry)]
+        merged.append(entry)
+    return sorted(merged, key=lambda e: (e["recipe"], e["lr"], e["model"], e["seed"], e["epochs"]))
 
 
 def report_path(preset: str, results: Path = RESULTS_DIR) -> Path:

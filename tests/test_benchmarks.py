@@ -393,6 +393,20 @@ def test_stability_records_what_the_guard_did_and_keeps_earlier_records(tmp_path
     assert "| dmf2mel (earlier code) | 0.01 | 40 | 2 | 1 |" in table and "| dmf2mel (earlier code) | 0.003 |" in table
 
 
+def test_stability_keeps_one_record_per_run_whatever_machine_recorded_it():
+    """A seed recorded again from another machine, whose fingerprint differs in the 7th digit (rounding), is the
+    same run: one record, the newer; a change of the maths beyond the fingerprint's tolerance is another run."""
+    run = {"model": "dmf2mel", "recipe": "dmf2mel", "lr": 3e-3, "seed": 0, "epochs": 40, "corpus": "1+x"}
+    first = {**run, "fingerprint": [1.23456499, 2.0], "best_val_r": 0.30}
+    again = {**run, "fingerprint": [1.23456499 * (1 + 3e-7), 2.0], "best_val_r": 0.31}  # 6 digits part here
+    assert stability.merge([first], [again]) == [again]
+    changed = {**run, "fingerprint": [1.3, 2.0], "best_val_r": 0.32}
+    assert stability.merge([first], [changed]) == [first, changed]
+    assert stability.merge([first], [{**again, "seed": 1}]) == [first, {**again, "seed": 1}]
+    closed = {**run, "fingerprint": None}
+    assert stability.merge([closed], [closed, first]) == [closed, first]
+
+
 def test_quality_passes_over_a_rate_a_full_budget_run_needed_the_guard_at(tmp_path):
     runs = [
         {"model": "dmf2mel", "lr": lr, "best_val_r": r, "diverged": diverged}
