@@ -7,7 +7,7 @@ the simulation keeps beside it (``clean/``: the simulated auditory response thro
 background EEG, the artefacts and the sensor noise). Both are scored on the test parts of their own EEG, with the
 same chance levels. The gap says how much the noise costs: a decoder far below its clean-EEG ceiling is limited by
 the data, not by the model. ``--subject-factors 2 4`` adds corpora with 2 and 4 times the training subjects
-(generated on first use, which takes about 20 minutes per 20 subjects on one core), each holding out the benchmark
+(generated on first use, about a quarter of a minute per subject on one core), each holding out the benchmark
 corpus's own held-out subjects (:func:`held_out_view`): how the decoders scale with data, paired subject by subject
 with the recorded condition on the same held-out listeners. With the linear decoder among the models, the report
 also scores it at every ridge strength of its grid in each condition (:func:`ridge_path_scores`): how much its
@@ -40,6 +40,7 @@ from reports import (  # noqa: E402
     machine_info,
     resumable,
     set_threads,
+    simulation_minutes,
     write_report,
 )
 
@@ -104,7 +105,7 @@ def scaled_corpus(runs: Path, preset: str, factor: int, log=print) -> Path:
     n_subjects = held + factor * (BENCHMARK_CORPUS["n_subjects"] - held)
     data = Path(runs) / f"corpus-{preset}-x{factor}"
     if not data.is_dir():
-        log(f"generating {data}: {n_subjects} subjects (about {n_subjects} minutes on one core)")
+        log(f"generating {data}: {n_subjects} subjects (about {simulation_minutes(n_subjects)} minutes on one core)")
         simulate_corpus(data, preset=preset, seed=0, progress=False, **{**BENCHMARK_CORPUS, "n_subjects": n_subjects})
     return data
 

@@ -21,8 +21,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Sizes of the benchmark's corpus (:func:`dmf2mel.data.corpus.simulate_corpus`, seed 0): 14 training and 6
 #: held-out subjects, 3 stories of 10 minutes each, so every recording's test part holds six 10 s windows: 252 known
 #: and 108 unknown test windows (the default corpus: 18 and 6), with 42 training recordings (default 18), so an epoch
-#: costs about 2.3 times as much. Generating it takes minutes (2 subjects of it took 130 s on one core; about 20 minutes
-#: for all 20, estimated).
+#: costs about 2.3 times as much. Generating it takes about five minutes on one core (:data:`SIMULATION_S_PER_SUBJECT`).
 BENCHMARK_CORPUS = {"n_subjects": 20, "n_held_out": 6, "minutes": 10.0}
 
 
@@ -111,14 +110,25 @@ def update_readme() -> None:
 # --- the run store of the long studies (quality, sweep, explanations) ----------------------------
 
 
+#: Seconds the simulation takes per subject of a benchmark corpus on one core, measured on a 2.8 GHz Xeon beside
+#: a training on the other core: 20 subjects in 4.5 minutes (teaching and sparrkulee alike), 34 in 8.2.
+SIMULATION_S_PER_SUBJECT = 15
+
+
+def simulation_minutes(n_subjects: int) -> int:
+    """About how many minutes one core takes to simulate a benchmark corpus of ``n_subjects`` (at least 1)."""
+    return max(1, round(n_subjects * SIMULATION_S_PER_SUBJECT / 60))
+
+
 def benchmark_corpus(runs: Path, preset: str, log=print) -> Path:
     """The quality benchmark's corpus of ``preset`` (:data:`BENCHMARK_CORPUS`, seed 0) in ``runs``,
-    generated on first use (about 20 minutes on one core)."""
+    generated on first use (about five minutes on one core)."""
     from dmf2mel.data.corpus import simulate_corpus
 
     data = Path(runs) / f"corpus-{preset}"
     if not data.is_dir():
-        log(f"generating the benchmark corpus of {preset} in {data} (about 20 minutes on one core)")
+        minutes = simulation_minutes(BENCHMARK_CORPUS["n_subjects"])
+        log(f"generating the benchmark corpus of {preset} in {data} (about {minutes} minutes on one core)")
         simulate_corpus(data, preset=preset, seed=0, progress=False, **BENCHMARK_CORPUS)
     return data
 
