@@ -187,7 +187,23 @@ def _three(value: float) -> str:
     return f"{round(value, 3) + 0.0:.3f}"
 
 
+def benchmark_subjects(report: dict) -> list[str]:
+    """The benchmark's own known subjects: those its recorded-EEG runs scored (every larger corpus starts with them)."""
+    recorded = [e for e in report["runs"] if e["condition"] == "recorded" and (e.get("known") or {}).get("per_subject")]
+    return sorted(recorded[0]["known"]["per_subject"]) if recorded else []
+
+
+def _benchmark_mean(result: dict | None, subjects: Sequence[str]) -> str:
+    """The mean paper r of ``result`` over ``subjects`` (the benchmark's known subjects), or "-" without them all."""
+    scores = (result or {}).get("per_subject") or {}
+    if not subjects or any(subject not in scores for subject in subjects):
+        return "-"
+    return _three(sum(scores[subject] for subject in subjects) / len(subjects))
+
+
 def markdown(report: dict) -> str:
+    benchmark = benchmark_subjects(report)
+    n_benchmark = len(benchmark)
     lines = [
         f"# Ceilings and scaling, `{report['preset']}` preset",
         "",
@@ -197,10 +213,11 @@ def markdown(report: dict) -> str:
         "benchmark uses it; `noise-free`: the simulated auditory response alone, through the same filters; "
         "`N x subjects`: a corpus of the same simulation with N times the training subjects, holding out the "
         "benchmark's own held-out subjects (the same listeners and test files). Paper r on the test parts (chance "
-        "level in brackets).",
+        f"level in brackets). `known r` averages every known subject of the run's corpus; `of the {n_benchmark}` "
+        f"averages the benchmark's own {n_benchmark} known subjects, the ones the paired changes below compare.",
         "",
-        "| model | condition | training subjects | known r | unknown r |",
-        "|---|---|---:|---:|---:|",
+        f"| model | condition | training subjects | known r | of the {n_benchmark} | unknown r |",
+        "|---|---|---:|---:|---:|---:|",
     ]
 
     def r(result):
@@ -211,7 +228,7 @@ def markdown(report: dict) -> str:
     for entry in report["runs"]:
         lines.append(
             f"| {entry['model']} | {entry['condition']} | {entry['n_training_subjects']} | {r(entry['known'])} | "
-            f"{r(entry['unknown'])} |"
+            f"{_benchmark_mean(entry['known'], benchmark)} | {r(entry['unknown'])} |"
         )
     paired = [entry for entry in report["runs"] if entry.get("vs_recorded")]
     if paired:

@@ -1272,6 +1272,29 @@ def test_the_ceilings_table_prints_a_chance_level_a_hair_below_zero_as_zero():
     ]  # fmt: skip
 
 
+def test_the_ceilings_table_gives_a_larger_corpus_its_mean_over_the_benchmarks_own_known_subjects():
+    """A run on a corpus with more subjects averages more known subjects than the recorded run; the paired changes
+    compare only the benchmark's own, so the table gives that mean beside the whole one."""
+
+    def run(condition, n, per_subject):
+        known = {"paper_r": float(np.mean(list(per_subject.values()))), "chance_r": 0.004, "per_subject": per_subject}
+        return {"model": "linear", "condition": condition, "n_training_subjects": n, "known": known, "unknown": None}
+
+    report = {
+        "preset": "teaching", "date": "2026-12-07T12:00:00", "machine": {"cpu_count": 2, "cpu": "CPU"},
+        "code": {"commit": "abcdef0"}, "budget": {"epochs": 20},
+        "runs": [run("recorded", 2, {"s1": 0.2, "s2": 0.3}), run("2 x subjects", 4,
+                 {"s1": 0.1, "s2": 0.2, "s3": 0.5, "s4": 0.6})],
+    }  # fmt: skip
+    table = ceilings.markdown(report)
+    assert "| model | condition | training subjects | known r | of the 2 | unknown r |" in table
+    assert "| linear | recorded | 2 | 0.250 (0.004) | 0.250 | - |" in table
+    assert "| linear | 2 x subjects | 4 | 0.350 (0.004) | 0.150 | - |" in table
+    # a run missing one of the benchmark's subjects has no such mean
+    del report["runs"][1]["known"]["per_subject"]["s2"]
+    assert "| linear | 2 x subjects | 4 | 0.350 (0.004) | - | - |" in ceilings.markdown(report)
+
+
 def test_a_larger_corpus_holds_out_the_benchmarks_own_held_out_subjects(tiny_corpus, tmp_path):
     """The scaling study's pairing rests on the simulation drawing each subject and recording from its own index: a
     corpus with more subjects (same seed) starts with the very files of the smaller one, so its view that holds out

@@ -537,3 +537,19 @@ def test_ceilings_sentences_give_each_condition_and_its_change_from_the_recorded
         "with 2 times the training subjects (28) 0.250 on known subjects (+0.004, 95 % CI [-0.002, +0.011] over the 14 "
         "subjects both runs scored) and 0.230 on held-out subjects (+0.011)."
     )
+    # a larger corpus scores more known subjects than the recorded run: its mean over all of them, and over the ones
+    # the paired change compares (a change of 0.250 - 0.243 would not be the change of the same subjects)
+    report["runs"][0]["known"]["per_subject"] = {"s1": 0.2, "s2": 0.286}
+    report["runs"][3]["known"]["per_subject"] = {"s1": 0.21, "s2": 0.29, "s3": 0.25}
+    linear, _ = vr.ceilings_sentences(report, {"linear": "the linear decoder"})
+    assert linear.endswith(
+        "with 2 times the training subjects (28) 0.250 on all its 3 known subjects and 0.250 on the 2 of the recorded "
+        "run (+0.004, 95 % CI [-0.002, +0.011] over the 14 subjects both runs scored) and 0.230 on held-out subjects "
+        "(+0.011)."
+    )
+    report["runs"][3]["known"]["per_subject"] = {"s1": 0.21, "s2": 0.31, "s3": 0.25}
+    assert "and 0.260 on the 2 of the recorded run" in vr.ceilings_sentences(report)[0]
+    # the noise-free run scored the same subjects: one mean, as before
+    report["runs"][1]["known"]["per_subject"] = {"s1": 0.5, "s2": 0.662}
+    report["runs"][1]["vs_recorded"] = {"known": paired, "unknown": None}
+    assert "on the noise-free EEG 0.581 on known subjects (+0.004," in vr.ceilings_sentences(report)[0]

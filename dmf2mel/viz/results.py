@@ -674,6 +674,16 @@ def _condition_label(condition: str, n_training: int) -> str:
     return f"with {factor} times the training subjects ({n_training})"
 
 
+def _shared_mean(result: Mapping | None, reference: Mapping | None) -> tuple[int, float, int] | None:
+    """(subjects of ``result``, its mean paper r over the subjects ``reference`` scored too, how many) when
+    ``result`` scored subjects that ``reference`` did not (a ceilings run on a larger corpus), else None."""
+    scores = (result or {}).get("per_subject") or {}
+    shared = [subject for subject in scores if subject in ((reference or {}).get("per_subject") or {})]
+    if not shared or len(shared) == len(scores):
+        return None
+    return len(scores), float(np.mean([scores[subject] for subject in shared])), len(shared)
+
+
 def ceilings_sentences(report: Mapping, names: Mapping[str, str] | None = None) -> list[str]:
     """One sentence per model of the ceilings study (``benchmarks/results/ceilings_<preset>.json``): its paper r on
     known and on held-out subjects under each condition of the report, in the report's order, each condition after
@@ -698,6 +708,9 @@ def ceilings_sentences(report: Mapping, names: Mapping[str, str] | None = None) 
                 base = None if recorded is None or entry is recorded else (recorded.get(protocol) or {}).get("paper_r")
                 paired = (entry.get("vs_recorded") or {}).get(protocol)
                 if paired is not None:
+                    both = _shared_mean(entry.get(protocol), recorded.get(protocol))
+                    if both is not None:  # a larger corpus: give the mean the paired change is a change of
+                        text = f"{r:.3f} on all its {both[0]} {word} subjects and {both[1]:.3f} on the {both[2]} of the recorded run"
                     text += (
                         f" ({paired['difference']:+.3f}, 95 % CI [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}] "
                         f"over the {paired['n_subjects']} subjects both runs scored)"
