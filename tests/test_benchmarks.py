@@ -1664,6 +1664,12 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
         if f"{expected}, still rising" in prose:
             assert result["best_epoch"] == 80
         gained[model] = halves[80] - halves[40]
+        waiting = re.search(r"its runner-up (\S+) has not trained the full budget yet", rates[model]["source"])
+        if waiting:  # the rule's next finalist, still to train 80 epochs
+            sentence = f"{name}'s next finalist, {waiting.group(1)}, has not trained the full eighty epochs yet"
+            assert sentence in prose, f"chapter 12 does not say that {model}'s finalist is still to train"
+        else:
+            assert f"{name}'s next finalist" not in prose, f"chapter 12 says {model} has a finalist still to train"
         for finalist in pending.glob(f"finalist-{model}-lr*/quality_teaching_seeds/{model}-seed0.json"):
             other = json.loads(finalist.read_text())
             lost, other_best = other["result"], other["result"]["best_val_r"]
