@@ -1622,7 +1622,8 @@ def test_the_comparison_page_quotes_the_finalists_as_recorded():
 def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measured():
     """Chapter 12 types what the 80-epoch run of DMF2Mel reached (and when), that the DMF2Mel family was still
     gaining more than VLAAI and the CNN in the last quarter of the quality benchmark's 40 epochs, and what the
-    first seeds of the 80-epoch rerun gained after epoch 40 (and that the finalist rates it trained lost)."""
+    first seeds of the 80-epoch rerun gained after epoch 40 (and that the finalist rates it trained lost), and how
+    little the CNN gained from epoch 80 to 160."""
     plateau = json.loads((readme.RESULTS_DIR / "plateau80_teaching.json").read_text())
     (run,) = plateau["runs"]
     assert run["epochs"] == 80 and not run["diverged"]
@@ -1679,6 +1680,17 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
             assert (f"{quoted} and needed the trainer's guard" in prose) == any(lost["curve"]["skipped_steps"])
             if f"{quoted}, level with" in prose:  # "level with ... to the fourth decimal"
                 assert f"{other_best:.4f}" == f"{result['best_val_r']:.4f}"
+    # the CNN for 160 epochs (seed 0, validation after every epoch): still creeping up, slowly
+    (long,) = json.loads((readme.RESULTS_DIR / "plateau160_cnn_teaching.json").read_text())["runs"]
+    assert (long["model"], long["lr"], long["epochs"], long["diverged"]) == ("cnn", rates["cnn"]["lr"], 160, False)
+    quarters = dict(reports.best_so_far(long["curve"], 160))
+    expected = (
+        f"its best validation r went on from {quarters[80]:.3f} at epoch 80 to {quarters[120]:.3f} at epoch 120 and "
+        f"{long['best_val_r']:.3f} at epoch {long['best_epoch']}, a gain of {quarters[160] - quarters[120]:.3f} in its "
+        "last forty epochs: still creeping up"
+    )
+    assert expected in prose, f"chapter 12 no longer quotes the CNN at 160 epochs: {expected}"
+    assert long["best_epoch"] > 120 and 0 < quarters[160] - quarters[120] < quarters[80] - quarters[40]
     expected = f"(+{gained['vlaai']:.3f} and +{gained['cnn']:.3f} against +{gained['dmf2mel']:.3f})"
     assert expected in prose and "gained less than half as much as DMF2Mel" in prose
     assert gained["dmf2mel"] > 2 * max(gained["vlaai"], gained["cnn"]), "no longer 'gained less than half as much'"
