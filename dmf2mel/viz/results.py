@@ -708,7 +708,7 @@ def ceilings_sentences(report: Mapping, names: Mapping[str, str] | None = None) 
                 base = None if recorded is None or entry is recorded else (recorded.get(protocol) or {}).get("paper_r")
                 paired = (entry.get("vs_recorded") or {}).get(protocol)
                 if paired is not None:
-                    both = _shared_mean(entry.get(protocol), recorded.get(protocol))
+                    both = _shared_mean(entry.get(protocol), (recorded or {}).get(protocol))
                     if both is not None:  # a larger corpus: give the mean the paired change is a change of
                         text = f"{r:.3f} on all its {both[0]} {word} subjects and {both[1]:.3f} on the {both[2]} of the recorded run"
                     text += (
