@@ -553,3 +553,6 @@ def test_ceilings_sentences_give_each_condition_and_its_change_from_the_recorded
     report["runs"][1]["known"]["per_subject"] = {"s1": 0.5, "s2": 0.662}
     report["runs"][1]["vs_recorded"] = {"known": paired, "unknown": None}
     assert "on the noise-free EEG 0.581 on known subjects (+0.004," in vr.ceilings_sentences(report)[0]
+    # a paired change whose recorded run is not in the report (a report cut by hand): the change, no shared mean
+    alone = {"runs": [report["runs"][3]]}
+    assert "(28) 0.250 on known subjects (+0.004, 95 % CI" in vr.ceilings_sentences(alone)[0]
