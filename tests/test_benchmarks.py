@@ -39,7 +39,6 @@ from dmf2mel.checkpoint import ABLATIONS  # noqa: E402
 from dmf2mel.checkpoint import MODELS as TRAINABLE  # noqa: E402
 from dmf2mel.data.sparrkulee import write_metadata, write_recording  # noqa: E402
 from dmf2mel.losses import PaperLoss  # noqa: E402
-from dmf2mel.metrics import paired_difference, paired_verdict  # noqa: E402
 
 PROTOCOL_KEYS = {"paper_r", "challenge_r", "chance_r", "p_value"}
 ROW_KEYS = {"model", "known", "unknown", "params", "train_seconds", "seeds", "epochs"}
@@ -1620,9 +1619,15 @@ def test_the_comparison_page_quotes_the_finalists_as_recorded():
     assert {model: rates[model]["lr"] for model in rates} == {"cnn": 1e-3, "vlaai": 1e-4, "dmf2mel": 3e-3}
 
 
-def _seeds(folder: Path, model: str) -> list[dict]:
-    """The saved seeds of ``model`` (not its ablations) in a quality report's seeds folder."""
-    return [json.loads(path.read_text()) for path in sorted(folder.glob(f"{model}-seed[0-9]*.json"))]
+def _seeds(folder: Path, model: str) -> tuple[list[dict], dict]:
+    """The saved seeds of ``model`` (not its ablations) in a quality report's seeds folder, and the report row the
+    benchmark makes of them (:func:`quality.aggregate` of each protocol)."""
+    saved = [json.loads(path.read_text()) for path in sorted(folder.glob(f"{model}-seed[0-9]*.json"))]
+    seeds = [entry["result"]["seed"] for entry in saved]
+    row = {
+        protocol: quality.aggregate([s["result"][protocol] for s in saved], seeds) for protocol in ("known", "unknown")
+    }
+    return saved, row
 
 
 def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measured():
@@ -1701,25 +1706,17 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
     assert expected in prose and "gained less than half as much as DMF2Mel" in prose
     assert gained["dmf2mel"] > 2 * max(gained["vlaai"], gained["cnn"]), "no longer 'gained less than half as much'"
     # every model whose three 80-epoch seeds are in, paired with its 40-epoch seeds on the same test recordings
-    complete = [m for m in ("dmf2mel", "vlaai", "cnn") if len(_seeds(pending / "quality_teaching_seeds", m)) == 3]
+    at_eighty = {model: _seeds(pending / "quality_teaching_seeds", model) for model in ("dmf2mel", "vlaai", "cnn")}
+    complete = [model for model, (saved, _) in at_eighty.items() if len(saved) == 3]
     numbers = {1: "One model has", 2: "Two models have", 3: "Three models have"}
     assert f"{numbers[len(complete)]} all three seeds at eighty epochs so far" in prose
     for model in complete:
-        long, short = (
-            _seeds(pending / "quality_teaching_seeds", model),
-            _seeds(readme.RESULTS_DIR / "quality_teaching_seeds", model),
-        )
+        eighty, eighty_row = at_eighty[model]
+        forty, forty_row = _seeds(readme.RESULTS_DIR / "quality_teaching_seeds", model)
         if "at the rate their forty-epoch seeds used" in prose:
-            assert {s["key"]["lr"] for s in long} == {s["key"]["lr"] for s in short}, f"{model}: not the same rate"
-        change = {
-            protocol: paired_difference(
-                [s["result"][protocol]["per_subject"] for s in long],
-                [s["result"][protocol]["per_subject"] for s in short],
-                seed=quality.PAIRED_SEED,
-            )
-            for protocol in ("known", "unknown")
-        }
-        means = {p: np.mean([s["result"][p]["paper_r"] for s in long]) for p in ("known", "unknown")}
+            assert {s["key"]["lr"] for s in eighty} == {s["key"]["lr"] for s in forty}, f"{model}: not the same rate"
+        change = {protocol: quality.paired(eighty_row, forty_row, protocol) for protocol in ("known", "unknown")}
+        means = {protocol: eighty_row[protocol]["paper_r"] for protocol in ("known", "unknown")}
         quoted = {p: f"${c['difference']:+.3f}$ $[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]$" for p, c in change.items()}
         if model == "dmf2mel":
             expected = (
@@ -1727,8 +1724,8 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
                 f"seeds, and {means['unknown']:.3f} on the held-out ones, {quoted['unknown']} "
                 f"($p = {change['unknown']['p_value']:.3f}$): no detectable difference"
             )
-            assert paired_verdict(change["known"]) == "above"
-            assert paired_verdict(change["unknown"]) == "no detectable difference"
+            assert quality.verdict(change["known"]) == "beats"
+            assert quality.verdict(change["unknown"]) == "no detectable difference"
         else:
             name = {"cnn": "The CNN", "vlaai": "VLAAI"}[model]
             expected = (
@@ -1736,5 +1733,5 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
                 f"{quoted['unknown']}"
             )
             if "small gains on both groups" in prose:
-                assert {paired_verdict(c) for c in change.values()} == {"above"}
+                assert {quality.verdict(c) for c in change.values()} == {"beats"}
         assert expected in " ".join(prose.split()), f"chapter 12 no longer quotes {model}'s 80 against 40 epochs"
