@@ -1771,13 +1771,13 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
             quoted = {
                 p: f"${c['difference']:+.3f}$ $[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]$" for p, c in change.items()
             }
-            verdicts = {p: quality.verdict(c) for p, c in change.items()}
+            calls = {p: quality.verdict(c) for p, c in change.items()}
             name = {"cnn": "the CNN", "vlaai": "VLAAI", "linear": "the linear decoder"}[model]
             sentence = next((s for s in flat.split(". ") if name in s and quoted["known"] in s), None)
             assert sentence is not None, f"chapter 12 does not pair DMF2Mel with {model} at 80 epochs"
             assert f"{quoted['unknown']}, $p = {change['unknown']['p_value']:.3f}$" in sentence, sentence
             words = {"beats": "beats", "below": "loses to", "no detectable difference": "no detectable difference"}
-            assert all(words[v] in sentence for v in verdicts.values()), (verdicts, sentence)
+            assert all(words[v] in sentence for v in calls.values()), (calls, sentence)
             if "all six new listeners score higher with" in sentence:
                 differences = _per_subject_differences(dmf2mel_row, row, "unknown")
                 assert len(differences) == 6 and all(d < 0 for d in differences)
