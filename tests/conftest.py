@@ -23,6 +23,12 @@ def chapter_prose(notebook: str, heading: str) -> str:
     return " ".join(prose.split())
 
 
+def held_out_by_subject(row: dict) -> dict[str, float]:
+    """Each held-out subject's paper r in a quality report's row, the mean over its seeds."""
+    seeds = row["unknown"]["per_seed"]
+    return {s: sum(seed["per_subject"][s] for seed in seeds) / len(seeds) for s in seeds[0]["per_subject"]}
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A small ``teaching`` corpus: 3 known subjects + 1 held out, 2 stories of 1 minute."""

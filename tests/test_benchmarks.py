@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import chapter_prose
+from conftest import chapter_prose, held_out_by_subject
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -1630,12 +1630,10 @@ def _seeds(folder: Path, model: str) -> tuple[list[dict], dict]:
     return saved, row
 
 
-def _per_subject_differences(row: dict, reference: dict, protocol: str) -> list[float]:
-    """Each subject's mean over seeds of ``row`` minus that of ``reference`` (the pairs the paired test signs)."""
-    means = []
-    for scores in (quality.per_subject_scores(row[protocol]), quality.per_subject_scores(reference[protocol])):
-        means.append({subject: np.mean([seed[subject] for seed in scores]) for subject in scores[0]})
-    return [means[0][subject] - means[1][subject] for subject in sorted(means[0])]
+def _interval(comparison: dict) -> str:
+    """A paired difference and its interval as chapter 12 types them: ``$+0.015$ $[+0.005, +0.024]$``."""
+    c = comparison
+    return f"${c['difference']:+.3f}$ $[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]$"
 
 
 def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measured():
@@ -1716,14 +1714,14 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
     assert gained["dmf2mel"] > 2 * max(gained["vlaai"], gained["cnn"]), "no longer 'gained less than half as much'"
     # every model whose three 80-epoch seeds are in, paired with its 40-epoch seeds on the same test recordings
     at_eighty = {model: _seeds(pending / "quality_teaching_seeds", model) for model in ("dmf2mel", "vlaai", "cnn")}
+    at_forty = {model: _seeds(readme.RESULTS_DIR / "quality_teaching_seeds", model) for model in (*at_eighty, "linear")}
     complete = [model for model, (saved, _) in at_eighty.items() if len(saved) == 3]
     numbers = {1: "One model has", 2: "Two models have", 3: "Three models have"}
     verdicts = {}  # each complete model's 80 against its 40 epochs, per protocol
-    flat = " ".join(prose.split())
     assert f"{numbers[len(complete)]} all three seeds at eighty epochs so far" in prose
     for model in complete:
         eighty, eighty_row = at_eighty[model]
-        forty, forty_row = _seeds(readme.RESULTS_DIR / "quality_teaching_seeds", model)
+        forty, forty_row = at_forty[model]
         (rate,), (earlier,) = {s["key"]["lr"] for s in eighty}, {s["key"]["lr"] for s in forty}
         if rate != earlier:  # the rule's rate for 80 epochs is not the one it took for 40: the prose says so
             name = {"cnn": "the CNN", "vlaai": "VLAAI", "dmf2mel": "DMF2Mel"}[model]
@@ -1731,7 +1729,7 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
             assert changed in prose and "both at the rate their forty-epoch seeds used" not in prose, changed
         change = {protocol: quality.paired(eighty_row, forty_row, protocol) for protocol in ("known", "unknown")}
         means = {protocol: eighty_row[protocol]["paper_r"] for protocol in ("known", "unknown")}
-        quoted = {p: f"${c['difference']:+.3f}$ $[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]$" for p, c in change.items()}
+        quoted = {p: _interval(c) for p, c in change.items()}
         if model == "dmf2mel":
             expected = (
                 f"DMF2Mel scores {means['known']:.3f} on the known subjects, {quoted['known']} above its forty-epoch "
@@ -1746,41 +1744,37 @@ def test_chapter_12_quotes_the_80_epoch_plateau_and_the_40_epoch_gains_as_measur
                 f"{name} scores {means['known']:.3f} and {means['unknown']:.3f}, {quoted['known']} and "
                 f"{quoted['unknown']} ($p = {change['unknown']['p_value']:.3f}$)"
             )
-        assert expected in flat, f"chapter 12 no longer quotes {model}'s 80 against 40 epochs"
+        assert expected in prose, f"chapter 12 no longer quotes {model}'s 80 against 40 epochs"
         verdicts[model] = {p: quality.verdict(c) for p, c in change.items()}
-        (sentence,) = [s for s in flat.split(". ") if expected in s]
+        (sentence,) = [s for s in prose.split(". ") if expected in s]
         if "small gains on both groups" in sentence:
             assert set(verdicts[model].values()) == {"beats"}, (model, verdicts[model])
         if "a small gain on the known subjects and none measurable on the held-out ones" in sentence:
             assert verdicts[model] == {"known": "beats", "unknown": "no detectable difference"}, verdicts[model]
     if len(complete) == 3:  # what the longer budget bought, over the three models
-        assert "sharpens every deep model's fit to the listeners it knows" in flat
+        assert "sharpens every deep model's fit to the listeners it knows" in prose
         assert all(v["known"] == "beats" for v in verdicts.values())
-        assert "only the CNN, the weakest of them, also gains measurably on new listeners" in flat
+        assert "only the CNN, the weakest of them, also gains measurably on new listeners" in prose
         assert [model for model, v in verdicts.items() if v["unknown"] == "beats"] == ["cnn"]
         assert min(complete, key=lambda model: at_eighty[model][1]["known"]["paper_r"]) == "cnn"
     # DMF2Mel against each model whose three 80-epoch seeds are in (and the linear decoder, fitted in closed form:
     # its forty-epoch seeds stand), once DMF2Mel's are in too
-    linear = _seeds(readme.RESULTS_DIR / "quality_teaching_seeds", "linear")
     if "dmf2mel" in complete:
         dmf2mel_row = at_eighty["dmf2mel"][1]
-        for model, (saved, row) in {**at_eighty, "linear": linear}.items():
+        for model, (saved, row) in {**at_eighty, "linear": at_forty["linear"]}.items():
             if model == "dmf2mel" or len(saved) < 3:
                 continue
             change = {protocol: quality.paired(dmf2mel_row, row, protocol) for protocol in ("known", "unknown")}
-            quoted = {
-                p: f"${c['difference']:+.3f}$ $[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]$" for p, c in change.items()
-            }
+            quoted = {p: _interval(c) for p, c in change.items()}
             calls = {p: quality.verdict(c) for p, c in change.items()}
             name = {"cnn": "the CNN", "vlaai": "VLAAI", "linear": "the linear decoder"}[model]
-            sentence = next((s for s in flat.split(". ") if name in s and quoted["known"] in s), None)
+            sentence = next((s for s in prose.split(". ") if name in s and quoted["known"] in s), None)
             assert sentence is not None, f"chapter 12 does not pair DMF2Mel with {model} at 80 epochs"
             assert f"{quoted['unknown']}, $p = {change['unknown']['p_value']:.3f}$" in sentence, sentence
             words = {"beats": "beats", "below": "loses to", "no detectable difference": "no detectable difference"}
             assert all(words[v] in sentence for v in calls.values()), (calls, sentence)
             if "all six new listeners score higher with" in sentence:
-                differences = _per_subject_differences(dmf2mel_row, row, "unknown")
-                assert len(differences) == 6 and all(d < 0 for d in differences)
+                mine, theirs = held_out_by_subject(dmf2mel_row), held_out_by_subject(row)
+                assert len(mine) == 6 and all(mine[subject] < theirs[subject] for subject in mine)
             if "where at forty epochs it won" in sentence:
-                forty = _seeds(readme.RESULTS_DIR / "quality_teaching_seeds", "dmf2mel")[1]
-                assert quality.verdict(quality.paired(forty, row, "unknown")) == "beats"
+                assert quality.verdict(quality.paired(at_forty["dmf2mel"][1], row, "unknown")) == "beats"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import chapter_prose
+from conftest import chapter_prose, held_out_by_subject
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -324,12 +324,6 @@ def _percent(ratio: float) -> str:
     return f"{value:d} %" if value >= 0 else f"${value:d}$ %"
 
 
-def _held_out_by_subject(row: dict) -> dict[str, float]:
-    """Each held-out subject's paper r in a quality report's row, the mean over its seeds."""
-    seeds = row["unknown"]["per_seed"]
-    return {s: sum(seed["per_subject"][s] for seed in seeds) / len(seeds) for s in seeds[0]["per_subject"]}
-
-
 def _chapter_12_prose(heading: str) -> str:
     """The markdown cell of chapter 12 that starts with ``heading``, its whitespace collapsed."""
     return chapter_prose("12_evaluation.ipynb", heading)
@@ -356,7 +350,7 @@ def test_the_ranking_prose_of_chapter_12_quotes_the_committed_report():
     vlaai_unknown = unknown["vlaai"]
     assert vlaai_unknown["verdict"] == "no detectable difference", "the held-out verdict on VLAAI changed"
 
-    vlaai_r, dmf2mel_r = _held_out_by_subject(rows["vlaai"]), _held_out_by_subject(rows["dmf2mel"])
+    vlaai_r, dmf2mel_r = held_out_by_subject(rows["vlaai"]), held_out_by_subject(rows["dmf2mel"])
     assert len(vlaai_r) == 6
     higher = sum(vlaai_r[s] > dmf2mel_r[s] for s in vlaai_r)
     words = dict(enumerate(["none", "one", "two", "three", "four", "five", "six"]))
@@ -419,7 +413,7 @@ def test_the_sparrkulee_prose_of_chapter_12_quotes_the_committed_report():
         assert vs["dmf2mel-single-head"]["verdict"] == "below", "the single head no longer costs DMF2Mel"
     vlaai = {part: report["comparisons"][part]["vs_dmf2mel"]["vlaai"] for part in ("known", "unknown")}
     # "every one of the six held-out subjects scores higher with DMF2Mel" (means over the seeds)
-    by_subject = {model: _held_out_by_subject(rows[model]) for model in ("dmf2mel", "vlaai")}
+    by_subject = {model: held_out_by_subject(rows[model]) for model in ("dmf2mel", "vlaai")}
     assert len(by_subject["vlaai"]) == 6
     assert all(by_subject["dmf2mel"][s] > by_subject["vlaai"][s] for s in by_subject["vlaai"])
     assert vlaai["unknown"]["p_value"] < 0.05 and vlaai["unknown"]["ci_low"] < 0 < vlaai["unknown"]["ci_high"]
