@@ -50,8 +50,8 @@ from stability import guarded_rates, passed_over  # noqa: E402
 DEFAULT_MODELS = ("cnn", "vlaai", "dmf2mel")
 #: A grid in steps of about 3 around the quick profile's 3e-3.
 DEFAULT_LRS = (1e-3, 3e-3, 1e-2)
-#: A quarter of the quality benchmark's 40 epochs: enough to rank learning rates (the plateau run checks the
-#: chosen one over the full budget).
+#: A quarter of the 40 epochs the quality benchmark first trained (an eighth of the 80 it trains on ``teaching`` now):
+#: enough to rank learning rates, and the two best are trained over the full budget before one is chosen.
 DEFAULT_EPOCHS = 10
 SEED = 0
 #: Where a run folder keeps its result.
