@@ -1604,14 +1604,13 @@ def test_the_comparison_page_quotes_the_finalists_as_recorded():
     # that moves them fails here until the page is rewritten
     from dmf2mel.models.fingerprint import fingerprint
 
+    current = fingerprint()  # one training step of every model: compute it once
     report = json.loads((readme.RESULTS_DIR / "quality_teaching.json").read_text())
     earlier = json.loads((readme.RESULTS_DIR / "quality_teaching_40_epochs" / "quality_teaching.json").read_text())
     assert report["budget"]["epochs"] == quality.DEFAULT_EPOCHS["teaching"] == 80 and earlier["budget"]["epochs"] == 40
     budgets = {r["budget"]["epochs"]: (r["budget"]["epochs"], r["corpus"]["version"]) for r in (report, earlier)}
-    scores = {
-        e: stability.full_budget_scores("teaching", readme.RESULTS_DIR, fingerprint(), *b) for e, b in budgets.items()
-    }
-    rates = {e: quality.learning_rates("teaching", ["cnn", "vlaai", "dmf2mel"], None, fingerprint(), *b)
+    scores = {e: stability.full_budget_scores("teaching", readme.RESULTS_DIR, current, *b) for e, b in budgets.items()}
+    rates = {e: quality.learning_rates("teaching", ["cnn", "vlaai", "dmf2mel"], None, current, *b)
              for e, b in budgets.items()}  # fmt: skip
     page = " ".join((readme.RESULTS_DIR.parents[1] / "book" / "comparison.md").read_text(encoding="utf-8").split())
     at_80, at_40 = scores[80], scores[40]
@@ -1638,7 +1637,7 @@ def test_the_comparison_page_quotes_the_finalists_as_recorded():
     # the sparrkulee finalists
     report = json.loads((readme.RESULTS_DIR / "quality_sparrkulee.json").read_text())
     budget = (report["budget"]["epochs"], report["corpus"]["version"])
-    scores = stability.full_budget_scores("sparrkulee", readme.RESULTS_DIR, fingerprint(), *budget)
+    scores = stability.full_budget_scores("sparrkulee", readme.RESULTS_DIR, current, *budget)
     expected = [
         f"for DMF2Mel, 3 × 10⁻³ ({scores['dmf2mel'][3e-3]:.4f} against 1 × 10⁻³'s {scores['dmf2mel'][1e-3]:.4f})",
         f"for the CNN, 1 × 10⁻³ ({scores['cnn'][1e-3]:.4f} against 3 × 10⁻⁴'s {scores['cnn'][3e-4]:.4f})",
@@ -1646,7 +1645,7 @@ def test_the_comparison_page_quotes_the_finalists_as_recorded():
     ]
     missing = [text for text in expected if text not in page]
     assert not missing, f"book/comparison.md no longer quotes the sparrkulee finalists: {missing}"
-    rates = quality.learning_rates("sparrkulee", ["cnn", "vlaai", "dmf2mel"], None, fingerprint(), *budget)
+    rates = quality.learning_rates("sparrkulee", ["cnn", "vlaai", "dmf2mel"], None, current, *budget)
     assert {model: rates[model]["lr"] for model in rates} == {"cnn": 1e-3, "vlaai": 1e-4, "dmf2mel": 3e-3}
 
 
